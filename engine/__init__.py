@@ -1,0 +1,1 @@
+"""riskrail: declarative position-management and portfolio-risk engine."""
