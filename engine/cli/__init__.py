@@ -6,6 +6,7 @@ Exit codes: 0 success, 1 the input is invalid or the command failed, 2 usage err
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -44,6 +45,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a bug: say so plainly; RISKRAIL_DEBUG=1 shows the traceback
+        if os.environ.get("RISKRAIL_DEBUG"):
+            raise
+        print(f"riskrail {args.command}: internal error: {type(exc).__name__}: {exc} "
+              "(set RISKRAIL_DEBUG=1 for the traceback, and please report it)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,57 @@
+"""Rule files: models, a loader that locates every error, semantic checks, versions and schemas."""
+
+from engine.config.load import (
+    RULE_FILES,
+    RuleSet,
+    Validation,
+    load_config,
+    load_strategies,
+    rules_version,
+    validate_config,
+    validate_paths,
+)
+from engine.config.models import (
+    KINDS,
+    Action,
+    AllocationRules,
+    CustomRule,
+    CustomRules,
+    ExitLevel,
+    Instrument,
+    Instruments,
+    Job,
+    Limits,
+    ProfitRules,
+    Schedules,
+    Strategy,
+    Trailing,
+)
+from engine.config.problems import Problem, render_json, render_text
+
+__all__ = [
+    "KINDS",
+    "RULE_FILES",
+    "Action",
+    "AllocationRules",
+    "CustomRule",
+    "CustomRules",
+    "ExitLevel",
+    "Instrument",
+    "Instruments",
+    "Job",
+    "Limits",
+    "Problem",
+    "ProfitRules",
+    "RuleSet",
+    "Schedules",
+    "Strategy",
+    "Trailing",
+    "Validation",
+    "load_config",
+    "load_strategies",
+    "render_json",
+    "render_text",
+    "rules_version",
+    "validate_config",
+    "validate_paths",
+]

@@ -1,0 +1,255 @@
+"""Semantic checks beyond types (DESIGN 3.1): each problem points at the node that causes it.
+
+Per strategy: min <= target <= max; exit levels strictly increasing and of one kind; exit percentages
+summing to at most 1; each level's ``sl_adjustment`` below its profit target; ``trailing_distance`` at
+most ``max_trailing_distance``; profit-locking shares summing to 1.
+Across strategies: unique names; targets summing to 1; sum of mins <= 1 <= sum of maxes.
+Across files: custom rules name known strategies and have a position for position actions; allocation
+methods have their parameters; every instrument's quote currency converts to the account currency;
+the broker strategy map names known strategies.
+On reload: a change that removes a strategy with open positions is refused (``check_removed_strategies``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from engine.config import conditions
+from engine.config._yaml import Document
+from engine.config.models import (
+    AllocationRules,
+    CustomRules,
+    Instruments,
+    Limits,
+    Model,
+    ProfitRules,
+    ProfitSplit,
+    Strategy,
+)
+from engine.config.problems import Path, Problem
+
+M = TypeVar("M", bound=Model)
+_EPS = 1e-9
+
+
+@dataclass(frozen=True)
+class Loaded(Generic[M]):
+    """A validated rule file: its document (for positions) and its model."""
+
+    doc: Document
+    model: M
+    # True when the file had type errors: ``model`` then holds only the fields that validated
+    # (``model_construct``), and a check that needs a missing field is skipped.
+    partial: bool = False
+
+
+def at(doc: Document, path: Path, message: str, *, key: bool = False) -> Problem:
+    """Return a problem located at ``path`` of ``doc`` (its key with ``key=True``)."""
+    mark = doc.mark(path, key=key)
+    return Problem(doc.file, mark.line, mark.column, tuple(path), message)
+
+
+def _fmt(x: float) -> str:
+    return f"{x:g}"
+
+
+def check_strategy(item: Loaded[Strategy]) -> list[Problem]:
+    """Return the problems of one strategy file."""
+    doc, s = item.doc, item.model
+    out: list[Problem] = []
+    band = _field(s, "allocation")
+    if band is None:
+        pass
+    elif band.min > band.target:
+        out.append(at(doc, ("allocation", "min"), f"expected min <= target, found min {_fmt(band.min)} above target {_fmt(band.target)}"))
+    if band is not None and band.target > band.max:
+        out.append(at(doc, ("allocation", "max"), f"expected target <= max, found max {_fmt(band.max)} below target {_fmt(band.target)}"))
+    elif band is not None and band.min > band.max:
+        out.append(at(doc, ("allocation", "max"), f"expected min <= max, found max {_fmt(band.max)} below min {_fmt(band.min)}"))
+
+    levels = _field(s, "exit_levels") or []
+    defaults = _field(s, "defaults")
+    kinds = {"profit_target" if lv.profit_target is not None else "r_multiple" for lv in levels}
+    if len(kinds) > 1:
+        first = "profit_target" if levels[0].profit_target is not None else "r_multiple"
+        for i, lv in enumerate(levels):
+            kind = "profit_target" if lv.profit_target is not None else "r_multiple"
+            if kind != first:
+                out.append(at(doc, ("exit_levels", i, kind), f"expected every exit level to use {first} like the first one, found {kind}", key=True))
+    else:
+        kind = next(iter(kinds), "profit_target")
+        previous = None
+        for i, lv in enumerate(levels):
+            trigger = getattr(lv, kind)
+            if previous is not None and trigger <= previous:
+                out.append(at(doc, ("exit_levels", i, kind), f"expected exit levels strictly increasing, found {kind} {_fmt(trigger)} after {_fmt(previous)}"))
+            previous = trigger
+    total = 0.0
+    for i, lv in enumerate(levels):
+        total += lv.exit_percentage
+        if total > 1 + _EPS:
+            shares = " + ".join(_fmt(x.exit_percentage) for x in levels[: i + 1])
+            out.append(at(doc, ("exit_levels", i, "exit_percentage"), f"expected exit percentages summing to at most 1, found {shares} = {_fmt(total)}"))
+            break
+    for i, lv in enumerate(levels):
+        if lv.sl_adjustment is None:
+            continue
+        if lv.profit_target is not None:
+            target, what = lv.profit_target, f"its profit_target {_fmt(lv.profit_target)}"
+        elif defaults is None:
+            continue
+        else:
+            # An r_multiple level's profit, in entry terms, with the default stop as the initial risk.
+            target = lv.r_multiple * defaults.stop_loss
+            what = f"its target {_fmt(lv.r_multiple)}R = {_fmt(target)} at the default stop_loss {_fmt(defaults.stop_loss)}"
+        if lv.sl_adjustment >= target:
+            out.append(at(doc, ("exit_levels", i, "sl_adjustment"), f"expected sl_adjustment below {what}, found {_fmt(lv.sl_adjustment)}"))
+
+    t = _field(s, "trailing")
+    if t is not None and t.trailing_distance is not None and t.max_trailing_distance is not None and t.trailing_distance > t.max_trailing_distance:
+        out.append(at(doc, ("trailing", "trailing_distance"), f"expected trailing_distance <= max_trailing_distance {_fmt(t.max_trailing_distance)}, found {_fmt(t.trailing_distance)}"))
+    if _field(s, "profit_locking") is not None:
+        out.extend(_check_split(doc, ("profit_locking",), s.profit_locking))
+    return out
+
+
+def _field(model: Model, name: str):
+    """Return a field of a possibly partial model (see ``Loaded.partial``), None when it is missing."""
+    return getattr(model, name, None)
+
+
+def _check_split(doc: Document, path: Path, split: ProfitSplit) -> list[Problem]:
+    total = split.big_trades + split.weekly_target + split.compound
+    if abs(total - 1) > 1e-6:
+        return [at(doc, path, f"expected big_trades + weekly_target + compound = 1, found {_fmt(total)}", key=True)]
+    return []
+
+
+def check_strategy_set(items: Sequence[Loaded[Strategy]]) -> list[Problem]:
+    """Return the problems of the strategies taken together (names, targets, bands)."""
+    out: list[Problem] = []
+    seen: dict[str, Loaded[Strategy]] = {}
+    for item in items:
+        name = _field(item.model, "name")
+        if name is None:
+            continue
+        if name in seen:
+            out.append(at(item.doc, ("name",), f"expected a unique strategy name, found {name!r} again (also in {seen[name].doc.file})"))
+        else:
+            seen[name] = item
+    # A strategy whose allocation did not validate has its own error; the sums are then unknown.
+    if not items or any(_field(i.model, "allocation") is None or _field(i.model, "name") is None for i in items):
+        return out
+    first = items[0]
+    targets = sum(i.model.allocation.target for i in items)
+    if abs(targets - 1) > 1e-6:
+        listing = ", ".join(f"{i.model.name} {_fmt(i.model.allocation.target)}" for i in items)
+        out.append(at(first.doc, ("allocation", "target"), f"expected allocation targets summing to 1 across strategies, found {_fmt(targets)} ({listing})"))
+    mins = sum(i.model.allocation.min for i in items)
+    maxes = sum(i.model.allocation.max for i in items)
+    if mins > 1 + 1e-6:
+        out.append(at(first.doc, ("allocation", "min"), f"expected the sum of allocation mins <= 1 across strategies, found {_fmt(mins)}"))
+    if maxes < 1 - 1e-6:
+        out.append(at(first.doc, ("allocation", "max"), f"expected the sum of allocation maxes >= 1 across strategies, found {_fmt(maxes)}"))
+    return out
+
+
+_POSITION_ACTIONS = ("close", "set_stop_loss", "set_take_profit", "reject_position")
+
+
+def check_custom(item: Loaded[CustomRules], strategies: Iterable[str] | None) -> list[Problem]:
+    """Return the problems of rules/custom.yaml (``strategies``: known names, None to skip that check)."""
+    doc, custom = item.doc, item.model
+    known = set(strategies) if strategies is not None else None
+    out: list[Problem] = []
+    names: dict[str, int] = {}
+    for i, rule in enumerate(_field(custom, "rules") or []):
+        if rule.name in names:
+            out.append(at(doc, ("rules", i, "name"), f"expected a unique rule name, found {rule.name!r} again (first at rules.{names[rule.name]})"))
+        names.setdefault(rule.name, i)
+        read = conditions.fields_of(rule.when)
+        for j, action in enumerate(rule.then):
+            if action.kind in _POSITION_ACTIONS and not any(f.startswith("position.") for f in read):
+                out.append(at(doc, ("rules", i, "then", j, action.kind), f"'{action.kind}' acts on a position: expected a position.* field in 'when', found only {', '.join(sorted(read))}", key=True))
+        if known is not None:
+            for field in ("position.strategy_type", "strategy.name"):
+                for value in conditions.literals_of(rule.when, field):
+                    if isinstance(value, str) and value not in known:
+                        hint = conditions.suggest(value, known)
+                        out.append(at(doc, ("rules", i, "when"), f"expected a known strategy for {field}, found {value!r}{hint}"))
+    return out
+
+
+def check_allocation(item: Loaded[AllocationRules], strategies: Iterable[str] | None) -> list[Problem]:
+    """Return the problems of rules/allocation.yaml."""
+    doc, a = item.doc, item.model
+    out: list[Problem] = []
+    needs = {"efficient_risk": ("target_volatility", _field(a, "target_volatility")), "efficient_return": ("target_return", _field(a, "target_return"))}
+    methods = _field(a, "methods") or []
+    for i, method in enumerate(methods):
+        if method in needs and needs[method][1] is None:
+            out.append(at(doc, ("methods", i), f"method {method} needs '{needs[method][0]}', found none"))
+        if method in methods[:i]:
+            out.append(at(doc, ("methods", i), f"expected each method once, found {method!r} again"))
+    if _field(a, "risk_budgets") is not None and strategies is not None:
+        known = set(strategies)
+        for name in a.risk_budgets:
+            if name not in known:
+                out.append(at(doc, ("risk_budgets", name), f"expected a known strategy, found {name!r}{conditions.suggest(name, known)}", key=True))
+    return out
+
+
+def check_limits(item: Loaded[Limits]) -> list[Problem]:
+    """Return the problems of rules/limits.yaml."""
+    doc, limits = item.doc, item.model
+    out = []
+    daily = _field(limits, "daily_loss")
+    actions = daily.on_breach if daily is not None else []
+    for i, action in enumerate(actions):
+        if action in actions[:i]:
+            out.append(at(doc, ("daily_loss", "on_breach", i), f"expected each breach action once, found {action!r} again"))
+    return out
+
+
+def check_profit(item: Loaded[ProfitRules]) -> list[Problem]:
+    """Return the problems of rules/profit.yaml."""
+    split = _field(item.model, "split")
+    return _check_split(item.doc, ("split",), split) if split is not None else []
+
+
+def check_instruments(item: Loaded[Instruments], strategies: Iterable[str] | None) -> list[Problem]:
+    """Return the problems of rules/instruments.yaml."""
+    doc, inst = item.doc, item.model
+    out: list[Problem] = []
+    account = _field(inst, "account_currency")
+    instruments = _field(inst, "instruments") or {}
+    symbols = set(instruments)
+    for symbol, spec in instruments.items():
+        if spec.min_volume > spec.max_volume:
+            out.append(at(doc, ("instruments", symbol, "min_volume"), f"expected min_volume <= max_volume {_fmt(spec.max_volume)}, found {_fmt(spec.min_volume)}"))
+        quote = spec.quote_currency
+        if account is not None and quote != account and not ({quote + account, account + quote} & symbols):
+            out.append(at(doc, ("instruments", symbol, "quote_currency"), f"expected a conversion pair {account}{quote} or {quote}{account} among the instruments to value {quote} PnL in {account}, found none"))
+    mapping = _field(inst, "strategy_map")
+    if strategies is not None and mapping is not None:
+        known = set(strategies)
+        for section in ("magic", "comment_prefix"):
+            for key, name in getattr(mapping, section).items():
+                if name not in known:
+                    out.append(at(doc, ("strategy_map", section, key), f"expected a known strategy, found {name!r}{conditions.suggest(name, known)}"))
+    return out
+
+
+def check_removed_strategies(old: Iterable[str], new: Iterable[str], open_positions: Mapping[str, Sequence[str]]) -> list[str]:
+    """Return why a reload from strategies ``old`` to ``new`` must be refused (empty: it may go ahead).
+
+    ``open_positions`` maps a strategy name to the ids of its open positions.
+    """
+    reasons = []
+    for name in sorted(set(old) - set(new)):
+        ids = list(open_positions.get(name, ()))
+        if ids:
+            reasons.append(f"strategy {name!r} is removed but still has {len(ids)} open position(s): {', '.join(ids)}")
+    return reasons

@@ -1,0 +1,347 @@
+"""Find, load and validate rule files, and assemble them into a versioned ``RuleSet``.
+
+A configuration folder holds ``strategies/*.yaml``, ``rules/{limits,allocation,profit,custom,
+instruments}.yaml`` and ``schedules.yaml``. ``strategies/`` (at least one strategy) and
+``rules/limits.yaml`` are required; the other files are optional and default to the desk's standard
+values of the models. Every problem of every file is collected; nothing raises for bad input except
+``load_config``/``load_strategies``, which raise one ``ConfigError`` carrying all of them.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Mapping
+
+from typing import Annotated
+
+from pydantic import TypeAdapter, ValidationError
+
+from engine.config import lint
+from engine.config._errors import problems_from
+from engine.config._yaml import Document, load_file
+from engine.config.conditions import suggest
+from engine.config.models import (
+    KINDS,
+    AllocationRules,
+    CustomRules,
+    Instruments,
+    Limits,
+    Model,
+    ProfitRules,
+    Schedules,
+    Strategy,
+)
+from engine.config.problems import Problem, sort_problems
+from engine.errors import ConfigError
+
+#: rules/<file> -> kind
+RULE_FILES = {
+    "limits.yaml": "limits",
+    "allocation.yaml": "allocation",
+    "profit.yaml": "profit",
+    "custom.yaml": "custom",
+    "instruments.yaml": "instruments",
+}
+REQUIRED_RULE_FILES = ("limits.yaml",)
+_YAML = (".yaml", ".yml")
+_MODELINE = re.compile(r"#\s*yaml-language-server:\s*\$schema=\S*?([a-z]+)\.schema\.json")
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    """Every rule file of a configuration, validated, with the version of its meaning."""
+
+    strategies: Mapping[str, Strategy]
+    limits: Limits
+    allocation: AllocationRules
+    profit: ProfitRules
+    custom: CustomRules
+    instruments: Instruments
+    schedules: Schedules
+    version: str = ""
+    files: tuple[str, ...] = ()
+
+    def canonical(self) -> dict:
+        """Return the meaning of the rule files as plain JSON data (no comments, no layout, defaults filled)."""
+        return {
+            "strategies": {name: s.model_dump(mode="json") for name, s in sorted(self.strategies.items())},
+            "limits": self.limits.model_dump(mode="json"),
+            "allocation": self.allocation.model_dump(mode="json"),
+            "profit": self.profit.model_dump(mode="json"),
+            "custom": self.custom.model_dump(mode="json"),
+            "instruments": self.instruments.model_dump(mode="json"),
+            "schedules": self.schedules.model_dump(mode="json"),
+        }
+
+    def max_positions(self, strategy: str) -> int:
+        """Return the strategy's max open positions (its own, else the limits default)."""
+        own = self.strategies[strategy].max_positions
+        return own if own is not None else self.limits.per_strategy.max_positions
+
+    def risk_allocation(self, strategy: str) -> float:
+        """Return the strategy's max open risk / equity (its own, else the limits default)."""
+        own = self.strategies[strategy].risk_allocation
+        return own if own is not None else self.limits.per_strategy.risk_allocation
+
+
+def rules_version(ruleset: RuleSet) -> str:
+    """Return the version of a rule set: a hash of its canonical content.
+
+    Comments, key order, layout and values equal to the defaults do not change it; any change of
+    meaning does.
+    """
+    blob = json.dumps(ruleset.canonical(), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return "rv-" + hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@dataclass
+class Validation:
+    """The outcome of validating rule files: every problem, and the rule set when complete and valid."""
+
+    problems: list[Problem] = field(default_factory=list)
+    ruleset: RuleSet | None = None
+    sources: dict[str, str] = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def display_path(path: str) -> str:
+    """Return ``path`` relative to the current directory when it is below it, else absolute."""
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
+
+
+def kind_of(path: str) -> str | None:
+    """Tell which kind of rule file ``path`` is, from where it lies or its schema modeline."""
+    base = os.path.basename(path)
+    parent = os.path.basename(os.path.dirname(os.path.abspath(path)))
+    if parent == "strategies":
+        return "strategy"
+    if base in RULE_FILES and parent == "rules":
+        return RULE_FILES[base]
+    if base in ("schedules.yaml", "schedules.yml"):
+        return "schedules"
+    try:
+        with open(path, encoding="utf-8") as fh:
+            first = fh.readline()
+    except (OSError, UnicodeDecodeError):
+        return None
+    m = _MODELINE.search(first)
+    if m and m.group(1) in KINDS:
+        return m.group(1)
+    return RULE_FILES.get(base)
+
+
+class _Collector:
+    """Loads files one by one, keeping every problem and source text."""
+
+    def __init__(self) -> None:
+        self.result = Validation()
+        self.loaded: dict[str, list[lint.Loaded]] = {}
+        # Strategy names for the checks across files; None while unknown (then those checks are skipped).
+        self.names: list[str] | None = None
+
+    def problem(self, path: str, message: str) -> None:
+        self.result.problems.append(Problem(display_path(path), 1, 1, (), message))
+
+    def load(self, path: str, kind: str) -> lint.Loaded | None:
+        name = display_path(path)
+        doc, problems = load_file(path, name)
+        self.result.files.append(name)
+        self.result.sources[name] = doc.text
+        if problems:
+            self.result.problems.extend(problems)
+            return None
+        model_cls = KINDS[kind]
+        if not isinstance(doc.data, dict):
+            self.result.problems.append(Problem(name, 1, 1, (), f"expected a mapping of settings, found {type(doc.data).__name__ if doc.data is not None else 'nothing'}"))
+            return None
+        try:
+            item = lint.Loaded(doc, model_cls.model_validate(doc.data))
+        except ValidationError as exc:
+            self.result.problems.extend(problems_from(exc, doc, model_cls))
+            # Check what did validate too, so one run reports every problem of the file.
+            item = lint.Loaded(doc, _partial(model_cls, doc.data), partial=True)
+        self.loaded.setdefault(kind, []).append(item)
+        self.result.problems.extend(_check_one(kind, item, self.names))
+        return None if item.partial else item
+
+    def strategies_dir(self, folder: str) -> int:
+        """Load every strategy file of ``folder``; return how many there are."""
+        files = sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(_YAML))
+        if not files:
+            self.problem(folder, "expected at least one strategy file (*.yaml) in strategies/, found none")
+        for path in files:
+            self.load(path, "strategy")
+        return len(files)
+
+
+def _partial(model_cls: type[Model], data: dict) -> Model:
+    """Return a model holding only the top-level fields of ``data`` that validate on their own."""
+    good = {}
+    for name, info in model_cls.model_fields.items():
+        if name not in data:
+            continue
+        try:
+            good[name] = _field_adapter(model_cls, name).validate_python(data[name], strict=True)
+        except ValidationError:
+            continue
+    return model_cls.model_construct(**good)
+
+
+@functools.lru_cache(maxsize=None)
+def _field_adapter(model_cls: type[Model], name: str) -> TypeAdapter:
+    info = model_cls.model_fields[name]
+    return TypeAdapter(Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation)
+
+
+def _check_one(kind: str, item: lint.Loaded, names: list[str] | None) -> list[Problem]:
+    checks = {
+        "strategy": lint.check_strategy,
+        "limits": lint.check_limits,
+        "profit": lint.check_profit,
+        "allocation": lambda i: lint.check_allocation(i, names),
+        "custom": lambda i: lint.check_custom(i, names),
+        "instruments": lambda i: lint.check_instruments(i, names),
+    }
+    check = checks.get(kind)
+    return check(item) if check else []
+
+
+def validate_config(config_dir: str = ".") -> Validation:
+    """Validate the whole configuration in ``config_dir``; on success ``ruleset`` is set."""
+    c = _Collector()
+    strategies_dir = os.path.join(config_dir, "strategies")
+    rules_dir = os.path.join(config_dir, "rules")
+    count = 0
+    if os.path.isdir(strategies_dir):
+        count = c.strategies_dir(strategies_dir)
+    else:
+        c.problem(strategies_dir, "expected a strategies/ folder with one YAML file per strategy, found none")
+    strategies = c.loaded.get("strategy", [])
+    c.result.problems.extend(lint.check_strategy_set(strategies))
+    names = [getattr(s.model, "name", None) for s in strategies]
+    if count and len(strategies) == count and None not in names:
+        c.names = names
+    if os.path.isdir(rules_dir):
+        present = sorted(f for f in os.listdir(rules_dir) if f.endswith(_YAML))
+        for f in present:
+            if f not in RULE_FILES:
+                c.problem(os.path.join(rules_dir, f), f"unknown rule file {f!r}{suggest(f, RULE_FILES)}; expected one of {', '.join(RULE_FILES)}")
+        for f, kind in RULE_FILES.items():
+            path = os.path.join(rules_dir, f)
+            if os.path.isfile(path):
+                c.load(path, kind)
+            elif f in REQUIRED_RULE_FILES:
+                c.problem(path, f"expected rules/{f}, found no such file")
+    else:
+        c.problem(rules_dir, "expected a rules/ folder (rules/limits.yaml at least), found none")
+    schedules = os.path.join(config_dir, "schedules.yaml")
+    if os.path.isfile(schedules):
+        c.load(schedules, "schedules")
+
+
+    c.result.problems = sort_problems(c.result.problems)
+    if not c.result.problems:
+        c.result.ruleset = _assemble(c.loaded, tuple(c.result.files))
+    return c.result
+
+
+def _single(loaded: dict[str, list[lint.Loaded]], kind: str, default: Model) -> Model:
+    items = loaded.get(kind)
+    return items[0].model if items else default
+
+
+def _assemble(loaded: dict[str, list[lint.Loaded]], files: tuple[str, ...]) -> RuleSet:
+    ruleset = RuleSet(
+        strategies=MappingProxyType({i.model.name: i.model for i in loaded.get("strategy", [])}),
+        limits=_single(loaded, "limits", Limits()),
+        allocation=_single(loaded, "allocation", AllocationRules()),
+        profit=_single(loaded, "profit", ProfitRules()),
+        custom=_single(loaded, "custom", CustomRules()),
+        instruments=_single(loaded, "instruments", Instruments()),
+        schedules=_single(loaded, "schedules", Schedules()),
+        files=files,
+    )
+    return RuleSet(**{**ruleset.__dict__, "version": rules_version(ruleset)})
+
+
+def validate_paths(paths: Sequence[str], config_dir: str = ".") -> Validation:
+    """Validate the given files and folders (none: the whole configuration in ``config_dir``).
+
+    A folder holding ``strategies/`` or ``rules/`` is validated as a whole configuration; a folder of
+    strategy files is validated with the checks across strategies; a file is validated on its own,
+    its kind told by where it lies (strategies/, rules/<name>.yaml, schedules.yaml) or by its
+    ``# yaml-language-server: $schema=...`` first line.
+    """
+    if not paths:
+        return validate_config(config_dir)
+    if len(paths) == 1 and _is_config_dir(paths[0]):
+        return validate_config(paths[0])
+    c = _Collector()
+    for path in paths:
+        if os.path.isdir(path):
+            if _is_config_dir(path):
+                sub = validate_config(path)
+                c.result.problems.extend(sub.problems)
+                c.result.sources.update(sub.sources)
+                c.result.files.extend(sub.files)
+            elif any(f.endswith(_YAML) for f in os.listdir(path)):
+                before = len(c.loaded.get("strategy", []))
+                for f in sorted(os.listdir(path)):
+                    if f.endswith(_YAML):
+                        full = os.path.join(path, f)
+                        kind = kind_of(full) or "strategy"
+                        c.load(full, kind)
+                strategies = c.loaded.get("strategy", [])[before:]
+                c.result.problems.extend(lint.check_strategy_set(strategies))
+            else:
+                c.problem(path, "expected rule files (*.yaml) in this folder, found none")
+        elif os.path.isfile(path):
+            kind = kind_of(path)
+            if kind is None:
+                c.problem(path, "cannot tell which kind of rule file this is: expected it under strategies/ or rules/, "
+                                "named schedules.yaml, or a first line '# yaml-language-server: $schema=.../<kind>.schema.json'")
+            else:
+                c.load(path, kind)
+        else:
+            c.problem(path, "no such file or folder")
+    c.result.problems = sort_problems(c.result.problems)
+    return c.result
+
+
+def _is_config_dir(path: str) -> bool:
+    return os.path.isdir(os.path.join(path, "strategies")) or os.path.isdir(os.path.join(path, "rules"))
+
+
+def load_config(config_dir: str = ".") -> RuleSet:
+    """Load and validate the configuration in ``config_dir``; raise ``ConfigError`` with every problem."""
+    result = validate_config(config_dir)
+    if result.ruleset is None:
+        raise ConfigError(result.problems)
+    return result.ruleset
+
+
+def load_strategies(folder: str) -> dict[str, Strategy]:
+    """Load and validate the strategy files of ``folder`` (a strategies/ folder or a configuration folder)."""
+    if os.path.isdir(os.path.join(folder, "strategies")):
+        folder = os.path.join(folder, "strategies")
+    if not os.path.isdir(folder):
+        raise ConfigError([Problem(display_path(folder), 1, 1, (), "expected a folder of strategy files, found none")])
+    c = _Collector()
+    c.strategies_dir(folder)
+    strategies = c.loaded.get("strategy", [])
+    c.result.problems.extend(lint.check_strategy_set(strategies))
+    if c.result.problems:
+        raise ConfigError(sort_problems(c.result.problems))
+    return {i.model.name: i.model for i in strategies}
