@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from engine.errors import RiskrailError
+from engine.errors import ConfigError, RiskrailError
 
 # Every module of this package that defines ``register(subparsers)`` is a sub-command: ``register``
 # adds its parser and sets ``func`` to a callable ``(args) -> int``.
@@ -40,6 +40,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
+    except ConfigError as exc:
+        from engine.config.problems import render_text
+
+        print(f"riskrail {args.command}: {len(exc.problems)} problem(s) in the rule files:\n", file=sys.stderr)
+        print(render_text(exc.problems), file=sys.stderr)
+        return 1
     except RiskrailError as exc:
         print(f"riskrail {args.command}: {exc}", file=sys.stderr)
         return 1

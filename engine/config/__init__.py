@@ -8,7 +8,9 @@ from engine.config.load import (
     load_strategies,
     rules_version,
     validate_config,
+    validate_file,
     validate_paths,
+    validate_text,
 )
 from engine.config.models import (
     KINDS,
@@ -53,5 +55,7 @@ __all__ = [
     "render_text",
     "rules_version",
     "validate_config",
+    "validate_file",
     "validate_paths",
+    "validate_text",
 ]

@@ -165,7 +165,7 @@ def problems_from(exc: ValidationError, doc: Document, model: type[BaseModel]) -
         elif kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
             op = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}[kind]
             bound = next(v for k, v in ctx.items() if k in ("gt", "ge", "lt", "le"))
-            expected = f"a value {op} {bound}"
+            expected = f"a value {op} {bound:g}" if isinstance(bound, (int, float)) else f"a value {op} {bound}"
         elif kind == "string_pattern_mismatch":
             expected = _PATTERNS.get(ctx.get("pattern", ""), f"text matching {ctx.get('pattern')}")
         elif kind in ("too_short", "too_long"):

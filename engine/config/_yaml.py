@@ -163,8 +163,13 @@ def load_text(text: str, file: str) -> tuple[Document, list[Problem]]:
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
-        what = " ".join(p for p in (exc.context, exc.problem) if p)
-        return doc, [Problem(file, line, column, (), f"invalid YAML: {what}")]
+        message = f"invalid YAML: {exc.problem or exc.context}"
+        ctx = exc.context_mark
+        if exc.problem and exc.context and ctx is not None and (ctx.line, ctx.column) != (line - 1, column - 1):
+            # e.g. "while parsing a flow mapping": say where that construct starts, often the real culprit
+            construct = exc.context.removeprefix("while parsing ").removeprefix("while scanning ").removeprefix("a ").removeprefix("an ")
+            message += f" (in the {construct} that starts at line {ctx.line + 1}, column {ctx.column + 1})"
+        return doc, [Problem(file, line, column, (), message)]
     except YAMLError as exc:  # errors without a position (e.g. a bad stream)
         return doc, [Problem(file, 1, 1, (), f"invalid YAML: {exc}")]
     nodes = [n for n in nodes if n is not None]

@@ -70,6 +70,8 @@ def check_strategy(item: Loaded[Strategy]) -> list[Problem]:
         out.append(at(doc, ("allocation", "max"), f"expected min <= max, found max {_fmt(band.max)} below min {_fmt(band.min)}"))
 
     levels = _field(s, "exit_levels") or []
+    if None in levels:  # some levels did not validate (see Loaded.partial): the set is unknown
+        levels = []
     defaults = _field(s, "defaults")
     kinds = {"profit_target" if lv.profit_target is not None else "r_multiple" for lv in levels}
     if len(kinds) > 1:
@@ -166,6 +168,8 @@ def check_custom(item: Loaded[CustomRules], strategies: Iterable[str] | None) ->
     out: list[Problem] = []
     names: dict[str, int] = {}
     for i, rule in enumerate(_field(custom, "rules") or []):
+        if rule is None:  # did not validate; its own errors are reported
+            continue
         if rule.name in names:
             out.append(at(doc, ("rules", i, "name"), f"expected a unique rule name, found {rule.name!r} again (first at rules.{names[rule.name]})"))
         names.setdefault(rule.name, i)
@@ -178,8 +182,20 @@ def check_custom(item: Loaded[CustomRules], strategies: Iterable[str] | None) ->
                 for value in conditions.literals_of(rule.when, field):
                     if isinstance(value, str) and value not in known:
                         hint = conditions.suggest(value, known)
-                        out.append(at(doc, ("rules", i, "when"), f"expected a known strategy for {field}, found {value!r}{hint}"))
+                        out.append(_in_condition(doc, ("rules", i, "when"), value, f"expected a known strategy for {field}, found {value!r}{hint}"))
     return out
+
+
+def _in_condition(doc: Document, base: Path, literal: str, message: str) -> Problem:
+    """Locate ``literal`` inside the condition strings below ``base`` (else the condition itself)."""
+    for path, mark in sorted(doc.string_starts.items(), key=lambda kv: (kv[1].line, kv[1].column)):
+        if path[: len(base)] != base:
+            continue
+        line = doc.line_text(mark.line)
+        col = line.find(literal, mark.column - 1)
+        if col > 0 and line[col - 1] in "\"'":
+            return Problem(doc.file, mark.line, col, path, message)  # at the opening quote
+    return at(doc, base, message)
 
 
 def check_allocation(item: Loaded[AllocationRules], strategies: Iterable[str] | None) -> list[Problem]:

@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import re
+import typing
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -25,7 +26,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from engine.config import lint
 from engine.config._errors import problems_from
-from engine.config._yaml import Document, load_file
+from engine.config._yaml import load_file, load_text
 from engine.config.conditions import suggest
 from engine.config.models import (
     KINDS,
@@ -51,6 +52,8 @@ RULE_FILES = {
 }
 REQUIRED_RULE_FILES = ("limits.yaml",)
 _YAML = (".yaml", ".yml")
+_UNKNOWN_KIND = ("cannot tell which kind of rule file this is: expected it under strategies/ or rules/, named "
+                 "schedules.yaml, or a first line '# yaml-language-server: $schema=.../<kind>.schema.json'")
 _MODELINE = re.compile(r"#\s*yaml-language-server:\s*\$schema=\S*?([a-z]+)\.schema\.json")
 
 
@@ -154,9 +157,9 @@ class _Collector:
     def problem(self, path: str, message: str) -> None:
         self.result.problems.append(Problem(display_path(path), 1, 1, (), message))
 
-    def load(self, path: str, kind: str) -> lint.Loaded | None:
-        name = display_path(path)
-        doc, problems = load_file(path, name)
+    def load(self, path: str, kind: str, text: str | None = None) -> lint.Loaded | None:
+        name = display_path(path) if text is None else path
+        doc, problems = load_file(path, name) if text is None else load_text(text, name)
         self.result.files.append(name)
         self.result.sources[name] = doc.text
         if problems:
@@ -195,8 +198,27 @@ def _partial(model_cls: type[Model], data: dict) -> Model:
         try:
             good[name] = _field_adapter(model_cls, name).validate_python(data[name], strict=True)
         except ValidationError:
-            continue
+            item_type = _model_items(info.annotation)
+            if item_type is not None and isinstance(data[name], list):
+                # A list of models keeps its valid items in place (None for the others), so checks
+                # of single items still run and their positions stay right.
+                good[name] = [_valid_or_none(item_type, item) for item in data[name]]
     return model_cls.model_construct(**good)
+
+
+def _model_items(annotation: object) -> type[Model] | None:
+    if typing.get_origin(annotation) is list:
+        (item,) = typing.get_args(annotation)
+        if isinstance(item, type) and issubclass(item, Model):
+            return item
+    return None
+
+
+def _valid_or_none(model_cls: type[Model], value: object) -> Model | None:
+    try:
+        return model_cls.model_validate(value)
+    except ValidationError:
+        return None
 
 
 @functools.lru_cache(maxsize=None)
@@ -310,12 +332,31 @@ def validate_paths(paths: Sequence[str], config_dir: str = ".") -> Validation:
         elif os.path.isfile(path):
             kind = kind_of(path)
             if kind is None:
-                c.problem(path, "cannot tell which kind of rule file this is: expected it under strategies/ or rules/, "
-                                "named schedules.yaml, or a first line '# yaml-language-server: $schema=.../<kind>.schema.json'")
+                c.problem(path, _UNKNOWN_KIND)
             else:
                 c.load(path, kind)
         else:
             c.problem(path, "no such file or folder")
+    c.result.problems = sort_problems(c.result.problems)
+    return c.result
+
+
+def validate_file(path: str, kind: str | None = None) -> Validation:
+    """Validate one rule file on its own; ``kind`` (a key of ``KINDS``) defaults to ``kind_of(path)``."""
+    c = _Collector()
+    kind = kind or kind_of(path)
+    if kind is None:
+        c.problem(path, _UNKNOWN_KIND)
+    else:
+        c.load(path, kind)
+    c.result.problems = sort_problems(c.result.problems)
+    return c.result
+
+
+def validate_text(text: str, kind: str, file: str = "<text>") -> Validation:
+    """Validate the contents of one rule file of ``kind`` given as text (``file`` names it in problems)."""
+    c = _Collector()
+    c.load(file, kind, text)
     c.result.problems = sort_problems(c.result.problems)
     return c.result
 

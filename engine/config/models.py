@@ -45,7 +45,7 @@ def _timezone(value: str) -> str:
     try:
         zoneinfo.ZoneInfo(value)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise PydanticCustomError("timezone", "expected an IANA time zone such as 'UTC' or 'America/New_York', found {tz!r}", {"tz": value}) from None
+        raise PydanticCustomError("timezone", "expected an IANA time zone such as 'UTC' or 'America/New_York', found {tz}", {"tz": repr(value)}) from None
     return value
 
 
@@ -343,7 +343,7 @@ class Action(Model):
     @classmethod
     def _shorthands(cls, data: object) -> object:
         if isinstance(data, str):
-            raise PydanticCustomError("action", "expected an action mapping such as '{name}:' (note the colon), found the string {value!r}", {"name": data, "value": data})
+            raise PydanticCustomError("action", "expected an action mapping such as '{name}:' (note the colon), found the string {value}", {"name": data, "value": repr(data)})
         if not isinstance(data, dict):
             return data
         out = {}
