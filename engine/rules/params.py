@@ -1,0 +1,93 @@
+"""Numeric parameters of each strategy, as the tick kernel reads them (from validated rule files)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from engine.config.models import Strategy
+
+#: bound on exit levels per strategy (the model allows at most 20)
+MAX_LEVELS = 20
+_ALL = 1e-9  # cumulative exit percentages within this of 1 close all that remains
+
+
+@dataclass(frozen=True)
+class StrategyParams:
+    """One strategy's position-management parameters in kernel form.
+
+    Exit levels are given by ``level_profit`` (fractions of entry) or ``level_r`` (multiples of the
+    initial risk); ``level_all[j]`` is true when level ``j`` closes whatever remains (the cumulative
+    percentages reach 1). Missing values are ``nan`` (no stop move) or ``inf`` (no cap).
+    """
+
+    name: str
+    stop_loss: float
+    take_profit: float
+    trail_on: bool
+    trail_distance: float
+    trail_activation: float
+    trail_max: float
+    trail_volatility: bool
+    trail_k: float
+    trail_window: int
+    level_is_r: bool
+    level_trigger: tuple[float, ...]
+    level_pct: tuple[float, ...]
+    level_sl: tuple[float, ...]
+    level_all: tuple[bool, ...]
+    dyn_on: bool
+    dyn_window: int
+    dyn_stop_k: float
+    dyn_tp_k: float
+    dyn_only_tighten: bool
+
+    @property
+    def windows(self) -> tuple[int, ...]:
+        """Volatility windows (in ticks) this strategy needs."""
+        out = []
+        if self.trail_on and self.trail_volatility:
+            out.append(self.trail_window)
+        if self.dyn_on:
+            out.append(self.dyn_window)
+        return tuple(out)
+
+
+def strategy_params(s: Strategy) -> StrategyParams:
+    """Return the kernel parameters of one validated strategy."""
+    t = s.trailing
+    levels = s.exit_levels
+    is_r = bool(levels) and levels[0].r_multiple is not None
+    cumulative = 0.0
+    level_all = []
+    for lv in levels:
+        cumulative += lv.exit_percentage
+        level_all.append(cumulative >= 1 - _ALL)
+    return StrategyParams(
+        name=s.name,
+        stop_loss=s.defaults.stop_loss,
+        take_profit=s.defaults.take_profit,
+        trail_on=t.trailing_enabled,
+        trail_distance=t.trailing_distance if t.trailing_distance is not None else math.nan,
+        trail_activation=t.activation_threshold,
+        trail_max=t.max_trailing_distance if t.max_trailing_distance is not None else math.inf,
+        trail_volatility=t.mode == "volatility",
+        trail_k=t.volatility_multiple,
+        trail_window=t.volatility_window,
+        level_is_r=is_r,
+        level_trigger=tuple(float(lv.r_multiple if is_r else lv.profit_target) for lv in levels),
+        level_pct=tuple(lv.exit_percentage for lv in levels),
+        level_sl=tuple(lv.sl_adjustment if lv.sl_adjustment is not None else math.nan for lv in levels),
+        level_all=tuple(level_all),
+        dyn_on=s.dynamic_sltp.enabled,
+        dyn_window=s.dynamic_sltp.window,
+        dyn_stop_k=s.dynamic_sltp.stop_multiple,
+        dyn_tp_k=s.dynamic_sltp.take_profit_multiple,
+        dyn_only_tighten=s.dynamic_sltp.only_tighten,
+    )
+
+
+def compile_params(strategies: Mapping[str, Strategy]) -> dict[str, StrategyParams]:
+    """Return the kernel parameters of every strategy, by name."""
+    return {name: strategy_params(s) for name, s in strategies.items()}

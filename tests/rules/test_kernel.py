@@ -1,0 +1,182 @@
+"""The vectorised kernel against the per-position reference, and section 4 on concrete paths."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from engine.config import load_config
+from engine.rules.kernel import Hit, SymbolBook
+from engine.rules.params import StrategyParams, compile_params
+from engine.rules.volatility import Volatility
+from tests.conftest import ROOT
+from tests.rules.reference import RefPosition, on_tick
+
+NAN = math.nan
+
+
+def key(h: Hit) -> tuple:
+    return tuple(None if isinstance(v, float) and math.isnan(v) else v for v in (h.position_id, h.kind, h.rule, h.price, h.volume, h.fraction, h.previous))
+
+
+def by_position(hits: list[Hit]) -> dict[str, list[tuple]]:
+    out: dict[str, list[tuple]] = defaultdict(list)
+    for h in hits:
+        out[h.position_id].append(key(h))
+    return dict(out)
+
+
+@st.composite
+def params(draw: st.DrawFn, name: str) -> StrategyParams:
+    is_r = draw(st.booleans())
+    k = draw(st.integers(0, 4))
+    steps = draw(st.lists(st.floats(0.0005, 0.01) if not is_r else st.floats(0.25, 2.0), min_size=k, max_size=k))
+    triggers = tuple(np.cumsum(steps).tolist())
+    pcts = draw(st.lists(st.sampled_from([0.1, 0.2, 0.25, 0.3, 1 / 3, 0.4, 0.5]), min_size=k, max_size=k))
+    total = 0.0
+    level_pct, level_all = [], []
+    for pct in pcts:
+        pct = min(pct, max(1.0 - total, 0.05))
+        total += pct
+        level_pct.append(pct)
+        level_all.append(total >= 1 - 1e-9)
+    sls = tuple(draw(st.one_of(st.just(NAN), st.floats(-0.002, t * (0.9 if not is_r else 0.004)))) for t in triggers)
+    d = draw(st.floats(0.0002, 0.01))
+    return StrategyParams(
+        name=name, stop_loss=0.005, take_profit=0.01,
+        trail_on=draw(st.booleans()), trail_distance=d, trail_activation=draw(st.floats(0.0, 0.01)),
+        trail_max=draw(st.one_of(st.just(math.inf), st.floats(d, 0.03))), trail_volatility=draw(st.booleans()),
+        trail_k=draw(st.floats(0.5, 50.0)), trail_window=draw(st.sampled_from([5, 20])),
+        level_is_r=is_r, level_trigger=triggers, level_pct=tuple(level_pct), level_sl=sls, level_all=tuple(level_all),
+        dyn_on=draw(st.booleans()), dyn_window=draw(st.sampled_from([5, 20])), dyn_stop_k=draw(st.floats(1.0, 30.0)),
+        dyn_tp_k=draw(st.floats(1.0, 60.0)), dyn_only_tighten=draw(st.booleans()),
+    )
+
+
+@st.composite
+def scenario(draw: st.DrawFn):
+    names = ["a", "b", "c"]
+    prm = {n: draw(params(n)) for n in names}
+    reload_at = draw(st.one_of(st.none(), st.integers(1, 60)))
+    new_prm = {n: draw(params(n)) for n in names}
+    n_ticks = draw(st.integers(5, 80))
+    moves = draw(st.lists(st.one_of(st.floats(-0.001, 0.001), st.floats(-0.02, 0.02)), min_size=n_ticks, max_size=n_ticks))
+    spreads = draw(st.lists(st.floats(0.0, 0.0003), min_size=n_ticks, max_size=n_ticks))
+    opens = draw(st.lists(
+        st.tuples(st.integers(0, n_ticks - 1), st.sampled_from(names), st.sampled_from([1, -1]), st.floats(0.01, 10.0),
+                  st.one_of(st.just(NAN), st.floats(0.001, 0.03)), st.one_of(st.just(NAN), st.floats(0.001, 0.05))),
+        min_size=1, max_size=12))
+    return prm, new_prm, reload_at, moves, spreads, opens
+
+
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(scenario())
+def test_kernel_emits_exactly_the_reference_hits(sc) -> None:
+    prm, new_prm, reload_at, moves, spreads, opens = sc
+    book = SymbolBook("X", prm, capacity=2)
+    refs: dict[str, RefPosition] = {}
+    vol = Volatility((5, 20))
+    mid = 1.0
+    for t, (move, spread) in enumerate(zip(moves, spreads)):
+        if reload_at == t:
+            book.reload(new_prm)
+            for r in refs.values():
+                r.params = new_prm[r.params.name]
+        bid, ask = mid, mid + spread
+        for n, (at, strat, side, volume, sl, tp) in enumerate(opens):
+            if at == t:
+                pid = f"p{n}"
+                entry = ask if side > 0 else bid
+                stop = entry * (1 - side * sl) if not math.isnan(sl) else NAN
+                target = entry * (1 + side * tp) if not math.isnan(tp) else NAN
+                book.add(pid, strat, side, entry, volume, stop, target)
+                refs[pid] = RefPosition(pid, (new_prm if reload_at is not None and t >= reload_at else prm)[strat], side, entry, volume, stop, target)
+        vol.update(bid, ask)
+        sigma = vol.sigma()
+        got = book.on_tick(bid, ask, sigma)
+        want: list[Hit] = []
+        for pid in list(refs):
+            hits, closed = on_tick(refs[pid], bid, ask, sigma)
+            want.extend(hits)
+            if closed:
+                del refs[pid]
+        assert by_position(got) == by_position(want), f"tick {t}"
+        assert sorted(book.ids) == sorted(refs)
+        mid = max(mid * (1 + move), 0.01)
+
+
+# --- section 4 on the shipped arbitrage rules ------------------------------------------------------
+
+
+def arbitrage_book() -> SymbolBook:
+    rules = load_config(str(ROOT))
+    return SymbolBook("EURUSD", compile_params(rules.strategies))
+
+
+def test_long_arbitrage_position_takes_levels_trails_and_closes_as_section_4_predicts() -> None:
+    book = arbitrage_book()
+    entry = 1.0850
+    # shipped arbitrage: SL 0.5 %, TP 1 %, trailing 0.2 % armed at 0.5 %, levels 0.5/0.8/1.2/1.5 % x 25 %
+    book.add("p1", "arbitrage", +1, entry, 1.0, entry * (1 - 0.005), entry * (1 + 0.01))
+    assert book.on_tick(1.0860, 1.0861) == []          # +0.09 %: nothing
+    hits = book.on_tick(1.09043, 1.09045)              # +0.5 %: level 0, stop to entry*(1.002), trailing arms
+    assert [(h.kind, h.rule) for h in hits] == [("close_partial", "exit_levels.0"), ("set_stop_loss", "exit_levels.0"), ("set_stop_loss", "trailing")]
+    assert hits[0].volume == 0.25 and hits[0].price == 1.09043
+    assert hits[1].price == entry * 1.002
+    assert hits[2].price == 1.09043 * (1 - 0.002)
+    hits = book.on_tick(1.0937, 1.0938)                # +0.8 %: level 1; entry*1.003 = 1.088255 just beats the trail 1.088249
+    assert [(h.kind, h.rule) for h in hits] == [("close_partial", "exit_levels.1"), ("set_stop_loss", "exit_levels.1"), ("set_stop_loss", "trailing")]
+    assert hits[1].price == entry * 1.003 and hits[1].previous == 1.09043 * (1 - 0.002)
+    assert hits[2].price == 1.0937 * (1 - 0.002)
+    assert book.on_tick(1.0930, 1.0931) == []          # pull-back above the stop: the stop never loosens
+    hits = book.on_tick(1.0910, 1.0911)                # below the trailed stop: close at the bid
+    assert [(h.kind, h.rule, h.price, h.volume) for h in hits] == [("close", "trailing_stop", 1.0910, 0.5)]
+    assert book.n == 0
+
+
+def test_gap_through_two_levels_fires_both_on_one_tick() -> None:
+    book = arbitrage_book()
+    entry = 1.0850
+    book.add("p1", "arbitrage", +1, entry, 1.0, entry * 0.995, math.nan)
+    hits = book.on_tick(1.0940, 1.0941)  # +0.83 %: through 0.5 % and 0.8 %
+    assert [(h.kind, h.rule) for h in hits][:3] == [("close_partial", "exit_levels.0"), ("set_stop_loss", "exit_levels.0"), ("close_partial", "exit_levels.1")]
+    assert sum(h.volume for h in hits if h.kind == "close_partial") == 0.5
+
+
+def test_short_mirrors_long() -> None:
+    long_book, short_book = arbitrage_book(), arbitrage_book()
+    entry = 1.0850
+    long_book.add("L", "arbitrage", +1, entry, 1.0, entry * 0.995, entry * 1.01)
+    short_book.add("S", "arbitrage", -1, entry, 1.0, entry * 1.005, entry * 0.99)
+    for up in (0.001, 0.0051, 0.0082, 0.0079, 0.006, 0.0055):
+        lh = long_book.on_tick(entry * (1 + up), entry * (1 + up))
+        sh = short_book.on_tick(entry * (1 - up), entry * (1 - up))
+        assert [(h.kind, h.rule, round(h.volume, 12)) for h in lh] == [(h.kind, h.rule, round(h.volume, 12)) for h in sh]
+        for a, b in zip(lh, sh):
+            if a.rule.startswith("exit_levels") and a.kind == "set_stop_loss":  # entry * (1 +- sl_adjustment)
+                assert math.isclose(a.price - entry, entry - b.price, rel_tol=1e-9)
+            if a.rule == "trailing":  # best * (1 -+ d): the same distance from each side's best price
+                assert math.isclose(1 - a.price / long_book.state("L").best, b.price / short_book.state("S").best - 1, rel_tol=1e-9)
+    assert long_book.n == short_book.n == 0
+
+
+def test_reload_keeps_position_state_and_applies_new_parameters() -> None:
+    rules = load_config(str(ROOT))
+    prm = compile_params(rules.strategies)
+    book = SymbolBook("EURUSD", prm)
+    book.add("p1", "arbitrage", +1, 1.0, 1.0, 0.995, 1.01)
+    book.on_tick(1.0051, 1.0052)  # level 0 taken, armed
+    before = book.state("p1")
+    wider = {**prm, "arbitrage": StrategyParams(**{**prm["arbitrage"].__dict__, "trail_distance": 0.004})}
+    book.reload(wider)
+    after = book.state("p1")
+    assert (after.hits, after.armed, after.best, after.stop, after.volume) == (before.hits, before.armed, before.best, before.stop, before.volume)
+    # a wider trail at +0.7 % would loosen the stop (1.007 * 0.996 < 1.0051 * 0.998): it stays
+    assert [h for h in book.on_tick(1.0070, 1.0071) if h.rule == "trailing"] == []
+    hits = book.on_tick(1.0090, 1.0091)
+    trail = [h for h in hits if h.rule == "trailing"]
+    assert trail and trail[0].price == 1.0090 * (1 - 0.004) and trail[0].previous == 1.0051 * (1 - 0.002)
