@@ -59,11 +59,16 @@ def risk_parity(covariance: np.ndarray, budgets: np.ndarray | None = None, *, bo
         b = b / b.sum()
     method = "equal_risk_contribution" if budgets is None else "risk_budgeting"
 
-    y = _spinu(S, b)
-    w = y / y.sum()
-    bound = bool((w < lo - 1e-12).any() or (w > hi + 1e-12).any())
-    if bound:
-        w = _bounded(S, b, lo, hi, y)
+    # An asset whose maximum is 0 is out of the portfolio: it carries no risk, and the others share it.
+    live = hi > 0
+    Sl, bl, lol, hil = S[np.ix_(live, live)], b[live] / b[live].sum(), lo[live], hi[live]
+    y = _spinu(Sl, bl)
+    wl = y / y.sum()
+    bound = bool((~live).any() or (wl < lol - 1e-12).any() or (wl > hil + 1e-12).any())
+    if (wl < lol - 1e-12).any() or (wl > hil + 1e-12).any():
+        wl = _bounded(Sl, bl, lol, hil, y)
+    w = np.zeros(n)
+    w[live] = wl
     w = project_onto_bounds(w, lo, hi) if (w < lo).any() or (w > hi).any() or w.sum() != 1 else w
     rc = risk_contributions(w, S)
     theta, residual = _budget_residual(rc, b, w, lo, hi)
