@@ -1,0 +1,1 @@
+"""Rules: compile rule files to durable-rules rulesets, vectorised price kernels, evaluation."""
