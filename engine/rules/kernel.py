@@ -197,6 +197,11 @@ class SymbolBook:
                              float(self.vol[i]), float(self.stop[i]), float(self.tp[i]), float(self.best[i]),
                              bool(self.armed[i]), bool(self.trailed[i]), int(self.hits[i]), float(self.risk[i]))
 
+    def reduce(self, position_id: str, volume: float) -> None:
+        """Take ``volume`` off a position closed partly from outside the kernel (its original volume stays)."""
+        i = self.ids.index(position_id)
+        self.vol[i] = max(float(self.vol[i]) - volume, 0.0)
+
     def set_levels(self, position_id: str, stop: float | None = None, take_profit: float | None = None) -> None:
         """Set a position's stop or target from outside the kernel (a custom rule, a broker update)."""
         i = self.ids.index(position_id)

@@ -1,0 +1,23 @@
+"""The paper broker: fills every closing action at once, at the price the action names."""
+
+from __future__ import annotations
+
+from engine.actions import Action
+from engine.rules.evaluator import FillReport
+
+
+class PaperBroker:
+    """Fills close, close_partial and close_all actions at the tick's price (bid for longs, ask for shorts)."""
+
+    def __init__(self) -> None:
+        self.fills: list[FillReport] = []
+
+    def execute(self, action: Action, quotes: dict[str, tuple[float, float]]) -> list[FillReport]:
+        out: list[FillReport] = []
+        if action.type in ("close", "close_partial") and action.position_id is not None:
+            out.append(FillReport(action.position_id, action.ts, float(action.params["volume"]), float(action.params["price"]), action.rule))
+        elif action.type == "close_all":
+            for item in action.params.get("positions", []):
+                out.append(FillReport(item["position_id"], action.ts, float(item["volume"]), float(item["price"]), action.rule))
+        self.fills.extend(out)
+        return out

@@ -1,0 +1,1 @@
+"""The position book: lifecycle with audit trail, PnL in the account currency, metrics."""

@@ -1,0 +1,160 @@
+"""Positions and their lifecycle: proposed, open, partially closed, closed, rejected — with an audit trail.
+
+Every change is recorded in the position's audit trail: when, what, which rule, which rules version
+and why. Realized PnL is booked from fills, in the account currency.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass, field
+
+from engine.book.pnl import Converter
+
+
+class Status(str, enum.Enum):
+    PROPOSED = "proposed"
+    OPEN = "open"
+    PARTIALLY_CLOSED = "partially_closed"
+    CLOSED = "closed"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One change of a position."""
+
+    ts: int
+    what: str
+    rule: str
+    rules_version: str
+    why: str
+
+
+@dataclass(frozen=True)
+class Fill:
+    """A (partial) close at a price, with the PnL it realized in the account currency."""
+
+    ts: int
+    volume: float
+    price: float
+    pnl: float
+    rule: str
+
+
+@dataclass
+class Position:
+    """A position with its attribution, state and history."""
+
+    id: str
+    symbol: str
+    strategy_type: str
+    strategy_name: str
+    side: int
+    volume0: float
+    entry: float
+    opened_ts: int
+    stop_loss: float = math.nan
+    take_profit: float = math.nan
+    volume: float = 0.0
+    status: Status = Status.PROPOSED
+    closed_ts: int | None = None
+    realized_pnl: float = 0.0
+    unrealized_pnl: float = 0.0
+    fills: list[Fill] = field(default_factory=list)
+    audit: list[AuditEntry] = field(default_factory=list)
+    time_in_profit_ms: int = 0
+    last_mark_ts: int | None = None
+    in_profit: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.volume:
+            self.volume = self.volume0
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in (Status.OPEN, Status.PARTIALLY_CLOSED)
+
+    @property
+    def pnl(self) -> float:
+        return self.realized_pnl + self.unrealized_pnl
+
+    def record(self, ts: int, what: str, rule: str, version: str, why: str) -> None:
+        self.audit.append(AuditEntry(ts, what, rule, version, why))
+
+
+class Book:
+    """Every position the engine has seen, with PnL in the account currency."""
+
+    def __init__(self, converter: Converter) -> None:
+        self.converter = converter
+        self.positions: dict[str, Position] = {}
+
+    def open_positions(self, strategy: str | None = None) -> list[Position]:
+        return [p for p in self.positions.values() if p.is_open and (strategy is None or p.strategy_type == strategy)]
+
+    def propose(self, p: Position, version: str) -> None:
+        self.positions[p.id] = p
+        p.record(p.opened_ts, "proposed", "pre_trade", version, f"{'BUY' if p.side > 0 else 'SELL'} {p.volume0:g} {p.symbol} at {p.entry:g}")
+
+    def accept(self, pid: str, ts: int, stop: float, tp: float, version: str, why: str) -> Position:
+        p = self.positions[pid]
+        p.status = Status.OPEN
+        p.stop_loss, p.take_profit = stop, tp
+        p.last_mark_ts = ts
+        p.record(ts, "opened", "pre_trade", version, why)
+        return p
+
+    def reject(self, pid: str, ts: int, version: str, reasons: list[str]) -> None:
+        p = self.positions[pid]
+        p.status = Status.REJECTED
+        p.closed_ts = ts
+        p.volume = 0.0
+        p.record(ts, "rejected", "pre_trade", version, "; ".join(reasons))
+
+    def fill(self, pid: str, ts: int, volume: float, price: float, rule: str, version: str) -> float:
+        """Book a (partial) close; return the realized PnL of this fill in the account currency."""
+        p = self.positions[pid]
+        volume = min(volume, p.volume)
+        pnl = self.converter.pnl(p.symbol, p.side, p.entry, price, volume)
+        p.realized_pnl += pnl
+        p.volume -= volume
+        p.fills.append(Fill(ts, volume, price, pnl, rule))
+        if p.volume <= p.volume0 * 1e-9:
+            p.volume = 0.0
+            p.status = Status.CLOSED
+            p.closed_ts = ts
+            p.unrealized_pnl = 0.0
+            p.record(ts, "closed", rule, version, f"closed {volume:g} at {price:g}, PnL {pnl:.2f}")
+        else:
+            p.status = Status.PARTIALLY_CLOSED
+            p.record(ts, "partially_closed", rule, version, f"closed {volume:g} at {price:g}, PnL {pnl:.2f}, {p.volume:g} left")
+        return pnl
+
+    def move(self, pid: str, ts: int, what: str, level: float, rule: str, version: str) -> None:
+        p = self.positions[pid]
+        old = p.stop_loss if what == "stop_loss" else p.take_profit
+        if what == "stop_loss":
+            p.stop_loss = level
+        else:
+            p.take_profit = level
+        p.record(ts, f"set_{what}", rule, version, f"{what} {old:g} -> {level:g}")
+
+    def mark(self, symbol: str, ts: int, bid: float, ask: float) -> None:
+        """Revalue the open positions of ``symbol`` at a quote, and count their time in profit."""
+        for p in self.positions.values():
+            if p.symbol != symbol or not p.is_open:
+                continue
+            price = bid if p.side > 0 else ask
+            if p.last_mark_ts is not None and p.in_profit:
+                p.time_in_profit_ms += max(ts - p.last_mark_ts, 0)
+            p.unrealized_pnl = self.converter.pnl(p.symbol, p.side, p.entry, price, p.volume)
+            p.in_profit = p.side * (price - p.entry) > 0
+            p.last_mark_ts = ts
+
+    def unrealized(self, strategy: str | None = None) -> float:
+        return sum(p.unrealized_pnl for p in self.open_positions(strategy))
+
+    def realized(self, strategy: str | None = None) -> float:
+        return sum(p.realized_pnl for p in self.positions.values() if strategy is None or p.strategy_type == strategy)

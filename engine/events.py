@@ -1,0 +1,132 @@
+"""Input events: quotes and position events, as trading pipelines send them, validated strictly.
+
+JSON objects with a ``type``:
+
+- ``tick``: ``ts``, ``symbol``, ``bid`` and ``ask`` (or ``price`` for both);
+- ``position_opened``: ``ts``, ``position_id``, ``symbol``, ``strategy_type``, ``strategy_name``,
+  ``action`` (BUY or SELL), ``volume``, ``entry_price``, optional ``stop_loss`` and ``take_profit``
+  (a proposal: it passes the pre-trade checks first);
+- ``position_closed``: ``ts``, ``position_id``, optional ``price`` (closed outside the engine, e.g. by
+  the trader or the broker's own stop).
+
+``ts`` is epoch milliseconds or an ISO-8601 time (UTC when it has no offset). A bad event raises
+``EventError`` saying which field is wrong and why; nothing else is accepted.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Union
+
+from engine.errors import RiskrailError
+
+
+class EventError(RiskrailError):
+    """An input event that is malformed: the message says which field and why."""
+
+
+@dataclass(frozen=True)
+class Tick:
+    ts: int
+    symbol: str
+    bid: float
+    ask: float
+
+
+@dataclass(frozen=True)
+class PositionOpened:
+    ts: int
+    position_id: str
+    symbol: str
+    strategy_type: str
+    strategy_name: str
+    side: int  # +1 BUY, -1 SELL
+    volume: float
+    entry_price: float
+    stop_loss: float | None
+    take_profit: float | None
+
+
+@dataclass(frozen=True)
+class PositionClosed:
+    ts: int
+    position_id: str
+    price: float | None
+
+
+Event = Union[Tick, PositionOpened, PositionClosed]
+
+
+def parse_ts(value: Any) -> int:
+    """Return epoch milliseconds from epoch milliseconds or an ISO-8601 string."""
+    if isinstance(value, bool):
+        raise EventError(f"ts: expected epoch milliseconds or an ISO-8601 time, found {value!r}")
+    if isinstance(value, (int, float)):
+        if not math.isfinite(value) or value < 0:
+            raise EventError(f"ts: expected epoch milliseconds, found {value!r}")
+        return int(value)
+    if isinstance(value, str):
+        try:
+            dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise EventError(f"ts: expected epoch milliseconds or an ISO-8601 time, found {value!r}") from None
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=timezone.utc)
+        return int(round(dt.timestamp() * 1000))
+    raise EventError(f"ts: expected epoch milliseconds or an ISO-8601 time, found {value!r}")
+
+
+def _num(obj: dict, key: str, *, positive: bool = True, optional: bool = False) -> float | None:
+    if key not in obj or obj[key] is None:
+        if optional:
+            return None
+        raise EventError(f"{key}: missing")
+    v = obj[key]
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise EventError(f"{key}: expected a number, found {v!r}")
+    v = float(v)
+    if not math.isfinite(v):
+        raise EventError(f"{key}: expected a finite number, found {v!r}")
+    if positive and v <= 0:
+        raise EventError(f"{key}: expected a number above 0, found {v!r}")
+    return v
+
+
+def _str(obj: dict, key: str) -> str:
+    v = obj.get(key)
+    if not isinstance(v, str) or not v:
+        raise EventError(f"{key}: expected a non-empty string, found {v!r}")
+    return v
+
+
+def parse_event(obj: Any) -> Event:
+    """Validate one decoded JSON event; raise ``EventError`` when it is malformed."""
+    if not isinstance(obj, dict):
+        raise EventError(f"expected a JSON object, found {type(obj).__name__}")
+    kind = obj.get("type")
+    if "ts" not in obj:
+        raise EventError("ts: missing")
+    ts = parse_ts(obj["ts"])
+    if kind == "tick":
+        if "price" in obj and "bid" not in obj and "ask" not in obj:
+            bid = ask = _num(obj, "price")
+        else:
+            bid, ask = _num(obj, "bid"), _num(obj, "ask")
+        if ask < bid:
+            raise EventError(f"ask {ask} is below bid {bid}")
+        return Tick(ts, _str(obj, "symbol"), bid, ask)
+    if kind == "position_opened":
+        action = obj.get("action")
+        if action not in ("BUY", "SELL"):
+            raise EventError(f"action: expected BUY or SELL, found {action!r}")
+        return PositionOpened(
+            ts, _str(obj, "position_id"), _str(obj, "symbol"), _str(obj, "strategy_type"),
+            obj.get("strategy_name") if isinstance(obj.get("strategy_name"), str) else _str(obj, "strategy_type"),
+            1 if action == "BUY" else -1, _num(obj, "volume"), _num(obj, "entry_price"),
+            _num(obj, "stop_loss", optional=True), _num(obj, "take_profit", optional=True),
+        )
+    if kind == "position_closed":
+        return PositionClosed(ts, _str(obj, "position_id"), _num(obj, "price", optional=True))
+    raise EventError(f"type: expected tick, position_opened or position_closed, found {kind!r}")

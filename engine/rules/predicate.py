@@ -1,0 +1,40 @@
+"""Evaluate a condition tree on a context in plain Python: the cheap pre-filter before durable-rules.
+
+Custom rules are decided by durable-rules; this evaluates the same tree locally so only the
+positions whose condition holds are posted to it (DESIGN section 6: sparse events for the rules
+engine), instead of one durable-rules event per position per tick.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Mapping
+from typing import Any
+
+from engine.config.conditions import AllOf, AnyOf, Compare, Condition, In, Not
+
+_OPS = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+
+
+def holds(cond: Condition, ctx: Mapping[str, Any]) -> bool:
+    """Return whether ``cond`` holds for the field values in ``ctx`` (a missing field never matches)."""
+    if isinstance(cond, Compare):
+        value = ctx.get(cond.field)
+        if value is None:
+            return False
+        try:
+            return bool(_OPS[cond.op](value, cond.value))
+        except TypeError:
+            return False
+    if isinstance(cond, In):
+        value = ctx.get(cond.field)
+        if value is None:
+            return False
+        return (value in cond.values) != cond.negated
+    if isinstance(cond, AllOf):
+        return all(holds(c, ctx) for c in cond.items)
+    if isinstance(cond, AnyOf):
+        return any(holds(c, ctx) for c in cond.items)
+    if isinstance(cond, Not):
+        return not holds(cond.item, ctx)
+    raise TypeError(f"not a condition: {cond!r}")

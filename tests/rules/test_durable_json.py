@@ -1,0 +1,31 @@
+"""durable-rules takes tiny and huge floats once our serialiser is installed."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from durable import engine
+
+from engine.rules._durable_json import dumps, install
+
+
+@pytest.mark.parametrize("x", [-5e-06, 1.5e-05, 1e20, -1e-300, 0.1 + 0.2, 123.0, -0.0])
+def test_dumps_writes_positional_floats_with_the_same_value(x: float) -> None:
+    text = dumps({"x": x, "l": [x, True, None, "s"]})
+    assert "e" not in text.replace("true", "").lower().replace('"s"', "")
+    assert json.loads(text) == {"x": x, "l": [x, True, None, "s"]}
+
+
+def test_durable_matches_an_event_with_a_tiny_float() -> None:
+    install()
+    seen = []
+
+    class Host(engine.Host):
+        def get_action(self, name):
+            return lambda c: seen.append(c.m.x)
+
+    host = Host()
+    host.set_rulesets({"tiny_float_check": {"r": {"all": [{"m": {"$lte": {"x": -0.000001}}}], "run": "a"}}})
+    host.post("tiny_float_check", {"x": -5e-06})
+    assert seen == [-5e-06]
