@@ -34,8 +34,11 @@ def kkt_residual(Q: np.ndarray, c: np.ndarray, lo: np.ndarray, hi: np.ndarray, w
     minimum have ``g >= nu`` and weights at their maximum ``g <= nu``. The residual is the largest
     violation of these, divided by the scale of ``Qw`` and ``c``.
     """
-    g = Q @ w - c
-    scale = max(float(np.max(np.abs(Q @ w))), float(np.max(np.abs(c))), 1e-300)
+    Qw = Q @ w
+    g = Qw - c
+    # Near a riskless portfolio Qw is rounding noise; measure it against the matrix's own size then.
+    floor = 1e-5 * float(np.max(np.abs(Q))) * float(np.max(np.abs(w)))
+    scale = max(float(np.max(np.abs(Qw))), float(np.max(np.abs(c))), floor, 1e-300)
     tol_w = 1e-9
     fixed = lo >= hi
     at_lo = ~fixed & (w <= lo + tol_w)

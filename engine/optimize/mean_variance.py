@@ -134,13 +134,29 @@ def max_sharpe(expected_returns: np.ndarray, covariance: np.ndarray, *, bounds: 
             f"max Sharpe is undefined: no portfolio on these bands has an expected return above the "
             f"risk-free rate {risk_free:g} (best excess return {best:.6g})"
         )
-    lam, sol = _frontier_point(S, m, lo, hi, lambda seg: _lam_for_sharpe(seg, S, m),
-                               lambda lam, w: lam * float(m @ w) - float(w @ S @ w))
+    try:
+        lam, sol = _frontier_point(S, m, lo, hi, lambda seg: _lam_for_sharpe(seg, S, m),
+                                   lambda lam, w: lam * float(m @ w) - float(w @ S @ w))
+    except OptimizationError as exc:
+        ev = np.linalg.eigvalsh(S)
+        if ev[0] <= 1e-12 * ev[-1]:
+            rank = int((ev > 1e-12 * ev[-1]).sum())
+            raise OptimizationError(
+                f"max Sharpe failed on a singular covariance ({len(S)} assets, rank {rank}): some combination "
+                "is riskless, so the ratio may be unbounded; use more observations or Ledoit-Wolf shrinkage"
+            ) from exc
+        raise
     w = sol.w
     excess = float(m @ w)
     if not excess > 0:
         raise OptimizationError("max_sharpe: verification failed, the tangency portfolio has no excess return")
-    lam_star = float(w @ S @ w) / excess
+    var = float(w @ S @ w)
+    if var <= (1e-8 ** 2) * float(np.max(np.diag(S))):
+        raise OptimizationError(
+            "max Sharpe is unbounded: a combination of assets with (numerically) zero variance earns more than "
+            "the risk-free rate; the covariance is singular (too few observations for the number of assets?)"
+        )
+    lam_star = var / excess
     return _result("max_sharpe", w, mu, S, lo, hi, lam_star * m, risk_free, "KKT (tangency)",
                    {"lambda": lam_star})
 
