@@ -323,3 +323,11 @@ def test_the_same_posts_in_the_same_order_give_the_same_fired_list(shipped):
     first = run()
     assert len(first) > 30 and {f.rule for f in first} >= {"custom:a", "custom:b", "custom:h", "daily_loss", "halt", "pre_trade"}
     assert first == run()
+
+
+def test_a_breach_on_a_new_day_fires_even_without_a_reset(rules, shipped):
+    v = rules.load(shipped)
+    assert len(rules.post_daily_pnl(v, DAY1, -2_500.0, -0.025, 1)) == 3
+    fired = rules.post_daily_pnl(v, DAY2, -2_100.0, -0.021, 2)
+    assert [f.type for f in fired] == ["halt_new_positions", "close_all", "alert"]
+    assert [f["day"] for f in rules.facts(v) if f["t"] == "breach"] == [DAY1, DAY2]
