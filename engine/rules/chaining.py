@@ -395,7 +395,8 @@ class PortfolioRules:
             return action
 
         def emit(fired: Fired) -> None:
-            assert ver.fired is not None, "an action ran outside a post"
+            if ver.fired is None or fired.type not in ACTION_TYPES:
+                raise RulesRuntimeError(f"rule {fired.rule!r} emitted {fired.type!r} outside a post or of an unknown type", fired.rule)
             ver.fired.append(fired)
 
         limits = ver.rules.limits.daily_loss

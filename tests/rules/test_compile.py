@@ -134,7 +134,7 @@ def test_higher_priority_maps_to_lower_pri_and_pri_is_never_negative(shipped):
         ("not portfolio.halted", {"$neq": {"portfolio__halted": True}}),
         ("not (position.profit < 0 and clock.hour >= 20)", {"$or": [{"$gte": {"position__profit": 0}}, {"$lt": {"clock__hour": 20}}]}),
         ("not (position.profit < 0 or not clock.hour >= 20)", {"$and": [{"$gte": {"position__profit": 0}}, {"$gte": {"clock__hour": 20}}]}),
-        ("a" if False else "position.profit < 0 and (clock.hour > 1 and clock.hour < 5)",
+        ("position.profit < 0 and (clock.hour > 1 and clock.hour < 5)",
          {"$and": [{"$lt": {"position__profit": 0}}, {"$gt": {"clock__hour": 1}}, {"$lt": {"clock__hour": 5}}]}),
     ],
 )
