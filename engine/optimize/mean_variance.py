@@ -34,7 +34,7 @@ __all__ = [
     "min_volatility",
 ]
 
-_LAM_MAX = 1e12
+_LAM_MAX = 1e8
 
 
 def _result(method: str, w: np.ndarray, mu: np.ndarray | None, S: np.ndarray, lo: np.ndarray,
@@ -45,6 +45,19 @@ def _result(method: str, w: np.ndarray, mu: np.ndarray | None, S: np.ndarray, lo
     mu_eff = mu if mu is not None else np.full(len(w), np.nan)
     perf = portfolio_performance(w, mu_eff, S, risk_free)
     return OptimizationResult(method, w, perf, risk_contributions(w, S), ver, details or {})
+
+
+def _top_result(method: str, w: np.ndarray, mu: np.ndarray, S: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+                risk_free: float, details: dict[str, float]) -> OptimizationResult:
+    """Verify and wrap the highest-return portfolio (the frontier's end, ``lam`` infinite)."""
+    # Optimality of the greedy fill: every asset above its minimum earns at least as much as every
+    # asset below its maximum.
+    above, below = w > lo + 1e-12, w < hi - 1e-12
+    gap = float(np.max(mu[below]) - np.min(mu[above])) if above.any() and below.any() else 0.0
+    residual = max(gap, 0.0) / max(float(np.max(np.abs(mu))), 1e-300)
+    ver = _verify.verify(method, w, lo, hi, residual=residual, condition="maximum return (greedy fill)")
+    return OptimizationResult(method, w, portfolio_performance(w, mu, S, risk_free), risk_contributions(w, S), ver,
+                              {"lambda": float("inf"), **details})
 
 
 def min_volatility(expected_returns: np.ndarray | None, covariance: np.ndarray, *, bounds: BoundsLike = None,
@@ -82,6 +95,9 @@ def efficient_return(expected_returns: np.ndarray, covariance: np.ndarray, targe
         raise OptimizationError(
             f"target return {target_return:.6g} is unreachable: the highest expected return on these bands is {best:.6g}"
         )
+    if target_return >= best - tol:
+        return _top_result("efficient_return", max_return_portfolio(mu, lo, hi), mu, S, lo, hi, risk_free,
+                           {"target_return": float(target_return)})
     mv = _qp.solve_qp(S, np.zeros(len(S)), lo, hi)
     if mu @ mv.w >= target_return:
         lam, w = 0.0, mv.w
@@ -109,6 +125,10 @@ def efficient_risk(expected_returns: np.ndarray, covariance: np.ndarray, target_
             f"target volatility {target_volatility:.6g} is unreachable: the minimum volatility on these bands is {vmin:.6g}"
         )
     var_t = float(target_volatility) ** 2
+    top = max_return_portfolio(mu, lo, hi)
+    if top @ S @ top <= var_t * (1 + 1e-9):
+        # The volatility limit does not bind: the answer is the highest-return portfolio itself.
+        return _top_result("efficient_risk", top, mu, S, lo, hi, risk_free, {"target_volatility": float(target_volatility)})
     lam, sol = _frontier_point(S, mu, lo, hi, lambda seg: _lam_for_variance(seg, S, var_t),
                                lambda lam, w: float(w @ S @ w) - var_t)
     w = sol.w
