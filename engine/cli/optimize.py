@@ -11,7 +11,6 @@ import argparse
 import csv
 import json
 import math
-import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -148,9 +147,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def read_prices(path: str) -> tuple[list[str], np.ndarray]:
-    """Read a price CSV: header ``date,A,B,...``; blank, ``NA`` or ``nan`` cells are missing prices."""
+    """Read a price CSV (gzip if it ends in .gz): header ``date,A,B,...``; blank, ``NA`` or ``nan`` are missing."""
     try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
+        if path.endswith(".gz"):
+            import gzip
+
+            fh = gzip.open(path, "rt", newline="", encoding="utf-8-sig")
+        else:
+            fh = open(path, newline="", encoding="utf-8-sig")
+        with fh:
             rows = [r for r in csv.reader(fh) if r and any(c.strip() for c in r)]
     except OSError as exc:
         raise InputError(f"cannot read prices {path}: {exc.strerror or exc}") from None

@@ -194,3 +194,10 @@ def test_invalid_strategy_files_exit_1(tmp_path, capsys):
     code = main(["optimize", "--prices", str(_strategy_prices(tmp_path)), "--strategies", str(folder)])
     assert code == 1
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_gzipped_prices_are_read(capsys):
+    gz = STOCKS.parent / "skfolio_sp500_dataset.csv.gz"
+    assert main(["optimize", "--prices", str(gz), "--format", "json", "--method", "min-volatility"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["inputs"]["rows"] == 8313 and len(doc["assets"]) == 20
