@@ -66,7 +66,6 @@ class Position:
     audit: list[AuditEntry] = field(default_factory=list)
     time_in_profit_ms: int = 0
     last_mark_ts: int | None = None
-    in_profit: bool = False
 
     def __post_init__(self) -> None:
         if not self.volume:
@@ -90,9 +89,13 @@ class Book:
     def __init__(self, converter: Converter) -> None:
         self.converter = converter
         self.positions: dict[str, Position] = {}
+        self._open: dict[str, Position] = {}
+        self.realized_total = 0.0
+        self.realized_by: dict[str, float] = {}
+        self.open_count: dict[str, int] = {}
 
     def open_positions(self, strategy: str | None = None) -> list[Position]:
-        return [p for p in self.positions.values() if p.is_open and (strategy is None or p.strategy_type == strategy)]
+        return [p for p in self._open.values() if strategy is None or p.strategy_type == strategy]
 
     def propose(self, p: Position, version: str) -> None:
         self.positions[p.id] = p
@@ -103,6 +106,8 @@ class Book:
         p.status = Status.OPEN
         p.stop_loss, p.take_profit = stop, tp
         p.last_mark_ts = ts
+        self._open[pid] = p
+        self.open_count[p.strategy_type] = self.open_count.get(p.strategy_type, 0) + 1
         p.record(ts, "opened", "pre_trade", version, why)
         return p
 
@@ -119,6 +124,8 @@ class Book:
         volume = min(volume, p.volume)
         pnl = self.converter.pnl(p.symbol, p.side, p.entry, price, volume)
         p.realized_pnl += pnl
+        self.realized_total += pnl
+        self.realized_by[p.strategy_type] = self.realized_by.get(p.strategy_type, 0.0) + pnl
         p.volume -= volume
         p.fills.append(Fill(ts, volume, price, pnl, rule))
         if p.volume <= p.volume0 * 1e-9:
@@ -126,6 +133,8 @@ class Book:
             p.status = Status.CLOSED
             p.closed_ts = ts
             p.unrealized_pnl = 0.0
+            del self._open[pid]
+            self.open_count[p.strategy_type] -= 1
             p.record(ts, "closed", rule, version, f"closed {volume:g} at {price:g}, PnL {pnl:.2f}")
         else:
             p.status = Status.PARTIALLY_CLOSED
@@ -141,20 +150,6 @@ class Book:
             p.take_profit = level
         p.record(ts, f"set_{what}", rule, version, f"{what} {old:g} -> {level:g}")
 
-    def mark(self, symbol: str, ts: int, bid: float, ask: float) -> None:
-        """Revalue the open positions of ``symbol`` at a quote, and count their time in profit."""
-        for p in self.positions.values():
-            if p.symbol != symbol or not p.is_open:
-                continue
-            price = bid if p.side > 0 else ask
-            if p.last_mark_ts is not None and p.in_profit:
-                p.time_in_profit_ms += max(ts - p.last_mark_ts, 0)
-            p.unrealized_pnl = self.converter.pnl(p.symbol, p.side, p.entry, price, p.volume)
-            p.in_profit = p.side * (price - p.entry) > 0
-            p.last_mark_ts = ts
-
-    def unrealized(self, strategy: str | None = None) -> float:
-        return sum(p.unrealized_pnl for p in self.open_positions(strategy))
-
     def realized(self, strategy: str | None = None) -> float:
-        return sum(p.realized_pnl for p in self.positions.values() if strategy is None or p.strategy_type == strategy)
+        """Realized PnL in the account currency, of one strategy or of all."""
+        return self.realized_total if strategy is None else self.realized_by.get(strategy, 0.0)

@@ -489,3 +489,24 @@ def parse_condition(value: object) -> tuple[Condition | None, list[Located]]:
     if errors:
         return None, errors
     return (simplify(tree) if tree is not None else None), errors
+
+
+_NEGATED = {"==": "!=", "!=": "==", "<": ">=", "<=": ">", ">": "<=", ">=": "<"}
+
+
+def negation_normal_form(cond: Condition, negate: bool = False) -> Condition:
+    """Push every ``not`` down to the comparisons (De Morgan; ``not a < 1`` is ``a >= 1``).
+
+    This is the form durable-rules evaluates, and it fixes what an unknown value means: a comparison
+    on a missing field never holds, negated or not.
+    """
+    if isinstance(cond, Compare):
+        return Compare(cond.field, _NEGATED[cond.op], cond.value) if negate else cond
+    if isinstance(cond, In):
+        return In(cond.field, cond.values, cond.negated != negate)
+    if isinstance(cond, Not):
+        return negation_normal_form(cond.item, not negate)
+    items = tuple(negation_normal_form(i, negate) for i in cond.items)
+    if isinstance(cond, AllOf):
+        return AnyOf(items) if negate else AllOf(items)
+    return AllOf(items) if negate else AnyOf(items)

@@ -57,6 +57,7 @@ from collections.abc import Iterator
 from engine.config.conditions import AllOf, AnyOf, Compare, Condition, In, Not, fields_of
 from engine.config.load import RuleSet
 from engine.config.models import CustomRule
+from engine.rules import _durable_json
 from engine.rules._errors import RulesCompileError
 
 __all__ = [
@@ -323,6 +324,7 @@ def compile_ruleset(rules: RuleSet) -> dict:
 _CHILD = r"""
 import json, sys
 try:
+    import engine.rules  # routes durable's JSON through engine.rules._durable_json, as in the parent
     from durable import engine
 except Exception as exc:
     print(json.dumps({"ok": False, "error": "cannot import durable-rules: %s" % exc})); sys.exit(0)
@@ -364,7 +366,8 @@ def check_compiles(definition: dict, timeout: float = 10.0) -> None:
     process never loads the definition.
     """
     try:
-        payload = json.dumps(definition, allow_nan=False, ensure_ascii=False)
+        json.dumps(definition, allow_nan=False)  # refuses inf and nan
+        payload = _durable_json.dumps(definition)
     except ValueError as exc:
         raise RulesCompileError(f"expected finite numbers only in the ruleset, found a non-finite one ({exc})") from None
     except TypeError as exc:

@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
+import numpy as np
+
 from engine.actions import Action, action_id
 from engine.book.metrics import equity_metrics, max_drawdown, trade_metrics
 from engine.book.pnl import Converter
@@ -37,15 +39,14 @@ from engine.config.conditions import fields_of
 from engine.config.load import RuleSet
 from engine.events import Event, PositionClosed, PositionOpened, Tick
 from engine.rules import checks
-from engine.rules._durable_json import install as _install_durable_json
 from engine.rules.chaining import Fired, PortfolioRules
 from engine.rules.kernel import Hit, PositionState, SymbolBook
 from engine.rules.params import compile_params
 from engine.rules.predicate import holds
+from engine.rules.vector import mask
 from engine.rules.resets import ResetClock
 from engine.rules.volatility import Volatility
 
-_install_durable_json()
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _SAMPLE_MS = 60_000  # equity curve sampling period (see engine.book.metrics)
 
@@ -102,6 +103,9 @@ class Engine:
         self.converter = Converter(self.rules.instruments)
         self.book = Book(self.converter)
         self.params = compile_params(self.rules.strategies)
+        self.codes: dict[str, int] = {name: i for i, name in enumerate(sorted(self.rules.strategies))}
+        self._unreal: dict[str, np.ndarray] = {}  # symbol -> open PnL per strategy code, account currency
+        self._posted: set[tuple[str, str]] = set()  # (rule, position) already decided by durable-rules
         self.kernels: dict[str, SymbolBook] = {}
         self.vols: dict[str, Volatility] = {}
         self.quotes: dict[str, tuple[float, float]] = {}
@@ -115,22 +119,42 @@ class Engine:
         self.curve: list[tuple[int, float]] = []
         self.strategy_curves: dict[str, list[float]] = {name: [] for name in self.rules.strategies}
         self.counts = {"events": 0, "ticks": 0, "proposals": 0, "rejected": 0, "breaches": 0, "actions": 0}
-        self._custom_position = [r for r in self.rules.custom.rules if r.enabled and any(f.startswith("position.") for f in fields_of(r.when))]
-        self._custom_portfolio = [r for r in self.rules.custom.rules if r.enabled and r not in self._custom_position]
+        self._split_custom()
+
+    def _split_custom(self) -> None:
+        rules = [r for r in self.rules.custom.rules if r.enabled]
+        self._custom_position = [r for r in rules if any(f.startswith("position.") for f in fields_of(r.when))]
+        self._custom_portfolio = [r for r in rules if r not in self._custom_position]
+        self._needs_exposure = any("portfolio.exposure" in fields_of(r.when) for r in rules)
 
     # --- state ------------------------------------------------------------------------------------
 
     @property
     def equity(self) -> float:
-        return self.equity0 + self.book.realized() + self.book.unrealized()
+        return self.equity0 + self.book.realized() + self.unrealized()
+
+    def unrealized(self, strategy: str | None = None) -> float:
+        """Open PnL at the last quotes, in the account currency (of one strategy, or all)."""
+        if not self._unreal:
+            return 0.0
+        if strategy is None:
+            return float(sum(v.sum() for v in self._unreal.values()))
+        code = self.codes.get(strategy)
+        return float(sum(v[code] for v in self._unreal.values() if code is not None and code < v.size))
+
+    def _revalue(self, symbol: str) -> None:
+        kernel = self.kernels[symbol]
+        spec = self.converter.spec(symbol)
+        rate = self.converter.rate(spec.quote_currency)
+        self._unreal[symbol] = kernel.unrealized(len(self.codes)) * (spec.contract_size * (rate if not math.isnan(rate) else 0.0))
 
     def _strategy_equity(self, name: str) -> float:
-        alloc = self.rules.strategies[name].allocation.target * self.equity0
-        return alloc + self.book.realized(name) + self.book.unrealized(name)
+        alloc = self.rules.strategies[name].allocation.target * self.equity0 if name in self.rules.strategies else 0.0
+        return alloc + self.book.realized(name) + self.unrealized(name)
 
     def _kernel(self, symbol: str) -> SymbolBook:
         if symbol not in self.kernels:
-            self.kernels[symbol] = SymbolBook(symbol, self.params)
+            self.kernels[symbol] = SymbolBook(symbol, self.params, codes=self.codes)
             windows = sorted({w for p in self.params.values() for w in p.windows})
             self.vols[symbol] = Volatility(tuple(windows))
         return self.kernels[symbol]
@@ -176,9 +200,9 @@ class Engine:
         vol = self.vols[t.symbol]
         vol.update(t.bid, t.ask)
         self.bars.setdefault(t.symbol, checks.Bars(self._bar_ms, self._bar_window)).update(t.ts, (t.bid + t.ask) / 2)
-        for hit in kernel.on_tick(t.bid, t.ask, vol.sigma()):
+        for hit in kernel.on_tick(t.bid, t.ask, vol.sigma(), t.ts):
             self._hit_action(t.ts, hit, out)
-        self.book.mark(t.symbol, t.ts, t.bid, t.ask)
+        self._revalue(t.symbol)
         self._portfolio_rules(t, out)
         self._sample(t.ts)
 
@@ -207,11 +231,16 @@ class Engine:
         if p is None or not p.is_open:
             return
         pnl = self.book.fill(p.id, fill.ts, fill.volume, fill.price, fill.rule, self.version)
+        kernel = self.kernels.get(p.symbol)
         if not p.is_open:
-            kernel = self.kernels.get(p.symbol)
             if kernel is not None and p.id in kernel.ids:
                 kernel.remove(p.id)
+            if kernel is not None:
+                p.time_in_profit_ms = kernel.removed_time_in_profit.pop(p.id, p.time_in_profit_ms)
             self.portfolio.forget_position(self.version, p.id)
+            self._posted = {k for k in self._posted if k[1] != p.id} if self._posted else self._posted
+        if kernel is not None:
+            self._revalue(p.symbol)
         self._lock_profit(p, fill.ts, pnl, out)
 
     def _lock_profit(self, p: Position, ts: int, pnl: float, out: list[Action]) -> None:
@@ -255,13 +284,20 @@ class Engine:
         if not (self._custom_position or self._custom_portfolio):
             return
         base = _defined(self._portfolio_context(t))
-        if self._custom_position:
-            for pid in list(self.kernels[t.symbol].ids):
+        kernel = self.kernels[t.symbol]
+        if self._custom_position and kernel.n:
+            columns = {**base, **kernel.columns(t.ts)}
+            candidates: dict[int, list[str]] = {}
+            for rule in self._custom_position:
+                for i in np.flatnonzero(mask(rule.when, columns, kernel.n)).tolist():
+                    if (rule.name, kernel.ids[i]) not in self._posted:
+                        candidates.setdefault(i, []).append(rule.name)
+            for pid, names in [(kernel.ids[i], names) for i, names in sorted(candidates.items())]:
                 p = self.book.positions[pid]
                 ctx = _defined({**base, **self._position_context(p, t)})
-                if any(holds(r.when, ctx) for r in self._custom_position):
-                    for fired in self.portfolio.post_position(self.version, ctx):
-                        self._fired(t.ts, fired, out)
+                self._posted.update((name, pid) for name in names)
+                for fired in self.portfolio.post_position(self.version, ctx):
+                    self._fired(t.ts, fired, out)
         if self._custom_portfolio and any(holds(r.when, base) for r in self._custom_portfolio):
             for fired in self.portfolio.post_portfolio(self.version, base):
                 self._fired(t.ts, fired, out)
@@ -270,13 +306,14 @@ class Engine:
         equity = self.equity
         start = self.day.start_equity
         dt = datetime.fromtimestamp(t.ts / 1000, tz=timezone.utc)
-        gross = sum(self.converter.notional(p.symbol, p.entry, p.volume) for p in self.book.open_positions())
+        open_ = self.book.open_positions()
+        gross = sum(self.converter.notional(p.symbol, p.entry, p.volume) for p in open_) if self._needs_exposure else 0.0
         return {
             "ts": t.ts,
             "portfolio.equity": equity,
             "portfolio.daily_pnl": equity - start,
             "portfolio.daily_return": (equity - start) / start if start > 0 else 0.0,
-            "portfolio.open_positions": len(self.book.open_positions()),
+            "portfolio.open_positions": len(open_),
             "portfolio.exposure": gross / equity if equity > 0 else 0.0,
             "portfolio.drawdown": (self.peak_equity - equity) / self.peak_equity if self.peak_equity > 0 else 0.0,
             "portfolio.halted": self.portfolio.halted(self.version) is not None,
@@ -290,20 +327,20 @@ class Engine:
         price = t.bid if p.side > 0 else t.ask
         profit = p.side * (price - p.entry) / p.entry
         name = p.strategy_type
-        open_ = self.book.open_positions(name)
         equity = self.equity
         return {
             "position.id": p.id, "position.symbol": p.symbol, "position.strategy_type": name,
             "position.strategy_name": p.strategy_name, "position.side": "long" if p.side > 0 else "short",
             "position.volume": p.volume, "position.entry_price": p.entry, "position.stop_loss": p.stop_loss,
-            "position.take_profit": p.take_profit, "position.profit": profit, "position.pnl": p.unrealized_pnl,
+            "position.take_profit": p.take_profit, "position.profit": profit,
+            "position.pnl": self.converter.pnl(p.symbol, p.side, p.entry, price, p.volume),
             "position.r_multiple": profit / state.risk if state.risk and not math.isnan(state.risk) else 0.0,
             "position.age_seconds": (t.ts - p.opened_ts) / 1000, "position.levels_hit": state.hits,
             "position.trailing_armed": state.armed,
-            "strategy.name": name, "strategy.open_positions": len(open_),
+            "strategy.name": name, "strategy.open_positions": self.book.open_count.get(name, 0),
             "strategy.realized_pnl": self.book.realized(name),
-            "strategy.daily_pnl": self.book.realized(name) + self.book.unrealized(name),
-            "strategy.daily_return": (self.book.realized(name) + self.book.unrealized(name)) / self.day.start_equity if self.day.start_equity else 0.0,
+            "strategy.daily_pnl": self.book.realized(name) + self.unrealized(name),
+            "strategy.daily_return": (self.book.realized(name) + self.unrealized(name)) / self.day.start_equity if self.day.start_equity else 0.0,
             "strategy.open_risk": self._open_risk(name) / equity if equity > 0 else 0.0,
             "strategy.allocation": self.rules.strategies[name].allocation.target,
             "strategy.drawdown": max_drawdown(self.strategy_curves.get(name) or [1.0]),
@@ -383,7 +420,7 @@ class Engine:
             return
         pos.volume0 = pos.volume = volume
         self.book.accept(e.position_id, e.ts, stop, tp, self.version, "passed the pre-trade checks")
-        self._kernel(e.symbol).add(e.position_id, e.strategy_type, e.side, e.entry_price, volume, stop, tp)
+        self._kernel(e.symbol).add(e.position_id, e.strategy_type, e.side, e.entry_price, volume, stop, tp, e.ts)
         if resized_from is not None:
             self._emit(out, e.ts, "close_partial", e.position_id, e.strategy_type,
                        {"volume": resized_from - volume, "fraction": (resized_from - volume) / resized_from, "price": e.entry_price},
@@ -412,10 +449,10 @@ class Engine:
         if (stop - e.entry_price) * e.side >= 0:
             reasons.append(f"stop_loss {stop:g} is on the wrong side of the entry {e.entry_price:g}")
         equity = self.equity
-        open_ = self.book.open_positions(e.strategy_type)
+        n_open = self.book.open_count.get(e.strategy_type, 0)
         max_pos = self.rules.max_positions(e.strategy_type)
-        if len(open_) >= max_pos:
-            reasons.append(f"strategy {e.strategy_type} already has {len(open_)} open positions (max_positions {max_pos})")
+        if n_open >= max_pos:
+            reasons.append(f"strategy {e.strategy_type} already has {n_open} open positions (max_positions {max_pos})")
         if math.isnan(self.converter.rate(self.converter.spec(e.symbol).quote_currency)):
             reasons.append(f"no quote yet to convert {self.converter.spec(e.symbol).quote_currency} to {self.converter.account}")
             return reasons, e.volume, None, stop, tp
@@ -464,8 +501,9 @@ class Engine:
         for name in rules.strategies:
             self.ledgers.setdefault(name, _Ledger())
             self.strategy_curves.setdefault(name, [])
-        self._custom_position = [r for r in rules.custom.rules if r.enabled and any(f.startswith("position.") for f in fields_of(r.when))]
-        self._custom_portfolio = [r for r in rules.custom.rules if r.enabled and r not in self._custom_position]
+        for name in sorted(rules.strategies):
+            self.codes.setdefault(name, len(self.codes))
+        self._split_custom()
 
     def _sample(self, ts: int) -> None:
         if self.curve and ts // _SAMPLE_MS == self.curve[-1][0] // _SAMPLE_MS:
@@ -484,6 +522,12 @@ class Engine:
     def summary(self) -> dict[str, Any]:
         """Return per-strategy and portfolio metrics, and per-position results."""
         positions = [p for p in self.book.positions.values() if p.status != Status.REJECTED]
+        for p in self.book.open_positions():
+            kernel = self.kernels[p.symbol]
+            i = kernel.ids.index(p.id)
+            price = kernel.bid if p.side > 0 else kernel.ask
+            p.unrealized_pnl = self.converter.pnl(p.symbol, p.side, p.entry, price, p.volume)
+            p.time_in_profit_ms = int(kernel.tip[i])
 
         def trades(ps: Iterable[Position]) -> dict[str, float]:
             done = [p for p in ps if p.status == Status.CLOSED]
@@ -491,7 +535,7 @@ class Engine:
                                  [p.time_in_profit_ms for p in done])
 
         portfolio = {
-            "equity": self.equity, "realized_pnl": self.book.realized(), "unrealized_pnl": self.book.unrealized(),
+            "equity": self.equity, "realized_pnl": self.book.realized(), "unrealized_pnl": self.unrealized(),
             **equity_metrics([e for _, e in self.curve]), **trades(positions),
             "rules_version": self.version, **{k: v for k, v in self.counts.items()},
         }
@@ -499,8 +543,8 @@ class Engine:
         for name in sorted(self.rules.strategies):
             mine = [p for p in positions if p.strategy_type == name]
             strategies[name] = {
-                "realized_pnl": self.book.realized(name), "unrealized_pnl": self.book.unrealized(name),
-                "open_positions": len(self.book.open_positions(name)), **equity_metrics(self.strategy_curves[name]),
+                "realized_pnl": self.book.realized(name), "unrealized_pnl": self.unrealized(name),
+                "open_positions": self.book.open_count.get(name, 0), **equity_metrics(self.strategy_curves[name]),
                 **trades(mine), "profit_locking": vars(self.ledgers[name]).copy(),
             }
         per_position = {

@@ -64,12 +64,17 @@ class PositionState:
 class SymbolBook:
     """Open positions of one symbol, column by column."""
 
-    def __init__(self, symbol: str, params: Mapping[str, StrategyParams], capacity: int = 16) -> None:
+    def __init__(self, symbol: str, params: Mapping[str, StrategyParams], capacity: int = 16,
+                 codes: dict[str, int] | None = None) -> None:
         self.symbol = symbol
         self._params = dict(params)
+        # strategy name -> small int, for per-strategy sums (np.bincount)
+        self.codes = codes if codes is not None else {name: i for i, name in enumerate(sorted(params))}
         self.n = 0
         self.ids: list[str] = []
         self.strategies: list[str] = []
+        self.removed_time_in_profit: dict[str, int] = {}
+        self.bid = self.ask = math.nan
         self._alloc(capacity)
 
     # --- storage --------------------------------------------------------------------------------
@@ -83,6 +88,9 @@ class SymbolBook:
             "side": f(0.0), "entry": f(0.0), "vol0": f(0.0), "vol": f(0.0), "stop": f(np.nan),
             "tp": f(np.nan), "best": f(np.nan), "risk": f(np.nan),
             "armed": b(), "trailed": b(), "hits": np.zeros(cap, dtype=np.int64),
+            # bookkeeping for metrics and conditions: strategy code, open time, time in profit
+            "code": np.zeros(cap, dtype=np.int64), "opened": np.zeros(cap, dtype=np.int64),
+            "tip": np.zeros(cap, dtype=np.int64), "inprof": b(), "last": np.zeros(cap, dtype=np.int64),
             # parameters, copied from the position's strategy (refilled on reload)
             "trail_on": b(), "trail_d": f(np.nan), "trail_act": f(np.inf), "trail_max": f(np.inf),
             "trail_vol": b(), "trail_k": f(0.0), "trail_w": np.zeros(cap, dtype=np.int64),
@@ -135,11 +143,17 @@ class SymbolBook:
             self.closes_all[i, :k] = p.level_all
 
     def add(self, position_id: str, strategy: str, side: int, entry: float, volume: float,
-            stop: float, take_profit: float) -> None:
+            stop: float, take_profit: float, ts: int = 0) -> None:
         """Start managing a position (``side`` +1 long, -1 short; ``stop``/``take_profit`` nan for none)."""
         if self.n == self._cap:
             self._alloc(self._cap * 2)
         i = self.n
+        self.codes.setdefault(strategy, len(self.codes))
+        self.code[i] = self.codes[strategy]
+        self.opened[i] = ts
+        self.last[i] = ts
+        self.tip[i] = 0
+        self.inprof[i] = False
         self.ids.append(position_id)
         self.strategies.append(strategy)
         self.side[i] = side
@@ -175,9 +189,11 @@ class SymbolBook:
         self._remove_index(i)
 
     def _remove_index(self, i: int) -> None:
+        self.removed_time_in_profit[self.ids[i]] = int(self.tip[i])
         last = self.n - 1
         if i != last:
             for name in ("side", "entry", "vol0", "vol", "stop", "tp", "best", "risk", "armed", "trailed", "hits",
+                         "code", "opened", "tip", "inprof", "last",
                          "trail_on", "trail_d", "trail_act", "trail_max", "trail_vol", "trail_k", "trail_w",
                          "dyn_on", "dyn_w", "dyn_sk", "dyn_tk", "dyn_tight"):
                 arr = getattr(self, name)
@@ -221,13 +237,14 @@ class SymbolBook:
 
     # --- the tick -------------------------------------------------------------------------------
 
-    def on_tick(self, bid: float, ask: float, sigma: Mapping[int, float] | None = None) -> list[Hit]:
+    def on_tick(self, bid: float, ask: float, sigma: Mapping[int, float] | None = None, ts: int | None = None) -> list[Hit]:
         """Apply one quote to every open position; return what happened, position by position in order.
 
         ``sigma`` maps a volatility window (ticks) to the symbol's current volatility of mid returns;
         a missing window means not enough history yet (volatility trailing then uses its floor
-        distance, dynamic SL/TP waits).
+        distance, dynamic SL/TP waits). ``ts`` (epoch ms) advances each position's time in profit.
         """
+        self.bid, self.ask = bid, ask
         n = self.n
         if n == 0:
             return []
@@ -242,6 +259,11 @@ class SymbolBook:
         stop_hit = np.where(long, bid <= stop, ask >= stop)
         tp_hit = ~stop_hit & np.where(long, bid >= tp, ask <= tp)
         profit = side * (px - entry) / entry
+        if ts is not None:
+            last = self.last[:n]
+            self.tip[:n] += (ts - last) * self.inprof[:n]
+            np.copyto(self.inprof[:n], profit > 0)
+            last[:] = ts
         # 3. exit levels: triggers increase, so the count of triggers at or below profit is the number crossed
         crossed = (profit[:, None] >= self.thr[:n]).sum(axis=1)
         level_hit = ~(stop_hit | tp_hit) & (crossed > self.hits[:n])
@@ -290,6 +312,38 @@ class SymbolBook:
         for i in sorted(closed, reverse=True):
             self._remove_index(i)
         return hits
+
+    def unrealized(self, ncodes: int) -> np.ndarray:
+        """Return the open PnL at the last quote per strategy code, in quote currency per unit of volume."""
+        n = self.n
+        if n == 0 or math.isnan(self.bid):
+            return np.zeros(ncodes)
+        side = self.side[:n]
+        px = np.where(side > 0, self.bid, self.ask)
+        return np.bincount(self.code[:n], weights=side * (px - self.entry[:n]) * self.vol[:n], minlength=ncodes)
+
+    def columns(self, ts: int) -> dict[str, object]:
+        """Return the ``position.*`` condition fields of every open position, as arrays (the pre-filter's input)."""
+        n = self.n
+        side = self.side[:n]
+        px = np.where(side > 0, self.bid, self.ask)
+        profit = side * (px - self.entry[:n]) / self.entry[:n]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = profit / self.risk[:n]
+        return {
+            "position.symbol": self.symbol,
+            "position.strategy_type": np.array(self.strategies, dtype=object),
+            "position.side": np.where(side > 0, "long", "short").astype(object),
+            "position.volume": self.vol[:n].copy(),
+            "position.entry_price": self.entry[:n].copy(),
+            "position.stop_loss": self.stop[:n].copy(),
+            "position.take_profit": self.tp[:n].copy(),
+            "position.profit": profit,
+            "position.r_multiple": r,
+            "position.age_seconds": (ts - self.opened[:n]) / 1000,
+            "position.levels_hit": self.hits[:n].copy(),
+            "position.trailing_armed": self.armed[:n].copy(),
+        }
 
     def _distances(self, active: np.ndarray, sigma: Mapping[int, float]) -> list[float]:
         d = self.trail_d[active].copy()

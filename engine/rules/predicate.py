@@ -11,13 +11,21 @@ import operator
 from collections.abc import Mapping
 from typing import Any
 
-from engine.config.conditions import AllOf, AnyOf, Compare, Condition, In, Not
+from engine.config.conditions import AllOf, AnyOf, Compare, Condition, In, negation_normal_form
 
 _OPS = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 
 
 def holds(cond: Condition, ctx: Mapping[str, Any]) -> bool:
-    """Return whether ``cond`` holds for the field values in ``ctx`` (a missing field never matches)."""
+    """Return whether ``cond`` holds for the field values in ``ctx``.
+
+    ``cond`` is taken in negation normal form, as durable-rules evaluates it: a comparison on a
+    missing field never holds, negated or not.
+    """
+    return _holds(negation_normal_form(cond), ctx)
+
+
+def _holds(cond: Condition, ctx: Mapping[str, Any]) -> bool:
     if isinstance(cond, Compare):
         value = ctx.get(cond.field)
         if value is None:
@@ -32,9 +40,7 @@ def holds(cond: Condition, ctx: Mapping[str, Any]) -> bool:
             return False
         return (value in cond.values) != cond.negated
     if isinstance(cond, AllOf):
-        return all(holds(c, ctx) for c in cond.items)
+        return all(_holds(c, ctx) for c in cond.items)
     if isinstance(cond, AnyOf):
-        return any(holds(c, ctx) for c in cond.items)
-    if isinstance(cond, Not):
-        return not holds(cond.item, ctx)
+        return any(_holds(c, ctx) for c in cond.items)
     raise TypeError(f"not a condition: {cond!r}")

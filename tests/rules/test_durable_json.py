@@ -29,3 +29,16 @@ def test_durable_matches_an_event_with_a_tiny_float() -> None:
     host.set_rulesets({"tiny_float_check": {"r": {"all": [{"m": {"$lte": {"x": -0.000001}}}], "run": "a"}}})
     host.post("tiny_float_check", {"x": -5e-06})
     assert seen == [-5e-06]
+
+
+def test_a_rule_with_a_tiny_literal_compiles_in_a_child_process(tmp_path) -> None:
+    from engine.config import load_config
+    from engine.rules.compile import check_compiles, compile_ruleset
+    from tests.conftest import ROOT
+    import shutil
+
+    for name in ("strategies", "rules"):
+        shutil.copytree(ROOT / name, tmp_path / name)
+    (tmp_path / "rules" / "custom.yaml").write_text(
+        "rules:\n  - name: tiny\n    when: position.profit <= -0.00001\n    then: [{alert: tiny loss}]\n")
+    check_compiles(compile_ruleset(load_config(str(tmp_path))), timeout=30)
