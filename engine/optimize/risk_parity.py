@@ -123,9 +123,15 @@ def _spinu(S: np.ndarray, b: np.ndarray) -> np.ndarray:
         dec = -float(g @ d)
         # y_i g_i = y_i (Sigma y)_i - b_i: the distance of the risk contributions from the budgets.
         crit = float(np.max(np.abs(y * g) / b))
-        if crit <= 1e-13 or (crit <= 1e-9 and crit > 0.5 * prev):  # converged, or rounding-limited
+        if crit <= 1e-13 or (crit <= 1e-10 and crit > 0.5 * prev):  # converged, or rounding-limited
             return y
         prev = crit
+        if dec <= 1e-12 * max(1.0, abs(f)) and (y + d > 0).all():
+            # Inside the quadratic-convergence region the objective's decrease is below its rounding,
+            # so Armijo cannot judge the step: take the full Newton step.
+            y = y + d
+            f = _objective(S, b, y)
+            continue
         t = 1.0
         # Stay inside y > 0, then backtrack (Armijo).
         neg = d < 0
