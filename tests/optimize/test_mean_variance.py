@@ -114,7 +114,11 @@ def test_min_volatility_satisfies_first_order_conditions_inside_bands(p):
 @given(problems)
 def test_max_sharpe_satisfies_first_order_conditions_and_beats_random_portfolios(p):
     mu, S, lo, hi = _setup(*p)
-    if (mu - RF).max() <= 0:
+    from engine.optimize._inputs import max_return_portfolio
+
+    if (mu - RF) @ max_return_portfolio(mu - RF, lo, hi) <= 0:  # nothing on the bands beats the risk-free rate
+        with pytest.raises(OptimizationError, match="risk-free rate"):
+            max_sharpe(mu, S, bounds=(lo, hi), risk_free=RF)
         return
     res = max_sharpe(mu, S, bounds=(lo, hi), risk_free=RF)
     w = res.weights
