@@ -94,6 +94,10 @@ class Book:
         self.realized_by: dict[str, float] = {}
         self.open_count: dict[str, int] = {}
 
+    @property
+    def n_open(self) -> int:
+        return len(self._open)
+
     def open_positions(self, strategy: str | None = None) -> list[Position]:
         return [p for p in self._open.values() if strategy is None or p.strategy_type == strategy]
 

@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import json as _json
 import math
+import numbers
 from decimal import Decimal
 from typing import Any
+
+import numpy as np
 
 
 def _float(x: float) -> str:
     if not math.isfinite(x):
         raise ValueError(f"durable-rules cannot take {x!r}")
-    text = repr(x)
+    text = repr(float(x))  # float(): numpy's float64 repr is "np.float64(...)"
     if "e" in text or "E" in text:
         text = format(Decimal(text), "f")
         if "." not in text:
@@ -28,9 +31,13 @@ def _float(x: float) -> str:
 
 def dumps(obj: Any, ensure_ascii: bool = False, **_: Any) -> str:
     """Serialise like ``json.dumps``, writing every float in positional notation."""
-    if isinstance(obj, bool) or obj is None or isinstance(obj, (str, int)):
+    if isinstance(obj, (bool, np.bool_)):
+        return "true" if obj else "false"
+    if obj is None or isinstance(obj, str):
         return _json.dumps(obj, ensure_ascii=ensure_ascii)
-    if isinstance(obj, float):
+    if isinstance(obj, numbers.Integral):
+        return str(int(obj))
+    if isinstance(obj, numbers.Real):
         return _float(obj)
     if isinstance(obj, dict):
         return "{" + ", ".join(f"{_json.dumps(str(k), ensure_ascii=ensure_ascii)}: {dumps(v, ensure_ascii)}" for k, v in obj.items()) + "}"

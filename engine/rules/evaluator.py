@@ -23,6 +23,7 @@ fired and the rules version; ids are deterministic (see engine.actions).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -35,7 +36,7 @@ from engine.actions import Action, action_id
 from engine.book.metrics import equity_metrics, max_drawdown, trade_metrics
 from engine.book.pnl import Converter
 from engine.book.positions import Book, Position, Status
-from engine.config.conditions import fields_of
+from engine.config.conditions import fields_of, negation_normal_form
 from engine.config.load import RuleSet
 from engine.events import Event, PositionClosed, PositionOpened, Tick
 from engine.rules import checks
@@ -43,7 +44,7 @@ from engine.rules.chaining import Fired, PortfolioRules
 from engine.rules.kernel import Hit, PositionState, SymbolBook
 from engine.rules.params import compile_params
 from engine.rules.predicate import holds
-from engine.rules.vector import mask
+from engine.rules.vector import LazyColumns, mask
 from engine.rules.resets import ResetClock
 from engine.rules.volatility import Volatility
 
@@ -105,6 +106,9 @@ class Engine:
         self.params = compile_params(self.rules.strategies)
         self.codes: dict[str, int] = {name: i for i, name in enumerate(sorted(self.rules.strategies))}
         self._unreal: dict[str, np.ndarray] = {}  # symbol -> open PnL per strategy code, account currency
+        self._unreal_total = np.zeros(len(self.codes))
+        self._last_ts: int | None = None
+        self._clock: tuple[int, dict[str, Any]] = (-1, {})
         self._posted: set[tuple[str, str]] = set()  # (rule, position) already decided by durable-rules
         self.kernels: dict[str, SymbolBook] = {}
         self.vols: dict[str, Volatility] = {}
@@ -125,7 +129,10 @@ class Engine:
         rules = [r for r in self.rules.custom.rules if r.enabled]
         self._custom_position = [r for r in rules if any(f.startswith("position.") for f in fields_of(r.when))]
         self._custom_portfolio = [r for r in rules if r not in self._custom_position]
+        # the pre-filter evaluates each condition in the negation normal form durable-rules uses
+        self._nnf = {r.name: negation_normal_form(r.when) for r in rules}
         self._needs_exposure = any("portfolio.exposure" in fields_of(r.when) for r in rules)
+        self._position_fields = frozenset(f for r in self._custom_position for f in fields_of(r.when))
 
     # --- state ------------------------------------------------------------------------------------
 
@@ -135,18 +142,24 @@ class Engine:
 
     def unrealized(self, strategy: str | None = None) -> float:
         """Open PnL at the last quotes, in the account currency (of one strategy, or all)."""
-        if not self._unreal:
-            return 0.0
         if strategy is None:
-            return float(sum(v.sum() for v in self._unreal.values()))
+            return float(self._unreal_total.sum())
         code = self.codes.get(strategy)
-        return float(sum(v[code] for v in self._unreal.values() if code is not None and code < v.size))
+        return float(self._unreal_total[code]) if code is not None and code < self._unreal_total.size else 0.0
 
     def _revalue(self, symbol: str) -> None:
+        """Revalue one symbol's open positions; keep the per-strategy total current by difference."""
         kernel = self.kernels[symbol]
         spec = self.converter.spec(symbol)
         rate = self.converter.rate(spec.quote_currency)
-        self._unreal[symbol] = kernel.unrealized(len(self.codes)) * (spec.contract_size * (rate if not math.isnan(rate) else 0.0))
+        new = kernel.unrealized(len(self.codes)) * (spec.contract_size * (rate if not math.isnan(rate) else 0.0))
+        old = self._unreal.get(symbol)
+        if self._unreal_total.size < new.size:
+            self._unreal_total = np.concatenate([self._unreal_total, np.zeros(new.size - self._unreal_total.size)])
+        if old is not None:
+            self._unreal_total[: old.size] -= old
+        self._unreal_total[: new.size] += new
+        self._unreal[symbol] = new
 
     def _strategy_equity(self, name: str) -> float:
         alloc = self.rules.strategies[name].allocation.target * self.equity0 if name in self.rules.strategies else 0.0
@@ -203,6 +216,7 @@ class Engine:
         for hit in kernel.on_tick(t.bid, t.ask, vol.sigma(), t.ts):
             self._hit_action(t.ts, hit, out)
         self._revalue(t.symbol)
+        self._last_ts = t.ts
         self._portfolio_rules(t, out)
         self._sample(t.ts)
 
@@ -276,7 +290,10 @@ class Engine:
         self.peak_equity = max(self.peak_equity, equity)
         pnl = equity - self.day.start_equity
         pnl_pct = pnl / self.day.start_equity if self.day.start_equity > 0 else 0.0
-        for fired in self.portfolio.post_daily_pnl(self.version, self.day.key, pnl, pnl_pct, t.ts):
+        # Pre-filter: only a PnL beyond the limit can fire the breach rule; durable-rules decides
+        # (once per day, through its breach fact), within the limit there is nothing to post.
+        beyond = pnl_pct <= -self.rules.limits.daily_loss.max and not self.day.breached
+        for fired in (self.portfolio.post_daily_pnl(self.version, self.day.key, pnl, pnl_pct, t.ts) if beyond else ()):
             if fired.type == "halt_new_positions" and not self.day.breached:
                 self.day.breached = True
                 self.counts["breaches"] += 1
@@ -286,10 +303,13 @@ class Engine:
         base = _defined(self._portfolio_context(t))
         kernel = self.kernels[t.symbol]
         if self._custom_position and kernel.n:
-            columns = {**base, **kernel.columns(t.ts)}
+            spec = self.converter.spec(t.symbol)
+            scale = spec.contract_size * self.converter.rate(spec.quote_currency)
+            lazy = kernel.columns(t.ts, self._position_fields, scale)
+            columns = LazyColumns(base, {**lazy._makers, **self._strategy_columns(kernel)})
             candidates: dict[int, list[str]] = {}
             for rule in self._custom_position:
-                for i in np.flatnonzero(mask(rule.when, columns, kernel.n)).tolist():
+                for i in np.flatnonzero(mask(self._nnf[rule.name], columns, kernel.n, normalized=True)).tolist():
                     if (rule.name, kernel.ids[i]) not in self._posted:
                         candidates.setdefault(i, []).append(rule.name)
             for pid, names in [(kernel.ids[i], names) for i, names in sorted(candidates.items())]:
@@ -298,28 +318,56 @@ class Engine:
                 self._posted.update((name, pid) for name in names)
                 for fired in self.portfolio.post_position(self.version, ctx):
                     self._fired(t.ts, fired, out)
-        if self._custom_portfolio and any(holds(r.when, base) for r in self._custom_portfolio):
+        if self._custom_portfolio and any(holds(self._nnf[r.name], base, normalized=True) for r in self._custom_portfolio):
             for fired in self.portfolio.post_portfolio(self.version, base):
                 self._fired(t.ts, fired, out)
 
     def _portfolio_context(self, t: Tick) -> dict[str, Any]:
         equity = self.equity
         start = self.day.start_equity
-        dt = datetime.fromtimestamp(t.ts / 1000, tz=timezone.utc)
-        open_ = self.book.open_positions()
-        gross = sum(self.converter.notional(p.symbol, p.entry, p.volume) for p in open_) if self._needs_exposure else 0.0
+        minute = t.ts // 60_000
+        if self._clock[0] != minute:
+            dt = datetime.fromtimestamp(minute * 60, tz=timezone.utc)
+            self._clock = (minute, {"clock.weekday": _WEEKDAYS[dt.weekday()], "clock.hour": dt.hour, "clock.minute": dt.minute})
+        gross = sum(self.converter.notional(p.symbol, p.entry, p.volume) for p in self.book.open_positions()) if self._needs_exposure else 0.0
         return {
             "ts": t.ts,
             "portfolio.equity": equity,
             "portfolio.daily_pnl": equity - start,
             "portfolio.daily_return": (equity - start) / start if start > 0 else 0.0,
-            "portfolio.open_positions": len(open_),
+            "portfolio.open_positions": self.book.n_open,
             "portfolio.exposure": gross / equity if equity > 0 else 0.0,
             "portfolio.drawdown": (self.peak_equity - equity) / self.peak_equity if self.peak_equity > 0 else 0.0,
             "portfolio.halted": self.portfolio.halted(self.version) is not None,
             "tick.symbol": t.symbol, "tick.bid": t.bid, "tick.ask": t.ask,
             "tick.mid": (t.bid + t.ask) / 2, "tick.spread": t.ask - t.bid,
-            "clock.weekday": _WEEKDAYS[dt.weekday()], "clock.hour": dt.hour, "clock.minute": dt.minute,
+            **self._clock[1],
+        }
+
+    def _strategy_columns(self, kernel: SymbolBook) -> dict[str, Callable[[], np.ndarray]]:
+        """Makers of the ``strategy.*`` fields (and ``position.strategy_name``) the position rules read."""
+        makers: dict[str, Callable[[], np.ndarray]] = {}
+        if "position.strategy_name" in self._position_fields:
+            makers["position.strategy_name"] = lambda: np.array([self.book.positions[pid].strategy_name for pid in kernel.ids], dtype=object)
+        wanted = [f for f in self._position_fields if f.startswith("strategy.")]
+        if wanted:
+            per = functools.cache(lambda: {name: self._strategy_context(name) for name in set(kernel.strategies)})
+            for f in wanted:
+                makers[f] = functools.partial(
+                    lambda f: np.array([per()[name][f] for name in kernel.strategies], dtype=object if f == "strategy.name" else np.float64), f)
+        return makers
+
+    def _strategy_context(self, name: str) -> dict[str, Any]:
+        equity = self.equity
+        day = self.book.realized(name) + self.unrealized(name)
+        return {
+            "strategy.name": name, "strategy.open_positions": self.book.open_count.get(name, 0),
+            "strategy.realized_pnl": self.book.realized(name),
+            "strategy.daily_pnl": day,
+            "strategy.daily_return": day / self.day.start_equity if self.day.start_equity else 0.0,
+            "strategy.open_risk": self._open_risk(name) / equity if equity > 0 else 0.0,
+            "strategy.allocation": self.rules.strategies[name].allocation.target if name in self.rules.strategies else 0.0,
+            "strategy.drawdown": max_drawdown(self.strategy_curves.get(name) or [1.0]),
         }
 
     def _position_context(self, p: Position, t: Tick) -> dict[str, Any]:
@@ -334,16 +382,10 @@ class Engine:
             "position.volume": p.volume, "position.entry_price": p.entry, "position.stop_loss": p.stop_loss,
             "position.take_profit": p.take_profit, "position.profit": profit,
             "position.pnl": self.converter.pnl(p.symbol, p.side, p.entry, price, p.volume),
-            "position.r_multiple": profit / state.risk if state.risk and not math.isnan(state.risk) else 0.0,
+            "position.r_multiple": profit / state.risk if state.risk and not math.isnan(state.risk) else None,
             "position.age_seconds": (t.ts - p.opened_ts) / 1000, "position.levels_hit": state.hits,
             "position.trailing_armed": state.armed,
-            "strategy.name": name, "strategy.open_positions": self.book.open_count.get(name, 0),
-            "strategy.realized_pnl": self.book.realized(name),
-            "strategy.daily_pnl": self.book.realized(name) + self.unrealized(name),
-            "strategy.daily_return": (self.book.realized(name) + self.unrealized(name)) / self.day.start_equity if self.day.start_equity else 0.0,
-            "strategy.open_risk": self._open_risk(name) / equity if equity > 0 else 0.0,
-            "strategy.allocation": self.rules.strategies[name].allocation.target,
-            "strategy.drawdown": max_drawdown(self.strategy_curves.get(name) or [1.0]),
+            **self._strategy_context(name),
         }
 
     def _fired(self, ts: int, fired: Fired, out: list[Action]) -> None:
@@ -491,6 +533,19 @@ class Engine:
 
     # --- reload, summary ------------------------------------------------------------------------
 
+    def adopt(self, p: Position, state: PositionState | None = None) -> None:
+        """Take over an open position without pre-trade checks (a restart, or positions found at the broker).
+
+        ``state`` carries the managed state (best price, levels hit, stops) when it is known.
+        """
+        self.book.positions[p.id] = p
+        self.book.accept(p.id, p.opened_ts, p.stop_loss, p.take_profit, self.version, "adopted")
+        kernel = self._kernel(p.symbol)
+        if state is not None:
+            kernel.restore(state)
+        else:
+            kernel.add(p.id, p.strategy_type, p.side, p.entry, p.volume, p.stop_loss, p.take_profit, p.opened_ts)
+
     def reload(self, rules: RuleSet) -> None:
         """Swap in new rules between two events; open positions keep their managed state."""
         version = self.portfolio.load(rules)
@@ -505,11 +560,9 @@ class Engine:
             self.codes.setdefault(name, len(self.codes))
         self._split_custom()
 
-    def _sample(self, ts: int) -> None:
-        if self.curve and ts // _SAMPLE_MS == self.curve[-1][0] // _SAMPLE_MS:
-            self.curve[-1] = (self.curve[-1][0], self.equity)
-            for name, curve in self.strategy_curves.items():
-                curve[-1] = self._strategy_equity(name)
+    def _sample(self, ts: int, force: bool = False) -> None:
+        """Record the equity curves at the first event of each sampling period (and at the end)."""
+        if not force and self.curve and ts // _SAMPLE_MS == self.curve[-1][0] // _SAMPLE_MS:
             return
         self.curve.append((ts, self.equity))
         for name, curve in self.strategy_curves.items():
@@ -522,6 +575,8 @@ class Engine:
     def summary(self) -> dict[str, Any]:
         """Return per-strategy and portfolio metrics, and per-position results."""
         positions = [p for p in self.book.positions.values() if p.status != Status.REJECTED]
+        if self.curve and self._last_ts is not None and self.curve[-1][0] != self._last_ts:
+            self._sample(self._last_ts, force=True)
         for p in self.book.open_positions():
             kernel = self.kernels[p.symbol]
             i = kernel.ids.index(p.id)

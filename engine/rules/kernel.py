@@ -6,8 +6,12 @@ SL/TP. Only the positions where something happens produce ``Hit`` records (spars
 evaluator turns into actions. ``tests/rules/reference.py`` holds the plain per-position version of the
 same semantics; a property test checks both give identical hits.
 
-Arithmetic is written in the same order as the reference so both round identically:
-profit = side * (price - entry) / entry, trailing candidate = best * (1 - side * d).
+Prices are kept signed (``side * price``: a long's stop is hit when ``side * bid <= side * stop``, a
+short's when ``side * ask <= side * stop`` reversed the same way), which turns every long/short pair
+of comparisons into one. Multiplying by +-1 is exact, so the arithmetic rounds exactly as the
+reference's: profit = side * (price - entry) / entry, trailing candidate = best * (1 - side * d).
+Masks computed for all positions pick the few that need the ordered, per-position steps; those run in
+Python, re-checking each step against the stop as the previous step left it.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.rules.params import StrategyParams
+from engine.rules.vector import LazyColumns
 
 _EMPTY = 1e-9  # remaining volume below this fraction of the original is nothing
 
@@ -64,37 +69,40 @@ class PositionState:
 class SymbolBook:
     """Open positions of one symbol, column by column."""
 
+    _COLUMNS = ("side", "entry", "vol0", "vol", "sstop", "stp", "sbest", "risk", "armed", "trailed", "hits", "next_thr",
+                "code", "opened", "tip", "inprof", "trail_d", "trail_act", "trail_max", "trail_vol", "trail_k", "trail_w",
+                "dyn_on", "dyn_w", "dyn_sk", "dyn_tk", "dyn_tight")
+
     def __init__(self, symbol: str, params: Mapping[str, StrategyParams], capacity: int = 16,
                  codes: dict[str, int] | None = None) -> None:
         self.symbol = symbol
         self._params = dict(params)
-        # strategy name -> small int, for per-strategy sums (np.bincount)
+        # strategy name -> small int, for per-strategy sums (np.bincount); shared with the evaluator
         self.codes = codes if codes is not None else {name: i for i, name in enumerate(sorted(params))}
         self.n = 0
         self.ids: list[str] = []
         self.strategies: list[str] = []
         self.removed_time_in_profit: dict[str, int] = {}
         self.bid = self.ask = math.nan
+        self._last_ts: int | None = None
+        self._cap = 0
         self._alloc(capacity)
 
     # --- storage --------------------------------------------------------------------------------
 
     def _alloc(self, cap: int) -> None:
-        old = getattr(self, "_cap", 0)
+        old = self._cap
         self._cap = cap
         f = lambda fill: np.full(cap, fill, dtype=np.float64)  # noqa: E731
         b = lambda: np.zeros(cap, dtype=bool)  # noqa: E731
+        i = lambda: np.zeros(cap, dtype=np.int64)  # noqa: E731
         cols = {
-            "side": f(0.0), "entry": f(0.0), "vol0": f(0.0), "vol": f(0.0), "stop": f(np.nan),
-            "tp": f(np.nan), "best": f(np.nan), "risk": f(np.nan),
-            "armed": b(), "trailed": b(), "hits": np.zeros(cap, dtype=np.int64),
-            # bookkeeping for metrics and conditions: strategy code, open time, time in profit
-            "code": np.zeros(cap, dtype=np.int64), "opened": np.zeros(cap, dtype=np.int64),
-            "tip": np.zeros(cap, dtype=np.int64), "inprof": b(), "last": np.zeros(cap, dtype=np.int64),
+            "side": f(0.0), "entry": f(1.0), "vol0": f(0.0), "vol": f(0.0), "sstop": f(np.nan), "stp": f(np.nan),
+            "sbest": f(np.nan), "risk": f(np.nan), "armed": b(), "trailed": b(), "hits": i(), "next_thr": f(np.inf),
+            "code": i(), "opened": i(), "tip": i(), "inprof": b(),
             # parameters, copied from the position's strategy (refilled on reload)
-            "trail_on": b(), "trail_d": f(np.nan), "trail_act": f(np.inf), "trail_max": f(np.inf),
-            "trail_vol": b(), "trail_k": f(0.0), "trail_w": np.zeros(cap, dtype=np.int64),
-            "dyn_on": b(), "dyn_w": np.zeros(cap, dtype=np.int64), "dyn_sk": f(0.0), "dyn_tk": f(0.0), "dyn_tight": b(),
+            "trail_d": f(np.nan), "trail_act": f(np.inf), "trail_max": f(np.inf), "trail_vol": b(), "trail_k": f(0.0),
+            "trail_w": i(), "dyn_on": b(), "dyn_w": i(), "dyn_sk": f(0.0), "dyn_tk": f(0.0), "dyn_tight": b(),
         }
         for name, arr in cols.items():
             if old:
@@ -118,9 +126,9 @@ class SymbolBook:
 
     def _fill_params(self, i: int) -> None:
         p = self._params[self.strategies[i]]
-        self.trail_on[i] = p.trail_on
         self.trail_d[i] = p.trail_distance
-        self.trail_act[i] = p.trail_activation
+        # a disabled trail never arms: its activation is out of reach
+        self.trail_act[i] = p.trail_activation if p.trail_on else math.inf
         self.trail_max[i] = p.trail_max
         self.trail_vol[i] = p.trail_volatility
         self.trail_k[i] = p.trail_k
@@ -141,6 +149,11 @@ class SymbolBook:
             self.pct[i, :k] = p.level_pct
             self.sl[i, :k] = p.level_sl
             self.closes_all[i, :k] = p.level_all
+        self._set_next(i)
+
+    def _set_next(self, i: int) -> None:
+        h = int(self.hits[i])
+        self.next_thr[i] = self.thr[i, h] if h < self.thr.shape[1] else math.inf
 
     def add(self, position_id: str, strategy: str, side: int, entry: float, volume: float,
             stop: float, take_profit: float, ts: int = 0) -> None:
@@ -148,21 +161,20 @@ class SymbolBook:
         if self.n == self._cap:
             self._alloc(self._cap * 2)
         i = self.n
+        self.ids.append(position_id)
+        self.strategies.append(strategy)
         self.codes.setdefault(strategy, len(self.codes))
         self.code[i] = self.codes[strategy]
         self.opened[i] = ts
-        self.last[i] = ts
         self.tip[i] = 0
         self.inprof[i] = False
-        self.ids.append(position_id)
-        self.strategies.append(strategy)
         self.side[i] = side
         self.entry[i] = entry
         self.vol0[i] = volume
         self.vol[i] = volume
-        self.stop[i] = stop
-        self.tp[i] = take_profit
-        self.best[i] = entry
+        self.sstop[i] = side * stop
+        self.stp[i] = side * take_profit
+        self.sbest[i] = side * entry
         self.armed[i] = False
         self.trailed[i] = False
         self.hits[i] = 0
@@ -176,7 +188,7 @@ class SymbolBook:
         self.add(state.position_id, state.strategy, state.side, state.entry, state.volume0, state.stop, state.take_profit)
         i = self.n - 1
         self.vol[i] = state.volume
-        self.best[i] = state.best
+        self.sbest[i] = state.side * state.best
         self.armed[i] = state.armed
         self.trailed[i] = state.trailed
         self.hits[i] = state.hits
@@ -185,17 +197,13 @@ class SymbolBook:
 
     def remove(self, position_id: str) -> None:
         """Stop managing a position (closed or taken over)."""
-        i = self.ids.index(position_id)
-        self._remove_index(i)
+        self._remove_index(self.ids.index(position_id))
 
     def _remove_index(self, i: int) -> None:
         self.removed_time_in_profit[self.ids[i]] = int(self.tip[i])
         last = self.n - 1
         if i != last:
-            for name in ("side", "entry", "vol0", "vol", "stop", "tp", "best", "risk", "armed", "trailed", "hits",
-                         "code", "opened", "tip", "inprof", "last",
-                         "trail_on", "trail_d", "trail_act", "trail_max", "trail_vol", "trail_k", "trail_w",
-                         "dyn_on", "dyn_w", "dyn_sk", "dyn_tk", "dyn_tight"):
+            for name in self._COLUMNS:
                 arr = getattr(self, name)
                 arr[i] = arr[last]
             for arr in (self.thr, self.pct, self.sl, self.closes_all):
@@ -209,8 +217,9 @@ class SymbolBook:
     def state(self, position_id: str) -> PositionState:
         """Return a position's managed state."""
         i = self.ids.index(position_id)
-        return PositionState(self.ids[i], self.strategies[i], int(self.side[i]), float(self.entry[i]), float(self.vol0[i]),
-                             float(self.vol[i]), float(self.stop[i]), float(self.tp[i]), float(self.best[i]),
+        s = float(self.side[i])
+        return PositionState(self.ids[i], self.strategies[i], int(s), float(self.entry[i]), float(self.vol0[i]),
+                             float(self.vol[i]), s * float(self.sstop[i]), s * float(self.stp[i]), s * float(self.sbest[i]),
                              bool(self.armed[i]), bool(self.trailed[i]), int(self.hits[i]), float(self.risk[i]))
 
     def reduce(self, position_id: str, volume: float) -> None:
@@ -222,9 +231,9 @@ class SymbolBook:
         """Set a position's stop or target from outside the kernel (a custom rule, a broker update)."""
         i = self.ids.index(position_id)
         if stop is not None:
-            self.stop[i] = stop
+            self.sstop[i] = self.side[i] * stop
         if take_profit is not None:
-            self.tp[i] = take_profit
+            self.stp[i] = self.side[i] * take_profit
 
     def reload(self, params: Mapping[str, StrategyParams]) -> None:
         """Swap in new strategy parameters; positions keep their state (best price, levels hit, stops)."""
@@ -247,122 +256,118 @@ class SymbolBook:
         self.bid, self.ask = bid, ask
         n = self.n
         if n == 0:
+            self._last_ts = ts
             return []
         sigma = sigma or {}
         side = self.side[:n]
         entry = self.entry[:n]
-        stop = self.stop[:n]
-        tp = self.tp[:n]
-        long = side > 0
-        px = np.where(long, bid, ask)
-        # 1. stop, 2. take profit (with the levels as they stood before this tick)
-        stop_hit = np.where(long, bid <= stop, ask >= stop)
-        tp_hit = ~stop_hit & np.where(long, bid >= tp, ask <= tp)
-        profit = side * (px - entry) / entry
+        sstop = self.sstop[:n]
+        px = np.where(side > 0, bid, ask)
+        spx = side * px
+        # 1. stop, 2. take profit, with the levels as they stood before this tick
+        closed = (spx <= sstop) | (spx >= self.stp[:n])
+        profit = (spx - side * entry) / entry
         if ts is not None:
-            last = self.last[:n]
-            self.tip[:n] += (ts - last) * self.inprof[:n]
+            if self._last_ts is not None:
+                self.tip[:n] += (ts - self._last_ts) * self.inprof[:n]
             np.copyto(self.inprof[:n], profit > 0)
-            last[:] = ts
-        # 3. exit levels: triggers increase, so the count of triggers at or below profit is the number crossed
-        crossed = (profit[:, None] >= self.thr[:n]).sum(axis=1)
-        level_hit = ~(stop_hit | tp_hit) & (crossed > self.hits[:n])
+            self._last_ts = ts
+        # 3. exit levels: only the next untaken level can be the first one crossed
+        level = (profit >= self.next_thr[:n]) & ~closed
         # 4. trailing: best price includes this tick; arms once and stays armed
-        best = self.best[:n]
-        np.copyto(best, np.where(long, np.maximum(best, bid), np.minimum(best, ask)))
-        self.armed[:n] |= self.trail_on[:n] & (profit >= self.trail_act[:n])
-        trail = self.armed[:n] & ~(stop_hit | tp_hit)
-        dyn = self.dyn_on[:n] & ~(stop_hit | tp_hit)
+        sbest = self.sbest[:n]
+        np.maximum(sbest, spx, out=sbest)
+        armed = self.armed[:n]
+        armed |= profit >= self.trail_act[:n]
+        active = closed | level
+        d = None
+        if armed.any():
+            d = self._distances(n, sigma)
+            scand = sbest * (1 - side * d)
+            with np.errstate(invalid="ignore"):
+                active |= armed & ((scand > sstop) | np.isnan(sstop))
+        dyn = None
         if sigma and self.dyn_on[:n].any():
-            dyn &= np.isin(self.dyn_w[:n], list(sigma))
-        else:
-            dyn[:] = False
-
-        active = np.flatnonzero(stop_hit | tp_hit | level_hit | trail | dyn)
-        if active.size == 0:
+            dyn = self._dynamic_candidates(n, px, sigma)
+            if dyn is not None:
+                active |= dyn[2]
+        idx = np.flatnonzero(active)
+        if idx.size == 0:
             return []
         hits: list[Hit] = []
-        closed: list[int] = []
-        d_all = self._distances(active, sigma)
-        for k, i in enumerate(active.tolist()):
+        gone: list[int] = []
+        for i in idx.tolist():
             pid = self.ids[i]
             s = float(side[i])
             price = float(px[i])
-            if stop_hit[i] or tp_hit[i]:
-                rule = ("trailing_stop" if self.trailed[i] else "stop_loss") if stop_hit[i] else "take_profit"
+            if closed[i]:
+                stop_hit = s * price <= float(sstop[i])
+                rule = ("trailing_stop" if self.trailed[i] else "stop_loss") if stop_hit else "take_profit"
                 v = float(self.vol[i])
                 hits.append(Hit(pid, "close", rule, price, v, v / float(self.vol0[i])))
                 self.vol[i] = 0.0
-                closed.append(i)
+                gone.append(i)
                 continue
-            if level_hit[i]:
-                if self._take_levels(i, int(crossed[i]), price, hits):
-                    closed.append(i)
-                    continue
-            if trail[i]:
-                d = d_all[k]
-                cand = float(best[i]) * (1 - s * d)
-                cur = float(stop[i])
+            if level[i] and self._take_levels(i, float(profit[i]), price, hits):
+                gone.append(i)
+                continue
+            if armed[i] and d is not None:
+                cand = s * float(sbest[i]) * (1 - s * float(d[i]))
+                cur = s * float(sstop[i])
                 if math.isnan(cur) or (cand > cur if s > 0 else cand < cur):
                     hits.append(Hit(pid, "set_stop_loss", "trailing", cand, previous=cur))
-                    stop[i] = cand
+                    sstop[i] = s * cand
                     self.trailed[i] = True
-            if dyn[i]:
-                self._dynamic(i, price, sigma[int(self.dyn_w[i])], hits)
-        for i in sorted(closed, reverse=True):
+            if dyn is not None and dyn[3][i]:
+                self._dynamic(i, float(dyn[0][i]), float(dyn[1][i]), hits)
+        for i in sorted(gone, reverse=True):
             self._remove_index(i)
         return hits
 
-    def unrealized(self, ncodes: int) -> np.ndarray:
-        """Return the open PnL at the last quote per strategy code, in quote currency per unit of volume."""
-        n = self.n
-        if n == 0 or math.isnan(self.bid):
-            return np.zeros(ncodes)
+    def _distances(self, n: int, sigma: Mapping[int, float]) -> np.ndarray:
+        d = self.trail_d[:n]
+        vol = self.trail_vol[:n]
+        if not (sigma and vol.any()):
+            return d
+        d = d.copy()
+        for w, sig in sigma.items():
+            rows = vol & (self.trail_w[:n] == w)
+            if rows.any():
+                # volatility mode: clamp(k * sigma, trailing_distance, max_trailing_distance)
+                d[rows] = np.minimum(np.maximum(self.trail_k[:n][rows] * sig, self.trail_d[:n][rows]), self.trail_max[:n][rows])
+        return d
+
+    def _dynamic_candidates(self, n: int, px: np.ndarray, sigma: Mapping[int, float]):
+        """Return (stop candidates, target candidates, rows that may move, rows with a volatility)."""
+        sig = np.full(n, np.nan)
+        on = self.dyn_on[:n]
+        for w, value in sigma.items():
+            sig[on & (self.dyn_w[:n] == w)] = value
+        avail = on & ~np.isnan(sig)
+        if not avail.any():
+            return None
         side = self.side[:n]
-        px = np.where(side > 0, self.bid, self.ask)
-        return np.bincount(self.code[:n], weights=side * (px - self.entry[:n]) * self.vol[:n], minlength=ncodes)
+        cand_stop = px * (1 - side * self.dyn_sk[:n] * sig)
+        cand_tp = px * (1 + side * self.dyn_tk[:n] * sig)
+        tight = self.dyn_tight[:n]
+        sstop, stp = self.sstop[:n], self.stp[:n]
+        with np.errstate(invalid="ignore"):
+            s_cs, s_ct = side * cand_stop, side * cand_tp
+            stop_move = np.isnan(sstop) | np.where(tight, s_cs > sstop, s_cs != sstop)
+            # a tighter target is nearer the price: lower for a long, higher for a short
+            tp_move = np.isnan(stp) | np.where(tight, s_ct < stp, s_ct != stp)
+        # without only_tighten an earlier step may move the stop away from the candidate: re-check those
+        may = avail & (stop_move | tp_move | ~tight)
+        return cand_stop, cand_tp, may, avail
 
-    def columns(self, ts: int) -> dict[str, object]:
-        """Return the ``position.*`` condition fields of every open position, as arrays (the pre-filter's input)."""
-        n = self.n
-        side = self.side[:n]
-        px = np.where(side > 0, self.bid, self.ask)
-        profit = side * (px - self.entry[:n]) / self.entry[:n]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            r = profit / self.risk[:n]
-        return {
-            "position.symbol": self.symbol,
-            "position.strategy_type": np.array(self.strategies, dtype=object),
-            "position.side": np.where(side > 0, "long", "short").astype(object),
-            "position.volume": self.vol[:n].copy(),
-            "position.entry_price": self.entry[:n].copy(),
-            "position.stop_loss": self.stop[:n].copy(),
-            "position.take_profit": self.tp[:n].copy(),
-            "position.profit": profit,
-            "position.r_multiple": r,
-            "position.age_seconds": (ts - self.opened[:n]) / 1000,
-            "position.levels_hit": self.hits[:n].copy(),
-            "position.trailing_armed": self.armed[:n].copy(),
-        }
-
-    def _distances(self, active: np.ndarray, sigma: Mapping[int, float]) -> list[float]:
-        d = self.trail_d[active].copy()
-        vol = self.trail_vol[active]
-        if vol.any():
-            for k in np.flatnonzero(vol).tolist():
-                i = int(active[k])
-                sig = sigma.get(int(self.trail_w[i]))
-                if sig is not None:
-                    # volatility mode: clamp(k * sigma, trailing_distance, max_trailing_distance)
-                    d[k] = min(max(float(self.trail_k[i]) * sig, float(self.trail_d[i])), float(self.trail_max[i]))
-        return d.tolist()
-
-    def _take_levels(self, i: int, crossed: int, price: float, hits: list[Hit]) -> bool:
-        """Fire levels hits[i]..crossed-1 in order; return True when the position is fully closed."""
+    def _take_levels(self, i: int, profit: float, price: float, hits: list[Hit]) -> bool:
+        """Fire every level the profit reached, lowest first; return True when the position is fully closed."""
         pid = self.ids[i]
         s = float(self.side[i])
         vol0 = float(self.vol0[i])
-        for j in range(int(self.hits[i]), crossed):
+        levels = self.thr.shape[1]
+        j = int(self.hits[i])
+        while j < levels and profit >= float(self.thr[i, j]):
             remaining = float(self.vol[i])
             volume = remaining if self.closes_all[i, j] else min(float(self.pct[i, j]) * vol0, remaining)
             left = remaining - volume
@@ -377,23 +382,68 @@ class SymbolBook:
             if not math.isnan(adj):
                 entry = float(self.entry[i])
                 cand = entry * (1 + s * adj)
-                cur = float(self.stop[i])
+                cur = s * float(self.sstop[i])
                 if math.isnan(cur) or (cand > cur if s > 0 else cand < cur):
                     hits.append(Hit(pid, "set_stop_loss", f"exit_levels.{j}", cand, previous=cur))
-                    self.stop[i] = cand
+                    self.sstop[i] = s * cand
+            j += 1
+        self._set_next(i)
         return False
 
-    def _dynamic(self, i: int, price: float, sig: float, hits: list[Hit]) -> None:
+    def _dynamic(self, i: int, cand_stop: float, cand_tp: float, hits: list[Hit]) -> None:
         pid = self.ids[i]
         s = float(self.side[i])
-        cand_stop = price * (1 - s * float(self.dyn_sk[i]) * sig)
-        cand_tp = price * (1 + s * float(self.dyn_tk[i]) * sig)
-        cur_stop, cur_tp = float(self.stop[i]), float(self.tp[i])
+        cur_stop, cur_tp = s * float(self.sstop[i]), s * float(self.stp[i])
         tighten = bool(self.dyn_tight[i])
         if math.isnan(cur_stop) or (not tighten and cand_stop != cur_stop) or (tighten and (cand_stop > cur_stop if s > 0 else cand_stop < cur_stop)):
             hits.append(Hit(pid, "set_stop_loss", "dynamic_sltp", cand_stop, previous=cur_stop))
-            self.stop[i] = cand_stop
-        # a tighter target is nearer the price: lower for a long, higher for a short
+            self.sstop[i] = s * cand_stop
         if math.isnan(cur_tp) or (not tighten and cand_tp != cur_tp) or (tighten and (cand_tp < cur_tp if s > 0 else cand_tp > cur_tp)):
             hits.append(Hit(pid, "set_take_profit", "dynamic_sltp", cand_tp, previous=cur_tp))
-            self.tp[i] = cand_tp
+            self.stp[i] = s * cand_tp
+
+    def unrealized(self, ncodes: int) -> np.ndarray:
+        """Return the open PnL at the last quote per strategy code, in quote currency per unit of volume."""
+        n = self.n
+        if n == 0 or math.isnan(self.bid):
+            return np.zeros(ncodes)
+        side = self.side[:n]
+        px = np.where(side > 0, self.bid, self.ask)
+        return np.bincount(self.code[:n], weights=side * (px - self.entry[:n]) * self.vol[:n], minlength=ncodes)
+
+    def columns(self, ts: int, fields: frozenset[str] | set[str] | None = None, pnl_scale: float = 1.0) -> LazyColumns:
+        """Return the ``position.*`` condition fields of every open position as arrays (the pre-filter's input).
+
+        ``fields`` limits the work to the fields some rule reads; ``pnl_scale`` turns price x volume
+        into account currency (contract size x conversion rate) for ``position.pnl``.
+        """
+        n = self.n
+        side = self.side[:n]
+        px = np.where(side > 0, self.bid, self.ask)
+
+        def profit() -> np.ndarray:
+            return (side * px - side * self.entry[:n]) / self.entry[:n]
+
+        makers = {
+            "position.symbol": lambda: self.symbol,
+            "position.id": lambda: np.array(self.ids, dtype=object),
+            "position.strategy_type": lambda: np.array(self.strategies, dtype=object),
+            "position.side": lambda: np.where(side > 0, "long", "short").astype(object),
+            "position.volume": lambda: self.vol[:n].copy(),
+            "position.entry_price": lambda: self.entry[:n].copy(),
+            "position.stop_loss": lambda: side * self.sstop[:n],
+            "position.take_profit": lambda: side * self.stp[:n],
+            "position.profit": profit,
+            "position.pnl": lambda: side * (px - self.entry[:n]) * self.vol[:n] * pnl_scale,
+            "position.r_multiple": lambda: _div(profit(), self.risk[:n]),
+            "position.age_seconds": lambda: (ts - self.opened[:n]) / 1000,
+            "position.levels_hit": lambda: self.hits[:n].copy(),
+            "position.trailing_armed": lambda: self.armed[:n].copy(),
+        }
+        wanted = makers.keys() if fields is None else [f for f in fields if f in makers]
+        return LazyColumns({}, {f: makers[f] for f in wanted})
+
+
+def _div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return a / b

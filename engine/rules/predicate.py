@@ -16,13 +16,13 @@ from engine.config.conditions import AllOf, AnyOf, Compare, Condition, In, negat
 _OPS = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 
 
-def holds(cond: Condition, ctx: Mapping[str, Any]) -> bool:
+def holds(cond: Condition, ctx: Mapping[str, Any], normalized: bool = False) -> bool:
     """Return whether ``cond`` holds for the field values in ``ctx``.
 
     ``cond`` is taken in negation normal form, as durable-rules evaluates it: a comparison on a
     missing field never holds, negated or not.
     """
-    return _holds(negation_normal_form(cond), ctx)
+    return _holds(cond if normalized else negation_normal_form(cond), ctx)
 
 
 def _holds(cond: Condition, ctx: Mapping[str, Any]) -> bool:

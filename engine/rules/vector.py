@@ -1,33 +1,66 @@
 """Evaluate a condition tree over many positions at once: the vectorised pre-filter of custom rules.
 
 ``mask(cond, columns, n)`` returns a boolean array of length ``n``: ``columns`` maps a field name to
-an array of ``n`` values (numbers, bools or strings) or to one scalar shared by all rows. ``cond`` is
-taken in negation normal form (``negation_normal_form``), as durable-rules evaluates it: a field
-missing from ``columns``, or a nan, never satisfies a comparison, negated or not.
+an array of ``n`` values (numbers, bools or strings) or to one scalar shared by all rows; it may be a
+``LazyColumns``, which builds an array only when a condition reads it. ``cond`` is taken in negation
+normal form (``negation_normal_form``), as durable-rules evaluates it: a field missing from
+``columns``, or a nan, never satisfies a comparison, negated or not. Within ``all``/``any`` the parts
+that read only shared scalars (clock, portfolio, tick) are evaluated first and short-circuit, so a
+rule for Friday evenings costs nothing on a Tuesday.
 """
 
 from __future__ import annotations
 
+import functools
 import operator
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
 
-from engine.config.conditions import AllOf, AnyOf, Compare, Condition, In, negation_normal_form
+from engine.config.conditions import AllOf, AnyOf, Compare, Condition, In, fields_of, negation_normal_form
 
 _OPS = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+_PER_ROW = ("position.", "strategy.")
 
 
-def mask(cond: Condition, columns: Mapping[str, Any], n: int) -> np.ndarray:
-    """Return which of ``n`` rows satisfy ``cond``."""
-    return _mask(negation_normal_form(cond), columns, n)
+class LazyColumns(Mapping[str, Any]):
+    """Scalars given at once, arrays built on first read from their makers."""
+
+    def __init__(self, scalars: Mapping[str, Any], makers: Mapping[str, Callable[[], Any]]) -> None:
+        self._values = dict(scalars)
+        self._makers = makers
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self._values:
+            self._values[key] = self._makers[key]()
+        return self._values[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._values or key in self._makers
+
+    def __iter__(self) -> Iterator[str]:
+        return iter({**dict.fromkeys(self._values), **dict.fromkeys(self._makers)})
+
+    def __len__(self) -> int:
+        return len(set(self._values) | set(self._makers))
 
 
-def _mask(cond: Condition, columns: Mapping[str, Any], n: int) -> np.ndarray:
+@functools.lru_cache(maxsize=4096)
+def _shared_only(cond: Condition) -> bool:
+    return not any(f.startswith(_PER_ROW) for f in fields_of(cond))
+
+
+def mask(cond: Condition, columns: Mapping[str, Any], n: int, normalized: bool = False) -> np.ndarray:
+    """Return which of ``n`` rows satisfy ``cond`` (``normalized``: already in negation normal form)."""
+    out = _mask(cond if normalized else negation_normal_form(cond), columns, n)
+    return out if isinstance(out, np.ndarray) else np.full(n, bool(out))
+
+
+def _mask(cond: Condition, columns: Mapping[str, Any], n: int) -> np.ndarray | bool:
     if isinstance(cond, Compare):
         if cond.field not in columns:
-            return np.zeros(n, dtype=bool)
+            return False
         col = columns[cond.field]
         if isinstance(col, np.ndarray):
             if col.dtype.kind in "fc":
@@ -35,27 +68,30 @@ def _mask(cond: Condition, columns: Mapping[str, Any], n: int) -> np.ndarray:
                     return _OPS[cond.op](col, cond.value) & ~np.isnan(col)
             return np.asarray(_OPS[cond.op](col, cond.value), dtype=bool)
         try:
-            hit = bool(_OPS[cond.op](col, cond.value))
+            return bool(_OPS[cond.op](col, cond.value))
         except TypeError:
-            hit = False
-        return np.full(n, hit)
+            return False
     if isinstance(cond, In):
         if cond.field not in columns:
-            return np.zeros(n, dtype=bool)
+            return False
         col = columns[cond.field]
-        hit = np.isin(col, list(cond.values)) if isinstance(col, np.ndarray) else np.full(n, col in cond.values)
+        if not isinstance(col, np.ndarray):
+            return (col in cond.values) != cond.negated
+        hit = np.isin(col, list(cond.values))
         hit = ~hit if cond.negated else hit
-        if isinstance(col, np.ndarray) and col.dtype.kind == "f":
+        if col.dtype.kind == "f":
             hit &= ~np.isnan(col)
         return hit
-    if isinstance(cond, AllOf):
-        out = np.ones(n, dtype=bool)
-        for item in cond.items:
-            out &= _mask(item, columns, n)
-        return out
-    if isinstance(cond, AnyOf):
-        out = np.zeros(n, dtype=bool)
-        for item in cond.items:
-            out |= _mask(item, columns, n)
-        return out
-    raise TypeError(f"not a condition: {cond!r}")
+    if isinstance(cond, (AllOf, AnyOf)):
+        is_all = isinstance(cond, AllOf)
+        acc: np.ndarray | bool = is_all
+        # shared scalars first: they decide for every row at once
+        for item in sorted(cond.items, key=lambda c: not _shared_only(c)):
+            part = _mask(item, columns, n)
+            if not isinstance(part, np.ndarray):
+                if part != is_all:  # a False under all, or a True under any, decides
+                    return part
+                continue
+            acc = (part if acc is True else acc & part) if is_all else (part if acc is False else acc | part)
+        return acc
+    raise TypeError(f"not a condition in negation normal form: {cond!r}")

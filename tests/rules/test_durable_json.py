@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from durable import engine
 
 from engine.rules._durable_json import dumps, install
 
 
-@pytest.mark.parametrize("x", [-5e-06, 1.5e-05, 1e20, -1e-300, 0.1 + 0.2, 123.0, -0.0])
+@pytest.mark.parametrize("x", [-5e-06, 1.5e-05, 1e20, -1e-300, 0.1 + 0.2, 123.0, -0.0, np.float64(-2.5e-06)])
 def test_dumps_writes_positional_floats_with_the_same_value(x: float) -> None:
     text = dumps({"x": x, "l": [x, True, None, "s"]})
     assert "e" not in text.replace("true", "").lower().replace('"s"', "")
     assert json.loads(text) == {"x": x, "l": [x, True, None, "s"]}
+
+
+def test_dumps_takes_numpy_scalars() -> None:
+    assert json.loads(dumps({"i": np.int64(3), "b": np.bool_(True), "f": np.float32(0.5)})) == {"i": 3, "b": True, "f": 0.5}
 
 
 def test_durable_matches_an_event_with_a_tiny_float() -> None:

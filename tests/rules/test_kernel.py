@@ -180,3 +180,15 @@ def test_reload_keeps_position_state_and_applies_new_parameters() -> None:
     hits = book.on_tick(1.0090, 1.0091)
     trail = [h for h in hits if h.rule == "trailing"]
     assert trail and trail[0].price == 1.0090 * (1 - 0.004) and trail[0].previous == 1.0051 * (1 - 0.002)
+
+
+def test_levels_and_trailing_fire_at_exactly_their_threshold() -> None:
+    # 0.5 and 1.5 are exact in binary: profit (1.5 - 1.0) / 1.0 is exactly 0.5
+    base = compile_params(load_config(str(ROOT)).strategies)["arbitrage"]
+    exact = StrategyParams(**{**base.__dict__, "trail_activation": 0.5, "level_trigger": (0.5,), "level_pct": (0.5,),
+                              "level_sl": (math.nan,), "level_all": (False,), "trail_distance": 0.25, "trail_max": math.inf})
+    book = SymbolBook("X", {"arbitrage": exact})
+    book.add("p", "arbitrage", +1, 1.0, 2.0, 0.5, 3.0)
+    hits = book.on_tick(1.5, 1.5)
+    assert [(h.kind, h.rule) for h in hits] == [("close_partial", "exit_levels.0"), ("set_stop_loss", "trailing")]
+    assert hits[1].price == 1.5 * 0.75
