@@ -19,9 +19,17 @@ $(BENCH_STAMP): pyproject.toml $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	touch $@
 
+DEMO_TICKS := examples/data/eurusd-ticks_dukascopy_2019-02-04.json
+
 run: $(STAMP)
 	$(BIN)/riskrail validate --config .
 	$(BIN)/riskrail strategies --config .
+	@mkdir -p .riskrail
+	@echo
+	@echo "Replaying one hour of real EURUSD ticks with demo positions (examples/scalping):"
+	$(BIN)/riskrail replay --config examples/scalping --events examples/replay/positions.jsonl \
+		--ticks $(DEMO_TICKS) --summary .riskrail/demo-summary.json > .riskrail/demo-actions.jsonl
+	@echo "actions: .riskrail/demo-actions.jsonl, metrics: .riskrail/demo-summary.json"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -131,7 +131,6 @@ class Engine:
         self._custom_portfolio = [r for r in rules if r not in self._custom_position]
         # the pre-filter evaluates each condition in the negation normal form durable-rules uses
         self._nnf = {r.name: negation_normal_form(r.when) for r in rules}
-        self._needs_exposure = any("portfolio.exposure" in fields_of(r.when) for r in rules)
         self._position_fields = frozenset(f for r in self._custom_position for f in fields_of(r.when))
 
     # --- state ------------------------------------------------------------------------------------
@@ -167,7 +166,8 @@ class Engine:
 
     def _kernel(self, symbol: str) -> SymbolBook:
         if symbol not in self.kernels:
-            self.kernels[symbol] = SymbolBook(symbol, self.params, codes=self.codes)
+            point = 10.0 ** -self.converter.spec(symbol).digits
+            self.kernels[symbol] = SymbolBook(symbol, self.params, codes=self.codes, point=point)
             windows = sorted({w for p in self.params.values() for w in p.windows})
             self.vols[symbol] = Volatility(tuple(windows))
         return self.kernels[symbol]
@@ -300,13 +300,13 @@ class Engine:
             self._fired(t.ts, fired, out)
         if not (self._custom_position or self._custom_portfolio):
             return
-        base = _defined(self._portfolio_context(t))
+        base = self._portfolio_context(t)
         kernel = self.kernels[t.symbol]
         if self._custom_position and kernel.n:
             spec = self.converter.spec(t.symbol)
             scale = spec.contract_size * self.converter.rate(spec.quote_currency)
             lazy = kernel.columns(t.ts, self._position_fields, scale)
-            columns = LazyColumns(base, {**lazy._makers, **self._strategy_columns(kernel)})
+            columns = LazyColumns(base.scalars, {**base.makers, **lazy.makers, **self._strategy_columns(kernel)})
             candidates: dict[int, list[str]] = {}
             for rule in self._custom_position:
                 for i in np.flatnonzero(mask(self._nnf[rule.name], columns, kernel.n, normalized=True)).tolist():
@@ -314,35 +314,41 @@ class Engine:
                         candidates.setdefault(i, []).append(rule.name)
             for pid, names in [(kernel.ids[i], names) for i, names in sorted(candidates.items())]:
                 p = self.book.positions[pid]
-                ctx = _defined({**base, **self._position_context(p, t)})
+                ctx = _defined({**dict(base), **self._position_context(p, t)})
                 self._posted.update((name, pid) for name in names)
                 for fired in self.portfolio.post_position(self.version, ctx):
                     self._fired(t.ts, fired, out)
         if self._custom_portfolio and any(holds(self._nnf[r.name], base, normalized=True) for r in self._custom_portfolio):
-            for fired in self.portfolio.post_portfolio(self.version, base):
+            for fired in self.portfolio.post_portfolio(self.version, dict(base)):
                 self._fired(t.ts, fired, out)
 
-    def _portfolio_context(self, t: Tick) -> dict[str, Any]:
+    def _portfolio_context(self, t: Tick) -> LazyColumns:
+        """The portfolio, tick and clock fields; the costly ones (halt facts, exposure) only when read."""
         equity = self.equity
         start = self.day.start_equity
         minute = t.ts // 60_000
         if self._clock[0] != minute:
             dt = datetime.fromtimestamp(minute * 60, tz=timezone.utc)
             self._clock = (minute, {"clock.weekday": _WEEKDAYS[dt.weekday()], "clock.hour": dt.hour, "clock.minute": dt.minute})
-        gross = sum(self.converter.notional(p.symbol, p.entry, p.volume) for p in self.book.open_positions()) if self._needs_exposure else 0.0
-        return {
+
+        def exposure() -> float:
+            gross = sum(self.converter.notional(p.symbol, p.entry, p.volume) for p in self.book.open_positions())
+            return gross / equity if equity > 0 else 0.0
+
+        return LazyColumns({
             "ts": t.ts,
             "portfolio.equity": equity,
             "portfolio.daily_pnl": equity - start,
             "portfolio.daily_return": (equity - start) / start if start > 0 else 0.0,
             "portfolio.open_positions": self.book.n_open,
-            "portfolio.exposure": gross / equity if equity > 0 else 0.0,
             "portfolio.drawdown": (self.peak_equity - equity) / self.peak_equity if self.peak_equity > 0 else 0.0,
-            "portfolio.halted": self.portfolio.halted(self.version) is not None,
             "tick.symbol": t.symbol, "tick.bid": t.bid, "tick.ask": t.ask,
             "tick.mid": (t.bid + t.ask) / 2, "tick.spread": t.ask - t.bid,
             **self._clock[1],
-        }
+        }, {
+            "portfolio.exposure": exposure,
+            "portfolio.halted": lambda: self.portfolio.halted(self.version) is not None,
+        })
 
     def _strategy_columns(self, kernel: SymbolBook) -> dict[str, Callable[[], np.ndarray]]:
         """Makers of the ``strategy.*`` fields (and ``position.strategy_name``) the position rules read."""

@@ -74,8 +74,10 @@ class SymbolBook:
                 "dyn_on", "dyn_w", "dyn_sk", "dyn_tk", "dyn_tight")
 
     def __init__(self, symbol: str, params: Mapping[str, StrategyParams], capacity: int = 16,
-                 codes: dict[str, int] | None = None) -> None:
+                 codes: dict[str, int] | None = None, point: float = 0.0) -> None:
         self.symbol = symbol
+        # the smallest price step of the symbol: dynamic SL/TP moves by less than this are not made
+        self.point = point
         self._params = dict(params)
         # strategy name -> small int, for per-strategy sums (np.bincount); shared with the evaluator
         self.codes = codes if codes is not None else {name: i for i, name in enumerate(sorted(params))}
@@ -351,11 +353,12 @@ class SymbolBook:
         cand_tp = px * (1 + side * self.dyn_tk[:n] * sig)
         tight = self.dyn_tight[:n]
         sstop, stp = self.sstop[:n], self.stp[:n]
+        pt = self.point
         with np.errstate(invalid="ignore"):
-            s_cs, s_ct = side * cand_stop, side * cand_tp
-            stop_move = np.isnan(sstop) | np.where(tight, s_cs > sstop, s_cs != sstop)
-            # a tighter target is nearer the price: lower for a long, higher for a short
-            tp_move = np.isnan(stp) | np.where(tight, s_ct < stp, s_ct != stp)
+            ds = side * cand_stop - sstop  # > 0: tighter stop
+            dt = stp - side * cand_tp  # > 0: nearer target (lower for a long, higher for a short)
+            stop_move = np.isnan(sstop) | np.where(tight, (ds > 0) & (ds >= pt), (ds != 0) & (np.abs(ds) >= pt))
+            tp_move = np.isnan(stp) | np.where(tight, (dt > 0) & (dt >= pt), (dt != 0) & (np.abs(dt) >= pt))
         # without only_tighten an earlier step may move the stop away from the candidate: re-check those
         may = avail & (stop_move | tp_move | ~tight)
         return cand_stop, cand_tp, may, avail
@@ -395,10 +398,10 @@ class SymbolBook:
         s = float(self.side[i])
         cur_stop, cur_tp = s * float(self.sstop[i]), s * float(self.stp[i])
         tighten = bool(self.dyn_tight[i])
-        if math.isnan(cur_stop) or (not tighten and cand_stop != cur_stop) or (tighten and (cand_stop > cur_stop if s > 0 else cand_stop < cur_stop)):
+        if _moves(s * cand_stop - s * cur_stop, tighten, self.point):
             hits.append(Hit(pid, "set_stop_loss", "dynamic_sltp", cand_stop, previous=cur_stop))
             self.sstop[i] = s * cand_stop
-        if math.isnan(cur_tp) or (not tighten and cand_tp != cur_tp) or (tighten and (cand_tp < cur_tp if s > 0 else cand_tp > cur_tp)):
+        if _moves(s * cur_tp - s * cand_tp, tighten, self.point):
             hits.append(Hit(pid, "set_take_profit", "dynamic_sltp", cand_tp, previous=cur_tp))
             self.stp[i] = s * cand_tp
 
@@ -442,6 +445,15 @@ class SymbolBook:
         }
         wanted = makers.keys() if fields is None else [f for f in fields if f in makers]
         return LazyColumns({}, {f: makers[f] for f in wanted})
+
+
+def _moves(delta: float, tighten: bool, point: float) -> bool:
+    """Whether a dynamic level moves: ``delta`` > 0 means tighter; nan (no level yet) always moves."""
+    if math.isnan(delta):
+        return True
+    if tighten:
+        return delta > 0 and delta >= point
+    return delta != 0 and abs(delta) >= point
 
 
 def _div(a: np.ndarray, b: np.ndarray) -> np.ndarray:

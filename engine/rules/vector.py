@@ -28,22 +28,23 @@ class LazyColumns(Mapping[str, Any]):
     """Scalars given at once, arrays built on first read from their makers."""
 
     def __init__(self, scalars: Mapping[str, Any], makers: Mapping[str, Callable[[], Any]]) -> None:
+        self.scalars = dict(scalars)
+        self.makers = dict(makers)
         self._values = dict(scalars)
-        self._makers = makers
 
     def __getitem__(self, key: str) -> Any:
         if key not in self._values:
-            self._values[key] = self._makers[key]()
+            self._values[key] = self.makers[key]()
         return self._values[key]
 
     def __contains__(self, key: object) -> bool:
-        return key in self._values or key in self._makers
+        return key in self._values or key in self.makers
 
     def __iter__(self) -> Iterator[str]:
-        return iter({**dict.fromkeys(self._values), **dict.fromkeys(self._makers)})
+        return iter({**dict.fromkeys(self._values), **dict.fromkeys(self.makers)})
 
     def __len__(self) -> int:
-        return len(set(self._values) | set(self._makers))
+        return len(set(self._values) | set(self.makers))
 
 
 @functools.lru_cache(maxsize=4096)

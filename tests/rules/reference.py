@@ -43,8 +43,11 @@ def tighter(side: int, candidate: float, current: float) -> bool:
     return candidate > current if side > 0 else candidate < current
 
 
-def on_tick(p: RefPosition, bid: float, ask: float, sigma: dict[int, float]) -> tuple[list[Hit], bool]:
-    """Apply one quote to one position; return its hits and whether it is now closed."""
+def on_tick(p: RefPosition, bid: float, ask: float, sigma: dict[int, float], point: float = 0.0) -> tuple[list[Hit], bool]:
+    """Apply one quote to one position; return its hits and whether it is now closed.
+
+    ``point`` is the symbol's price step: a dynamic SL/TP move smaller than it is not made.
+    """
     hits: list[Hit] = []
     s = p.side
     price = bid if s > 0 else ask
@@ -101,12 +104,15 @@ def on_tick(p: RefPosition, bid: float, ask: float, sigma: dict[int, float]) -> 
         sig = sigma[prm.dyn_window]
         cand_stop = price * (1 - s * prm.dyn_stop_k * sig)
         cand_tp = price * (1 + s * prm.dyn_tp_k * sig)
+        # signed distances: > 0 is a tighter stop, a target nearer the price
+        d_stop = s * cand_stop - s * p.stop
+        d_tp = s * p.take_profit - s * cand_tp
         if prm.dyn_only_tighten:
-            move_stop = tighter(s, cand_stop, p.stop)
-            move_tp = math.isnan(p.take_profit) or (cand_tp < p.take_profit if s > 0 else cand_tp > p.take_profit)
+            move_stop = math.isnan(d_stop) or (d_stop > 0 and d_stop >= point)
+            move_tp = math.isnan(d_tp) or (d_tp > 0 and d_tp >= point)
         else:
-            move_stop = math.isnan(p.stop) or cand_stop != p.stop
-            move_tp = math.isnan(p.take_profit) or cand_tp != p.take_profit
+            move_stop = math.isnan(d_stop) or (d_stop != 0 and abs(d_stop) >= point)
+            move_tp = math.isnan(d_tp) or (d_tp != 0 and abs(d_tp) >= point)
         if move_stop:
             hits.append(Hit(p.position_id, "set_stop_loss", "dynamic_sltp", cand_stop, previous=p.stop))
             p.stop = cand_stop

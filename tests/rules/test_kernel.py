@@ -70,14 +70,15 @@ def scenario(draw: st.DrawFn):
         st.tuples(st.integers(0, n_ticks - 1), st.sampled_from(names), st.sampled_from([1, -1]), st.floats(0.01, 10.0),
                   st.one_of(st.just(NAN), st.floats(0.001, 0.03)), st.one_of(st.just(NAN), st.floats(0.001, 0.05))),
         min_size=1, max_size=12))
-    return prm, new_prm, reload_at, moves, spreads, opens
+    point = draw(st.sampled_from([0.0, 1e-5, 1e-4]))
+    return prm, new_prm, reload_at, moves, spreads, opens, point
 
 
 @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(scenario())
 def test_kernel_emits_exactly_the_reference_hits(sc) -> None:
-    prm, new_prm, reload_at, moves, spreads, opens = sc
-    book = SymbolBook("X", prm, capacity=2)
+    prm, new_prm, reload_at, moves, spreads, opens, point = sc
+    book = SymbolBook("X", prm, capacity=2, point=point)
     refs: dict[str, RefPosition] = {}
     vol = Volatility((5, 20))
     mid = 1.0
@@ -100,7 +101,7 @@ def test_kernel_emits_exactly_the_reference_hits(sc) -> None:
         got = book.on_tick(bid, ask, sigma)
         want: list[Hit] = []
         for pid in list(refs):
-            hits, closed = on_tick(refs[pid], bid, ask, sigma)
+            hits, closed = on_tick(refs[pid], bid, ask, sigma, point)
             want.extend(hits)
             if closed:
                 del refs[pid]
