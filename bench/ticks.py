@@ -10,7 +10,7 @@ dynamic SL/TP, the daily loss limit and the custom rules, through the vectorised
 durable-rules).
 
 Measured, per size:
-- kernel: ``SymbolBook.on_tick`` alone with its volatility input, the same work the reference does;
+- kernel: ``SymbolBook.on_tick`` alone (the compiled loop) with its volatility input, the same work the reference does;
 - engine: ``Engine.process(tick)``, tick to actions; ticks/s, position evaluations/s (open positions
   of the ticked symbol, summed over ticks), p50 and p99 latency;
 - reference: the per-position reference of tests/rules/reference.py on the same positions and ticks;
@@ -223,7 +223,9 @@ def main() -> int:
     sizes = [(1_000, 20_000), (10_000, 10_000), (100_000, 2_000)]
     if args.quick:
         sizes = [(n, t // 10) for n, t in sizes]
-    print(f"tick path, shipped rules, 20 symbols, ticks resampled from {TICKS.name}; one core, median of one pass\n")
+    # warm-up: load the compiled tick loop (numba) before anything is timed
+    run_kernel(rules, positions(100, rules, np.random.default_rng(0)), tick_stream(200, np.random.default_rng(0)))
+    print(f"tick path, shipped rules, 20 symbols, ticks resampled from {TICKS.name}; one core, BLAS pinned, one pass each\n")
     head = (f"{'positions':>10} {'engine ticks/s':>15} {'engine evals/s':>15} {'p50 us':>8} {'p99 us':>8} {'kernel evals/s':>15} "
             f"{'ref evals/s':>12} {'engine/ref':>11} {'kernel/ref':>11} {'durable ev/s':>13} {'engine/durable':>15}")
     print(head)

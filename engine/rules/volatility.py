@@ -19,7 +19,7 @@ class _Window:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self.buf = np.zeros(size)
+        self.buf = [0.0] * size  # a list: item access is several times cheaper than on an array
         self.pos = 0
         self.count = 0
         self.total = 0.0
@@ -27,13 +27,13 @@ class _Window:
         self.since = 0
 
     def push(self, r: float) -> None:
-        old = float(self.buf[self.pos]) if self.count == self.size else 0.0
+        old = self.buf[self.pos] if self.count == self.size else 0.0
         self.buf[self.pos] = r
         self.pos = (self.pos + 1) % self.size
         self.count = min(self.count + 1, self.size)
         self.since += 1
         if self.since >= _RESYNC:
-            data = self.buf[: self.count]
+            data = np.asarray(self.buf[: self.count]) if self.count < self.size else np.asarray(self.buf)
             self.total, self.squares, self.since = float(data.sum()), float((data * data).sum()), 0
         else:
             self.total += r - old
