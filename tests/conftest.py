@@ -25,3 +25,13 @@ def edit(path: Path, old: str, new: str) -> None:
     text = path.read_text()
     assert text.count(old) == 1, f"{old!r} occurs {text.count(old)} times in {path}"
     path.write_text(text.replace(old, new))
+
+
+def break_arbitrage(config: Path) -> None:
+    """Make four independent mistakes in strategies/arbitrage.yaml: a key typo, a string for a number,
+    exit percentages summing past 1, and a band whose min exceeds its target."""
+    f = config / "strategies" / "arbitrage.yaml"
+    edit(f, "trailing_distance: 0.002", "trailing_distanse: 0.002")
+    edit(f, "max_positions: 5", 'max_positions: "five"')
+    edit(f, "{profit_target: 0.015, exit_percentage: 0.25", "{profit_target: 0.015, exit_percentage: 0.5")
+    edit(f, "min: 0.15, max: 0.35", "min: 0.3, max: 0.35")

@@ -38,6 +38,19 @@ def _tighter(s: float, cand: float, cur: float) -> bool:
 
 
 @njit(cache=True)
+def _hit(out_i, out_f, k, i, kind, level, price, volume, fraction, prev):
+    """Write hit ``k``: position, kind, level; price, volume, fraction, previous level. Return k + 1."""
+    out_i[0, k] = i
+    out_i[1, k] = kind
+    out_i[2, k] = level
+    out_f[0, k] = price
+    out_f[1, k] = volume
+    out_f[2, k] = fraction
+    out_f[3, k] = prev
+    return k + 1
+
+
+@njit(cache=True)
 def tick(n, bid, ask, elapsed, point, F, I, B, thr, pct, sl, closes_all, sig_windows, sig_values, out_i, out_f, closed):
     """Apply one quote to positions 0..n-1; return (hits written, positions closed).
 
@@ -47,8 +60,6 @@ def tick(n, bid, ask, elapsed, point, F, I, B, thr, pct, sl, closes_all, sig_win
     trail_d, trail_act, trail_max, trail_k, dyn_sk, dyn_tk = F[8], F[9], F[10], F[11], F[12], F[13]
     hits, tip, trail_w, dyn_w = I[0], I[1], I[4], I[5]
     armed, trailed, inprof, trail_vol, dyn_on, dyn_tight = B[0], B[1], B[2], B[3], B[4], B[5]
-    o_pos, o_kind, o_level = out_i[0], out_i[1], out_i[2]
-    o_price, o_volume, o_fraction, o_prev = out_f[0], out_f[1], out_f[2], out_f[3]
     k = 0
     c = 0
     nlev = thr.shape[1]
@@ -65,14 +76,7 @@ def tick(n, bid, ask, elapsed, point, F, I, B, thr, pct, sl, closes_all, sig_win
         # 1. stop
         st = stop[i]
         if (bid <= st) if s > 0 else (ask >= st):
-            o_pos[k] = i
-            o_kind[k] = K_TRAIL_STOP if trailed[i] else K_STOP
-            o_level[k] = -1
-            o_price[k] = price
-            o_volume[k] = vol[i]
-            o_fraction[k] = vol[i] / vol0[i]
-            o_prev[k] = np.nan
-            k += 1
+            k = _hit(out_i, out_f, k, i, K_TRAIL_STOP if trailed[i] else K_STOP, -1, price, vol[i], vol[i] / vol0[i], np.nan)
             vol[i] = 0.0
             closed[c] = i
             c += 1
@@ -80,14 +84,7 @@ def tick(n, bid, ask, elapsed, point, F, I, B, thr, pct, sl, closes_all, sig_win
         # 2. take profit
         t = tp[i]
         if (bid >= t) if s > 0 else (ask <= t):
-            o_pos[k] = i
-            o_kind[k] = K_TP
-            o_level[k] = -1
-            o_price[k] = price
-            o_volume[k] = vol[i]
-            o_fraction[k] = vol[i] / vol0[i]
-            o_prev[k] = np.nan
-            k += 1
+            k = _hit(out_i, out_f, k, i, K_TP, -1, price, vol[i], vol[i] / vol0[i], np.nan)
             vol[i] = 0.0
             closed[c] = i
             c += 1
@@ -116,14 +113,7 @@ def tick(n, bid, ask, elapsed, point, F, I, B, thr, pct, sl, closes_all, sig_win
                 left = 0.0
             vol[i] = left
             hits[i] = j + 1
-            o_pos[k] = i
-            o_kind[k] = K_PARTIAL
-            o_level[k] = j
-            o_price[k] = price
-            o_volume[k] = volume
-            o_fraction[k] = volume / vol0[i]
-            o_prev[k] = np.nan
-            k += 1
+            k = _hit(out_i, out_f, k, i, K_PARTIAL, j, price, volume, volume / vol0[i], np.nan)
             if left == 0.0:
                 gone = True
                 break
@@ -131,14 +121,7 @@ def tick(n, bid, ask, elapsed, point, F, I, B, thr, pct, sl, closes_all, sig_win
             if not math.isnan(adj):
                 cand = e * (1 + s * adj)
                 if _tighter(s, cand, stop[i]):
-                    o_pos[k] = i
-                    o_kind[k] = K_LEVEL_STOP
-                    o_level[k] = j
-                    o_price[k] = cand
-                    o_volume[k] = 0.0
-                    o_fraction[k] = 0.0
-                    o_prev[k] = stop[i]
-                    k += 1
+                    k = _hit(out_i, out_f, k, i, K_LEVEL_STOP, j, cand, 0.0, 0.0, stop[i])
                     stop[i] = cand
             j += 1
         if gone:
@@ -154,14 +137,7 @@ def tick(n, bid, ask, elapsed, point, F, I, B, thr, pct, sl, closes_all, sig_win
                         d = min(max(trail_k[i] * sig_values[w], trail_d[i]), trail_max[i])
             cand = best[i] * (1 - s * d)
             if _tighter(s, cand, stop[i]):
-                o_pos[k] = i
-                o_kind[k] = K_TRAIL
-                o_level[k] = -1
-                o_price[k] = cand
-                o_volume[k] = 0.0
-                o_fraction[k] = 0.0
-                o_prev[k] = stop[i]
-                k += 1
+                k = _hit(out_i, out_f, k, i, K_TRAIL, -1, cand, 0.0, 0.0, stop[i])
                 stop[i] = cand
                 trailed[i] = True
         # 5. dynamic SL/TP
@@ -172,23 +148,9 @@ def tick(n, bid, ask, elapsed, point, F, I, B, thr, pct, sl, closes_all, sig_win
                     cand_stop = price * (1 - s * dyn_sk[i] * sig)
                     cand_tp = price * (1 + s * dyn_tk[i] * sig)
                     if _moves(s * cand_stop - s * stop[i], dyn_tight[i], point):
-                        o_pos[k] = i
-                        o_kind[k] = K_DYN_STOP
-                        o_level[k] = -1
-                        o_price[k] = cand_stop
-                        o_volume[k] = 0.0
-                        o_fraction[k] = 0.0
-                        o_prev[k] = stop[i]
-                        k += 1
+                        k = _hit(out_i, out_f, k, i, K_DYN_STOP, -1, cand_stop, 0.0, 0.0, stop[i])
                         stop[i] = cand_stop
                     if _moves(s * tp[i] - s * cand_tp, dyn_tight[i], point):
-                        o_pos[k] = i
-                        o_kind[k] = K_DYN_TP
-                        o_level[k] = -1
-                        o_price[k] = cand_tp
-                        o_volume[k] = 0.0
-                        o_fraction[k] = 0.0
-                        o_prev[k] = tp[i]
-                        k += 1
+                        k = _hit(out_i, out_f, k, i, K_DYN_TP, -1, cand_tp, 0.0, 0.0, tp[i])
                         tp[i] = cand_tp
     return k, c

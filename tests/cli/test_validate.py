@@ -10,20 +10,12 @@ from pathlib import Path
 import pytest
 
 from engine.cli import main
-from tests.conftest import ROOT, edit
+from tests.conftest import ROOT, break_arbitrage
 
 
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """Run the installed command as a user would, in a separate process."""
     return subprocess.run([sys.executable, "-m", "engine", *args], capture_output=True, text=True, cwd=cwd, timeout=60)
-
-
-def break_arbitrage(config: Path) -> None:
-    f = config / "strategies" / "arbitrage.yaml"
-    edit(f, "trailing_distance: 0.002", "trailing_distanse: 0.002")
-    edit(f, "max_positions: 5", 'max_positions: "five"')
-    edit(f, "{profit_target: 0.015, exit_percentage: 0.25", "{profit_target: 0.015, exit_percentage: 0.5")
-    edit(f, "min: 0.15, max: 0.35", "min: 0.3, max: 0.35")
 
 
 def test_shipped_rules_are_valid_and_the_version_is_printed() -> None:

@@ -10,7 +10,7 @@ from engine.config import load_config, load_strategies, validate_config, validat
 from engine.config.lint import check_removed_strategies
 from engine.config.problems import dotted
 from engine.errors import ConfigError
-from tests.conftest import ROOT, edit
+from tests.conftest import ROOT, break_arbitrage, edit
 
 
 def located(result) -> set[tuple[str, int, int, str]]:
@@ -49,11 +49,7 @@ def test_shipped_configuration_is_the_desks_standard() -> None:
 
 
 def test_four_problems_of_one_file_are_reported_in_one_run(config_copy: Path) -> None:
-    f = config_copy / "strategies" / "arbitrage.yaml"
-    edit(f, "trailing_distance: 0.002", "trailing_distanse: 0.002")
-    edit(f, "max_positions: 5", 'max_positions: "five"')
-    edit(f, "{profit_target: 0.015, exit_percentage: 0.25", "{profit_target: 0.015, exit_percentage: 0.5")
-    edit(f, "min: 0.15, max: 0.35", "min: 0.3, max: 0.35")
+    break_arbitrage(config_copy)
     result = validate_config(str(config_copy))
     assert located(result) == {
         ("arbitrage.yaml", 4, 33, "allocation.min"),
