@@ -32,6 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_config_option(p)
     p.add_argument("--equity", type=float, default=100_000.0, help="starting equity (default 100000)")
     p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("--plot", metavar="FILE.png", help="draw the most changed positions (price, both stop paths, exits) and both equity curves")
     p.set_defaults(func=run)
 
 
@@ -82,4 +83,9 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(to_json(plan), indent=2, allow_nan=False))
     else:
         print(render_text(plan))
+    if args.plot:
+        from engine.plan.plot import draw
+
+        draw(plan, events, args.plot)
+        print(f"plot written to {args.plot}", file=sys.stderr)
     return 0 if plan.identical else 2

@@ -33,6 +33,7 @@ class Run:
     summary: dict[str, Any]
     by_position: dict[str, list[Action]] = field(default_factory=dict)
     strategy_of: dict[str, str] = field(default_factory=dict)
+    symbol_of: dict[str, str] = field(default_factory=dict)
     curve: list[tuple[int, float]] = field(default_factory=list)
 
 
@@ -50,6 +51,7 @@ def replay(rules: RuleSet, events: Sequence[Event], equity: float, portfolio: Po
         if a.position_id is not None:
             run.by_position.setdefault(a.position_id, []).append(a)
     run.strategy_of = {pid: p.strategy_type for pid, p in engine.book.positions.items()}
+    run.symbol_of = {pid: p.symbol for pid, p in engine.book.positions.items()}
     run.summary["strategy_curves"] = {k: list(v) for k, v in engine.strategy_curves.items()}
     return run
 

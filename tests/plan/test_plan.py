@@ -50,6 +50,14 @@ def test_a_wider_trail_names_exactly_the_positions_whose_exits_moved(proposed: P
     assert report["effects"]["scalp_revert"]["realized_pnl_delta"] == 0
 
 
+def test_plot_draws_a_png(proposed: Path, tmp_path: Path) -> None:
+    edit(proposed / "strategies" / "scalp_trend.yaml", "trailing_distance: 0.0001,", "trailing_distance: 0.00015,")
+    out = tmp_path / "plan.png"
+    proc = plan("--base", str(SCALPING), "--config", str(proposed), *HISTORY, "--plot", str(out))
+    assert proc.returncode == 2, proc.stderr
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 20_000
+
+
 def test_a_comment_only_change_exits_0(proposed: Path) -> None:
     edit(proposed / "strategies" / "scalp_trend.yaml", "name: scalp_trend", "name: scalp_trend   # reviewed 2026-11")
     proc = plan("--base", str(SCALPING), "--config", str(proposed), *HISTORY)
