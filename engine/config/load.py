@@ -15,7 +15,7 @@ import json
 import os
 import re
 import typing
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Mapping

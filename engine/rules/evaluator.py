@@ -381,7 +381,6 @@ class Engine:
         price = t.bid if p.side > 0 else t.ask
         profit = p.side * (price - p.entry) / p.entry
         name = p.strategy_type
-        equity = self.equity
         return {
             "position.id": p.id, "position.symbol": p.symbol, "position.strategy_type": name,
             "position.strategy_name": p.strategy_name, "position.side": "long" if p.side > 0 else "short",

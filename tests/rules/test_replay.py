@@ -13,7 +13,7 @@ from engine.adapters.paper import PaperBroker
 from engine.config import load_config
 from engine.events import PositionOpened, Tick, parse_event
 from engine.rules.evaluator import Engine
-from tests.conftest import DATA, ROOT, edit
+from tests.conftest import DATA, ROOT
 
 TICKS = ROOT / "examples" / "data" / "eurusd-ticks_dukascopy_2019-02-04.json"
 DEMO = ROOT / "examples" / "replay" / "positions.jsonl"
