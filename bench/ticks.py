@@ -140,7 +140,7 @@ def run_kernel(rules, pos: list[Position], ticks: list[Tick]) -> dict:
         vol.update(t.bid, t.ask)
         book = books[t.symbol]
         evals += book.n
-        book.on_tick(t.bid, t.ask, vol.sigma(), t.ts)
+        book.on_tick(t.bid, t.ask, vol.arrays(), t.ts)
     wall = time.perf_counter() - start
     return {"ticks_s": len(ticks) / wall, "evals_s": evals / wall}
 

@@ -213,7 +213,7 @@ class Engine:
         vol = self.vols[t.symbol]
         vol.update(t.bid, t.ask)
         self.bars.setdefault(t.symbol, checks.Bars(self._bar_ms, self._bar_window)).update(t.ts, (t.bid + t.ask) / 2)
-        for hit in kernel.on_tick(t.bid, t.ask, vol.sigma(), t.ts):
+        for hit in kernel.on_tick(t.bid, t.ask, vol.arrays(), t.ts):
             self._hit_action(t.ts, hit, out)
         self._revalue(t.symbol)
         self._last_ts = t.ts

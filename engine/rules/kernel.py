@@ -250,10 +250,12 @@ class SymbolBook:
 
     # --- the tick -------------------------------------------------------------------------------
 
-    def on_tick(self, bid: float, ask: float, sigma: Mapping[int, float] | None = None, ts: int | None = None) -> list[Hit]:
+    def on_tick(self, bid: float, ask: float, sigma: Mapping[int, float] | tuple[np.ndarray, np.ndarray] | None = None,
+                ts: int | None = None) -> list[Hit]:
         """Apply one quote to every open position; return what happened, position by position in order.
 
-        ``sigma`` maps a volatility window (ticks) to the symbol's current volatility of mid returns;
+        ``sigma`` maps a volatility window (ticks) to the symbol's current volatility of mid returns
+        (or gives both as arrays, ``Volatility.arrays()``);
         a missing window means not enough history yet (volatility trailing then uses its floor
         distance, dynamic SL/TP waits). ``ts`` (epoch ms) advances each position's time in profit.
         """
@@ -267,8 +269,13 @@ class SymbolBook:
         need = n * (2 * self.thr.shape[1] + 3)
         if self._out_i.shape[1] < need:
             self._out(need)
-        windows = np.fromiter(sigma.keys(), dtype=np.int64, count=len(sigma)) if sigma else _NO_WINDOWS
-        values = np.fromiter(sigma.values(), dtype=np.float64, count=len(sigma)) if sigma else _NO_VALUES
+        if isinstance(sigma, tuple):  # (windows, values) arrays, as Volatility.arrays() gives them
+            windows, values = sigma
+        elif sigma:
+            windows = np.fromiter(sigma.keys(), dtype=np.int64, count=len(sigma))
+            values = np.fromiter(sigma.values(), dtype=np.float64, count=len(sigma))
+        else:
+            windows, values = _NO_WINDOWS, _NO_VALUES
         k, c = _jit.tick(n, float(bid), float(ask), int(elapsed), float(self.point), self.F, self.I, self.B,
                          self.thr, self.pct, self.sl, self.closes_all, windows, values, self._out_i, self._out_f, self._closed)
         if k == 0:

@@ -23,3 +23,15 @@ def test_sigma_matches_numpy_over_each_window_and_after_resyncs() -> None:
                 assert got[100] == pytest.approx(r[-100:].std(), rel=1e-9)
             else:
                 assert 100 not in got
+
+
+def test_arrays_give_the_windows_with_enough_history_and_their_sigma() -> None:
+    vol = Volatility((3, 6))
+    for mid in (1.0, 1.01, 1.0, 1.02, 0.99):
+        vol.update(mid, mid)
+    windows, values = vol.arrays()
+    assert windows.tolist() == [3] and values.tolist() == [vol.sigma()[3]]
+    vol.update(1.0, 1.0)
+    vol.update(1.01, 1.01)
+    windows, values = vol.arrays()
+    assert windows.tolist() == [3, 6] and values.tolist() == [vol.sigma()[3], vol.sigma()[6]]
