@@ -20,10 +20,10 @@ def test_shipped_rule_tests_all_pass_through_riskrail_test() -> None:
     m = SUMMARY.match(lines[-1])
     assert m, lines[-1]
     passed, failed = int(m.group(1)), int(m.group(2))
-    assert failed == 0 and passed >= 8
+    assert failed == 0 and passed >= 32
     assert sum(line.startswith("PASS ") for line in lines) == passed
     files = {line.split(": ", 1)[0].removeprefix("PASS ") for line in lines if line.startswith("PASS ")}
-    for strategy in ("arbitrage",):
+    for strategy in ("arbitrage", "trend_following", "market_making", "htf", "news_driven", "statistical_arbitrage", "daily_loss"):
         assert any(f.endswith(f"{strategy}.yaml") for f in files), strategy
 
 
