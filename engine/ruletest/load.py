@@ -166,10 +166,10 @@ def _subdocument(doc: Document, prefix: Path, data: Any) -> Document:
 
 def _revalidate(doc: Document, prefix: Path, model_cls: type[Model], current: Model, override: Any,
                 check: Callable[[lint.Loaded], list[Problem]]) -> tuple[Model | None, list[Problem]]:
-    data = deep_merge(current.model_dump(mode="python"), override)
-    sub = _subdocument(doc, prefix, data)
     if not isinstance(override, dict):
         return None, [_at(doc, prefix, f"expected a mapping of {model_cls.__name__} settings to merge, found {type(override).__name__}")]
+    data = deep_merge(current.model_dump(mode="python"), override)
+    sub = _subdocument(doc, prefix, data)
     try:
         model = model_cls.model_validate(data)
     except ValidationError as exc:

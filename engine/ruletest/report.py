@@ -18,7 +18,7 @@ from typing import Any
 
 from engine.actions import Action
 from engine.ruletest.models import Expectation
-from engine.ruletest.runner import _NUMBERS, CaseResult, Mismatch, actual_value
+from engine.ruletest.runner import NUMBERS, CaseResult, Mismatch, actual_value
 
 #: the numbers worth showing for an action nobody asked about, by type
 _SHOWN = {
@@ -56,7 +56,7 @@ def describe_expected(e: Expectation, actual: Action | None = None) -> str:
     parts = [e.type]
     if e.position is not None:
         parts.append(e.position)
-    for key in _NUMBERS:
+    for key in NUMBERS:
         value = getattr(e, key)
         if value is not None:
             shown = _pair(value, actual_value(actual, key, e.position))[0] if actual is not None else _num(value)
@@ -90,7 +90,7 @@ def _mismatch_lines(m: Mismatch) -> list[str]:
         assert m.actual is not None
         return [f"    unexpected {describe_actual(m.actual)}"]
     assert m.expected is not None
-    keys = [k for k in _NUMBERS if getattr(m.expected, k) is not None]
+    keys = [k for k in NUMBERS if getattr(m.expected, k) is not None]
     actual = describe_actual(m.actual, keys or None, m.expected) if m.actual is not None else "nothing of this kind at this tick"
     return [f"    expected {describe_expected(m.expected, m.actual)}", f"    actual   {actual}"]
 

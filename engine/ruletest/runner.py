@@ -31,8 +31,8 @@ from engine.ruletest.models import Case, Expectation
 EPOCH_MS = 1_709_546_400_000
 TICK_MS = 1_000
 
-#: action fields an expectation may compare, by the action's type: expectation key -> params key
-_NUMBERS = ("fraction", "volume", "price", "stop_loss", "take_profit")
+#: the numeric fields an expectation may give, compared within the tolerance
+NUMBERS = ("fraction", "volume", "price", "stop_loss", "take_profit")
 #: actions a strict case does not require to be expected
 LENIENT_TYPES = frozenset({"lock_profit"})
 
@@ -168,7 +168,7 @@ def matches(e: Expectation, action: Action, tolerance: float) -> bool:
         return False
     tol = e.tolerance if e.tolerance is not None else tolerance
     return all(_close(getattr(e, key), actual_value(action, key, e.position), tol)
-               for key in _NUMBERS if getattr(e, key) is not None)
+               for key in NUMBERS if getattr(e, key) is not None)
 
 
 def _closest(e: Expectation, candidates: list[Action]) -> Action | None:
