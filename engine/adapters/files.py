@@ -109,4 +109,15 @@ def merge(*streams: Iterator[Record]) -> Iterator[Record]:
         yield rec
 
 
-__all__ = ["merge", "parse_ts", "read_csv_ticks", "read_dukascopy", "read_jsonl", "read_ticks", "Tick"]
+def read_history(events: list[str], ticks: list[str], symbol: str | None, on_skip) -> Iterator[tuple[str, int, Event]]:
+    """Yield the valid events of JSON-lines files and tick files merged by time; each malformed record
+    goes to ``on_skip(source, line, error)`` instead."""
+    streams = [read_jsonl(path) for path in events] + [read_ticks(path, symbol) for path in ticks]
+    for source, line, event in merge(*streams):
+        if isinstance(event, EventError):
+            on_skip(source, line, event)
+        else:
+            yield source, line, event
+
+
+__all__ = ["read_history", "merge", "parse_ts", "read_csv_ticks", "read_dukascopy", "read_jsonl", "read_ticks", "Tick"]

@@ -37,10 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.adapters.files import merge, read_jsonl, read_ticks
+    from engine.adapters.files import read_history
     from engine.config import render_text as render_problems
     from engine.config import validate_config
-    from engine.events import EventError
     from engine.plan.base import materialize
     from engine.plan.report import render_text, to_json
     from engine.plan.run import make_plan, progress_bar
@@ -64,16 +63,11 @@ def run(args: argparse.Namespace) -> int:
         # the proposed rules are untrusted: compile them in a child process first (DESIGN 9)
         for result in results.values():
             portfolio.load(result.ruleset, check=True)
-    events = []
-    skipped = 0
-    streams = [read_jsonl(path) for path in args.history] + [read_ticks(path, args.symbol) for path in args.ticks]
+    def skip(source: str, line: int, error: Exception) -> None:
+        print(f"{source}:{line}: skipped: {error}", file=sys.stderr)
+
     try:
-        for source, line, event in merge(*streams):
-            if isinstance(event, EventError):
-                skipped += 1
-                print(f"{source}:{line}: skipped: {event}", file=sys.stderr)
-            else:
-                events.append(event)
+        events = [event for _, _, event in read_history(args.history, args.ticks, args.symbol, skip)]
     except OSError as exc:
         print(f"riskrail plan: cannot read {exc.filename}: {exc.strerror}", file=sys.stderr)
         return 1

@@ -29,10 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.adapters.files import merge, read_jsonl, read_ticks
+    from engine.adapters.files import read_history
     from engine.adapters.paper import PaperBroker
     from engine.config import load_config
-    from engine.events import EventError
     from engine.rules.evaluator import Engine
 
     if not args.events and not args.ticks:
@@ -44,19 +43,15 @@ def run(args: argparse.Namespace) -> int:
     rules = load_config(args.config)
     problems: list[str] = []
     engine = Engine(rules, equity0=args.equity, broker=PaperBroker(), on_problem=problems.append)
-    streams = []
+    skipped: list[int] = []
+
+    def skip(source: str, line: int, error: Exception) -> None:
+        skipped.append(line)
+        print(f"{source}:{line}: skipped: {error}", file=sys.stderr)
+
     try:
-        if args.events:
-            streams.append(read_jsonl(args.events))
-        for path in args.ticks:
-            streams.append(read_ticks(path, args.symbol))
-        rejects = 0
         out = sys.stdout
-        for source, line, event in merge(*streams):
-            if isinstance(event, EventError):
-                rejects += 1
-                print(f"{source}:{line}: skipped: {event}", file=sys.stderr)
-                continue
+        for source, line, event in read_history([args.events] if args.events else [], args.ticks, args.symbol, skip):
             before = len(problems)
             for action in engine.process(event):
                 out.write(action.to_line() + "\n")
@@ -66,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"riskrail replay: cannot read {exc.filename}: {exc.strerror}", file=sys.stderr)
         return 1
     summary = engine.summary()
+    rejects = len(skipped)
     summary["portfolio"]["rejects"] = rejects
     if args.summary:
         with open(args.summary, "w", encoding="utf-8") as fh:
