@@ -32,7 +32,10 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 from engine import optimize as rr  # noqa: E402
+from tests.optimize.optdata import factor_model  # noqa: E402  (the tests' seeded universe, one definition)
 
 DATA = Path(__file__).resolve().parent.parent / "examples" / "data" / "pypfopt_stock_prices.csv"
 RF = 0.02
@@ -68,12 +71,7 @@ def stock_universe() -> tuple[str, np.ndarray, np.ndarray]:
 
 
 def factor_universe(n: int, seed: int = 0, k: int = 5) -> tuple[str, np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    beta = np.column_stack([rng.normal(1.0, 0.3, n), rng.normal(0, 0.5, (n, k - 1))])
-    fvol = np.array([0.16] + [0.06] * (k - 1))
-    idio = rng.uniform(0.15, 0.40, n)
-    S = beta @ np.diag(fvol**2) @ beta.T + np.diag(idio**2)
-    mu = 0.02 + 0.05 * beta[:, 0] + rng.normal(0, 0.03, n)
+    mu, S = factor_model(n, seed, k)
     return f"factor-{n}", mu, S
 
 
