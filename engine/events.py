@@ -6,8 +6,14 @@ JSON objects with a ``type``:
 - ``position_opened``: ``ts``, ``position_id``, ``symbol``, ``strategy_type``, ``strategy_name``,
   ``action`` (BUY or SELL), ``volume``, ``entry_price``, optional ``stop_loss`` and ``take_profit``
   (a proposal: it passes the pre-trade checks first);
+  and ``existing`` (true: the position is already open at the broker, e.g. found by a position sync;
+  it is taken over without pre-trade checks);
 - ``position_closed``: ``ts``, ``position_id``, optional ``price`` (closed outside the engine, e.g. by
-  the trader or the broker's own stop).
+  the trader or the broker's own stop);
+- ``fill``: ``ts``, ``position_id``, ``volume``, ``price``, optional ``rule`` (a broker reports, later
+  than the action, that it closed that volume: an asynchronous broker, or a partial close at the
+  broker);
+- ``clock``: ``ts`` (time passes with no quote: the daily and weekly resets that fall before it run).
 
 ``ts`` is epoch milliseconds or an ISO-8601 time (UTC when it has no offset). A bad event raises
 ``EventError`` saying which field is wrong and why; nothing else is accepted.
@@ -47,6 +53,7 @@ class PositionOpened:
     entry_price: float
     stop_loss: float | None
     take_profit: float | None
+    existing: bool = False
 
 
 @dataclass(frozen=True)
@@ -56,7 +63,21 @@ class PositionClosed:
     price: float | None
 
 
-Event = Union[Tick, PositionOpened, PositionClosed]
+@dataclass(frozen=True)
+class Fill:
+    ts: int
+    position_id: str
+    volume: float
+    price: float
+    rule: str = "broker"
+
+
+@dataclass(frozen=True)
+class Clock:
+    ts: int
+
+
+Event = Union[Tick, PositionOpened, PositionClosed, Fill, Clock]
 
 
 def parse_ts(value: Any) -> int:
@@ -126,7 +147,42 @@ def parse_event(obj: Any) -> Event:
             obj.get("strategy_name") if isinstance(obj.get("strategy_name"), str) else _str(obj, "strategy_type"),
             1 if action == "BUY" else -1, _num(obj, "volume"), _num(obj, "entry_price"),
             _num(obj, "stop_loss", optional=True), _num(obj, "take_profit", optional=True),
+            _bool(obj, "existing"),
         )
     if kind == "position_closed":
         return PositionClosed(ts, _str(obj, "position_id"), _num(obj, "price", optional=True))
-    raise EventError(f"type: expected tick, position_opened or position_closed, found {kind!r}")
+    if kind == "fill":
+        rule = obj.get("rule", "broker")
+        if not isinstance(rule, str) or not rule:
+            raise EventError(f"rule: expected a non-empty string, found {rule!r}")
+        return Fill(ts, _str(obj, "position_id"), _num(obj, "volume"), _num(obj, "price"), rule)
+    if kind == "clock":
+        return Clock(ts)
+    raise EventError(f"type: expected tick, position_opened, position_closed, fill or clock, found {kind!r}")
+
+
+def _bool(obj: dict, key: str) -> bool:
+    v = obj.get(key, False)
+    if not isinstance(v, bool):
+        raise EventError(f"{key}: expected true or false, found {v!r}")
+    return v
+
+
+def to_json(event: Event) -> dict[str, Any]:
+    """Return the JSON object ``parse_event`` reads back as ``event``."""
+    if isinstance(event, Tick):
+        return {"type": "tick", "ts": event.ts, "symbol": event.symbol, "bid": event.bid, "ask": event.ask}
+    if isinstance(event, PositionOpened):
+        out = {"type": "position_opened", "ts": event.ts, "position_id": event.position_id, "symbol": event.symbol,
+               "strategy_type": event.strategy_type, "strategy_name": event.strategy_name,
+               "action": "BUY" if event.side > 0 else "SELL", "volume": event.volume, "entry_price": event.entry_price,
+               "stop_loss": event.stop_loss, "take_profit": event.take_profit}
+        if event.existing:
+            out["existing"] = True
+        return out
+    if isinstance(event, PositionClosed):
+        return {"type": "position_closed", "ts": event.ts, "position_id": event.position_id, "price": event.price}
+    if isinstance(event, Fill):
+        return {"type": "fill", "ts": event.ts, "position_id": event.position_id, "volume": event.volume,
+                "price": event.price, "rule": event.rule}
+    return {"type": "clock", "ts": event.ts}

@@ -302,6 +302,20 @@ class PortfolioRules:
         facts = [{k: v for k, v in f.items() if k != "sid"} for f in self._facts(self._version(version))]
         return sorted(facts, key=lambda f: sorted((k, str(v)) for k, v in f.items()))
 
+    def restore_facts(self, version: str, facts: list[dict]) -> None:
+        """Assert facts read by ``facts`` (of another version, or saved before a restart) into a version.
+
+        Breach, halt and latch facts alone fire no rule: each rule also needs an event or a context.
+        """
+        ver = self._version(version)
+        present = {_fact_key(f) for f in self.facts(version)}
+        for fact in facts:
+            if fact.get("t") not in ("breach", "halt", "latch") or _fact_key(fact) in present:
+                continue
+            fired, _ = self._call(ver, self._host.assert_fact, {**fact, "sid": SID})
+            if fired:
+                raise RulesRuntimeError(f"restoring the fact {fact} fired {fired[0].rule}; facts alone must fire nothing")
+
     def pending_events(self, version: str) -> list[dict]:
         """Return the events waiting in the version's session for a partner (always none by design)."""
         ver = self._version(version)
@@ -497,3 +511,7 @@ def _halts(facts: list[dict]) -> list[dict]:
 def _finite(name: str, value: float) -> None:
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
         raise RulesRuntimeError(f"expected a finite number for {name}, found {value!r}")
+
+
+def _fact_key(fact: dict) -> tuple:
+    return tuple(sorted((k, str(v)) for k, v in fact.items() if k != "sid"))

@@ -14,8 +14,13 @@ tick
 position_opened (a proposal)
     pre-trade checks computed here (max positions, size, risk, correlation), decided in
     durable-rules together with the halt fact; accepted positions get the strategy's default SL/TP.
+    A position_opened with ``existing`` (already open at the broker) is adopted without checks.
 position_closed
     the position leaves the book at the given price (or the last quote).
+fill
+    a broker's late report that it closed (part of) a position: booked like a synchronous fill.
+clock
+    time passes without a quote: the resets that fall before it run (step 1 of a tick only).
 
 Portfolio actions follow the position actions of the same tick. Every action carries the rule that
 fired and the rules version; ids are deterministic (see engine.actions).
@@ -38,7 +43,7 @@ from engine.book.pnl import Converter
 from engine.book.positions import Book, Position, Status
 from engine.config.conditions import fields_of, negation_normal_form
 from engine.config.load import RuleSet
-from engine.events import Event, PositionClosed, PositionOpened, Tick
+from engine.events import Clock, Event, Fill, PositionClosed, PositionOpened, Tick
 from engine.rules import checks
 from engine.rules.chaining import Fired, PortfolioRules
 from engine.rules.kernel import Hit, PositionState, SymbolBook
@@ -185,6 +190,11 @@ class Engine:
             self._on_proposal(event, out)
         elif isinstance(event, PositionClosed):
             self._on_closed(event, out)
+        elif isinstance(event, Fill):
+            self._on_fill(event, out)
+        elif isinstance(event, Clock):
+            if self._last_ts is None or event.ts >= self._last_ts:
+                self._roll(event.ts, out)
         self.counts["actions"] += len(out)
         return out
 
@@ -447,6 +457,9 @@ class Engine:
         if e.position_id in self.book.positions:
             self._problem(f"position {e.position_id!r} already exists; duplicate position_opened ignored")
             return
+        if e.existing:
+            self._on_existing(e, out)
+            return
         pos = Position(e.position_id, e.symbol, e.strategy_type, e.strategy_name, e.side, e.volume, e.entry_price, e.ts)
         self.book.propose(pos, self.version)
         reasons, volume, resized_from, stop, tp = self._checks(e)
@@ -524,6 +537,40 @@ class Engine:
                     reasons.append(f"correlation {c * e.side * p.side:.2f} with open position {p.id} ({p.symbol}) exceeds max_correlation {corr_max:g}")
         return reasons, volume, resized_from, stop, tp
 
+    def _on_existing(self, e: PositionOpened, out: list[Action]) -> None:
+        """Take over a position already open at the broker: no pre-trade checks, default SL/TP if it has none."""
+        strategy = self.rules.strategies.get(e.strategy_type)
+        if strategy is None or not self.converter.known(e.symbol):
+            what = f"unknown strategy {e.strategy_type!r}" if strategy is None else f"unknown symbol {e.symbol!r}"
+            self._problem(f"existing position {e.position_id!r} not managed: {what}")
+            return
+        d = strategy.defaults
+        stop = e.stop_loss if e.stop_loss is not None else e.entry_price * (1 - e.side * d.stop_loss)
+        tp = e.take_profit if e.take_profit is not None else e.entry_price * (1 + e.side * d.take_profit)
+        pos = Position(e.position_id, e.symbol, e.strategy_type, e.strategy_name, e.side, e.volume, e.entry_price, e.ts)
+        pos.stop_loss, pos.take_profit = stop, tp
+        self.adopt(pos)
+        if e.stop_loss is None:
+            self._emit(out, e.ts, "set_stop_loss", e.position_id, e.strategy_type, {"stop_loss": stop, "previous": None},
+                       "defaults", f"default stop_loss {d.stop_loss:g} of entry (position taken over)")
+        if e.take_profit is None:
+            self._emit(out, e.ts, "set_take_profit", e.position_id, e.strategy_type, {"take_profit": tp, "previous": None},
+                       "defaults", f"default take_profit {d.take_profit:g} of entry (position taken over)")
+
+    def _on_fill(self, e: Fill, out: list[Action]) -> None:
+        p = self.book.positions.get(e.position_id)
+        if p is None or not p.is_open:
+            self._problem(f"fill for unknown or closed position {e.position_id!r} ignored")
+            return
+        volume = min(e.volume, p.volume)
+        kernel = self.kernels.get(p.symbol)
+        if kernel is not None and p.id in kernel.ids:
+            if volume >= p.volume:
+                kernel.remove(p.id)
+            else:
+                kernel.reduce(p.id, volume)
+        self._book_fill(FillReport(p.id, e.ts, volume, e.price, e.rule), out)
+
     def _on_closed(self, e: PositionClosed, out: list[Action]) -> None:
         p = self.book.positions.get(e.position_id)
         if p is None or not p.is_open:
@@ -552,8 +599,16 @@ class Engine:
             kernel.add(p.id, p.strategy_type, p.side, p.entry, p.volume, p.stop_loss, p.take_profit, p.opened_ts)
 
     def reload(self, rules: RuleSet) -> None:
-        """Swap in new rules between two events; open positions keep their managed state."""
+        """Swap in new rules between two events; open positions keep their managed state.
+
+        The portfolio facts (breaches, halts, latches) move to the new version and the old version is
+        dropped: no later event uses it.
+        """
+        old = self.version
         version = self.portfolio.load(rules)
+        if version != old:
+            self.portfolio.restore_facts(version, self.portfolio.facts(old))
+            self.portfolio.drop(old)
         self.rules, self.version = rules, version
         self.params = compile_params(rules.strategies)
         for kernel in self.kernels.values():

@@ -138,7 +138,7 @@ def test_parse_event_accepts_iso_and_epoch_times_and_refuses_bad_fields() -> Non
     assert a == b
     for bad, message in [({"type": "tick", "ts": 1, "symbol": "X", "bid": 2, "ask": 1}, "below bid"),
                          ({"type": "position_opened", "ts": 1, "position_id": "p", "symbol": "X", "strategy_type": "s", "action": "HOLD", "volume": 1, "entry_price": 1}, "BUY or SELL"),
-                         ({"type": "fill", "ts": 1}, "expected tick, position_opened or position_closed"),
+                         ({"type": "order", "ts": 1}, "expected tick, position_opened, position_closed, fill or clock"),
                          ({"type": "tick", "symbol": "X", "price": 1}, "ts: missing")]:
         with pytest.raises(Exception, match=message):
             parse_event(bad)
