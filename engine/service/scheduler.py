@@ -1,0 +1,187 @@
+"""The jobs of schedules.yaml on APScheduler 3, run by exactly one engine process (a Redis lock).
+
+Jobs address the accounts through their input streams, so the process that owns an account runs the
+work between two of its events, and the journal records it:
+
+    optimize_portfolio   ``{job: optimize_portfolio}`` into every account's input stream; the owner runs
+                         the optimizers on its strategies' equity curves (engine.service.optimizer)
+    daily_reset          a ``clock`` event (wall time) into every account's input stream: the day rolls
+    weekly_reset         over by the schedule's cron even when no quote arrives (the engine also rolls
+                         it on the first event after the boundary, so a replay resets where live did)
+    snapshot_metrics     each account's state (equity, day PnL, open positions, version) appended to the
+                         ``metrics`` stream
+
+Every job has ``coalesce``, ``max_instances`` and ``misfire_grace_time`` from the file. A job that
+raises is logged and counted (``riskrail_job_runs_total{result="failed"}``) and the engine goes on.
+The lock (``P:scheduler``) expires unless its holder renews it, so when that process dies another one
+takes over within the expiry.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import redis
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from engine.config.models import Job, Schedules
+from engine.service.metrics import Metrics
+from engine.service.store import Keys, text
+
+log = logging.getLogger("riskrail.scheduler")
+
+_CRON = ("year", "month", "day", "week", "day_of_week", "hour", "minute", "second")
+_RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end"
+_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
+
+
+def trigger(job: Job, tz: str):
+    if job.trigger == "interval":
+        return IntervalTrigger(seconds=job.interval_seconds(), timezone=job.timezone or tz)
+    return CronTrigger(**{f: getattr(job, f) for f in _CRON if getattr(job, f) is not None}, timezone=job.timezone or tz)
+
+
+class Lease:
+    """A Redis key held by one process: ``acquire`` (or renew), ``release``; it expires after ``ttl_ms``."""
+
+    def __init__(self, r: redis.Redis, key: str, owner: str, ttl_ms: int) -> None:
+        self.r, self.key, self.owner, self.ttl_ms = r, key, owner, ttl_ms
+        self._renew = r.register_script(_RENEW)
+        self._release = r.register_script(_RELEASE)
+
+    def acquire(self) -> bool:
+        if self._renew(keys=[self.key], args=[self.owner, self.ttl_ms]):
+            return True
+        return bool(self.r.set(self.key, self.owner, nx=True, px=self.ttl_ms))
+
+    def renew(self) -> bool:
+        return bool(self._renew(keys=[self.key], args=[self.owner, self.ttl_ms]))
+
+    def release(self) -> None:
+        self._release(keys=[self.key], args=[self.owner])
+
+    def holder(self) -> str | None:
+        return text(self.r.get(self.key))
+
+
+class JobRunner:
+    """Holds the scheduler lock when it can, and then runs the jobs of the current schedules."""
+
+    def __init__(self, r: redis.Redis, keys: Keys, owner: str, metrics: Metrics, schedules: Schedules, *,
+                 accounts: Callable[[], list[str]], ttl_ms: int = 5000, clock: Callable[[], float] = time.time) -> None:
+        self.r, self.keys, self.metrics, self.accounts, self.clock = r, keys, metrics, accounts, clock
+        self.lease = Lease(r, keys.scheduler, owner, ttl_ms)
+        self.schedules = schedules
+        self.scheduler: BackgroundScheduler | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._hold, name="scheduler-lock", daemon=True)
+
+    @property
+    def running(self) -> bool:
+        return self.scheduler is not None
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.thread.join(5)
+        self._halt()
+        try:
+            self.lease.release()
+        except redis.RedisError:
+            pass
+
+    def set_schedules(self, schedules: Schedules) -> None:
+        """schedules.yaml changed (a reload): replace the jobs."""
+        with self._lock:
+            self.schedules = schedules
+            if self.scheduler is not None:
+                self.scheduler.remove_all_jobs()
+                self._add_jobs(self.scheduler)
+
+    def _hold(self) -> None:
+        interval = self.lease.ttl_ms / 3000
+        while not self._stop.is_set():
+            try:
+                held = self.lease.acquire()
+            except redis.RedisError as exc:
+                log.warning("scheduler lock: Redis failed (%s)", exc)
+                held = False
+            if held and self.scheduler is None:
+                self._begin()
+            elif not held and self.scheduler is not None:
+                log.warning("scheduler lock lost to %s; this process stops running the jobs", self.lease.holder())
+                self._halt()
+            self._stop.wait(interval)
+
+    def _begin(self) -> None:
+        with self._lock:
+            sched = BackgroundScheduler(timezone=self.schedules.timezone)
+            self._add_jobs(sched)
+            sched.start()
+            self.scheduler = sched
+        log.info("this process runs the scheduler (%d jobs)", len(sched.get_jobs()))
+
+    def _halt(self) -> None:
+        with self._lock:
+            if self.scheduler is not None:
+                self.scheduler.shutdown(wait=False)
+                self.scheduler = None
+
+    def _add_jobs(self, sched: BackgroundScheduler) -> None:
+        tz = self.schedules.timezone
+        for name, job in self.schedules.jobs:
+            if job is None or not job.enabled:
+                continue
+            sched.add_job(self._wrap(name), trigger(job, tz), id=name, name=name, coalesce=job.coalesce,
+                          max_instances=job.max_instances, misfire_grace_time=job.misfire_grace_time, replace_existing=True)
+
+    def _wrap(self, name: str) -> Callable[[], None]:
+        body = getattr(self, f"_{name}")
+
+        def run() -> None:
+            try:
+                body()
+            except Exception as exc:
+                self.metrics.jobs.labels(job=name, result="failed").inc()
+                log.error("job %s failed: %s: %s; the engine goes on", name, type(exc).__name__, exc)
+            else:
+                if name != "optimize_portfolio":  # counted by the account's engine when it has run
+                    self.metrics.jobs.labels(job=name, result="ok").inc()
+
+        return run
+
+    def run_now(self, name: str) -> None:
+        """Run a job at once (the API's and the tests' way to trigger it)."""
+        self._wrap(name)()
+
+    # --- the jobs -------------------------------------------------------------------------------------
+
+    def _optimize_portfolio(self) -> None:
+        for account in self.accounts():
+            self.r.xadd(self.keys.stream(account, "in"), {"job": "optimize_portfolio"})
+
+    def _clock(self) -> None:
+        event = json.dumps({"type": "clock", "ts": int(self.clock() * 1000)})
+        for account in self.accounts():
+            self.r.xadd(self.keys.stream(account, "in"), {"event": event})
+
+    _daily_reset = _clock
+    _weekly_reset = _clock
+
+    def _snapshot_metrics(self) -> None:
+        now = int(self.clock() * 1000)
+        for account in self.accounts():
+            state = {text(k): text(v) for k, v in self.r.hgetall(self.keys.stream(account, "state")).items()}
+            if state:
+                self.r.xadd(self.keys.metrics, {"snapshot": json.dumps({"ts": now, "account": account, **{
+                    k: state.get(k) for k in ("equity", "day", "day_start_equity", "open_positions", "rules_version", "halted")}})},
+                    maxlen=100_000, approximate=True)

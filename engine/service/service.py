@@ -1,0 +1,266 @@
+"""The running service: Redis, the account engines, the lease manager, hot reload, the scheduler, the API.
+
+Several processes may share one Redis: each account is owned by one process at a time (a lease key
+that expires unless renewed); each process takes its fair share of the accounts (the live processes
+are the members that sent a heartbeat within the lease time) and hands surplus accounts over. When a
+process dies, its leases expire and another process rebuilds those accounts from Redis and claims
+their pending input (engine.service.worker).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import socket
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import redis
+
+from engine.config.load import RuleSet, load_config
+from engine.errors import ConfigError, RiskrailError
+from engine.rules.evaluator import Broker
+from engine.service.metrics import Metrics
+from engine.service.reload import Reloader, ReloadResult, encode
+from engine.service.scheduler import JobRunner, Lease
+from engine.service.store import Keys, config_files, text, write_files
+from engine.service.worker import AccountWorker
+
+log = logging.getLogger("riskrail.service")
+
+
+class Service:
+    """One engine process. ``start()``, then the API and ``worker(account)``; ``stop()``."""
+
+    def __init__(self, config_dir: str, client: redis.Redis, *, accounts: tuple[str, ...] = ("main",), prefix: str = "riskrail",
+                 equity0: float = 100_000.0, snapshot_every: int = 2000, lease_ms: int = 5000, consumer: str | None = None,
+                 broker_factory: Callable[[str], Broker | None] | None = None, watch: bool = True, scheduler: bool = True,
+                 reload_poll: float = 0.025) -> None:
+        self.config_dir = config_dir
+        self.redis = client
+        self.keys = Keys(prefix)
+        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.metrics = Metrics()
+        self.equity0, self.snapshot_every, self.lease_ms = equity0, snapshot_every, lease_ms
+        self.default_account = accounts[0] if accounts else "main"
+        self.initial_accounts = accounts
+        self.broker_factory = broker_factory
+        self.workers: dict[str, AccountWorker] = {}
+        self._workers_lock = threading.Lock()
+        self._rules_cache: dict[str, RuleSet] = {}
+        self._active: RuleSet | None = None
+        self.loaded_at: float | None = None
+        self.started_at = time.time()
+        self._stop = threading.Event()
+        self._leases = threading.Thread(target=self._lease_loop, name="leases", daemon=True)
+        self.reloader = Reloader(config_dir, self._apply, active_version=lambda: self.version, record=self._record_reload,
+                                 poll=reload_poll) if watch else None
+        self.jobs: JobRunner | None = None
+        self._want_scheduler = scheduler
+
+    # --- Runtime (what workers use) --------------------------------------------------------------------
+
+    def rules_for(self, version: str) -> RuleSet:
+        """The rule set of a version: loaded from its texts in Redis (a restart, a takeover)."""
+        if version in self._rules_cache:
+            return self._rules_cache[version]
+        files = {text(k): text(v) for k, v in self.redis.hgetall(self.keys.rules(version)).items()}
+        if not files:
+            raise RiskrailError(f"the rules of version {version} are not in Redis; cannot rebuild the engine that ran them")
+        folder = tempfile.mkdtemp(prefix="riskrail-rules-")
+        try:
+            write_files(folder, files)
+            rules = load_config(folder)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        if rules.version != version:
+            raise RiskrailError(f"the stored rules of version {version} load as version {rules.version}: riskrail was upgraded "
+                                "in a way that changes what the rules mean")
+        self._rules_cache[version] = rules
+        return rules
+
+    def active_rules(self) -> RuleSet:
+        assert self._active is not None
+        return self._active
+
+    def broker_for(self, account: str) -> Broker | None:
+        if self.broker_factory is None:
+            from engine.adapters.paper import PaperBroker
+
+            return PaperBroker()
+        return self.broker_factory(account)
+
+    @property
+    def version(self) -> str:
+        return self._active.version if self._active is not None else ""
+
+    # --- lifecycle ----------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._load_initial()
+        for account in self.initial_accounts:
+            self.redis.sadd(self.keys.accounts, account)
+        self._lease_tick()
+        self._leases.start()
+        if self.reloader is not None:
+            self.reloader.start()
+        if self._want_scheduler:
+            self.jobs = JobRunner(self.redis, self.keys, self.consumer, self.metrics, self._active.schedules, accounts=self.accounts,
+                                  ttl_ms=self.lease_ms)
+            self.jobs.start()
+
+    def _load_initial(self) -> None:
+        """Load the configuration; when it is broken but Redis has a good version, run that one."""
+        try:
+            rules = load_config(self.config_dir)
+        except ConfigError as exc:
+            stored = text(self.redis.get(self.keys.active))
+            if not stored:
+                raise
+            rules = self.rules_for(stored)
+            errors = [{"file": p.file, "line": p.line, "column": p.column, "message": p.message, "text": str(p)} for p in exc.problems]
+            res = ReloadResult(False, time.time(), "start", None, stored, False, errors)
+            if self.reloader is not None:
+                self.reloader.last = res
+            self._record_reload(res)
+            log.error("the rule files have %d problem(s); running the last good version %s from Redis", len(errors), stored)
+        self._store_rules(rules)
+        self._active = rules
+        self.loaded_at = time.time()
+        self.metrics.set_version(rules.version)
+
+    def _store_rules(self, rules: RuleSet) -> None:
+        key = self.keys.rules(rules.version)
+        if not self.redis.exists(key):
+            files = config_files(self.config_dir)
+            self.redis.hset(key, mapping=files)
+        self._rules_cache[rules.version] = rules
+        self.redis.set(self.keys.active, rules.version)
+
+    def stop(self) -> None:
+        """Finish the events in hand, snapshot every engine, release the leases."""
+        self._stop.set()
+        if self.reloader is not None:
+            self.reloader.stop()
+        if self.jobs is not None:
+            self.jobs.stop()
+        self._leases.join(5) if self._leases.is_alive() else None
+        with self._workers_lock:
+            workers = list(self.workers.items())
+        for account, w in workers:
+            w.stop()
+            try:
+                Lease(self.redis, self.keys.lease(account), self.consumer, self.lease_ms).release()
+            except redis.RedisError:
+                pass
+        try:
+            self.redis.zrem(self.keys.members, self.consumer)
+        except redis.RedisError:
+            pass
+
+    # --- accounts -----------------------------------------------------------------------------------------
+
+    def accounts(self) -> list[str]:
+        return sorted(text(a) for a in self.redis.smembers(self.keys.accounts))
+
+    def worker(self, account: str | None = None) -> AccountWorker:
+        account = account or self.default_account
+        with self._workers_lock:
+            w = self.workers.get(account)
+        if w is None or w.stopped.is_set():
+            raise RiskrailError(f"account {account!r} is not run by this process (accounts here: {', '.join(sorted(self.workers)) or 'none'})")
+        return w
+
+    def _lease_loop(self) -> None:
+        while not self._stop.wait(self.lease_ms / 3000):
+            try:
+                self._lease_tick()
+            except redis.RedisError as exc:
+                self.metrics.redis_errors.inc()
+                log.warning("lease manager: Redis failed (%s); retrying", exc)
+            except Exception:
+                log.exception("lease manager failed; retrying")
+
+    def _lease_tick(self) -> None:
+        r, now = self.redis, int(time.time() * 1000)
+        r.zadd(self.keys.members, {self.consumer: now})
+        r.zremrangebyscore(self.keys.members, "-inf", now - 2 * self.lease_ms)
+        alive = max(r.zcard(self.keys.members), 1)
+        accounts = self.accounts()
+        share = math.ceil(len(accounts) / alive) if accounts else 0
+        with self._workers_lock:
+            for account, w in list(self.workers.items()):
+                if w.stopped.is_set() or not Lease(r, self.keys.lease(account), self.consumer, self.lease_ms).renew():
+                    w.stop(0)
+                    del self.workers[account]
+            owned = sorted(self.workers)
+            for account in owned[share:]:  # hand surplus accounts to the other processes
+                log.info("handing account %s over (%d processes share %d accounts)", account, alive, len(accounts))
+                self.workers.pop(account).stop()
+                Lease(r, self.keys.lease(account), self.consumer, self.lease_ms).release()
+            for account in accounts:
+                if len(self.workers) >= share:
+                    break
+                if account in self.workers:
+                    continue
+                if Lease(r, self.keys.lease(account), self.consumer, self.lease_ms).acquire():
+                    log.info("account %s: taking it (%d processes share %d accounts)", account, alive, len(accounts))
+                    w = AccountWorker(self, account)
+                    self.workers[account] = w
+                    w.start()
+
+    # --- reloads --------------------------------------------------------------------------------------
+
+    def _apply(self, rules: RuleSet) -> str:
+        """Make ``rules`` (validated and test-compiled) active in every engine of this process."""
+        if rules.version == self.version:
+            return rules.version
+        self._store_rules(rules)
+        previous = self._active
+        self._active = rules
+        self.loaded_at = time.time()
+        with self._workers_lock:
+            workers = list(self.workers.values())
+        for w in workers:
+            try:
+                w.reload(rules)
+            except Exception as exc:
+                log.error("account %s: the reload did not reach its engine: %s (it picks the active version up when it recovers)", w.account, exc)
+        self.metrics.set_version(rules.version)
+        if self.jobs is not None and (previous is None or previous.schedules != rules.schedules):
+            self.jobs.set_schedules(rules.schedules)
+        return rules.version
+
+    def _record_reload(self, res: ReloadResult) -> None:
+        self.metrics.reloads.labels(result="ok" if res.ok else "refused").inc()
+        self.metrics.last_reload_success.set(1 if res.ok else 0)
+        self.metrics.last_reload_ts.set(res.at)
+        if res.ok and res.changed:
+            self.metrics.reload_latency.observe(res.seconds)
+        try:
+            self.redis.xadd(self.keys.reloads, encode(res), maxlen=10_000, approximate=True)
+        except redis.RedisError:
+            pass
+
+    def reload(self, trigger: str = "api") -> ReloadResult:
+        if self.reloader is None:
+            raise RiskrailError("hot reload is off in this process")
+        return self.reloader.reload(trigger)
+
+    @property
+    def last_reload(self) -> ReloadResult | None:
+        return self.reloader.last if self.reloader is not None else None
+
+    # --- input ------------------------------------------------------------------------------------------
+
+    def publish(self, event: dict[str, Any], account: str | None = None) -> str:
+        """Append an input event to an account's stream; return the entry id."""
+        account = account or self.default_account
+        return text(self.redis.xadd(self.keys.stream(account, "in"), {"event": json.dumps(event, allow_nan=False)}))

