@@ -79,12 +79,14 @@ def scenario(draw: st.DrawFn):
 def test_kernel_emits_exactly_the_reference_hits(sc) -> None:
     prm, new_prm, reload_at, moves, spreads, opens, point = sc
     book = SymbolBook("X", prm, capacity=2, point=point)
+    fused = SymbolBook("X", prm, capacity=2, point=point)  # on_quote: volatility and quote in one call
     refs: dict[str, RefPosition] = {}
-    vol = Volatility((5, 20))
+    vol, fused_vol = Volatility((5, 20)), Volatility((5, 20))
     mid = 1.0
     for t, (move, spread) in enumerate(zip(moves, spreads)):
         if reload_at == t:
             book.reload(new_prm)
+            fused.reload(new_prm)
             for r in refs.values():
                 r.params = new_prm[r.params.name]
         bid, ask = mid, mid + spread
@@ -95,10 +97,12 @@ def test_kernel_emits_exactly_the_reference_hits(sc) -> None:
                 stop = entry * (1 - side * sl) if not math.isnan(sl) else NAN
                 target = entry * (1 + side * tp) if not math.isnan(tp) else NAN
                 book.add(pid, strat, side, entry, volume, stop, target)
+                fused.add(pid, strat, side, entry, volume, stop, target)
                 refs[pid] = RefPosition(pid, (new_prm if reload_at is not None and t >= reload_at else prm)[strat], side, entry, volume, stop, target)
         vol.update(bid, ask)
         sigma = vol.sigma()
         got = book.on_tick(bid, ask, sigma)
+        assert [key(h) for h in fused.on_quote(bid, ask, fused_vol)] == [key(h) for h in got], f"tick {t}"
         want: list[Hit] = []
         for pid in list(refs):
             hits, closed = on_tick(refs[pid], bid, ask, sigma, point)
