@@ -27,6 +27,7 @@ from engine.config.models import (
     ProfitRules,
     ProfitSplit,
     Strategy,
+    StrategyMap,
 )
 from engine.config.problems import Path, Problem
 
@@ -250,11 +251,22 @@ def check_instruments(item: Loaded[Instruments], strategies: Iterable[str] | Non
             out.append(at(doc, ("instruments", symbol, "quote_currency"), f"expected a conversion pair {account}{quote} or {quote}{account} among the instruments to value {quote} PnL in {account}, found none"))
     mapping = _field(inst, "strategy_map")
     if strategies is not None and mapping is not None:
-        known = set(strategies)
-        for section in ("magic", "comment_prefix"):
-            for key, name in getattr(mapping, section).items():
-                if name not in known:
-                    out.append(at(doc, ("strategy_map", section, key), f"expected a known strategy, found {name!r}{conditions.suggest(name, known)}"))
+        out += check_strategy_map(doc, mapping, strategies)
+    return out
+
+
+def check_strategy_map(doc: Document, mapping: StrategyMap, strategies: Iterable[str]) -> list[Problem]:
+    """Return the problems of the broker strategy map: every strategy it names (by magic number, comment
+    prefix or as the default) must exist, or the broker's positions would go unmanaged."""
+    known = set(strategies)
+    out = []
+    for section in ("magic", "comment_prefix"):
+        for key, name in getattr(mapping, section).items():
+            if name not in known:
+                out.append(at(doc, ("strategy_map", section, key), f"expected a known strategy, found {name!r}{conditions.suggest(name, known)}"))
+    default = getattr(mapping, "default", None)
+    if default is not None and default not in known:
+        out.append(at(doc, ("strategy_map", "default"), f"expected a known strategy, found {default!r}{conditions.suggest(default, known)}"))
     return out
 
 

@@ -409,10 +409,13 @@ class Instrument(Model):
 
 
 class StrategyMap(Model):
-    """How broker positions name their strategy: by magic number, or by a comment prefix."""
+    """How broker positions name their strategy: by magic number, else by the longest matching comment
+    prefix, else ``default``; a position that none of them names is not managed (and is reported)."""
 
-    magic: dict[int, Name] = {}
-    comment_prefix: dict[Annotated[str, Field(min_length=1)], Name] = {}
+    magic: dict[Annotated[int, Field(ge=0)], Name] = Field({}, description="magic number of the opening order -> strategy")
+    comment_prefix: dict[Annotated[str, Field(min_length=1, max_length=31)], Name] = Field(
+        {}, description="start of the position's comment -> strategy (MetaTrader 5 comments hold 31 characters)")
+    default: Name | None = Field(None, description="strategy of broker positions that no magic number or prefix names; none: leave them alone")
 
 
 class Instruments(Model):
