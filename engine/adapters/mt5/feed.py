@@ -1,0 +1,287 @@
+"""Events from a MetaTrader 5 account: quotes of the symbols in play, and the broker's positions
+turned into position events (taken over, partly closed, closed), as ``engine.events`` reads them."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from engine.adapters.mt5._symbols import SymbolSpec, finite_positive
+from engine.adapters.mt5.connection import MT5Connection
+
+log = logging.getLogger("riskrail.mt5")
+_EPS = 1e-9
+_DAY_MS = 86_400_000
+
+
+class StrategyMapper:
+    """Which strategy a broker position belongs to: its magic number, else the longest matching
+    comment prefix, else the default (None: the position is not managed).
+
+    Built from ``rules/instruments.yaml``'s ``strategy_map`` (a ``StrategyMap``, the ``Instruments``
+    model, a ``RuleSet``) or a plain ``{"magic": ..., "comment_prefix": ..., "default": ...}`` dict.
+    """
+
+    def __init__(self, mapping: Any = None) -> None:
+        if hasattr(mapping, "instruments") and hasattr(mapping.instruments, "strategy_map"):
+            mapping = mapping.instruments
+        if hasattr(mapping, "strategy_map"):
+            mapping = mapping.strategy_map
+        if mapping is None:
+            mapping = {}
+        get = mapping.get if isinstance(mapping, dict) else lambda k, d=None: getattr(mapping, k, d)
+        self.magic: dict[int, str] = {int(k): v for k, v in (get("magic") or {}).items()}
+        self.prefixes = sorted((get("comment_prefix") or {}).items(), key=lambda kv: (-len(kv[0]), kv[0]))
+        self.default: str | None = get("default")
+
+    def __call__(self, magic: int, comment: str) -> str | None:
+        if int(magic) in self.magic:
+            return self.magic[int(magic)]
+        for prefix, name in self.prefixes:
+            if (comment or "").startswith(prefix):
+                return name
+        return self.default
+
+
+@dataclass
+class _Tracked:
+    symbol: str
+    volume: float  # the broker's volume at the last poll
+    unexplained: float = 0.0  # volume gone at the broker without a deal found yet
+    waited: int = 0  # polls spent waiting for that deal
+    accounted: set[int] = field(default_factory=set)  # exit deals already seen
+
+
+class MT5Feed:
+    """Polls one account. ``poll()`` returns JSON event dicts in the order to process them.
+
+    - a position found at the broker whose strategy the ``strategy_map`` names → ``position_opened``
+      with ``"existing": true`` (position_id is the ticket); one it does not name is reported once and
+      left alone;
+    - volume gone at the broker (the trader, the broker's own SL/TP, a stop-out) → one ``fill`` per
+      exit deal of ``history_deals_get`` with the deal's real price and a ``rule`` of ``broker_sl``,
+      ``broker_tp``, ``broker_stop_out`` or ``broker``; deals the broker adapter already booked (the
+      connection's ``ledger``) are skipped; when no deal shows up within ``close_grace`` polls, a
+      closed position gives ``position_closed`` (the engine's last quote) and a reduced one a ``fill``
+      at the position's current price;
+    - then one ``tick`` per symbol of a managed position (and of ``symbols``) whose ``time_msc`` is new.
+
+    Broker times are server times: ``server_offset_ms`` (server minus UTC; default the connection's) is
+    subtracted from them.
+    Problems (an unmapped position, a position that grew) go to ``on_problem`` and ``problems``.
+    """
+
+    def __init__(self, conn: MT5Connection, strategy_map: Any = None, *, symbols: Iterable[str] = (),
+                 server_offset_ms: int | None = None, close_grace: int = 3, on_problem: Callable[[str], None] | None = None) -> None:
+        self.conn = conn
+        self.mt5 = conn.mt5
+        self.mapper = strategy_map if isinstance(strategy_map, StrategyMapper) else StrategyMapper(strategy_map)
+        self.symbols = tuple(symbols)
+        self.offset = int(conn.server_offset_ms if server_offset_ms is None else server_offset_ms)
+        self.close_grace = close_grace
+        self.on_problem = on_problem
+        self.problems: list[str] = []
+        self._known: dict[int, _Tracked] = {}
+        self._ignored: set[int] = set()
+        self._last_msc: dict[str, int] = {}
+        self._selected: set[str] = set()
+        self._now = 0  # latest event time given out (UTC ms)
+
+    # --- live ----------------------------------------------------------------------------------
+
+    def poll(self) -> list[dict[str, Any]]:
+        """Return the new events since the last poll: position events first, then ticks by time."""
+        self.conn.ensure()
+        positions = self.conn.call("positions_get")
+        if positions is None:
+            raise self.conn.error("cannot read the open positions")
+        events: list[dict[str, Any]] = []
+        at_broker = {int(p.ticket): p for p in positions}
+        for ticket, p in sorted(at_broker.items()):
+            tracked = self._known.get(ticket)
+            if tracked is None:
+                if ticket not in self._ignored:
+                    self._adopt(p, events)
+                continue
+            if p.volume > tracked.volume + _EPS:
+                self._problem(f"position {ticket} grew at the broker from {tracked.volume:g} to {p.volume:g} lots; "
+                              "the engine keeps managing the volume it knows")
+                tracked.volume = float(p.volume)
+            self._sync(ticket, tracked, float(p.volume), events, current=p)
+        for ticket in sorted(set(self._known) - set(at_broker)):
+            self._sync(ticket, self._known[ticket], 0.0, events, current=None)
+        events.extend(self._ticks())
+        return events
+
+    def _adopt(self, p: Any, events: list[dict[str, Any]]) -> None:
+        strategy = self.mapper(p.magic, p.comment)
+        if strategy is None:
+            self._ignored.add(int(p.ticket))
+            self._problem(f"position {p.ticket} ({p.symbol}, magic {p.magic}, comment {p.comment!r}) belongs to no strategy "
+                          "in strategy_map of rules/instruments.yaml; it is not managed")
+            return
+        ts = max(self._utc(p.time_msc), self._now)
+        self._now = ts
+        events.append({
+            "type": "position_opened", "ts": ts, "position_id": str(p.ticket), "symbol": p.symbol,
+            "strategy_type": strategy, "strategy_name": p.comment or strategy,
+            "action": "BUY" if p.type == self.mt5.POSITION_TYPE_BUY else "SELL", "volume": float(p.volume),
+            "entry_price": float(p.price_open), "stop_loss": float(p.sl) if p.sl else None,
+            "take_profit": float(p.tp) if p.tp else None, "existing": True,
+        })
+        self._known[int(p.ticket)] = _Tracked(p.symbol, float(p.volume))
+
+    def _sync(self, ticket: int, tracked: _Tracked, volume: float, events: list[dict[str, Any]], current: Any) -> None:
+        """Explain volume gone at the broker by its exit deals; book the ones nobody booked yet."""
+        gone = tracked.volume - volume
+        if gone > _EPS:
+            tracked.unexplained += gone
+            tracked.volume = volume
+        if tracked.unexplained <= _EPS:
+            if current is None:
+                del self._known[ticket]
+            return
+        mt5 = self.mt5
+        deals = self.conn.call("history_deals_get", position=ticket) or ()
+        exits = sorted((d for d in deals if d.entry in (mt5.DEAL_ENTRY_OUT, mt5.DEAL_ENTRY_OUT_BY) and d.ticket not in tracked.accounted),
+                       key=lambda d: (d.time_msc, d.ticket))
+        for d in exits:
+            tracked.accounted.add(d.ticket)
+            tracked.unexplained = max(tracked.unexplained - float(d.volume), 0.0)
+            if d.ticket in self.conn.ledger:
+                continue
+            self.conn.ledger.add(d.ticket)
+            events.append({"type": "fill", "ts": self._utc(d.time_msc), "position_id": str(ticket), "volume": float(d.volume),
+                           "price": float(d.price), "rule": self._rule(d.reason)})
+        if tracked.unexplained <= _EPS:
+            tracked.unexplained, tracked.waited = 0.0, 0
+        else:
+            tracked.waited += 1
+            if tracked.waited > self.close_grace:
+                if current is None:
+                    events.append({"type": "position_closed", "ts": self._now, "position_id": str(ticket), "price": None})
+                elif current is not None and finite_positive(current.price_current):
+                    events.append({"type": "fill", "ts": self._now, "position_id": str(ticket), "volume": tracked.unexplained,
+                                   "price": float(current.price_current), "rule": "broker"})
+                self._problem(f"position {ticket}: {tracked.unexplained:g} lots left at the broker without a deal in the history")
+                tracked.unexplained, tracked.waited = 0.0, 0
+        if current is None and tracked.unexplained <= _EPS:
+            del self._known[ticket]
+
+    def _rule(self, reason: int) -> str:
+        mt5 = self.mt5
+        return {mt5.DEAL_REASON_SL: "broker_sl", mt5.DEAL_REASON_TP: "broker_tp", mt5.DEAL_REASON_SO: "broker_stop_out"}.get(reason, "broker")
+
+    def _ticks(self) -> list[dict[str, Any]]:
+        out = []
+        for symbol in sorted({t.symbol for t in self._known.values()} | set(self.symbols)):
+            if symbol not in self._selected:
+                self.conn.call("symbol_select", symbol, True)
+                self._selected.add(symbol)
+            t = self.conn.call("symbol_info_tick", symbol)
+            if t is None or t.time_msc <= self._last_msc.get(symbol, -1):
+                continue
+            if not (finite_positive(t.bid) and finite_positive(t.ask)) or t.ask < t.bid:
+                continue
+            self._last_msc[symbol] = int(t.time_msc)
+            out.append({"type": "tick", "ts": self._utc(t.time_msc), "symbol": symbol, "bid": float(t.bid), "ask": float(t.ask)})
+        out.sort(key=lambda e: e["ts"])
+        if out:
+            self._now = max(self._now, out[-1]["ts"])
+        return out
+
+    # --- history, instruments, account -----------------------------------------------------------
+
+    def history(self, symbol: str, start_ms: int, end_ms: int) -> list[dict[str, Any]]:
+        """Return the recorded quotes of ``symbol`` between two UTC times (ms) as tick events, for
+        replays and plans (``copy_ticks_range`` with ``COPY_TICKS_ALL``)."""
+        self.conn.ensure()
+        rows = self.conn.call("copy_ticks_range", symbol, self._server_dt(start_ms), self._server_dt(end_ms), self.mt5.COPY_TICKS_ALL)
+        if rows is None:
+            raise self.conn.error(f"cannot read the tick history of {symbol}")
+        out: list[dict[str, Any]] = []
+        last = None
+        for r in rows:
+            key = (int(r["time_msc"]), float(r["bid"]), float(r["ask"]))
+            if key == last or not (finite_positive(key[1]) and finite_positive(key[2])) or key[2] < key[1]:
+                continue
+            last = key
+            out.append({"type": "tick", "ts": self._utc(key[0]), "symbol": symbol, "bid": key[1], "ask": key[2]})
+        return out
+
+    def specs(self, symbols: Iterable[str] | None = None) -> dict[str, SymbolSpec]:
+        """Return the trading specification of each symbol (default: those in play)."""
+        names = sorted(set(symbols) if symbols is not None else {t.symbol for t in self._known.values()} | set(self.symbols))
+        out = {}
+        for name in names:
+            info = self.conn.call("symbol_info", name)
+            if info is None:
+                self._problem(f"symbol {name} is not offered by the broker: {self.conn.last_error()[1]}")
+                continue
+            out[name] = SymbolSpec.from_info(info)
+        return out
+
+    def instruments(self, symbols: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
+        """Return ``rules/instruments.yaml`` entries from ``symbol_info`` (contract size, digits, pip size,
+        volume step and limits, stops level): ``engine.config.models.Instrument`` validates each."""
+        self.conn.ensure()
+        out = {}
+        for name, spec in self.specs(symbols).items():
+            entry = spec.instrument()
+            if entry is None:
+                self._problem(f"symbol {name}: profit currency {spec.quote_currency!r} is not a three-letter code")
+                continue
+            out[name] = entry
+        return out
+
+    def equity(self) -> float:
+        """The account's equity (``account_info().equity``), in the account currency."""
+        self.conn.ensure()
+        info = self.conn.call("account_info")
+        if info is None:
+            raise self.conn.error("cannot read the account")
+        return float(info.equity)
+
+    def day_pnl(self, day_start_ms: int, end_ms: int | None = None) -> dict[str, float]:
+        """The day's result from the account's deals since ``day_start_ms`` (UTC ms).
+
+        ``realized``: profit, commission, swap and fee of the day's trade deals; ``floating``: the open
+        positions' profit; ``start_balance``: the balance before the day's deals (deposits and
+        withdrawals of the day excluded), the equity the day's loss limit is measured against when the
+        engine starts mid-day.
+        """
+        self.conn.ensure()
+        mt5 = self.mt5
+        end = end_ms if end_ms is not None else day_start_ms + _DAY_MS
+        deals = self.conn.call("history_deals_get", self._server_dt(day_start_ms), self._server_dt(end))
+        if deals is None:
+            raise self.conn.error("cannot read the day's deals")
+        info = self.conn.call("account_info")
+        if info is None:
+            raise self.conn.error("cannot read the account")
+        realized = funding = 0.0
+        for d in deals:
+            amount = float(d.profit) + float(d.commission) + float(d.swap) + float(d.fee)
+            if d.type in (mt5.DEAL_TYPE_BUY, mt5.DEAL_TYPE_SELL):
+                realized += amount
+            else:
+                funding += amount
+        return {"realized": realized, "floating": float(info.profit), "equity": float(info.equity),
+                "start_balance": float(info.balance) - realized - funding}
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    def _utc(self, server_msc: int) -> int:
+        return max(int(server_msc) - self.offset, 0)
+
+    def _server_dt(self, utc_ms: int) -> datetime:
+        return datetime.fromtimestamp((utc_ms + self.offset) / 1000, tz=timezone.utc)
+
+    def _problem(self, message: str) -> None:
+        self.problems.append(message)
+        log.warning("%s", message)
+        if self.on_problem is not None:
+            self.on_problem(message)

@@ -1,0 +1,802 @@
+"""A fake of the ``MetaTrader5`` package: the documented functions, named tuples, constants and
+retcodes riskrail uses, over a scriptable market and account. Importable on every platform.
+
+Use the module itself (its functions act on one default terminal, ``reset()`` starts a fresh one) or
+an instance of ``FakeTerminal``, which has the same functions and constants as attributes: both can
+be handed to the adapter (``engine.adapters.mt5``) in place of the real package.
+
+What the fake checks, as the trade server would (so adapter mistakes fail the tests):
+
+- ``initialize``/``login``: the path and credentials it was built with; while the terminal is away
+  (``go_away``) every call fails and ``last_error()`` says ``No IPC connection``;
+- ``order_send``: unknown request keys and comments longer than 31 characters (``None`` and
+  ``RES_E_INVALID_PARAMS``, as the package does); a close (``TRADE_ACTION_DEAL`` with ``position``)
+  needs the opposite order type, a volume on the symbol's ``volume_step`` and at most the position's
+  volume, an allowed filling mode and a price within ``deviation`` points of the market (else
+  ``REQUOTE``); ``TRADE_ACTION_SLTP`` needs both levels outside ``trade_stops_level`` points of the
+  price (else ``INVALID_STOPS``), and identical levels give ``NO_CHANGES``;
+- broker-side stops: a tick that reaches a position's ``sl`` or ``tp`` closes it at the tick's price
+  with a ``DEAL_REASON_SL``/``DEAL_REASON_TP`` deal.
+
+Scripting: ``add_symbol``, ``tick`` (or ``feed_ticks``), ``open_position``, ``close_position`` (the
+trader), ``script_order_send`` (retcodes, ``None``, ``"lost"``: executed but the reply lost, or a
+callable run first), ``go_away(back_after=n)``; ``requests`` records every ``order_send`` request.
+Profit is in the symbol's profit currency, which the fake takes to be the account currency.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable
+from datetime import datetime, timezone
+from typing import Any, NamedTuple
+
+import numpy as np
+
+# --- constants (values of the MetaTrader5 package) ------------------------------------------------
+
+TRADE_ACTION_DEAL = 1
+TRADE_ACTION_PENDING = 5
+TRADE_ACTION_SLTP = 6
+TRADE_ACTION_MODIFY = 7
+TRADE_ACTION_REMOVE = 8
+TRADE_ACTION_CLOSE_BY = 10
+
+ORDER_TYPE_BUY = 0
+ORDER_TYPE_SELL = 1
+ORDER_FILLING_FOK = 0
+ORDER_FILLING_IOC = 1
+ORDER_FILLING_RETURN = 2
+ORDER_FILLING_BOC = 3
+ORDER_TIME_GTC = 0
+
+POSITION_TYPE_BUY = 0
+POSITION_TYPE_SELL = 1
+POSITION_REASON_CLIENT = 0
+POSITION_REASON_MOBILE = 1
+POSITION_REASON_WEB = 2
+POSITION_REASON_EXPERT = 3
+
+DEAL_TYPE_BUY = 0
+DEAL_TYPE_SELL = 1
+DEAL_TYPE_BALANCE = 2
+DEAL_ENTRY_IN = 0
+DEAL_ENTRY_OUT = 1
+DEAL_ENTRY_INOUT = 2
+DEAL_ENTRY_OUT_BY = 3
+DEAL_REASON_CLIENT = 0
+DEAL_REASON_MOBILE = 1
+DEAL_REASON_WEB = 2
+DEAL_REASON_EXPERT = 3
+DEAL_REASON_SL = 4
+DEAL_REASON_TP = 5
+DEAL_REASON_SO = 6
+
+SYMBOL_TRADE_MODE_DISABLED = 0
+SYMBOL_TRADE_MODE_LONGONLY = 1
+SYMBOL_TRADE_MODE_SHORTONLY = 2
+SYMBOL_TRADE_MODE_CLOSEONLY = 3
+SYMBOL_TRADE_MODE_FULL = 4
+SYMBOL_TRADE_EXECUTION_REQUEST = 0
+SYMBOL_TRADE_EXECUTION_INSTANT = 1
+SYMBOL_TRADE_EXECUTION_MARKET = 2
+SYMBOL_TRADE_EXECUTION_EXCHANGE = 3
+
+ACCOUNT_TRADE_MODE_DEMO = 0
+ACCOUNT_TRADE_MODE_CONTEST = 1
+ACCOUNT_TRADE_MODE_REAL = 2
+ACCOUNT_MARGIN_MODE_RETAIL_NETTING = 0
+ACCOUNT_MARGIN_MODE_EXCHANGE = 1
+ACCOUNT_MARGIN_MODE_RETAIL_HEDGING = 2
+
+COPY_TICKS_ALL = -1
+COPY_TICKS_INFO = 1
+COPY_TICKS_TRADE = 2
+TICK_FLAG_BID = 2
+TICK_FLAG_ASK = 4
+
+TRADE_RETCODE_REQUOTE = 10004
+TRADE_RETCODE_REJECT = 10006
+TRADE_RETCODE_CANCEL = 10007
+TRADE_RETCODE_PLACED = 10008
+TRADE_RETCODE_DONE = 10009
+TRADE_RETCODE_DONE_PARTIAL = 10010
+TRADE_RETCODE_ERROR = 10011
+TRADE_RETCODE_TIMEOUT = 10012
+TRADE_RETCODE_INVALID = 10013
+TRADE_RETCODE_INVALID_VOLUME = 10014
+TRADE_RETCODE_INVALID_PRICE = 10015
+TRADE_RETCODE_INVALID_STOPS = 10016
+TRADE_RETCODE_TRADE_DISABLED = 10017
+TRADE_RETCODE_MARKET_CLOSED = 10018
+TRADE_RETCODE_NO_MONEY = 10019
+TRADE_RETCODE_PRICE_CHANGED = 10020
+TRADE_RETCODE_PRICE_OFF = 10021
+TRADE_RETCODE_INVALID_EXPIRATION = 10022
+TRADE_RETCODE_ORDER_CHANGED = 10023
+TRADE_RETCODE_TOO_MANY_REQUESTS = 10024
+TRADE_RETCODE_NO_CHANGES = 10025
+TRADE_RETCODE_SERVER_DISABLES_AT = 10026
+TRADE_RETCODE_CLIENT_DISABLES_AT = 10027
+TRADE_RETCODE_LOCKED = 10028
+TRADE_RETCODE_FROZEN = 10029
+TRADE_RETCODE_INVALID_FILL = 10030
+TRADE_RETCODE_CONNECTION = 10031
+TRADE_RETCODE_ONLY_REAL = 10032
+TRADE_RETCODE_LIMIT_ORDERS = 10033
+TRADE_RETCODE_LIMIT_VOLUME = 10034
+TRADE_RETCODE_INVALID_ORDER = 10035
+TRADE_RETCODE_POSITION_CLOSED = 10036
+TRADE_RETCODE_INVALID_CLOSE_VOLUME = 10038
+TRADE_RETCODE_CLOSE_ORDER_EXIST = 10039
+TRADE_RETCODE_LIMIT_POSITIONS = 10040
+
+RES_S_OK = 1
+RES_E_FAIL = -1
+RES_E_INVALID_PARAMS = -2
+RES_E_NOT_FOUND = -4
+RES_E_AUTH_FAILED = -6
+RES_E_INTERNAL_FAIL = -10000
+RES_E_INTERNAL_FAIL_SEND = -10001
+RES_E_INTERNAL_FAIL_RECEIVE = -10002
+RES_E_INTERNAL_FAIL_INIT = -10003
+RES_E_INTERNAL_FAIL_CONNECT = -10004
+RES_E_INTERNAL_FAIL_TIMEOUT = -10005
+
+# The symbol_info().filling_mode flags are MQL5's SYMBOL_FILLING_FOK (1) and SYMBOL_FILLING_IOC (2);
+# the package does not export them, so neither does the fake.
+_FILL_FOK, _FILL_IOC = 1, 2
+
+_CONSTANTS = {k: v for k, v in dict(globals()).items() if k.isupper() and not k.startswith("_")}
+
+_COMMENTS = {
+    TRADE_RETCODE_REQUOTE: "Requote", TRADE_RETCODE_DONE: "Request executed", TRADE_RETCODE_DONE_PARTIAL: "Request executed partially",
+    TRADE_RETCODE_INVALID: "Invalid request", TRADE_RETCODE_INVALID_VOLUME: "Invalid volume", TRADE_RETCODE_INVALID_STOPS: "Invalid stops",
+    TRADE_RETCODE_TRADE_DISABLED: "Trade disabled", TRADE_RETCODE_MARKET_CLOSED: "Market closed", TRADE_RETCODE_PRICE_OFF: "No prices",
+    TRADE_RETCODE_NO_CHANGES: "No changes", TRADE_RETCODE_CLIENT_DISABLES_AT: "AutoTrading disabled by client",
+    TRADE_RETCODE_FROZEN: "Modification denied, order or position is frozen", TRADE_RETCODE_INVALID_FILL: "Unsupported filling mode",
+    TRADE_RETCODE_POSITION_CLOSED: "Position doesn't exist", TRADE_RETCODE_INVALID_CLOSE_VOLUME: "Invalid close volume",
+    TRADE_RETCODE_TIMEOUT: "Request timeout", TRADE_RETCODE_REJECT: "Request rejected",
+}
+
+# --- named tuples (field names and order of the package) -------------------------------------------
+
+
+class Tick(NamedTuple):
+    time: int
+    bid: float
+    ask: float
+    last: float
+    volume: int
+    time_msc: int
+    flags: int
+    volume_real: float
+
+
+class TradePosition(NamedTuple):
+    ticket: int
+    time: int
+    time_msc: int
+    time_update: int
+    time_update_msc: int
+    type: int
+    magic: int
+    identifier: int
+    reason: int
+    volume: float
+    price_open: float
+    sl: float
+    tp: float
+    price_current: float
+    swap: float
+    profit: float
+    symbol: str
+    comment: str
+    external_id: str
+
+
+class TradeDeal(NamedTuple):
+    ticket: int
+    order: int
+    time: int
+    time_msc: int
+    type: int
+    entry: int
+    magic: int
+    position_id: int
+    reason: int
+    volume: float
+    price: float
+    commission: float
+    swap: float
+    profit: float
+    fee: float
+    symbol: str
+    comment: str
+    external_id: str
+
+
+class TradeRequest(NamedTuple):
+    action: int
+    magic: int
+    order: int
+    symbol: str
+    volume: float
+    price: float
+    stoplimit: float
+    sl: float
+    tp: float
+    deviation: int
+    type: int
+    type_filling: int
+    type_time: int
+    expiration: int
+    comment: str
+    position: int
+    position_by: int
+
+
+class OrderSendResult(NamedTuple):
+    retcode: int
+    deal: int
+    order: int
+    volume: float
+    price: float
+    bid: float
+    ask: float
+    comment: str
+    request_id: int
+    retcode_external: int
+    request: TradeRequest
+
+
+class AccountInfo(NamedTuple):
+    login: int
+    trade_mode: int
+    leverage: int
+    limit_orders: int
+    margin_so_mode: int
+    trade_allowed: bool
+    trade_expert: bool
+    margin_mode: int
+    currency_digits: int
+    fifo_close: bool
+    balance: float
+    credit: float
+    profit: float
+    equity: float
+    margin: float
+    margin_free: float
+    margin_level: float
+    margin_so_call: float
+    margin_so_so: float
+    margin_initial: float
+    margin_maintenance: float
+    assets: float
+    liabilities: float
+    commission_blocked: float
+    name: str
+    server: str
+    currency: str
+    company: str
+
+
+class TerminalInfo(NamedTuple):
+    community_account: bool
+    community_connection: bool
+    connected: bool
+    dlls_allowed: bool
+    trade_allowed: bool
+    tradeapi_disabled: bool
+    email_enabled: bool
+    ftp_enabled: bool
+    notifications_enabled: bool
+    mqid: bool
+    build: int
+    maxbars: int
+    codepage: int
+    ping_last: int
+    community_balance: float
+    retransmission: float
+    company: str
+    name: str
+    language: str
+    path: str
+    data_path: str
+    commondata_path: str
+
+
+_SYMBOL_FIELDS = (
+    "custom chart_mode select visible session_deals session_buy_orders session_sell_orders volume volumehigh "
+    "volumelow time digits spread spread_float ticks_bookdepth trade_calc_mode trade_mode start_time "
+    "expiration_time trade_stops_level trade_freeze_level trade_exemode swap_mode swap_rollover3days "
+    "margin_hedged_use_leg expiration_mode filling_mode order_mode order_gtc_mode option_mode option_right bid "
+    "bidhigh bidlow ask askhigh asklow last lasthigh lastlow volume_real volumehigh_real volumelow_real "
+    "option_strike point trade_tick_value trade_tick_value_profit trade_tick_value_loss trade_tick_size "
+    "trade_contract_size trade_accrued_interest trade_face_value trade_liquidity_rate volume_min volume_max "
+    "volume_step volume_limit swap_long swap_short margin_initial margin_maintenance session_volume "
+    "session_turnover session_interest session_buy_orders_volume session_sell_orders_volume session_open "
+    "session_close session_aw session_price_settlement session_price_limit_min session_price_limit_max "
+    "margin_hedged price_change price_volatility price_theoretical price_greeks_delta price_greeks_theta "
+    "price_greeks_gamma price_greeks_vega price_greeks_rho price_greeks_omega price_sensitivity basis category "
+    "currency_base currency_profit currency_margin bank description exchange formula isin name page path"
+).split()
+
+_SymbolInfoBase = NamedTuple("SymbolInfo", [(f, Any) for f in _SYMBOL_FIELDS])
+
+
+class SymbolInfo(_SymbolInfoBase):
+    """The 96 fields of ``symbol_info``."""
+
+
+TICK_DTYPE = np.dtype([("time", "<i8"), ("bid", "<f8"), ("ask", "<f8"), ("last", "<f8"), ("volume", "<u8"),
+                       ("time_msc", "<i8"), ("flags", "<u4"), ("volume_real", "<f8")])
+
+_REQUEST_KEYS = set(TradeRequest._fields)
+
+
+def _seconds(value: Any) -> float:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value.timestamp()
+    return float(value)
+
+
+class _Position:
+    def __init__(self, **kw: Any) -> None:
+        self.__dict__.update(kw)
+
+
+class FakeTerminal:
+    """One MetaTrader 5 terminal with one trading account and a scriptable market."""
+
+    def __init__(self, *, login: int = 5_001_234, password: str = "s3cret-pass", server: str = "Broker-Demo",
+                 path: str | None = None, balance: float = 100_000.0, currency: str = "USD", hedging: bool = True,
+                 build: int = 4755) -> None:
+        for name, value in _CONSTANTS.items():
+            setattr(self, name, value)
+        for nt in (Tick, TradePosition, TradeDeal, TradeRequest, OrderSendResult, AccountInfo, TerminalInfo, SymbolInfo):
+            setattr(self, nt.__name__, nt)
+        self.credentials = (login, password, server)
+        self.path = path
+        self.build = build
+        self.alive = True
+        self.initialized = False
+        self.logged_in = False
+        self.server_connected = True
+        self.terminal_trade_allowed = True
+        self.tradeapi_disabled = False
+        self.account_trade_allowed = True
+        self.account_trade_expert = True
+        self.balance = balance
+        self.currency = currency
+        self.hedging = hedging
+        self.symbols: dict[str, dict[str, Any]] = {}
+        self.selected: set[str] = set()
+        self.quotes: dict[str, Tick] = {}
+        self.history: dict[str, list[Tick]] = {}
+        self.positions: dict[int, _Position] = {}
+        self.deals: list[TradeDeal] = []
+        self.requests: list[dict[str, Any]] = []
+        self.calls: list[str] = []
+        self.now_msc = 0
+        self._error: tuple[int, str] = (RES_S_OK, "Success")
+        self._script: deque[Any] = deque()
+        self._back_after = 0
+        self._next_ticket = 1_000_000
+        self._request_id = 0
+
+    # --- scripting ---------------------------------------------------------------------------------
+
+    def add_symbol(self, name: str, *, digits: int = 5, contract_size: float = 100_000.0, volume_step: float = 0.01,
+                   volume_min: float = 0.01, volume_max: float = 100.0, stops_level: int = 0, freeze_level: int = 0,
+                   filling_mode: int = _FILL_FOK | _FILL_IOC, trade_mode: int = SYMBOL_TRADE_MODE_FULL,
+                   execution: int = SYMBOL_TRADE_EXECUTION_MARKET, base: str | None = None, profit: str | None = None,
+                   select: bool = True) -> None:
+        """Offer a symbol (selected in Market Watch unless ``select`` is false)."""
+        self.symbols[name] = dict(digits=digits, contract_size=contract_size, volume_step=volume_step,
+                                  volume_min=volume_min, volume_max=volume_max, stops_level=stops_level,
+                                  freeze_level=freeze_level, filling_mode=filling_mode, trade_mode=trade_mode,
+                                  execution=execution, base=base or name[:3], profit=profit or name[3:6])
+        if select:
+            self.selected.add(name)
+        self.history.setdefault(name, [])
+
+    def tick(self, symbol: str, bid: float, ask: float, time_msc: int | None = None) -> None:
+        """A new quote: recorded in the history and checked against the broker-side SL/TP of positions."""
+        time_msc = self.now_msc + 1 if time_msc is None else int(time_msc)
+        t = Tick(time_msc // 1000, float(bid), float(ask), 0.0, 0, time_msc, TICK_FLAG_BID | TICK_FLAG_ASK, 0.0)
+        self.quotes[symbol] = t
+        self.history.setdefault(symbol, []).append(t)
+        self.now_msc = max(self.now_msc, time_msc)
+        for p in [p for p in self.positions.values() if p.symbol == symbol]:
+            long = p.type == POSITION_TYPE_BUY
+            price = t.bid if long else t.ask
+            if p.sl and (price <= p.sl if long else price >= p.sl):
+                self._close(p, p.volume, price, DEAL_REASON_SL, f"[sl {p.sl:.{self._digits(symbol)}f}]", 0)
+            elif p.tp and (price >= p.tp if long else price <= p.tp):
+                self._close(p, p.volume, price, DEAL_REASON_TP, f"[tp {p.tp:.{self._digits(symbol)}f}]", 0)
+
+    def feed_ticks(self, symbol: str, ticks: Iterable[tuple[int, float, float]]) -> None:
+        """Several quotes ``(time_msc, bid, ask)`` in order."""
+        for ts, bid, ask in ticks:
+            self.tick(symbol, bid, ask, ts)
+
+    def open_position(self, symbol: str, action: str, volume: float, *, price: float | None = None, sl: float = 0.0,
+                      tp: float = 0.0, magic: int = 0, comment: str = "", time_msc: int | None = None) -> int:
+        """Open a position as a strategy's EA (or the trader) would; return its ticket."""
+        ptype = POSITION_TYPE_BUY if action.upper() == "BUY" else POSITION_TYPE_SELL
+        q = self.quotes.get(symbol)
+        if price is None:
+            price = (q.ask if ptype == POSITION_TYPE_BUY else q.bid) if q else 1.0
+        ticket = self._ticket()
+        ms = self.now_msc if time_msc is None else time_msc
+        self.positions[ticket] = _Position(ticket=ticket, symbol=symbol, type=ptype, volume=float(volume),
+                                           price_open=float(price), sl=float(sl), tp=float(tp), magic=magic,
+                                           comment=comment, time_msc=ms, time_update_msc=ms)
+        self._deal(ticket, ticket, symbol, ptype, DEAL_ENTRY_IN, volume, price, 0.0, magic,
+                   DEAL_REASON_EXPERT if magic else DEAL_REASON_CLIENT, comment, ms)
+        return ticket
+
+    def close_position(self, ticket: int, volume: float | None = None, price: float | None = None,
+                       reason: int = DEAL_REASON_CLIENT) -> None:
+        """Close (part of) a position from outside the engine: the trader, or a stop-out."""
+        p = self.positions[ticket]
+        q = self.quotes.get(p.symbol)
+        if price is None:
+            price = (q.bid if p.type == POSITION_TYPE_BUY else q.ask) if q else p.price_open
+        self._close(p, p.volume if volume is None else volume, price, reason, "", self._ticket())
+
+    def script_order_send(self, *outcomes: Any) -> None:
+        """Outcomes of the next ``order_send`` calls, in order: a retcode (returned, nothing executed),
+        ``None`` (the call fails, nothing executed), ``"lost"`` (executed, but the reply is lost: ``None``),
+        or a callable run before the request is handled normally (e.g. a price move)."""
+        self._script.extend(outcomes)
+
+    def go_away(self, back_after: int = 0) -> None:
+        """The terminal closes: every call fails until ``initialize`` has failed ``back_after`` times."""
+        self.alive = False
+        self.initialized = False
+        self.logged_in = False
+        self._back_after = back_after
+
+    def deals_of(self, ticket: int) -> list[TradeDeal]:
+        return [d for d in self.deals if d.position_id == ticket]
+
+    # --- the package's functions -------------------------------------------------------------------
+
+    def initialize(self, path: str | None = None, *, login: int | None = None, password: str | None = None,
+                   server: str | None = None, timeout: int | None = None, portable: bool = False) -> bool:
+        self.calls.append("initialize")
+        if not self.alive:
+            if self._back_after > 0:
+                self._back_after -= 1
+                return self._refuse(RES_E_INTERNAL_FAIL_INIT, "IPC initialize failed, MetaTrader 5 x64 not found")
+            self.alive = True
+        if path is not None and self.path is not None and path != self.path:
+            return self._refuse(RES_E_INTERNAL_FAIL_INIT, "IPC initialize failed, MetaTrader 5 x64 not found")
+        self.initialized = True
+        if login is not None and not self.login(login, password=password, server=server):
+            self.initialized = False
+            return False
+        self.logged_in = self.logged_in or login is None
+        self._error = (RES_S_OK, "Success")
+        return True
+
+    def login(self, login: int, password: str | None = None, server: str | None = None, timeout: int | None = None) -> bool:
+        self.calls.append("login")
+        if not self._up():
+            return False
+        want_login, want_password, want_server = self.credentials
+        if login != want_login or (password is not None and password != want_password) or (server is not None and server != want_server):
+            self.logged_in = False
+            return self._refuse(RES_E_AUTH_FAILED, "Terminal: Authorization failed")
+        self.logged_in = True
+        self._error = (RES_S_OK, "Success")
+        return True
+
+    def shutdown(self) -> bool:
+        self.calls.append("shutdown")
+        self.initialized = False
+        return True
+
+    def last_error(self) -> tuple[int, str]:
+        return self._error
+
+    def version(self) -> tuple[int, int, str] | None:
+        return (500, self.build, "20 Nov 2026") if self._up() else None
+
+    def terminal_info(self) -> TerminalInfo | None:
+        if not self._up():
+            return None
+        return TerminalInfo(False, False, self.server_connected, False, self.terminal_trade_allowed, self.tradeapi_disabled,
+                            False, False, False, False, self.build, 100_000, 0, 30_000, 0.0, 0.0, "MetaQuotes Ltd.",
+                            "MetaTrader 5", "English", self.path or "C:\\Program Files\\MetaTrader 5",
+                            self.path or "C:\\Program Files\\MetaTrader 5", "C:\\Users\\desk\\AppData\\Roaming\\MetaQuotes\\Terminal\\Common")
+
+    def account_info(self) -> AccountInfo | None:
+        if not self._up():
+            return None
+        if not self.logged_in:
+            return self._fail(RES_E_AUTH_FAILED, "Terminal: Authorization failed")
+        profit = sum(self._profit(p, p.volume, self._exit_price(p)) for p in self.positions.values())
+        equity = self.balance + profit
+        login, _, server = self.credentials
+        return AccountInfo(login, ACCOUNT_TRADE_MODE_DEMO, 100, 200, 0, self.account_trade_allowed, self.account_trade_expert,
+                           ACCOUNT_MARGIN_MODE_RETAIL_HEDGING if self.hedging else ACCOUNT_MARGIN_MODE_RETAIL_NETTING,
+                           2, False, round(self.balance, 2), 0.0, round(profit, 2), round(equity, 2), 0.0, round(equity, 2),
+                           0.0, 50.0, 30.0, 0.0, 0.0, 0.0, 0.0, 0.0, "Desk Account", server, self.currency, "Broker Ltd.")
+
+    def symbol_select(self, symbol: str, enable: bool = True) -> bool:
+        if not self._up():
+            return False
+        if symbol not in self.symbols:
+            return self._refuse(RES_E_NOT_FOUND, "Terminal: Not found")
+        (self.selected.add if enable else self.selected.discard)(symbol)
+        return True
+
+    def symbol_info(self, symbol: str) -> SymbolInfo | None:
+        if not self._up():
+            return None
+        s = self.symbols.get(symbol)
+        if s is None:
+            return self._fail(RES_E_NOT_FOUND, "Terminal: Not found")
+        q = self.quotes.get(symbol)
+        point = 10.0 ** -s["digits"]
+        values = dict.fromkeys(_SYMBOL_FIELDS, 0)
+        values.update(
+            custom=False, select=symbol in self.selected, visible=symbol in self.selected, time=q.time if q else 0,
+            digits=s["digits"], spread=round((q.ask - q.bid) / point) if q else 0, spread_float=True,
+            trade_mode=s["trade_mode"], trade_stops_level=s["stops_level"], trade_freeze_level=s["freeze_level"],
+            trade_exemode=s["execution"], filling_mode=s["filling_mode"], order_mode=127, expiration_mode=15,
+            bid=q.bid if q else 0.0, ask=q.ask if q else 0.0, point=point, trade_tick_size=point,
+            trade_tick_value=s["contract_size"] * point, trade_contract_size=s["contract_size"],
+            volume_min=s["volume_min"], volume_max=s["volume_max"], volume_step=s["volume_step"],
+            currency_base=s["base"], currency_profit=s["profit"], currency_margin=s["base"], name=symbol,
+            description=symbol, path=f"Forex\\{symbol}", basis="", category="", bank="", exchange="", formula="",
+            isin="", page="",
+        )
+        return SymbolInfo(**values)
+
+    def symbol_info_tick(self, symbol: str) -> Tick | None:
+        if not self._up():
+            return None
+        if symbol not in self.symbols:
+            return self._fail(RES_E_NOT_FOUND, "Terminal: Not found")
+        if symbol not in self.selected:
+            return self._fail(RES_E_NOT_FOUND, "Terminal: Not found")
+        return self.quotes.get(symbol) or Tick(0, 0.0, 0.0, 0.0, 0, 0, 0, 0.0)
+
+    def copy_ticks_range(self, symbol: str, date_from: Any, date_to: Any, flags: int) -> np.ndarray | None:
+        if not self._up():
+            return None
+        if symbol not in self.symbols:
+            return self._fail(RES_E_NOT_FOUND, "Terminal: Not found")
+        lo, hi = _seconds(date_from) * 1000, _seconds(date_to) * 1000
+        rows = [tuple(t) for t in self.history.get(symbol, []) if lo <= t.time_msc <= hi]
+        return np.array(rows, dtype=TICK_DTYPE)
+
+    def positions_total(self) -> int | None:
+        return len(self.positions) if self._up() else None
+
+    def positions_get(self, symbol: str | None = None, group: str | None = None, ticket: int | None = None) -> tuple[TradePosition, ...] | None:
+        if not self._up():
+            return None
+        out = []
+        for p in sorted(self.positions.values(), key=lambda p: p.ticket):
+            if (symbol is not None and p.symbol != symbol) or (ticket is not None and p.ticket != ticket):
+                continue
+            price = self._exit_price(p)
+            out.append(TradePosition(p.ticket, p.time_msc // 1000, p.time_msc, p.time_update_msc // 1000, p.time_update_msc,
+                                     p.type, p.magic, p.ticket, POSITION_REASON_EXPERT if p.magic else POSITION_REASON_CLIENT,
+                                     p.volume, p.price_open, p.sl, p.tp, price, 0.0, round(self._profit(p, p.volume, price), 2),
+                                     p.symbol, p.comment, ""))
+        return tuple(out)
+
+    def history_deals_get(self, date_from: Any = None, date_to: Any = None, group: str | None = None, *,
+                          ticket: int | None = None, position: int | None = None) -> tuple[TradeDeal, ...] | None:
+        if not self._up():
+            return None
+        if position is not None:
+            return tuple(d for d in self.deals if d.position_id == position)
+        if ticket is not None:  # the ticket of an order: its deals
+            return tuple(d for d in self.deals if d.order == ticket)
+        if date_from is None or date_to is None:
+            return self._fail(RES_E_INVALID_PARAMS, "Invalid arguments")
+        lo, hi = _seconds(date_from), _seconds(date_to)
+        return tuple(d for d in self.deals if lo <= d.time <= hi)
+
+    def order_send(self, request: Any) -> OrderSendResult | None:
+        if not self._up():
+            return None
+        if not isinstance(request, dict) or set(request) - _REQUEST_KEYS:
+            return self._fail(RES_E_INVALID_PARAMS, "Invalid arguments")
+        if len(str(request.get("comment", ""))) > 31:
+            return self._fail(RES_E_INVALID_PARAMS, 'Invalid "comment" argument')
+        self.requests.append(dict(request))
+        lost = False
+        while self._script:
+            outcome = self._script.popleft()
+            if callable(outcome):
+                outcome()
+                continue
+            if outcome is None:
+                return self._fail(RES_E_INTERNAL_FAIL_TIMEOUT, "IPC timeout")
+            if outcome == "lost":
+                lost = True
+                break
+            return self._result(int(outcome), request)
+        result = self._handle(request)
+        if lost:
+            return self._fail(RES_E_INTERNAL_FAIL_TIMEOUT, "IPC timeout")
+        return result
+
+    # --- the trade server --------------------------------------------------------------------------
+
+    def _handle(self, r: dict[str, Any]) -> OrderSendResult:
+        if not self.terminal_trade_allowed or self.tradeapi_disabled:
+            return self._result(TRADE_RETCODE_CLIENT_DISABLES_AT, r)
+        if not self.account_trade_allowed or not self.account_trade_expert:
+            return self._result(TRADE_RETCODE_TRADE_DISABLED, r)
+        action = r.get("action")
+        p = self.positions.get(int(r.get("position", 0) or 0))
+        if action == TRADE_ACTION_SLTP:
+            if p is None:
+                return self._result(TRADE_RETCODE_POSITION_CLOSED, r)
+            return self._sltp(p, r)
+        if action != TRADE_ACTION_DEAL:
+            return self._result(TRADE_RETCODE_INVALID, r)
+        if r.get("position") and p is None:
+            return self._result(TRADE_RETCODE_POSITION_CLOSED, r)
+        symbol = r.get("symbol") or (p.symbol if p else "")
+        s = self.symbols.get(symbol)
+        q = self.quotes.get(symbol)
+        if s is None or (p is not None and symbol != p.symbol):
+            return self._result(TRADE_RETCODE_INVALID, r)
+        if s["trade_mode"] == SYMBOL_TRADE_MODE_DISABLED:
+            return self._result(TRADE_RETCODE_TRADE_DISABLED, r)
+        if q is None or q.bid <= 0:
+            return self._result(TRADE_RETCODE_PRICE_OFF, r)
+        otype = r.get("type")
+        if otype not in (ORDER_TYPE_BUY, ORDER_TYPE_SELL) or (p is not None and otype == p.type):
+            return self._result(TRADE_RETCODE_INVALID, r)
+        volume = float(r.get("volume", 0.0))
+        step = s["volume_step"]
+        if volume <= 0 or abs(volume / step - round(volume / step)) > 1e-7 or volume < s["volume_min"] - 1e-12:
+            return self._result(TRADE_RETCODE_INVALID_VOLUME, r)
+        if p is not None and volume > p.volume + 1e-12:
+            return self._result(TRADE_RETCODE_INVALID_CLOSE_VOLUME, r)
+        filling = r.get("type_filling", ORDER_FILLING_FOK)
+        allowed = {ORDER_FILLING_FOK} if s["filling_mode"] & _FILL_FOK else set()
+        allowed |= {ORDER_FILLING_IOC} if s["filling_mode"] & _FILL_IOC else set()
+        if s["execution"] != SYMBOL_TRADE_EXECUTION_MARKET or not allowed:
+            allowed.add(ORDER_FILLING_RETURN)
+        if filling not in allowed:
+            return self._result(TRADE_RETCODE_INVALID_FILL, r)
+        market = q.ask if otype == ORDER_TYPE_BUY else q.bid
+        point = 10.0 ** -s["digits"]
+        if abs(float(r.get("price", 0.0)) - market) > int(r.get("deviation", 0)) * point + point / 10:
+            return self._result(TRADE_RETCODE_REQUOTE, r)
+        order = self._ticket()
+        if p is None:
+            self.open_position(symbol, "BUY" if otype == ORDER_TYPE_BUY else "SELL", volume, price=market,
+                               sl=float(r.get("sl", 0.0)), tp=float(r.get("tp", 0.0)), magic=int(r.get("magic", 0)),
+                               comment=str(r.get("comment", "")))
+            deal = self.deals[-1].ticket
+        else:
+            deal = self._close(p, volume, market, DEAL_REASON_EXPERT, str(r.get("comment", "")), order, magic=int(r.get("magic", 0)))
+        return self._result(TRADE_RETCODE_DONE, r, deal=deal, order=order, volume=volume, price=market)
+
+    def _sltp(self, p: _Position, r: dict[str, Any]) -> OrderSendResult:
+        s = self.symbols[p.symbol]
+        q = self.quotes.get(p.symbol)
+        sl, tp = float(r.get("sl", 0.0)), float(r.get("tp", 0.0))
+        if sl == p.sl and tp == p.tp:
+            return self._result(TRADE_RETCODE_NO_CHANGES, r)
+        if q is not None:
+            gap = s["stops_level"] * 10.0 ** -s["digits"]
+            eps = 10.0 ** -s["digits"] / 10
+            if p.type == POSITION_TYPE_BUY:
+                bad = (sl and q.bid - sl < gap - eps) or (sl and sl >= q.bid) or (tp and tp - q.bid < gap - eps) or (tp and tp <= q.bid)
+            else:
+                bad = (sl and sl - q.ask < gap - eps) or (sl and sl <= q.ask) or (tp and q.ask - tp < gap - eps) or (tp and tp >= q.ask)
+            if bad:
+                return self._result(TRADE_RETCODE_INVALID_STOPS, r)
+        p.sl, p.tp = sl, tp
+        p.time_update_msc = self.now_msc
+        return self._result(TRADE_RETCODE_DONE, r, order=self._ticket())
+
+    def _close(self, p: _Position, volume: float, price: float, reason: int, comment: str, order: int,
+               magic: int | None = None) -> int:
+        volume = min(volume, p.volume)
+        profit = self._profit(p, volume, price)
+        self.balance += profit
+        deal = self._deal(order, p.ticket, p.symbol, 1 - p.type, DEAL_ENTRY_OUT, volume, price, profit,
+                          p.magic if magic is None else magic, reason, comment, self.now_msc)
+        p.volume = round(p.volume - volume, 8)
+        p.time_update_msc = self.now_msc
+        if p.volume <= 1e-9:
+            del self.positions[p.ticket]
+        return deal
+
+    def _deal(self, order: int, position: int, symbol: str, dtype: int, entry: int, volume: float, price: float,
+              profit: float, magic: int, reason: int, comment: str, ms: int) -> int:
+        ticket = self._ticket()
+        self.deals.append(TradeDeal(ticket, order, ms // 1000, ms, dtype, entry, magic, position, reason, float(volume),
+                                    float(price), 0.0, 0.0, round(profit, 2), 0.0, symbol, comment, ""))
+        return ticket
+
+    def _result(self, retcode: int, r: dict[str, Any], *, deal: int = 0, order: int = 0, volume: float = 0.0,
+                price: float = 0.0) -> OrderSendResult:
+        self._request_id += 1
+        q = self.quotes.get(r.get("symbol") or "") or (self.quotes.get(self.positions[r["position"]].symbol)
+                                                      if r.get("position") in self.positions else None)
+        request = TradeRequest(**{k: r.get(k, "" if k in ("symbol", "comment") else 0) for k in TradeRequest._fields})
+        self._error = (RES_S_OK, "Success")
+        return OrderSendResult(retcode, deal, order, volume, price, q.bid if q else 0.0, q.ask if q else 0.0,
+                               _COMMENTS.get(retcode, "Request rejected"), self._request_id, 0, request)
+
+    def _profit(self, p: _Position, volume: float, price: float) -> float:
+        side = 1 if p.type == POSITION_TYPE_BUY else -1
+        return side * (price - p.price_open) * volume * self.symbols[p.symbol]["contract_size"]
+
+    def _exit_price(self, p: _Position) -> float:
+        q = self.quotes.get(p.symbol)
+        if q is None:
+            return p.price_open
+        return q.bid if p.type == POSITION_TYPE_BUY else q.ask
+
+    def _digits(self, symbol: str) -> int:
+        return self.symbols[symbol]["digits"]
+
+    def _ticket(self) -> int:
+        self._next_ticket += 1
+        return self._next_ticket
+
+    def _up(self) -> bool:
+        if not self.alive or not self.initialized:
+            self._error = (RES_E_INTERNAL_FAIL_CONNECT, "No IPC connection")
+            return False
+        return True
+
+    def _fail(self, code: int, message: str) -> None:
+        self._error = (code, message)
+        return None
+
+    def _refuse(self, code: int, message: str) -> bool:
+        self._error = (code, message)
+        return False
+
+
+# --- the module's own functions act on one default terminal ----------------------------------------
+
+terminal = FakeTerminal()
+
+_API = ("initialize", "login", "shutdown", "last_error", "version", "terminal_info", "account_info", "symbol_select",
+        "symbol_info", "symbol_info_tick", "copy_ticks_range", "positions_total", "positions_get", "history_deals_get",
+        "order_send")
+
+
+def reset(**kwargs: Any) -> FakeTerminal:
+    """Replace the module's default terminal with a fresh one (``FakeTerminal`` arguments); return it."""
+    global terminal
+    terminal = FakeTerminal(**kwargs)
+    return terminal
+
+
+def _delegate(name: str) -> Callable[..., Any]:
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return getattr(terminal, name)(*args, **kwargs)
+
+    call.__name__ = name
+    call.__doc__ = f"``MetaTrader5.{name}`` on the module's default terminal."
+    return call
+
+
+for _name in _API:
+    globals()[_name] = _delegate(_name)
+
+del _name
+__all__ = ["FakeTerminal", "reset", "terminal", *_API, *_CONSTANTS, "Tick", "TradePosition", "TradeDeal", "TradeRequest",
+           "OrderSendResult", "AccountInfo", "TerminalInfo", "SymbolInfo"]

@@ -1,0 +1,224 @@
+"""Actions as MT5 trade requests: request shapes, retcodes, pending retries, and never a second close."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.actions import Action
+from engine.adapters.mt5 import MT5Broker, MT5Connection
+from engine.rules.evaluator import FillReport
+from engine.testing import mt5 as M
+from engine.testing.mt5 import FakeTerminal
+from tests.adapters.conftest import T0, TREND, Clock
+
+
+def action(type_: str, position_id: str, *, id_: str = "a-1", rule: str = "stop_loss", ts: int = T0, **params) -> Action:
+    return Action(id_, ts, type_, position_id, "scalp_trend", params, rule, "rv-test", "test")
+
+
+def closes(fake: FakeTerminal) -> list[dict]:
+    return [r for r in fake.requests if r["action"] == M.TRADE_ACTION_DEAL]
+
+
+def test_a_close_is_a_deal_on_the_ticket_at_the_bid_with_the_opposite_type(conn: MT5Connection, fake: FakeTerminal) -> None:
+    ticket = fake.open_position("EURUSD", "BUY", 0.30, price=1.14400, magic=TREND)
+    broker = MT5Broker(conn, deviation=10)
+    [fill] = broker.execute(action("close", str(ticket), volume=0.3, price=1.145), {})
+    [req] = closes(fake)
+    assert req == {"action": M.TRADE_ACTION_DEAL, "position": ticket, "symbol": "EURUSD", "volume": 0.30, "type": M.ORDER_TYPE_SELL,
+                   "price": 1.14500, "deviation": 10, "magic": TREND, "comment": req["comment"], "type_time": M.ORDER_TIME_GTC,
+                   "type_filling": M.ORDER_FILLING_FOK}
+    assert len(req["comment"]) <= 31
+    assert fill == FillReport(str(ticket), T0, 0.30, 1.14500, "stop_loss")
+    assert ticket not in fake.positions and fake.deals[-1].ticket in conn.ledger
+
+
+def test_a_short_is_closed_by_a_buy_at_the_ask_with_the_symbols_filling_mode(conn: MT5Connection, fake: FakeTerminal) -> None:
+    fake.add_symbol("GBPUSD", filling_mode=2)  # IOC only
+    fake.tick("GBPUSD", 1.30000, 1.30010, T0)
+    ticket = fake.open_position("GBPUSD", "SELL", 0.10, magic=TREND)
+    [fill] = MT5Broker(conn).execute(action("close", str(ticket), volume=0.1), {})
+    [req] = closes(fake)
+    assert (req["type"], req["price"], req["type_filling"]) == (M.ORDER_TYPE_BUY, 1.30010, M.ORDER_FILLING_IOC)
+    assert fill.price == 1.30010
+
+
+@pytest.mark.parametrize("asked, sent", [(0.025, 0.02), (0.035, 0.04), (0.0333, 0.03), (0.1, 0.1)])
+def test_a_partial_close_is_rounded_to_the_volume_step(conn: MT5Connection, fake: FakeTerminal, asked: float, sent: float) -> None:
+    ticket = fake.open_position("EURUSD", "BUY", 0.10, magic=TREND)
+    [fill] = MT5Broker(conn).execute(action("close_partial", str(ticket), volume=asked, rule="exit_levels.0"), {})
+    assert closes(fake)[0]["volume"] == sent and fill.volume == sent and fill.rule == "exit_levels.0"
+    assert fake.positions.get(ticket) is None if sent == 0.1 else fake.positions[ticket].volume == pytest.approx(0.10 - sent)
+
+
+def test_a_partial_close_below_the_minimum_volume_sends_nothing_and_says_so(conn: MT5Connection, fake: FakeTerminal) -> None:
+    ticket = fake.open_position("EURUSD", "BUY", 0.10, magic=TREND)
+    broker = MT5Broker(conn)
+    assert broker.execute(action("close_partial", str(ticket), volume=0.004), {}) == []
+    assert closes(fake) == [] and "rounds to 0" in broker.alerts[0]["message"] and not broker.pending
+
+
+def test_a_requote_is_retried_at_once_with_a_fresh_price(conn: MT5Connection, fake: FakeTerminal) -> None:
+    ticket = fake.open_position("EURUSD", "BUY", 0.10, magic=TREND)
+    fake.script_order_send(lambda: fake.tick("EURUSD", 1.14460, 1.14462, T0 + 5))  # the price runs before the request lands
+    [fill] = MT5Broker(conn, deviation=5).execute(action("close", str(ticket), volume=0.1), {})
+    assert [r["price"] for r in closes(fake)] == [1.14500, 1.14460]  # requoted (40 points off), then the new bid
+    assert fill.price == 1.14460
+
+
+def test_requotes_beyond_the_bound_leave_the_close_pending_with_an_alert(conn: MT5Connection, fake: FakeTerminal, clock: Clock) -> None:
+    ticket = fake.open_position("EURUSD", "BUY", 0.10, magic=TREND)
+    fake.script_order_send(M.TRADE_RETCODE_REQUOTE, M.TRADE_RETCODE_PRICE_OFF, M.TRADE_RETCODE_REQUOTE)
+    broker = MT5Broker(conn, max_requotes=2)
+    assert broker.execute(action("close", str(ticket), volume=0.1), {}) == []
+    assert len(closes(fake)) == 3 and ticket in fake.positions
+    assert list(broker.pending) == ["a-1"] and "requoted 3 times" in broker.alerts[-1]["message"]
+    assert broker.poll() == []  # not due yet
+    clock.now += 1.0
+    [fill] = broker.poll()
+    assert fill.volume == 0.10 and ticket not in fake.positions and not broker.pending
+    assert "went through after 2 attempts" in broker.alerts[-1]["message"]
+
+
+def test_a_refused_close_stays_pending_and_is_retried_with_backoff(conn: MT5Connection, fake: FakeTerminal, clock: Clock) -> None:
+    ticket = fake.open_position("EURUSD", "BUY", 0.10, magic=TREND)
+    fake.script_order_send(M.TRADE_RETCODE_MARKET_CLOSED, M.TRADE_RETCODE_MARKET_CLOSED)
+    broker = MT5Broker(conn, retry_after=2.0)
+    assert broker.execute(action("close", str(ticket), volume=0.1), {}) == []
+    assert "retcode 10018" in broker.alerts[0]["message"]
+    clock.now += 2.0
+    assert broker.poll() == [] and len(closes(fake)) == 2
+    clock.now += 3.9
+    assert broker.poll() == [] and len(closes(fake)) == 2  # next try after 4 s
+    clock.now += 0.1
+    assert len(broker.poll()) == 1 and len(closes(fake)) == 3
+    assert len(broker.alerts) == 2  # the first failure and the recovery, not one per retry
+
+
+def test_a_close_whose_reply_was_lost_is_found_and_never_sent_twice(conn: MT5Connection, fake: FakeTerminal, clock: Clock) -> None:
+    ticket = fake.open_position("EURUSD", "BUY", 0.30, magic=TREND)
+    fake.script_order_send("lost")  # executed at the server, but order_send returns None
+    broker = MT5Broker(conn)
+    assert broker.execute(action("close_partial", str(ticket), volume=0.1, rule="exit_levels.0"), {}) == []
+    assert "returned nothing" in broker.alerts[0]["message"]
+    assert fake.positions[ticket].volume == pytest.approx(0.20)
+    clock.now += 1.0
+    [fill] = broker.poll()
+    assert (fill.volume, fill.price, fill.rule) == (0.1, 1.145, "exit_levels.0")
+    assert len(closes(fake)) == 1 and fake.positions[ticket].volume == pytest.approx(0.20)
+    clock.now += 100
+    assert broker.poll() == [] and not broker.pending
+
+
+def test_order_send_none_leaves_the_action_pending_until_it_can_be_sent(conn: MT5Connection, fake: FakeTerminal, clock: Clock) -> None:
+    ticket = fake.open_position("EURUSD", "BUY", 0.30, magic=TREND)
+    fake.script_order_send(None)
+    broker = MT5Broker(conn)
+    assert broker.execute(action("close", str(ticket), volume=0.3), {}) == []
+    assert ticket in fake.positions and "IPC timeout" in broker.alerts[0]["message"]
+    clock.now += 1
+    [fill] = broker.poll()
+    assert fill.volume == 0.30 and ticket not in fake.positions
+
+
+def test_the_same_action_is_carried_out_once_and_a_position_is_closed_once(conn: MT5Connection, fake: FakeTerminal, clock: Clock) -> None:
+    ticket = fake.open_position("EURUSD", "BUY", 0.30, magic=TREND)
+    broker = MT5Broker(conn)
+    fake.script_order_send(M.TRADE_RETCODE_FROZEN)
+    first = action("close", str(ticket), id_="a-first", volume=0.3)
+    assert broker.execute(first, {}) == []
+    assert broker.execute(first, {}) == []  # the same id again: nothing sent
+    assert broker.execute(action("close", str(ticket), id_="a-second", volume=0.3), {}) == []  # another close of it
+    assert broker.execute(action("close_partial", str(ticket), id_="a-third", volume=0.1), {}) == []
+    assert len(closes(fake)) == 1
+    clock.now += 1
+    assert len(broker.poll()) == 1 and len(closes(fake)) == 2 and not broker.pending
+
+
+def test_a_close_of_a_position_the_broker_already_closed_needs_nothing(conn: MT5Connection, fake: FakeTerminal) -> None:
+    ticket = fake.open_position("EURUSD", "BUY", 0.10, magic=TREND)
+    fake.close_position(ticket)
+    broker = MT5Broker(conn)
+    assert broker.execute(action("close", str(ticket), volume=0.1), {}) == []
+    assert closes(fake) == [] and not broker.pending and broker.alerts == []
+
+
+def test_close_all_closes_every_position_it_names(conn: MT5Connection, fake: FakeTerminal) -> None:
+    a = fake.open_position("EURUSD", "BUY", 0.10, magic=TREND)
+    b = fake.open_position("EURUSD", "SELL", 0.20, magic=TREND)
+    items = [{"position_id": str(a), "volume": 0.1, "price": 1.145}, {"position_id": str(b), "volume": 0.2, "price": 1.14502}]
+    fills = MT5Broker(conn).execute(action("close_all", None, rule="daily_loss", positions=items), {})
+    assert [(f.position_id, f.volume, f.price) for f in fills] == [(str(a), 0.1, 1.145), (str(b), 0.2, 1.14502)]
+    assert fake.positions == {}
+
+
+def test_a_stop_move_sends_sltp_with_both_levels(conn: MT5Connection, fake: FakeTerminal) -> None:
+    ticket = fake.open_position("EURUSD", "BUY", 0.10, price=1.14400, sl=1.14300, tp=1.14800, magic=TREND)
+    broker = MT5Broker(conn)
+    assert broker.execute(action("set_stop_loss", str(ticket), rule="trailing", stop_loss=1.144123456, previous=1.143), {}) == []
+    assert fake.requests == [{"action": M.TRADE_ACTION_SLTP, "position": ticket, "symbol": "EURUSD", "sl": 1.14412, "tp": 1.14800,
+                              "magic": TREND, "comment": fake.requests[0]["comment"]}]
+    broker.execute(action("set_take_profit", str(ticket), id_="a-2", rule="dynamic_sltp", take_profit=1.1470, previous=1.148), {})
+    assert (fake.requests[-1]["sl"], fake.requests[-1]["tp"]) == (1.14412, 1.1470)
+    assert (fake.positions[ticket].sl, fake.positions[ticket].tp) == (1.14412, 1.1470)
+    broker.execute(action("set_stop_loss", str(ticket), id_="a-3", stop_loss=1.144121), {})  # same level at 5 digits
+    assert len(fake.requests) == 2 and not broker.pending
+
+
+def test_no_changes_is_success(conn: MT5Connection, fake: FakeTerminal) -> None:
+    ticket = fake.open_position("EURUSD", "BUY", 0.10, sl=1.14300, magic=TREND)
+    broker = MT5Broker(conn)
+    fake.script_order_send(M.TRADE_RETCODE_NO_CHANGES)
+    broker.execute(action("set_stop_loss", str(ticket), stop_loss=1.14350), {})
+    assert len(fake.requests) == 1 and not broker.pending and broker.alerts == []
+
+
+def test_invalid_stops_moves_the_level_outside_the_stops_level_and_retries_once(conn: MT5Connection, fake: FakeTerminal) -> None:
+    fake.add_symbol("EURGBP", stops_level=30)
+    fake.tick("EURGBP", 0.87000, 0.87010, T0)
+    long = fake.open_position("EURGBP", "BUY", 0.10, price=0.86900, sl=0.86800, magic=TREND)
+    short = fake.open_position("EURGBP", "SELL", 0.10, price=0.87100, sl=0.87200, magic=TREND)
+    broker = MT5Broker(conn)
+    broker.execute(action("set_stop_loss", str(long), stop_loss=0.86990), {})  # 10 points under the bid: too close
+    assert [r["sl"] for r in fake.requests] == [0.86990, 0.86969]  # then 31 points under the bid
+    assert fake.positions[long].sl == 0.86969 and "stops 30 points from the price" in broker.alerts[0]["message"]
+    broker.execute(action("set_stop_loss", str(short), id_="a-2", stop_loss=0.87020), {})
+    assert fake.requests[-1]["sl"] == 0.87041 and fake.positions[short].sl == 0.87041
+    assert not broker.pending
+
+
+def test_invalid_stops_twice_leaves_the_move_pending(conn: MT5Connection, fake: FakeTerminal, clock: Clock) -> None:
+    ticket = fake.open_position("EURUSD", "BUY", 0.10, sl=1.14300, magic=TREND)
+    fake.script_order_send(M.TRADE_RETCODE_INVALID_STOPS, M.TRADE_RETCODE_INVALID_STOPS)
+    broker = MT5Broker(conn)
+    broker.execute(action("set_stop_loss", str(ticket), stop_loss=1.14400), {})
+    assert len(fake.requests) == 2 and list(broker.pending) == [f"sltp:{ticket}"]
+    clock.now += 1
+    broker.poll()
+    assert fake.positions[ticket].sl == 1.14400 and not broker.pending
+
+
+def test_a_newer_stop_replaces_a_pending_older_one(conn: MT5Connection, fake: FakeTerminal, clock: Clock) -> None:
+    ticket = fake.open_position("EURUSD", "BUY", 0.10, sl=1.14300, magic=TREND)
+    fake.script_order_send(M.TRADE_RETCODE_TIMEOUT)
+    broker = MT5Broker(conn)
+    broker.execute(action("set_stop_loss", str(ticket), id_="a-1", stop_loss=1.14400), {})
+    broker.execute(action("set_stop_loss", str(ticket), id_="a-2", stop_loss=1.14420), {})
+    assert fake.positions[ticket].sl == 1.14420 and not broker.pending
+    clock.now += 10
+    broker.poll()
+    assert [r["sl"] for r in fake.requests] == [1.14400, 1.14420]
+
+
+def test_positions_that_are_not_tickets_are_left_alone(conn: MT5Connection, fake: FakeTerminal) -> None:
+    broker = MT5Broker(conn)
+    assert broker.execute(action("close", "R1", volume=0.1), {}) == []
+    assert fake.requests == [] and "not a MetaTrader 5 ticket" in broker.alerts[0]["message"]
+
+
+def test_alerts_go_to_the_callback(conn: MT5Connection, fake: FakeTerminal) -> None:
+    ticket = fake.open_position("EURUSD", "BUY", 0.10, magic=TREND)
+    got: list[dict] = []
+    fake.script_order_send(M.TRADE_RETCODE_REJECT)
+    MT5Broker(conn, on_alert=got.append).execute(action("close", str(ticket), volume=0.1), {})
+    assert got and set(got[0]) == {"ts", "action_id", "position_id", "message"} and got[0]["position_id"] == str(ticket)
