@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-import pickle
+from engine.service import snapshot as snap_codec
 import queue
 import threading
 import time
@@ -371,7 +371,7 @@ class AccountWorker:
     def _snapshot(self) -> None:
         e = self.engine
         state = {k: v for k, v in e.__dict__.items() if k not in _NOT_STATE}
-        blob = pickle.dumps({"engine": state, "facts": e.portfolio.facts(e.version)}, protocol=pickle.HIGHEST_PROTOCOL)
+        blob = snap_codec.dumps({"engine": state, "facts": e.portfolio.facts(e.version)})
         self.rt.redis.hset(self.k_snapshot, mapping={"engine": blob, "journal": self.journal_id, "seq": str(self.seq), "version": e.version})
         self.since_snapshot = 0
 
@@ -396,7 +396,7 @@ class AccountWorker:
         if snap:
             version = text(snap[b"version"])
             rules = rt.rules_for(version)
-            data = pickle.loads(snap[b"engine"])
+            data = snap_codec.loads(snap[b"engine"])
             engine = Engine.__new__(Engine)
             engine.__dict__.update(data["engine"])
             engine.rules, engine.broker, engine.on_problem = rules, self._recording, self._problem
