@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 from engine.adapters.mt5 import MT5Broker, MT5Connection, MT5Feed
@@ -35,6 +37,17 @@ class Clock:
 @pytest.fixture(scope="session")
 def rules() -> RuleSet:
     return load_config(str(ROOT / "examples" / "scalping"))
+
+
+@pytest.fixture(scope="session")
+def trail_rules(tmp_path_factory: pytest.TempPathFactory) -> RuleSet:
+    """The scalping rules with scalp_trend trailing only (no exit levels)."""
+    folder = tmp_path_factory.mktemp("trail") / "scalping"
+    shutil.copytree(ROOT / "examples" / "scalping", folder)
+    path = folder / "strategies" / "scalp_trend.yaml"
+    text = path.read_text()
+    path.write_text(text[: text.index("exit_levels:")])
+    return load_config(str(folder))
 
 
 @pytest.fixture
