@@ -149,3 +149,15 @@ def test_equity_and_the_days_result_come_from_the_account(conn: MT5Connection, f
     day = feed.day_pnl(T0 - 3_600_000)
     assert day == {"realized": pytest.approx(-100.0), "floating": pytest.approx(100.0), "equity": pytest.approx(100_000.0),
                    "start_balance": pytest.approx(100_000.0)}
+
+
+def test_the_documented_strategy_map_validates_and_maps_as_described() -> None:
+    from ruamel.yaml import YAML
+
+    text = (ROOT / "docs" / "mt5.md").read_text()
+    block = text.split("```yaml\n", 1)[1].split("```", 1)[0]
+    mapping = StrategyMap.model_validate(YAML(typ="safe", pure=True).load(block)["strategy_map"])
+    mapper = StrategyMapper(mapping)
+    assert mapper(1002, "arb x") == "trend_following"  # the magic number first
+    assert mapper(7, "news NFP") == "news_driven" and mapper(7, "arb-3") == "arbitrage"
+    assert mapper(7, "manual") == "trend_following"  # the default
