@@ -19,8 +19,8 @@ What the fake checks, as the trade server would (so adapter mistakes fail the te
   with a ``DEAL_REASON_SL``/``DEAL_REASON_TP`` deal.
 
 Scripting: ``add_symbol``, ``tick`` (or ``feed_ticks``), ``open_position``, ``close_position`` (the
-trader), ``script_order_send`` (retcodes, ``None``, ``"lost"``: executed but the reply lost, or a
-callable run first), ``go_away(back_after=n)``; ``requests`` records every ``order_send`` request.
+trader), ``script_order_send`` (retcodes, ``None``, ``"lost"``: executed but the reply lost,
+``("partial", volume)``, or a callable run first), ``go_away(back_after=n)``; ``requests`` records every ``order_send`` request.
 Profit is in the symbol's profit currency, which the fake takes to be the account currency.
 """
 
@@ -383,6 +383,7 @@ class FakeTerminal:
         self.now_msc = 0
         self._error: tuple[int, str] = (RES_S_OK, "Success")
         self._script: deque[Any] = deque()
+        self._partial: float | None = None
         self._back_after = 0
         self._next_ticket = 1_000_000
         self._request_id = 0
@@ -451,7 +452,8 @@ class FakeTerminal:
     def script_order_send(self, *outcomes: Any) -> None:
         """Outcomes of the next ``order_send`` calls, in order: a retcode (returned, nothing executed),
         ``None`` (the call fails, nothing executed), ``"lost"`` (executed, but the reply is lost: ``None``),
-        or a callable run before the request is handled normally (e.g. a price move)."""
+        ``("partial", volume)`` (a close fills only that volume: ``DONE_PARTIAL``), or a callable run
+        before the request is handled normally (e.g. a price move)."""
         self._script.extend(outcomes)
 
     def go_away(self, back_after: int = 0) -> None:
@@ -616,11 +618,15 @@ class FakeTerminal:
             return self._fail(RES_E_INVALID_PARAMS, 'Invalid "comment" argument')
         self.requests.append(dict(request))
         lost = False
+        self._partial = None
         while self._script:
             outcome = self._script.popleft()
             if callable(outcome):
                 outcome()
                 continue
+            if isinstance(outcome, tuple) and outcome[0] == "partial":
+                self._partial = float(outcome[1])
+                break
             if outcome is None:
                 return self._fail(RES_E_INTERNAL_FAIL_TIMEOUT, "IPC timeout")
             if outcome == "lost":
@@ -684,9 +690,12 @@ class FakeTerminal:
                                sl=float(r.get("sl", 0.0)), tp=float(r.get("tp", 0.0)), magic=int(r.get("magic", 0)),
                                comment=str(r.get("comment", "")))
             deal = self.deals[-1].ticket
-        else:
-            deal = self._close(p, volume, market, DEAL_REASON_EXPERT, str(r.get("comment", "")), order, magic=int(r.get("magic", 0)))
-        return self._result(TRADE_RETCODE_DONE, r, deal=deal, order=order, volume=volume, price=market)
+            return self._result(TRADE_RETCODE_DONE, r, deal=deal, order=order, volume=volume, price=market)
+        partial, self._partial = self._partial, None
+        filled = volume if partial is None else min(partial, volume)
+        deal = self._close(p, filled, market, DEAL_REASON_EXPERT, str(r.get("comment", "")), order, magic=int(r.get("magic", 0)))
+        retcode = TRADE_RETCODE_DONE if filled >= volume else TRADE_RETCODE_DONE_PARTIAL
+        return self._result(retcode, r, deal=deal, order=order, volume=filled, price=market)
 
     def _sltp(self, p: _Position, r: dict[str, Any]) -> OrderSendResult:
         s = self.symbols[p.symbol]

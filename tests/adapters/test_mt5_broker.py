@@ -222,3 +222,27 @@ def test_alerts_go_to_the_callback(conn: MT5Connection, fake: FakeTerminal) -> N
     fake.script_order_send(M.TRADE_RETCODE_REJECT)
     MT5Broker(conn, on_alert=got.append).execute(action("close", str(ticket), volume=0.1), {})
     assert got and set(got[0]) == {"ts", "action_id", "position_id", "message"} and got[0]["position_id"] == str(ticket)
+
+
+def test_done_partial_books_what_filled_and_closes_the_rest_later(conn: MT5Connection, fake: FakeTerminal, clock: Clock) -> None:
+    ticket = fake.open_position("EURUSD", "BUY", 0.30, magic=TREND)
+    fake.script_order_send(("partial", 0.12))
+    broker = MT5Broker(conn)
+    [first] = broker.execute(action("close", str(ticket), volume=0.3), {})
+    assert first.volume == 0.12 and fake.positions[ticket].volume == pytest.approx(0.18)
+    assert "filled partly (0.12 of 0.3 lots)" in broker.alerts[0]["message"] and list(broker.pending) == ["a-1"]
+    clock.now += 1
+    [rest] = broker.poll()
+    assert rest.volume == pytest.approx(0.18) and ticket not in fake.positions and not broker.pending
+    assert [r["volume"] for r in closes(fake)] == [0.3, pytest.approx(0.18)]
+
+
+def test_a_partial_exit_filled_partly_sends_only_what_is_missing(conn: MT5Connection, fake: FakeTerminal, clock: Clock) -> None:
+    ticket = fake.open_position("EURUSD", "BUY", 0.30, magic=TREND)
+    fake.script_order_send(("partial", 0.04))
+    broker = MT5Broker(conn)
+    [first] = broker.execute(action("close_partial", str(ticket), volume=0.1), {})
+    clock.now += 1
+    [rest] = broker.poll()
+    assert (first.volume, rest.volume) == (0.04, pytest.approx(0.06))
+    assert fake.positions[ticket].volume == pytest.approx(0.20) and [r["volume"] for r in closes(fake)] == [0.1, 0.06]

@@ -161,3 +161,10 @@ def test_the_documented_strategy_map_validates_and_maps_as_described() -> None:
     assert mapper(1002, "arb x") == "trend_following"  # the magic number first
     assert mapper(7, "news NFP") == "news_driven" and mapper(7, "arb-3") == "arbitrage"
     assert mapper(7, "manual") == "trend_following"  # the default
+
+
+def test_a_symbol_the_broker_does_not_offer_is_reported_once(conn: MT5Connection, fake: FakeTerminal) -> None:
+    feed = MT5Feed(conn, symbols=["EURUSD", "XAUUSD.m"])
+    assert [e["symbol"] for e in feed.poll()] == ["EURUSD"]
+    feed.poll()
+    assert [p for p in feed.problems if "XAUUSD.m" in p] == [feed.problems[0]] and "Market Watch" in feed.problems[0]

@@ -61,3 +61,11 @@ def test_the_package_exports_what_the_adapter_documents() -> None:
     assert set(adapter.__all__) >= {"MT5Connection", "MT5Feed", "MT5Broker", "Check", "doctor", "load_module", "MT5Unavailable", "step"}
     for name in adapter.__all__:
         assert getattr(adapter, name) is not None
+
+
+def test_the_mt5_extra_installs_the_package_on_windows_only() -> None:
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    [requirement] = extras["mt5"]
+    assert requirement.startswith("MetaTrader5") and requirement.endswith("sys_platform == 'win32'")

@@ -179,8 +179,9 @@ class MT5Feed:
         out = []
         for symbol in sorted({t.symbol for t in self._known.values()} | set(self.symbols)):
             if symbol not in self._selected:
-                self.conn.call("symbol_select", symbol, True)
                 self._selected.add(symbol)
+                if not self.conn.call("symbol_select", symbol, True):
+                    self._problem(f"symbol {symbol} cannot be added to Market Watch, so it gets no quotes: {self.conn.last_error()[1]}")
             t = self.conn.call("symbol_info_tick", symbol)
             if t is None or t.time_msc <= self._last_msc.get(symbol, -1):
                 continue
