@@ -148,6 +148,7 @@ class MT5Broker:
             return fills + self._defer(order, f"cannot read position {order.ticket}: {self.conn.last_error()[1]}")
         if not found:
             self._finish(order)
+            self._levels.pop(order.ticket, None)
             if not fills:
                 log.info("position %s is already closed at the broker; %s needs nothing", order.ticket, order.key)
             return fills
@@ -267,6 +268,7 @@ class MT5Broker:
             return self._defer(order, f"cannot read position {order.ticket}: {self.conn.last_error()[1]}")
         if not found:
             self._finish(order)
+            self._levels.pop(order.ticket, None)
             return []
         p = found[0]
         spec = self._spec(p.symbol)
