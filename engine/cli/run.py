@@ -87,6 +87,19 @@ def run(args: argparse.Namespace) -> int:
     from engine.service.store import Embedded, connect, redact
 
     logs.setup(args.log_format, args.log_level)
+    # SIGTERM/SIGINT at any moment, even while starting, end in the clean stop below (uvicorn re-raises
+    # the signal it caught once it has shut down: it must land here, not on the default handler)
+    stopping = threading.Event()
+    server = None
+
+    def on_stop(signum, frame) -> None:
+        stopping.set()
+        if server is not None:
+            server.should_exit = True
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, on_stop)
+        signal.signal(signal.SIGINT, on_stop)
     embedded = None
     if args.redis_url:
         client = connect(args.redis_url)
@@ -126,7 +139,8 @@ def run(args: argparse.Namespace) -> int:
                   flush=True)
         print(f"  dashboard  {base}/dashboard" + (f"#token={token}" if new_token else ""), flush=True)
         print(f"  try        curl -H 'Authorization: Bearer $TOKEN' {base}/api/risk-management/status", flush=True)
-        server.run()
+        if not stopping.is_set():
+            server.run()
     finally:
         if demo is not None:
             demo.stop()

@@ -1,10 +1,12 @@
 """Snapshots of an engine's state: pickle, keeping numpy views bound to the arrays they view.
 
 The kernels keep their columns as rows of a few matrices and expose each row as a view
-(``self.stop = self.F[4]``) so that the compiled loop takes few arguments. Plain pickle would save a
-view as an independent copy, and after loading, writes through the view would no longer reach the
-matrix. ``dumps`` saves a view ``a[i]`` of another attribute ``a`` of the same object as (``a``, ``i``)
-and ``loads`` slices it again. A view of any other shape is refused rather than silently copied.
+(``self.stop = self.F[4]``) so that the compiled loop takes few arguments. Plain pickle saves a view
+as an independent copy, and after loading, writes through the view would no longer reach the matrix.
+``dumps`` saves every array attribute that lies inside another array attribute of the same object as
+(that attribute, byte offset, shape, strides) and ``loads`` makes the view again, so the state is the
+same after any number of save/load cycles. (An array's ``base`` cannot tell this: a loaded array's
+base is the pickle's buffer, not an array.)
 
 A snapshot is trusted input (it comes from this service's own Redis): never load one from elsewhere.
 """
@@ -17,37 +19,45 @@ from typing import Any
 
 import numpy as np
 
+try:
+    from numpy.lib.array_utils import byte_bounds
+except ImportError:  # numpy < 2
+    from numpy import byte_bounds
 
-def _views(d: dict[str, Any]) -> dict[str, tuple[str, int]]:
-    bases = {k: v for k, v in d.items() if isinstance(v, np.ndarray) and v.base is None and v.ndim >= 2}
-    out: dict[str, tuple[str, int]] = {}
-    for name, arr in d.items():
-        if not isinstance(arr, np.ndarray) or arr.base is None:
+View = tuple[str, int, tuple[int, ...], tuple[int, ...]]
+
+
+def _views(d: dict[str, Any]) -> dict[str, View]:
+    arrays = {k: v for k, v in d.items() if isinstance(v, np.ndarray) and v.size}
+    bounds = {k: byte_bounds(v) for k, v in arrays.items()}
+    out: dict[str, View] = {}
+    for name, arr in arrays.items():
+        lo, hi = bounds[name]
+        outer = [k for k, (blo, bhi) in bounds.items()
+                 if k != name and blo <= lo and hi <= bhi and (bhi - blo, arrays[k].ndim) > (hi - lo, arr.ndim)]
+        if not outer:
             continue
-        for bname, b in bases.items():
-            if not np.shares_memory(arr, b):
-                continue
-            off = arr.__array_interface__["data"][0] - b.__array_interface__["data"][0]
-            if arr.ndim == b.ndim - 1 and arr.dtype == b.dtype and arr.shape == b.shape[1:] and arr.strides == b.strides[1:] \
-                    and off % b.strides[0] == 0:
-                out[name] = (bname, off // b.strides[0])
-                break
-            raise pickle.PicklingError(f"{name}: a numpy view that is not {bname}[i]; cannot snapshot it faithfully")
+        container = max(outer, key=lambda k: bounds[k][1] - bounds[k][0])
+        base = arrays[container]
+        if not base.flags.c_contiguous or arr.dtype != base.dtype:
+            raise pickle.PicklingError(f"{name}: a view of {container} that cannot be rebuilt; cannot snapshot it faithfully")
+        out[name] = (container, lo - bounds[container][0], arr.shape, arr.strides)
     return out
 
 
-def _rebuild(cls: type, state: dict[str, Any], views: dict[str, tuple[str, int]]) -> Any:
+def _rebuild(cls: type, state: dict[str, Any], views: dict[str, View]) -> Any:
     obj = cls.__new__(cls)
     obj.__dict__.update(state)
-    for name, (bname, row) in views.items():
-        obj.__dict__[name] = obj.__dict__[bname][row]
+    for name, (container, offset, shape, strides) in views.items():
+        base = obj.__dict__[container]
+        obj.__dict__[name] = np.ndarray(shape, base.dtype, buffer=base, offset=offset, strides=strides)
     return obj
 
 
 class _Pickler(pickle.Pickler):
     def reducer_override(self, obj: Any) -> Any:
         d = getattr(obj, "__dict__", None)
-        if not isinstance(d, dict) or isinstance(obj, type) or not any(isinstance(v, np.ndarray) and v.base is not None for v in d.values()):
+        if not isinstance(d, dict) or isinstance(obj, type) or sum(isinstance(v, np.ndarray) for v in d.values()) < 2:
             return NotImplemented
         views = _views(d)
         if not views:
