@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -118,3 +119,33 @@ def start_service(client: redis.Redis, config: Path, **kw) -> Service:
         if account in svc.workers:
             assert svc.workers[account].ready.wait(30)
     return svc
+
+
+class Api:
+    """The HTTP API of a service on a real uvicorn server (a free port, its own thread)."""
+
+    def __init__(self, service: Service, token: str = "secret-token") -> None:
+        import socket
+
+        import httpx
+        import uvicorn
+
+        from engine.service.api import create_app
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.server = uvicorn.Server(uvicorn.Config(create_app(service, token), host="127.0.0.1", port=self.port,
+                                                   log_config=None, lifespan="off"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        wait_for(lambda: self.server.started, 10, "uvicorn to start")
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.client = httpx.Client(base_url=self.base, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        self.anonymous = httpx.Client(base_url=self.base, timeout=30)
+
+    def close(self) -> None:
+        self.client.close()
+        self.anonymous.close()
+        self.server.should_exit = True
+        self.thread.join(10)
