@@ -107,12 +107,15 @@ class LeaseLost(RiskrailError):
 class AccountWorker:
     """Runs the engine of one account; ``start()``, ``call(fn)``, ``stop()``."""
 
-    def __init__(self, rt: Runtime, account: str, *, batch: int = 256, block_ms: int = 50) -> None:
+    def __init__(self, rt: Runtime, account: str, *, batch: int = 256, block_ms: int = 1000) -> None:
         self.rt, self.account, self.batch, self.block_ms = rt, account, batch, block_ms
         k = rt.keys
         self.k_in, self.k_actions, self.k_journal = k.stream(account, "in"), k.stream(account, "actions"), k.stream(account, "journal")
         self.k_dead, self.k_positions, self.k_state = k.stream(account, "dead"), k.stream(account, "positions"), k.stream(account, "state")
         self.k_snapshot, self.k_lease = k.stream(account, "snapshot"), k.lease(account)
+        # an entry here interrupts the blocking read so a command runs at once (Redis 6 checks the
+        # timeouts of blocked clients only ten times a second)
+        self.k_wake = k.stream(account, "wake")
         self.engine: Engine | None = None
         self.seq = 0
         self.journal_id = "0-0"
@@ -136,6 +139,7 @@ class AccountWorker:
     def stop(self, timeout: float = 10.0) -> None:
         """Finish the batch in hand, snapshot, and stop."""
         self._stop.set()
+        self._wake()
         if self.thread.is_alive() and threading.current_thread() is not self.thread:
             self.thread.join(timeout)
 
@@ -149,7 +153,14 @@ class AccountWorker:
             raise RiskrailError(f"account {self.account}: the engine has stopped")
         fut: Future = Future()
         self._commands.put((fn, fut))
+        self._wake()
         return fut.result(timeout)
+
+    def _wake(self) -> None:
+        try:
+            self.rt.redis.xadd(self.k_wake, {"w": "1"}, maxlen=16, approximate=False)
+        except redis.RedisError:
+            pass  # the loop notices Redis is away on its own
 
     def expect_position(self, position_id: str) -> Future:
         """A future that resolves to the ``Decision`` on the proposal of ``position_id`` once it is committed.
@@ -197,10 +208,12 @@ class AccountWorker:
         r = self.rt.redis
         while not self._stop.is_set():
             self._run_commands()
-            reply = r.xreadgroup(GROUP, self.rt.consumer, {self.k_in: ">"}, count=self.batch, block=self.block_ms)
-            entries = reply[0][1] if reply else []
-            if entries:
-                self._decide(entries)
+            reply = r.xreadgroup(GROUP, self.rt.consumer, {self.k_in: ">", self.k_wake: ">"}, count=self.batch, block=self.block_ms)
+            for stream, entries in reply or []:
+                if text(stream) == self.k_wake:
+                    r.xack(self.k_wake, GROUP, *[e[0] for e in entries])
+                elif entries:
+                    self._decide(entries)
 
     def _run_commands(self) -> None:
         while True:
@@ -411,11 +424,12 @@ class AccountWorker:
         replayed = self._replay_journal()
         if replayed:
             log.info("account %s: replayed %d journal entries after the snapshot", self.account, replayed)
-        try:
-            r.xgroup_create(self.k_in, GROUP, id="0", mkstream=True)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        for key, start in ((self.k_in, "0"), (self.k_wake, "$")):
+            try:
+                r.xgroup_create(key, GROUP, id=start, mkstream=True)
+            except redis.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
         if self.engine.version != rt.active_rules().version:
             self._reload(rt.active_rules())
         # entries delivered before (to this or a dead process) but never acknowledged: decide them now
