@@ -113,6 +113,14 @@ class Reloader:
             self._kick.clear()
             seen = time.perf_counter()
             sig = signature(self.config_dir)
+            if sig != self._signature:
+                # let a write finish: an editor truncates, then writes (a half-written file would be
+                # refused with errors that are not the user's)
+                while not self._stop.wait(self.poll):
+                    settled = signature(self.config_dir)
+                    if settled == sig:
+                        break
+                    sig = settled
             if sig != self._signature or kicked:
                 self._signature = sig
                 try:

@@ -96,3 +96,24 @@ def test_a_thousand_reloads_leak_no_ruleset_and_no_thread(redis_server, scalping
         assert per_reload < 1.0  # sanity only; the latency is measured in bench/reload.py
     finally:
         svc.stop()
+
+
+def test_a_half_written_file_is_not_reloaded_before_the_write_settles(redis_server, scalping) -> None:
+    svc = start_service(redis_server, scalping, watch=True)
+    try:
+        old = svc.version
+        path = scalping / "strategies" / "scalp_trend.yaml"
+        text_ = path.read_text()
+        with open(path, "w") as fh:  # an editor's save: truncate, then write in pieces
+            fh.write(text_[:40])
+            fh.flush()
+            for i in range(40, len(text_), 40):
+                time.sleep(0.005)
+                fh.write(text_[i:i + 40])
+                fh.flush()
+            fh.write("# saved\n")
+        wait_for(lambda: svc.last_reload is not None, 10, "the reload")
+        assert svc.last_reload.ok, svc.last_reload.errors
+        assert svc.version == old  # a comment does not change what the rules mean
+    finally:
+        svc.stop()
