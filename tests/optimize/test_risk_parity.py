@@ -56,11 +56,14 @@ def test_bounded_risk_parity_meets_the_constrained_budget_conditions(n, seed, lo
     assert abs(w.sum() - 1) <= 1e-12 and (w >= lo).all() and (w <= hi).all()
     rc = risk_contributions(w, S) * n  # ratio to the equal budget
     free = (w > lo + 1e-9) & (w < hi - 1e-9)
-    theta = np.median(rc[free]) if free.any() else 1.0
+    at_max, at_min = rc[w >= hi - 1e-9], rc[w <= lo + 1e-9]
     if free.any():
+        theta = np.median(rc[free])
         np.testing.assert_allclose(rc[free], theta, rtol=1e-7)
-    assert (rc[w >= hi - 1e-9] <= theta * (1 + 1e-7)).all()  # at its max: no more than its share
-    assert (rc[w <= lo + 1e-9] >= theta * (1 - 1e-7)).all()  # at its min: no less
+        assert (at_max <= theta * (1 + 1e-7)).all()  # at its max: no more than its share
+        assert (at_min >= theta * (1 - 1e-7)).all()  # at its min: no less
+    else:  # every weight on a bound: some common share must separate the two groups
+        assert at_max.max(initial=-np.inf) <= at_min.min(initial=np.inf) * (1 + 1e-7)
 
 
 def test_bands_that_bind_report_the_achieved_contributions():
