@@ -10,9 +10,10 @@ JSON objects with a ``type``:
   it is taken over without pre-trade checks);
 - ``position_closed``: ``ts``, ``position_id``, optional ``price`` (closed outside the engine, e.g. by
   the trader or the broker's own stop);
-- ``fill``: ``ts``, ``position_id``, ``volume``, ``price``, optional ``rule`` (a broker reports, later
-  than the action, that it closed that volume: an asynchronous broker, or a partial close at the
-  broker);
+- ``fill``: ``ts``, ``position_id``, ``volume``, ``price``, optional ``rule`` and ``action_id`` (a
+  broker reports, later than the action, that it closed that volume: with ``action_id``, the fill of
+  an action the engine emitted, whose volume the engine already stopped managing; without, a close at
+  the broker the engine did not ask for);
 - ``clock``: ``ts`` (time passes with no quote: the daily and weekly resets that fall before it run).
 
 ``ts`` is epoch milliseconds or an ISO-8601 time (UTC when it has no offset). A bad event raises
@@ -70,6 +71,7 @@ class Fill:
     volume: float
     price: float
     rule: str = "broker"
+    action_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -155,7 +157,10 @@ def parse_event(obj: Any) -> Event:
         rule = obj.get("rule", "broker")
         if not isinstance(rule, str) or not rule:
             raise EventError(f"rule: expected a non-empty string, found {rule!r}")
-        return Fill(ts, _str(obj, "position_id"), _num(obj, "volume"), _num(obj, "price"), rule)
+        action_id = obj.get("action_id")
+        if action_id is not None and (not isinstance(action_id, str) or not action_id):
+            raise EventError(f"action_id: expected a non-empty string, found {action_id!r}")
+        return Fill(ts, _str(obj, "position_id"), _num(obj, "volume"), _num(obj, "price"), rule, action_id)
     if kind == "clock":
         return Clock(ts)
     raise EventError(f"type: expected tick, position_opened, position_closed, fill or clock, found {kind!r}")
@@ -183,6 +188,9 @@ def to_json(event: Event) -> dict[str, Any]:
     if isinstance(event, PositionClosed):
         return {"type": "position_closed", "ts": event.ts, "position_id": event.position_id, "price": event.price}
     if isinstance(event, Fill):
-        return {"type": "fill", "ts": event.ts, "position_id": event.position_id, "volume": event.volume,
-                "price": event.price, "rule": event.rule}
+        out = {"type": "fill", "ts": event.ts, "position_id": event.position_id, "volume": event.volume,
+               "price": event.price, "rule": event.rule}
+        if event.action_id is not None:
+            out["action_id"] = event.action_id
+        return out
     return {"type": "clock", "ts": event.ts}

@@ -66,6 +66,7 @@ class FillReport:
     volume: float
     price: float
     rule: str
+    action_id: str | None = None  # the action it fills, when the broker knows it
 
 
 class Broker(Protocol):
@@ -564,7 +565,8 @@ class Engine:
             return
         volume = min(e.volume, p.volume)
         kernel = self.kernels.get(p.symbol)
-        if kernel is not None and p.id in kernel.ids:
+        # the fill of an engine action: the kernel took the volume off when it emitted the action
+        if e.action_id is None and kernel is not None and p.id in kernel.ids:
             if volume >= p.volume:
                 kernel.remove(p.id)
             else:

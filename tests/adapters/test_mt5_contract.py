@@ -231,8 +231,6 @@ def test_an_hour_of_real_eurusd_ticks_keeps_engine_and_broker_in_step(desk: Desk
         assert 0.0 not in tps[tps.index(next(t for t in tps if t > 0)):]
 
 
-@pytest.mark.xfail(strict=True, reason="Engine._on_fill reduces the kernel's volume again for a partial exit the kernel "
-                                       "already took off when it emitted the action, so a late fill counts twice there")
 def test_a_retried_partial_exit_is_taken_off_the_managed_volume_once(desk: Desk, fake: FakeTerminal, clock: Clock) -> None:
     ticket = fake.open_position("EURUSD", "BUY", 0.10, price=1.14500, sl=1.14400, tp=1.15000, magic=TREND)
     desk.step()

@@ -95,3 +95,21 @@ def test_a_reload_keeps_the_daily_loss_halt_and_drops_the_old_version(config_cop
     assert "daily loss" in (e.portfolio.halted(e.version) or "")
     out = e.process(PositionOpened(TS + 4, "p3", "EURUSD", "arbitrage", "arb-1", 1, 0.01, 0.9301, None, None))
     assert [a.type for a in out] == ["reject_position"] and out[0].rules_version == e.version
+
+
+def test_the_late_fill_of_an_engine_action_is_taken_off_the_book_once() -> None:
+    """An asynchronous broker: the kernel stops managing the volume when the action is emitted, the
+    book when the fill arrives; a fill without an action id is a close the engine did not ask for."""
+    e = Engine(load_config(str(ROOT)), equity0=10_000.0, broker=None)
+    e.process(Tick(TS, "EURUSD", 1.0849, 1.0850))
+    e.process(PositionOpened(TS + 1, "p1", "EURUSD", "arbitrage", "arb-1", 1, 0.01, 1.0850, None, None))
+    out = e.process(Tick(TS + 2, "EURUSD", 1.0905, 1.0906))  # +0.5 %: exit level 1 takes 25 %
+    partial = next(a for a in out if a.type == "close_partial")
+    assert e.kernels["EURUSD"].state("p1").volume == pytest.approx(0.0075)
+    assert e.book.positions["p1"].volume == pytest.approx(0.01)  # not filled yet
+    e.process(Fill(TS + 3, "p1", 0.0025, 1.0905, partial.rule, partial.id))
+    assert e.book.positions["p1"].volume == pytest.approx(0.0075)
+    assert e.kernels["EURUSD"].state("p1").volume == pytest.approx(0.0075)
+    e.process(Fill(TS + 4, "p1", 0.0025, 1.0905, "broker"))  # closed at the broker by hand
+    assert e.book.positions["p1"].volume == pytest.approx(0.005)
+    assert e.kernels["EURUSD"].state("p1").volume == pytest.approx(0.005)

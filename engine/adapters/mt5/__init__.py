@@ -73,5 +73,5 @@ def step(engine: Any, feed: MT5Feed, broker: MT5Broker) -> list[Any]:
     for obj in feed.poll():
         actions += engine.process(parse_event(obj))
     for f in broker.poll():
-        actions += engine.process(Fill(f.ts, f.position_id, f.volume, f.price, f.rule))
+        actions += engine.process(Fill(f.ts, f.position_id, f.volume, f.price, f.rule, f.action_id))
     return actions

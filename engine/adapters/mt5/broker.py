@@ -213,7 +213,8 @@ class MT5Broker:
             if d.ticket in self.conn.ledger:
                 continue
             self.conn.ledger.add(d.ticket)
-            out.append(FillReport(order.position_id, max(order.action.ts, self._utc(d.time_msc)), float(d.volume), float(d.price), order.action.rule))
+            out.append(FillReport(order.position_id, max(order.action.ts, self._utc(d.time_msc)), float(d.volume), float(d.price), order.action.rule,
+                                  order.action.id))
         return out
 
     def _booked(self, order: _Order, result: Any, volume: float) -> FillReport | None:
@@ -235,7 +236,7 @@ class MT5Broker:
         if not finite_positive(price):
             self._alert(order.action, order.position_id, f"the broker reported no price for the close of position {order.ticket}")
             return None
-        return FillReport(order.position_id, ts, filled, price, order.action.rule)
+        return FillReport(order.position_id, ts, filled, price, order.action.rule, order.action.id)
 
     # --- stops and targets -----------------------------------------------------------------------
 
