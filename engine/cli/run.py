@@ -100,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, on_stop)
         signal.signal(signal.SIGINT, on_stop)
+    feed = args.feed or ("redis" if args.redis_url else "demo")
+    conn = _mt5_connection() if "mt5" in (feed, args.broker) else None  # first: it may say the package is missing
     embedded = None
     if args.redis_url:
         client = connect(args.redis_url)
@@ -108,10 +110,9 @@ def run(args: argparse.Namespace) -> int:
         embedded = Embedded(os.path.join(args.data_dir, "redis"))
         client = embedded.client
         where = f"the embedded Redis ({os.path.join(args.data_dir, 'redis')})"
-    feed = args.feed or ("demo" if embedded is not None else "redis")
     accounts = tuple(args.account or (["demo"] if feed == "demo" else ["main"]))
     port = args.port or _free_port(args.host)
-    broker_factory = _broker_factory(args.broker)
+    broker_factory = _broker_factory(args.broker, conn)
     service = Service(args.config, client, accounts=accounts, prefix=args.prefix, equity0=args.equity,
                       snapshot_every=args.snapshot_every, consumer=args.name or f"{socket.gethostname()}:{port}",
                       broker_factory=broker_factory)
@@ -122,7 +123,8 @@ def run(args: argparse.Namespace) -> int:
         if feed == "demo":
             demo = _start_demo(service, accounts[0], args)
         elif feed == "mt5":
-            raise RiskrailError("--feed mt5: the MetaTrader 5 feed is not wired into `riskrail run` yet")
+            demo = _MT5Pump(service, accounts[0], conn)
+            demo.start()
         app = create_app(service, token)
         server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=port, log_config=None, lifespan="off",
                                                timeout_graceful_shutdown=5))
@@ -151,12 +153,56 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _broker_factory(kind: str):
+def _broker_factory(kind: str, conn=None):
     if kind == "paper":
         return None  # the service's default: a paper broker per account
     if kind == "redis":
         return lambda account: None  # actions go to the stream; a pipeline reports fills as `fill` events
-    raise RiskrailError("--broker mt5: the MetaTrader 5 broker is not wired into `riskrail run` yet")
+    from engine.adapters.mt5 import MT5Broker
+
+    def alert(a: dict) -> None:
+        log.warning("MetaTrader 5: %s", a.get("message"))
+
+    return lambda account: MT5Broker(conn, on_alert=alert)
+
+
+def _mt5_connection():
+    """The terminal's connection (the MetaTrader5 package is imported here, and only here)."""
+    from engine.adapters.mt5 import MT5Connection
+
+    conn = MT5Connection()
+    conn.connect()
+    return conn
+
+
+class _MT5Pump:
+    """Polls the MetaTrader 5 terminal and feeds what it finds into the account's input stream."""
+
+    def __init__(self, service, account: str, conn, interval: float = 0.1) -> None:
+        from engine.adapters.mt5 import MT5Feed
+
+        self.service, self.account, self.conn, self.interval = service, account, conn, interval
+        self.feed = MT5Feed(conn, service.active_rules(), on_problem=lambda m: log.warning("MetaTrader 5 feed: %s", m))
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="mt5-feed", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.thread.join(5)
+
+    def _run(self) -> None:
+        backoff = self.interval
+        while not self._stop.wait(backoff):
+            try:
+                for obj in self.feed.poll():
+                    self.service.publish(obj, self.account)
+                backoff = self.interval
+            except RiskrailError as exc:
+                log.error("MetaTrader 5 feed: %s; retrying in %.0f s", exc, backoff)
+                backoff = min(max(backoff * 2, 1.0), 30.0)
 
 
 def _start_demo(service, account: str, args: argparse.Namespace):

@@ -39,7 +39,7 @@ import redis
 from engine.actions import Action
 from engine.config.load import RuleSet
 from engine.errors import RiskrailError
-from engine.events import Event, EventError, PositionOpened, parse_event, to_json
+from engine.events import Event, EventError, Fill, PositionOpened, parse_event, to_json
 from engine.rules.chaining import PortfolioRules
 from engine.rules.evaluator import Broker, Engine, FillReport
 from engine.service.metrics import Metrics
@@ -208,12 +208,26 @@ class AccountWorker:
         r = self.rt.redis
         while not self._stop.is_set():
             self._run_commands()
+            self._poll_broker()
             reply = r.xreadgroup(GROUP, self.rt.consumer, {self.k_in: ">", self.k_wake: ">"}, count=self.batch, block=self.block_ms)
             for stream, entries in reply or []:
                 if text(stream) == self.k_wake:
                     r.xack(self.k_wake, GROUP, *[e[0] for e in entries])
                 elif entries:
                     self._decide(entries)
+
+    def _poll_broker(self) -> None:
+        """An asynchronous broker's late fills become input events, so they are journaled and replayed."""
+        poll = getattr(self._recording.broker, "poll", None)
+        if poll is None:
+            return
+        try:
+            fills = poll()
+        except RiskrailError as exc:
+            log.error("account %s: the broker failed: %s; retrying", self.account, exc)
+            return
+        for f in fills:
+            self.publish(to_json(Fill(f.ts, f.position_id, f.volume, f.price, f.rule, f.action_id)))
 
     def _run_commands(self) -> None:
         while True:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -62,6 +63,9 @@ class MT5Connection:
         self.reconnects = 0
         self.ledger: set[int] = set()
         self.server_offset_ms = int(server_offset_ms)
+        # the package talks to one terminal per process: the feed's thread and the engine's thread
+        # (the broker) take turns
+        self.lock = threading.RLock()
 
     def __repr__(self) -> str:
         return f"MT5Connection(connected={self.connected}, reconnects={self.reconnects})"
@@ -137,16 +141,17 @@ class MT5Connection:
         """Call a package function. When it fails because the terminal went away, reconnect and, with
         ``retry``, call it once more (never for ``order_send``: a lost reply may hide an executed trade)."""
         fn = getattr(self.mt5, name)
-        result = fn(*args, **kwargs)
-        if result is None or result is False:
-            code, message = self.last_error()
-            if code in IPC_ERRORS:
-                self.connected = False
-                log.warning("the MetaTrader 5 terminal went away during %s: %s (error %d)", name, message, code)
-                if retry:
-                    self.ensure()
-                    result = fn(*args, **kwargs)
-        return result
+        with self.lock:
+            result = fn(*args, **kwargs)
+            if result is None or result is False:
+                code, message = self.last_error()
+                if code in IPC_ERRORS:
+                    self.connected = False
+                    log.warning("the MetaTrader 5 terminal went away during %s: %s (error %d)", name, message, code)
+                    if retry:
+                        self.ensure()
+                        result = fn(*args, **kwargs)
+            return result
 
     def close(self) -> None:
         """End the link to the terminal."""

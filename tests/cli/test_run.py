@@ -1,0 +1,127 @@
+"""`riskrail run` and `riskrail doctor` as a user starts them: subprocesses, real servers."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import ROOT, edit
+from tests.service.conftest import redis_server, scalping, url_of, wait_for  # noqa: F401  (fixtures)
+
+
+def riskrail(*args: str, cwd: Path = ROOT, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "engine", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def start(*args: str, env: dict | None = None) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-m", "engine", "run", "--port", "0", *args], cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **(env or {})})
+    return proc
+
+
+def banner(proc: subprocess.Popen) -> dict[str, str]:
+    """The lines `run` prints when it is up: API address, token (when new)."""
+    lines = [proc.stdout.readline() for _ in range(5)]
+    assert lines[0].startswith("riskrail run: rules rv-"), (lines, proc.stderr.read() if proc.poll() is not None else "")
+    out = {"api": re.search(r"API\s+(http://\S+)", lines[1]).group(1)}
+    token = re.search(r"token\s+(\S+)\s+\(shown once", lines[2])
+    if token:
+        out["token"] = token.group(1)
+    return out
+
+
+def stop(proc: subprocess.Popen) -> tuple[str, str]:
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    return out, err
+
+
+def test_the_demo_serves_the_monitoring_endpoints_with_live_data_and_a_token_made_once(tmp_path: Path) -> None:
+    data = tmp_path / "state"
+    env = {"RISKRAIL_API_TOKEN": ""}
+    proc = start("--data-dir", str(data), "--speed", "50", env=env)
+    try:
+        b = banner(proc)
+        token = b["token"]
+        assert (data / "api-token").read_text().strip() == token
+        assert stat.S_IMODE((data / "api-token").stat().st_mode) == 0o600
+        with httpx.Client(base_url=b["api"], headers={"Authorization": f"Bearer {token}"}, timeout=30) as c:
+            def events() -> int:
+                return c.get("/api/risk-management/status").json()["counts"]["events"]
+            wait_for(lambda: events() > 50, 60, "the demo feed")
+            first = c.get("/api/risk-management/status").json()
+            wait_for(lambda: events() > first["counts"]["events"] + 50, 60, "more ticks")
+            second = c.get("/api/risk-management/status").json()
+            assert second["daily_loss"]["equity"] != first["daily_loss"]["equity"] or second["counts"]["actions"] != first["counts"]["actions"]
+            strategies = {p["strategy_type"] for p in second["active_positions"]}
+            assert len(strategies) >= 4  # demo positions across the six strategies
+            summary = c.get("/api/position-management/portfolio-summary").json()
+            assert len(summary["allocations"]) == 6
+            assert c.get("/api/position-management/optimization-results").status_code == 200
+            assert c.get("/metrics").status_code == 200
+    finally:
+        stop(proc)
+    proc = start("--data-dir", str(data), "--speed", "50", env=env)
+    try:
+        assert "token" not in banner(proc)  # printed once: the first time
+    finally:
+        stop(proc)
+
+
+def test_sighup_reloads_an_edit_the_watcher_did_not_see_and_logs_are_json(tmp_path: Path, redis_server, scalping) -> None:  # noqa: F811
+    proc = start("--config", str(scalping), "--redis-url", url_of(redis_server), "--log-format", "json", "--name", "n1",
+                 env={"RISKRAIL_API_TOKEN": "t0ken"})
+    try:
+        b = banner(proc)
+        with httpx.Client(base_url=b["api"], headers={"Authorization": "Bearer t0ken"}, timeout=30) as c:
+            old = c.get("/api/rules").json()["version"]
+            path = scalping / "strategies" / "scalp_trend.yaml"
+            st = path.stat()
+            edit(path, "trailing_distance: 0.0001", "trailing_distance: 0.0009")  # same size
+            os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # and the same time: the watcher cannot tell
+            time.sleep(0.3)
+            assert c.get("/api/rules").json()["version"] == old
+            proc.send_signal(signal.SIGHUP)
+            wait_for(lambda: c.get("/api/rules").json()["version"] != old, 10, "the SIGHUP reload")
+            assert c.get("/api/rules").json()["last_reload"]["trigger"] == "signal"
+    finally:
+        _, err = stop(proc)
+    records = [json.loads(line) for line in err.splitlines() if line.strip()]
+    assert records and all({"ts", "level", "logger", "message"} <= set(r) for r in records)
+    assert any("rules reloaded" in r["message"] for r in records)
+
+
+def test_broker_mt5_without_the_package_says_how_to_install_it(tmp_path: Path) -> None:
+    pytest.importorskip("engine.adapters.mt5")
+    if sys.platform == "win32":
+        pytest.skip("the package may be installed on Windows")
+    proc = riskrail("run", "--broker", "mt5", "--data-dir", str(tmp_path / "state"))
+    assert proc.returncode == 1
+    assert "pip install 'riskrail[mt5]'" in proc.stderr and "Windows" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "state" / "redis").exists()  # it said so before starting anything
+
+
+def test_doctor_says_what_is_wrong_in_plain_words(tmp_path: Path, redis_server, scalping) -> None:  # noqa: F811
+    good = riskrail("doctor", "--config", str(scalping), "--redis-url", url_of(redis_server), "--port", "1")
+    assert good.returncode == 0, good.stdout
+    assert re.search(r"^ok\s+redis\s+Redis 6\.\d+\.\d+ at unix://", good.stdout, re.M)
+    edit(scalping / "strategies" / "scalp_trend.yaml", "trailing_distance: 0.0001", "trailing_distance: lots")
+    bad = riskrail("doctor", "--config", str(scalping), "--redis-url", "redis://127.0.0.1:1/0", "--format", "json")
+    assert bad.returncode == 1
+    checks = {c["name"]: c for c in json.loads(bad.stdout)["checks"]}
+    assert checks["rules"]["status"] == "fail" and "scalp_trend.yaml:6:" in checks["rules"]["message"]
+    assert checks["redis"]["status"] == "fail" and "not reachable" in checks["redis"]["message"]
