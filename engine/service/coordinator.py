@@ -1,0 +1,174 @@
+"""The embeddable async API: the engine inside a Python pipeline's own asyncio program.
+
+    from engine.service.coordinator import Coordinator
+
+    async with Coordinator.from_config("path/to/config") as coord:
+        await coord.tick("EURUSD", bid=1.14543, ask=1.14545)
+        placed = await coord.add_position({"position_id": "p-1", "symbol": "EURUSD", "strategy_type": "arbitrage",
+                                           "action": "BUY", "volume": 0.05, "entry_price": 1.14545})
+        if placed["status"] == "rejected":
+            print(placed["failed_checks"])
+        actions = await coord.tick("EURUSD", bid=1.14601, ask=1.14603)   # what the rules decided
+        status = await coord.status()                                    # GET /api/risk-management/status
+        summary = await coord.portfolio_summary()                        # GET /api/position-management/portfolio-summary
+        result = await coord.optimize()                                  # GET /api/position-management/optimization-results
+
+Results have the shapes of the HTTP API. One account, in memory: the engine runs on a thread of its
+own (durable-rules' host belongs to the thread that made it), so awaiting never blocks the event loop
+on rule evaluation, and calls are decided in the order they were made. Actions are carried out by
+``broker`` (default: the paper broker, which fills closes at once); for state that survives a crash,
+several processes and the HTTP API, run ``riskrail run`` and talk to it over Redis Streams or HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from engine.config.load import load_config
+from engine.errors import OptimizationError, RiskrailError
+from engine.events import EventError, PositionOpened, parse_event
+from engine.rules.evaluator import Broker, Engine
+from engine.service import views
+
+
+class Coordinator:
+    """One account's engine for an asyncio program. Build it with ``from_config``."""
+
+    def __init__(self, config_dir: str, *, equity: float = 100_000.0, broker: Broker | None = None) -> None:
+        self.config_dir = config_dir
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="riskrail-coordinator")
+        self._equity, self._broker = equity, broker
+        self._engine: Engine | None = None
+        self.problems: list[str] = []
+        self.last_optimization: dict[str, Any] | None = None
+
+    @classmethod
+    def from_config(cls, config_dir: str = ".", *, equity: float = 100_000.0, broker: Broker | None = None) -> Coordinator:
+        """A coordinator for the rules of ``config_dir`` (strategies/, rules/, schedules.yaml); loaded on first use."""
+        return cls(config_dir, equity=equity, broker=broker)
+
+    async def __aenter__(self) -> Coordinator:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Load and validate the rules (raises ``ConfigError`` with every problem)."""
+        await self._run(lambda: None)
+
+    async def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    async def _run(self, fn) -> Any:
+        def call():
+            if self._engine is None:
+                from engine.adapters.paper import PaperBroker
+
+                self._engine = Engine(load_config(self.config_dir), equity0=self._equity,
+                                      broker=self._broker if self._broker is not None else PaperBroker(), on_problem=self._problem)
+            return fn()
+
+        return await asyncio.get_running_loop().run_in_executor(self._pool, call)
+
+    def _problem(self, message: str) -> None:
+        self.problems.append(message)
+        del self.problems[:-100]
+
+    # --- input ------------------------------------------------------------------------------------
+
+    async def process(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+        """Decide one event (a JSON object as on the input stream); return the actions, as JSON."""
+        parsed = parse_event(event)
+        return await self._run(lambda: [a.to_json() for a in self._engine.process(parsed)])
+
+    async def tick(self, symbol: str, bid: float, ask: float | None = None, ts: int | None = None) -> list[dict[str, Any]]:
+        """A quote; return the actions the rules took on it."""
+        return await self.process({"type": "tick", "ts": ts if ts is not None else _now(), "symbol": symbol, "bid": bid,
+                                   "ask": ask if ask is not None else bid})
+
+    async def add_position(self, position: dict[str, Any]) -> dict[str, Any]:
+        """Propose a position (the fields of ``POST /api/positions``): the pre-trade checks decide.
+
+        Returns ``{"status": "open", "position": {...}, "actions": [...]}`` or ``{"status": "rejected",
+        "failed_checks": [...], "actions": [...]}``; a malformed proposal raises ``EventError``.
+        """
+        obj = {"type": "position_opened", **position}
+        obj.setdefault("ts", _now())
+        event = parse_event(obj)
+        assert isinstance(event, PositionOpened)
+
+        def decide() -> dict[str, Any]:
+            e = self._engine
+            if event.position_id in e.book.positions:
+                raise EventError(f"position {event.position_id!r} already exists")
+            actions = e.process(event)
+            rejected = [a for a in actions if a.type == "reject_position"]
+            out = {"actions": [a.to_json() for a in actions]}
+            if rejected:
+                return {"status": "rejected", "position_id": event.position_id,
+                        "failed_checks": list(rejected[0].params.get("reasons", [rejected[0].reason])), **out}
+            return {"status": "open", "position": views.position(e, e.book.positions[event.position_id]), **out}
+
+        return await self._run(decide)
+
+    async def close_position(self, position_id: str, price: float | None = None) -> list[dict[str, Any]]:
+        """The position was closed outside the engine (by the trader, at ``price`` or the last quote)."""
+        return await self.process({"type": "position_closed", "ts": _now(), "position_id": position_id, "price": price})
+
+    # --- what the HTTP API shows -------------------------------------------------------------------
+
+    async def status(self) -> dict[str, Any]:
+        """As ``GET /api/risk-management/status``."""
+        return await self._run(lambda: views.risk_status(self._engine))
+
+    async def portfolio_summary(self) -> dict[str, Any]:
+        """As ``GET /api/position-management/portfolio-summary``."""
+        return await self._run(lambda: views.portfolio_summary(self._engine, self.last_optimization))
+
+    async def positions(self, status: str | None = None) -> list[dict[str, Any]]:
+        """As ``GET /api/positions``."""
+        return await self._run(lambda: views.positions(self._engine, status))
+
+    async def optimize(self) -> dict[str, Any]:
+        """Run the optimizers of rules/allocation.yaml now; as ``GET /api/position-management/optimization-results``.
+
+        With ``auto_apply`` the consensus becomes the allocation targets and the result lists the
+        ``rebalance`` actions. Raises ``OptimizationError`` when there is not enough history yet.
+        """
+        from engine.service.optimizer import apply, optimize
+
+        def run() -> dict[str, Any]:
+            e = self._engine
+            result = optimize(e, e._last_ts or _now())
+            actions = apply(e, result, e.seq, f"coordinator-{time.monotonic_ns()}") if result["auto_apply"] else []
+            result = {"status": "ok", **result, "actions": [a.to_json() for a in actions]}
+            self.last_optimization = result
+            return result
+
+        return await self._run(run)
+
+    async def reload(self) -> str:
+        """Load the rule files again and swap them in (positions keep their state); return the version."""
+        from engine.service.reload import load_checked
+
+        rules, errors = await asyncio.get_running_loop().run_in_executor(None, load_checked, self.config_dir)
+        if rules is None:
+            raise RiskrailError("the rules were not reloaded: " + "; ".join(e["text"] for e in errors))
+
+        def swap() -> str:
+            self._engine.reload(rules)
+            return self._engine.version
+
+        return await self._run(swap)
+
+
+def _now() -> int:
+    return int(time.time() * 1000)
+
+
+__all__ = ["Coordinator", "EventError", "OptimizationError"]
