@@ -1,7 +1,9 @@
 """Replay one decoded history through two rule sets and compare what they did.
 
 The history is decoded once (a list of validated events) and both replays read it, so the plan pays
-for parsing once. Each replay runs the same evaluator as the live service, with the paper broker.
+for parsing once. Each replay runs the same evaluator as the live service, with the paper broker;
+runs of quotes on which nothing happens go through the compiled kernel in one call
+(``engine.rules.batch``), with exactly the actions and state of the event-by-event replay.
 Actions are compared on what they do — time, type, position, rule and parameters — not on their
 ids, which carry the rules version.
 """
@@ -20,6 +22,7 @@ from engine.book.metrics import max_drawdown
 from engine.config.load import RuleSet
 from engine.events import Event
 from engine.plan.semantic import Change, semantic_diff
+from engine.rules.batch import TickColumns, replay_events, tick_columns
 from engine.rules.chaining import PortfolioRules
 from engine.rules.evaluator import Engine
 
@@ -38,14 +41,23 @@ class Run:
 
 
 def replay(rules: RuleSet, events: Sequence[Event], equity: float, portfolio: PortfolioRules,
-           progress: Callable[[int], None] | None = None) -> Run:
-    """Replay ``events`` through ``rules``; return every action and the metrics."""
+           progress: Callable[[int], None] | None = None, *, batch: bool = True,
+           columns: TickColumns | None = None) -> Run:
+    """Replay ``events`` through ``rules``; return every action and the metrics.
+
+    ``batch``: quiet runs of quotes in compiled code (the same result; ``False`` processes the events
+    one by one, the reference the batch path is tested against). ``columns``: the quotes of
+    ``events`` already decoded (``tick_columns``), shared by the replays of one plan.
+    """
     engine = Engine(rules, equity0=equity, broker=PaperBroker(), portfolio=portfolio)
     actions: list[Action] = []
-    for n, event in enumerate(events, 1):
-        actions.extend(engine.process(event))
-        if progress is not None and n % 10_000 == 0:
-            progress(n)
+    if batch:
+        actions = replay_events(engine, events, columns, progress)
+    else:
+        for n, event in enumerate(events, 1):
+            actions.extend(engine.process(event))
+            if progress is not None and n % 10_000 == 0:
+                progress(n)
     run = Run(engine.version, actions, engine.summary(), curve=list(engine.curve))
     for a in actions:
         if a.position_id is not None:
@@ -141,15 +153,20 @@ class Plan:
 
 
 def make_plan(base: RuleSet, proposed: RuleSet, events: Sequence[Event], equity: float,
-              portfolio: PortfolioRules | None = None, progress: Callable[[int], None] | None = None) -> Plan:
-    """Replay ``events`` through both rule sets and compare (one replay when their meaning is equal)."""
+              portfolio: PortfolioRules | None = None, progress: Callable[[int], None] | None = None,
+              *, batch: bool = True) -> Plan:
+    """Replay ``events`` through both rule sets and compare (one replay when their meaning is equal).
+
+    ``batch=False`` replays event by event (the same plan, slower).
+    """
     portfolio = portfolio or PortfolioRules()
     changes = semantic_diff(base, proposed)
-    base_run = replay(base, events, equity, portfolio, progress)
+    columns = tick_columns(events) if batch else None
+    base_run = replay(base, events, equity, portfolio, progress, batch=batch, columns=columns)
     if base.version == proposed.version:
         # the same meaning: the proposed replay would be this one, action for action
         return Plan(changes, base_run, base_run, len(events))
-    return Plan(changes, base_run, replay(proposed, events, equity, portfolio, progress), len(events))
+    return Plan(changes, base_run, replay(proposed, events, equity, portfolio, progress, batch=batch, columns=columns), len(events))
 
 
 def progress_bar(total: int, stream=sys.stderr) -> Callable[[int], None] | None:

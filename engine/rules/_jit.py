@@ -66,19 +66,12 @@ def _hit(out, k, i, kind, level, price, volume, fraction, prev):
     return k + 1
 
 
-# mutable columns a probe saves before touching a position: (matrix, row) pairs, in this order
-_SAVED_F = (3, 4, 5, 6)  # vol, stop, tp, best
-_SAVED_I = (0, 1)  # hits, tip
-_SAVED_B = (0, 1, 2)  # armed, trailed, inprof
-
-
 @njit(cache=True)
-def _sweep(n, bid, ask, elapsed, point, F, I, B, L, sig_windows, sig_values, out, gone_out, save, probe):
+def _sweep(n, bid, ask, elapsed, point, F, I, B, L, sig_windows, sig_values, out, gone_out, probe):
     """Apply one quote to positions 0..n-1; return (hits written, positions closed).
 
-    With ``probe`` the quote is only tried: each position's mutable state is saved in ``save`` before
-    it is touched, and on the first hit the positions touched so far are restored and the sweep stops
-    (returning a hit count > 0), so a quote on which something happens leaves no trace.
+    With ``probe`` the sweep stops at the first hit (the caller, ``scan``, then restores the state it
+    saved before the quote).
     """
     side, entry, vol0, vol, stop, tp, best = F[0], F[1], F[2], F[3], F[4], F[5], F[6]
     trail_d, trail_act, trail_max, trail_k, dyn_sk, dyn_tk = F[8], F[9], F[10], F[11], F[12], F[13]
@@ -89,16 +82,6 @@ def _sweep(n, bid, ask, elapsed, point, F, I, B, L, sig_windows, sig_values, out
     nlev = L.shape[2]
     nsig = sig_windows.shape[0]
     for i in range(n):
-        if probe:
-            save[0, i] = vol[i]
-            save[1, i] = stop[i]
-            save[2, i] = tp[i]
-            save[3, i] = best[i]
-            save[4, i] = hits[i]
-            save[5, i] = tip[i]
-            save[6, i] = armed[i]
-            save[7, i] = trailed[i]
-            save[8, i] = inprof[i]
         gone = False
         s = side[i]
         price = bid if s > 0 else ask
@@ -183,16 +166,6 @@ def _sweep(n, bid, ask, elapsed, point, F, I, B, L, sig_windows, sig_values, out
                             k = _hit(out, k, i, K_DYN_TP, -1, cand_tp, 0.0, 0.0, tp[i])
                             tp[i] = cand_tp
         if probe and k > 0:
-            for r in range(i + 1):
-                vol[r] = save[0, r]
-                stop[r] = save[1, r]
-                tp[r] = save[2, r]
-                best[r] = save[3, r]
-                hits[r] = np.int64(save[4, r])
-                tip[r] = np.int64(save[5, r])
-                armed[r] = save[6, r] != 0.0
-                trailed[r] = save[7, r] != 0.0
-                inprof[r] = save[8, r] != 0.0
             return k, c
         if gone:
             gone_out[c] = i
@@ -207,7 +180,7 @@ def tick(n, bid, ask, elapsed, point, F, I, B, L, sig_windows, sig_values, out, 
     ``F``, ``I``, ``B``: the float, int and bool columns, in the row order of ``SymbolBook``; the
     indices of the closed positions are in ``gone[:closed]``.
     """
-    return _sweep(n, bid, ask, elapsed, point, F, I, B, L, sig_windows, sig_values, out, gone, out, False)  # no probe: nothing is saved
+    return _sweep(n, bid, ask, elapsed, point, F, I, B, L, sig_windows, sig_values, out, gone, False)
 
 
 @njit(cache=True)
@@ -215,4 +188,121 @@ def quote(n, bid, ask, elapsed, point, F, I, B, L, sizes, bufs, S, out, gone):
     """Add the quote to the symbol's volatility (``Volatility``'s arrays), then apply it as ``tick`` does."""
     volatility.update(bid, ask, sizes, bufs, S)
     ready = int(S[6, 1])
-    return _sweep(n, bid, ask, elapsed, point, F, I, B, L, sizes[:ready], S[5, :ready], out, gone, out, False)
+    return _sweep(n, bid, ask, elapsed, point, F, I, B, L, sizes[:ready], S[5, :ready], out, gone, False)
+
+
+@njit(cache=True)
+def _copy_state(n, F, I, B, F_save, I_save, B_save, back):
+    """Copy the mutable columns of positions 0..n-1 (vol, stop, tp, best; hits, tip; armed, trailed,
+    inprof) to the save arrays, or ``back`` from them."""
+    for r in range(4):
+        if back:
+            F[3 + r, :n] = F_save[r, :n]
+        else:
+            F_save[r, :n] = F[3 + r, :n]
+    for r in range(2):
+        if back:
+            I[r, :n] = I_save[r, :n]
+        else:
+            I_save[r, :n] = I[r, :n]
+    for r in range(3):
+        if back:
+            B[r, :n] = B_save[r, :n]
+        else:
+            B_save[r, :n] = B[r, :n]
+
+
+@njit(cache=True)
+def np_sum(a, n):
+    """``float(a[:n].sum())`` bit for bit, for n <= 128: numpy's pairwise summation (eight accumulators
+    from eight values on, a plain loop below). ``engine.rules.batch`` checks it against numpy at import."""
+    if n < 8:
+        res = 0.0
+        for i in range(n):
+            res += a[i]
+        return res
+    r0, r1, r2, r3, r4, r5, r6, r7 = a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]
+    i = 8
+    while i < n - (n % 8):
+        r0 += a[i]
+        r1 += a[i + 1]
+        r2 += a[i + 2]
+        r3 += a[i + 3]
+        r4 += a[i + 4]
+        r5 += a[i + 5]
+        r6 += a[i + 6]
+        r7 += a[i + 7]
+        i += 8
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while i < n:
+        res += a[i]
+        i += 1
+    return res
+
+
+@njit(cache=True)
+def scan(lo, hi, ts, bids, asks, last_ts, limit_ts, minute_ms, minute, bar_ms, bar,
+         n, point, F, I, B, L, sizes, bufs, S, out, gone, F_save, I_save, B_save, S_save, slot_save,
+         scale, old, total, new, totals, base, peak, start, limit_loss, breached, exact):
+    """Apply quotes ``lo..hi-1`` of one symbol while nothing happens on them; return (the end of the
+    quotes applied, the time of the last one, whether the last one opened a sampling period or bar).
+
+    A quote is not applied, and leaves no trace, when it falls at or after ``limit_ts`` (a reset),
+    when any position would produce a hit, or when the equity after it would pass the ``peak`` or
+    the daily loss limit (``limit_loss`` of the day's ``start`` equity, unless ``breached``). With
+    ``exact`` the equity is the evaluator's to the bit (``np_sum``); without, a quote within a margin
+    far above rounding of either threshold stops the run, and the evaluator decides it. A quote in another sampling period (``minute``) or bar is applied and ends
+    the run, so the caller can sample the equity and close the bar. Each quote applied updates the
+    volatility, the positions (best price, arming, time in profit) and the open PnL per strategy code
+    (``old``: this symbol's, ``total``: all symbols', as the evaluator keeps them) exactly as the
+    per-quote path does.
+    """
+    nw = sizes.shape[0]
+    ncodes = old.shape[0]
+    code = I[2]
+    for j in range(lo, hi):
+        t = ts[j]
+        if t >= limit_ts:
+            return j, last_ts, False
+        boundary = t // minute_ms != minute or t // bar_ms != bar
+        bid = bids[j]
+        ask = asks[j]
+        S_save[:, :] = S
+        for w in range(nw):
+            slot_save[w] = bufs[w, int(S[0, w])]
+        volatility.update(bid, ask, sizes, bufs, S)
+        ready = int(S[6, 1])
+        _copy_state(n, F, I, B, F_save, I_save, B_save, False)
+        k, c = _sweep(n, bid, ask, t - last_ts, point, F, I, B, L, sizes[:ready], S[5, :ready], out, gone, True)
+        quiet = k == 0
+        if quiet:
+            for q in range(ncodes):
+                new[q] = 0.0
+            for i in range(n):
+                s = F[0, i]
+                px = bid if s > 0 else ask
+                new[code[i]] += s * (px - F[1, i]) * F[3, i]
+            mag = abs(base)
+            for q in range(ncodes):
+                new[q] = new[q] * scale
+                totals[q] = (total[q] - old[q]) + new[q]
+                mag += abs(totals[q])
+            equity = base + np_sum(totals, ncodes)
+            margin = 0.0 if exact else 1e-9 * mag + 1e-9
+            if equity > peak - margin or math.isnan(equity):
+                quiet = False
+            elif not breached and (equity - start) / start <= -limit_loss + margin / start:
+                quiet = False
+        if not quiet:
+            _copy_state(n, F, I, B, F_save, I_save, B_save, True)
+            for w in range(nw):
+                bufs[w, int(S_save[0, w])] = slot_save[w]
+            S[:, :] = S_save
+            return j, last_ts, False
+        for q in range(ncodes):
+            total[q] = totals[q]
+            old[q] = new[q]
+        last_ts = t
+        if boundary:
+            return j + 1, last_ts, True
+    return hi, last_ts, False

@@ -96,3 +96,70 @@ def _mask(cond: Condition, columns: Mapping[str, Any], n: int) -> np.ndarray | b
             acc = (part if acc is True else acc & part) if is_all else (part if acc is False else acc | part)
         return acc
     raise TypeError(f"not a condition in negation normal form: {cond!r}")
+
+
+class Interval:
+    """A numeric field known only to lie within ``[lo, hi]`` (scalars, or arrays of one bound per row)."""
+
+    __slots__ = ("lo", "hi")
+
+    def __init__(self, lo: Any, hi: Any) -> None:
+        self.lo, self.hi = lo, hi
+
+
+def could_hold(cond: Condition, columns: Mapping[str, Any], n: int) -> np.ndarray:
+    """Return which of ``n`` rows might satisfy ``cond`` (in negation normal form) for some values of
+    its fields within what ``columns`` knows.
+
+    A column is an exact value (as for ``mask``), an ``Interval``, or absent: unknown, anything may
+    hold. False is a proof that the condition does not hold on that row for any values in the bounds;
+    True proves nothing. This lets a run of quotes skip the custom rules when none can fire on it.
+    """
+    out = _could(cond, columns, n)
+    return out if isinstance(out, np.ndarray) else np.full(n, bool(out))
+
+
+def _could(cond: Condition, columns: Mapping[str, Any], n: int) -> np.ndarray | bool:
+    if isinstance(cond, (AllOf, AnyOf)):
+        is_all = isinstance(cond, AllOf)
+        acc: np.ndarray | bool = is_all
+        for item in sorted(cond.items, key=lambda c: not _shared_only(c)):  # shared scalars first, as mask does
+            part = _could(item, columns, n)
+            acc = (acc & part) if is_all else (acc | part)
+            if not isinstance(acc, np.ndarray) and acc != is_all:
+                return acc
+        return acc
+    if not isinstance(cond, (Compare, In)):
+        raise TypeError(f"not a condition in negation normal form: {cond!r}")
+    if cond.field not in columns:
+        return True
+    col = columns[cond.field]
+    if not isinstance(col, Interval):
+        return _mask(cond, columns, n)
+    lo, hi = col.lo, col.hi
+    with np.errstate(invalid="ignore"):
+        if isinstance(cond, In):
+            numbers = [v for v in cond.values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+            if cond.negated:  # fails only where the field is pinned to one of the values
+                return ~np.isin(lo, numbers) | (lo != hi) if numbers else True
+            inside = False
+            for v in numbers:
+                inside = inside | ((lo <= v) & (v <= hi))
+            return inside
+        v = cond.value
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            return True
+        op = cond.op
+        # nan bounds compare False everywhere: where a bound is unknown, anything may hold
+        unknown = np.isnan(lo) | np.isnan(hi)
+        if op == "<":
+            return (lo < v) | unknown
+        if op == "<=":
+            return (lo <= v) | unknown
+        if op == ">":
+            return (hi > v) | unknown
+        if op == ">=":
+            return (hi >= v) | unknown
+        if op == "==":
+            return ((lo <= v) & (v <= hi)) | unknown
+        return ~((lo == v) & (hi == v))  # !=

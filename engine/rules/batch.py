@@ -1,0 +1,369 @@
+"""Replay recorded events fast: runs of quiet quotes in compiled code, every other event as live.
+
+A replay (``riskrail plan``, ``riskrail replay``) knows its whole history in advance, and on most
+quotes nothing happens: no position is touched, no rule can fire, no period begins. ``replay_events``
+hands each run of consecutive quotes of one symbol to the compiled kernel (``_jit.scan``), which
+applies them while they stay quiet and stops before the first quote on which anything could happen:
+
+- a hit of any position (stop, target, exit level, trailing or dynamic stop move);
+- a new sampling period or correlation bar (the equity curve and the bars take the period's first
+  quote), or a daily or weekly reset;
+- an equity that could reach a new peak or the daily-loss limit (judged with a margin far above
+  rounding, so the exact decision is the evaluator's);
+- a custom rule that could hold: ``vector.could_hold`` over the bounds of the quotes left in the
+  period (prices, times, equity), every other field exact or unknown.
+
+That quote, and every event that is not a quote, goes through ``Engine.process`` as in a live run.
+The quiet quotes change exactly what they change there: the symbol's volatility, each position's best
+price, arming and time in profit, the open PnL per strategy (same operations in the same order),
+the last quote, the bar close, the counters and the sequence numbers. So the actions, their ids and
+the engine's state are those of the per-event replay; ``tests/rules/test_batch.py`` checks it on the
+shipped EURUSD ticks and on generated histories.
+
+Runs interleaving several symbols quote by quote are not batched (each run is one quote), nor are
+symbols whose conversion rate moves with their own quotes (a JPY-quoted pair in a USD account).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+
+from engine.actions import Action
+from engine.book.metrics import max_drawdown
+from engine.events import Event, Tick
+from engine.rules import _jit
+from engine.rules.evaluator import Engine
+from engine.rules.vector import Interval, LazyColumns, could_hold
+
+_SAMPLE_MS = 60_000  # the evaluator's sampling period (engine.rules.evaluator._SAMPLE_MS)
+_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_PAD = 1e-9  # relative margin on the bounds of prices, PnL and equity: far above rounding
+_WINDOW = 2048  # quotes one proof that no custom rule can fire covers (wider: fewer proofs, looser bounds)
+
+
+@dataclass
+class TickColumns:
+    """The quotes of a history as arrays, decoded once and shared by the replays of a plan."""
+
+    ts: np.ndarray
+    bid: np.ndarray
+    ask: np.ndarray
+    sym: np.ndarray  # symbol index per event, -1 for events that are not quotes
+    symbols: list[str]
+    run_end: np.ndarray = field(init=False)  # per event, the end of its run of consecutive quotes of one symbol
+
+    def __post_init__(self) -> None:
+        n = self.ts.size
+        change = np.ones(n, dtype=bool)
+        if n > 1:
+            change[1:] = (self.sym[1:] != self.sym[:-1]) | (self.sym[1:] < 0) | (self.sym[:-1] < 0)
+        starts = np.flatnonzero(change)
+        self.run_end = np.repeat(np.append(starts[1:], n), np.diff(np.append(starts, n)))
+
+
+def tick_columns(events: Sequence[Event]) -> TickColumns:
+    """Decode the quotes of ``events`` into arrays."""
+    n = len(events)
+    ts = np.zeros(n, dtype=np.int64)
+    bid = np.full(n, np.nan)
+    ask = np.full(n, np.nan)
+    sym = np.full(n, -1, dtype=np.int64)
+    index: dict[str, int] = {}
+    for k, e in enumerate(events):
+        if isinstance(e, Tick):
+            ts[k], bid[k], ask[k] = e.ts, e.bid, e.ask
+            sym[k] = index.setdefault(e.symbol, len(index))
+    return TickColumns(ts, bid, ask, sym, list(index))
+
+
+def replay_events(engine: Engine, events: Sequence[Event], columns: TickColumns | None = None,
+                  progress: Callable[[int], None] | None = None) -> list[Action]:
+    """Process ``events`` through ``engine``, quiet quotes in batches; return every action, in order.
+
+    The result and the engine's state are those of calling ``engine.process`` on each event.
+    """
+    return _Batch(engine, events, columns or tick_columns(events)).run(progress)
+
+
+class _Batch:
+    def __init__(self, engine: Engine, events: Sequence[Event], columns: TickColumns) -> None:
+        self.engine = engine
+        self.events = events
+        self.cols = columns
+        self._silent: tuple | None = None  # (segment start, segment end, what the proof read): no rule can fire
+        self._work: dict[str, dict[str, np.ndarray]] = {}
+
+    def run(self, progress: Callable[[int], None] | None) -> list[Action]:
+        engine, events, cols = self.engine, self.events, self.cols
+        out: list[Action] = []
+        run_end = cols.run_end
+        sym = cols.sym
+        n = len(events)
+        i = 0
+        next_report = 10_000
+        while i < n:
+            if sym[i] >= 0:
+                j = self._quiet(i, int(run_end[i]))
+                if j > i:
+                    i = j
+                    while progress is not None and i >= next_report:  # once per 10 000 events, as event by event
+                        progress(next_report)
+                        next_report += 10_000
+                    continue
+            out.extend(engine.process(events[i]))
+            i += 1
+            while progress is not None and i >= next_report:
+                progress(next_report)
+                next_report += 10_000
+        return out
+
+    # --- a run of quiet quotes ------------------------------------------------------------------
+
+    def _quiet(self, lo: int, end: int) -> int:
+        """Apply quotes ``lo..`` of one run while they are quiet; return the first one not applied."""
+        engine = self.engine
+        symbol = self.cols.symbols[self.cols.sym[lo]]
+        kernel = engine.kernels.get(symbol)
+        if kernel is None or kernel._last_ts is None or engine._last_ts is None or not engine.curve:
+            return lo
+        if engine.resets.next_daily is None or not engine.day.key or engine.day.start_equity <= 0:
+            return lo
+        bars = engine.bars.get(symbol)
+        old = engine._unreal.get(symbol)
+        ncodes = len(engine.codes)
+        if bars is None or not bars.closes or old is None or old.size != ncodes or engine._unreal_total.size != ncodes:
+            return lo
+        scale = self._scale(symbol)
+        if scale is None:
+            return lo
+        hi = self._rules_silent(symbol, lo, min(end, lo + _WINDOW))
+        if hi <= lo:
+            return lo
+        limit = min(engine.resets.next_daily, engine.resets.next_weekly)
+        vol = engine.vols[symbol]
+        w = self._buffers(symbol, kernel, vol)
+        unreal = old.copy()
+        j, last_ts, boundary = _jit.scan(
+            lo, hi, self.cols.ts, self.cols.bid, self.cols.ask, kernel._last_ts, limit, _SAMPLE_MS,
+            engine.curve[-1][0] // _SAMPLE_MS, engine._bar_ms, bars.closes[-1][0],
+            kernel.n, float(kernel.point), kernel.F, kernel.I, kernel.B, kernel.L, vol.sizes, vol.bufs, vol.S,
+            kernel._hits, kernel._gone, w["F"], w["I"], w["B"], w["S"], w["slots"],
+            float(scale), unreal, engine._unreal_total, w["new"], w["totals"],
+            engine.equity0 + engine.book.realized(), engine.peak_equity, engine.day.start_equity,
+            engine.rules.limits.daily_loss.max, engine.day.breached, _EXACT_SUM and ncodes <= 128)
+        if j > lo:
+            self._commit(symbol, kernel, lo, j, int(last_ts), unreal, boundary)
+        return j
+
+    def _commit(self, symbol: str, kernel: Any, lo: int, hi: int, last_ts: int, unreal: np.ndarray, boundary: bool) -> None:
+        """What quotes ``lo..hi-1`` leave besides the kernel and volatility arrays (scan wrote those);
+        ``boundary``: the last one opened a sampling period or bar."""
+        engine = self.engine
+        last: Tick = self.events[hi - 1]  # type: ignore[assignment]
+        m = hi - lo
+        engine.seq += m
+        engine.counts["events"] += m
+        engine.counts["ticks"] += m
+        engine.quotes[symbol] = (last.bid, last.ask)
+        engine.converter.update(symbol, last.bid, last.ask)
+        bars = engine.bars[symbol]
+        if boundary and hi - 2 >= lo:  # the close of the bar the earlier quotes belong to
+            before: Tick = self.events[hi - 2]  # type: ignore[assignment]
+            bars.update(before.ts, (before.bid + before.ask) / 2)
+        bars.update(last.ts, (last.bid + last.ask) / 2)
+        kernel.bid, kernel.ask = last.bid, last.ask
+        kernel._last_ts = last_ts
+        engine._unreal[symbol] = unreal
+        engine._last_ts = last.ts
+        if boundary:
+            engine._sample(last.ts)
+
+    def _scale(self, symbol: str) -> float | None:
+        """The factor from price x volume to account currency, when the quotes of ``symbol`` leave it fixed."""
+        conv = self.engine.converter
+        spec = conv.spec(symbol)
+        ccy = spec.quote_currency
+        if ccy != conv.account and symbol in (ccy + conv.account, conv.account + ccy):
+            return None
+        rate = conv.rate(ccy)
+        return spec.contract_size * (rate if not math.isnan(rate) else 0.0)
+
+    def _buffers(self, symbol: str, kernel: Any, vol: Any) -> dict[str, np.ndarray]:
+        w = self._work.get(symbol)
+        cap = kernel.F.shape[1]
+        ncodes = len(self.engine.codes)
+        if w is None or w["F"].shape[1] < cap or w["new"].size != ncodes or w["S"].shape != vol.S.shape:
+            w = {"F": np.zeros((4, cap)), "I": np.zeros((2, cap), dtype=np.int64), "B": np.zeros((3, cap), dtype=bool),
+                 "S": np.zeros_like(vol.S), "slots": np.zeros(max(vol.sizes.size, 1)),
+                 "new": np.zeros(ncodes), "totals": np.zeros(ncodes)}
+            self._work[symbol] = w
+        return w
+
+    # --- custom rules -----------------------------------------------------------------------------
+
+    def _rules_silent(self, symbol: str, lo: int, hi: int) -> int:
+        """Return the end of the quotes from ``lo`` on which no custom rule can fire (``lo``: none)."""
+        engine = self.engine
+        if not (engine._custom_position or engine._custom_portfolio):
+            return hi
+        # what the proof reads that a quote without actions may still change
+        state = (engine.counts["actions"], engine.counts["events"] - engine.counts["ticks"], engine.peak_equity,
+                 engine.day.key, engine.day.start_equity)
+        known = self._silent
+        if known is not None and known[0] <= lo < known[1] and known[2] == state:
+            return known[1]  # a window found silent, nothing its proof read has moved since
+        if self._prove_silent(symbol, lo, hi):
+            self._silent = (lo, hi, state)
+            return hi
+        self._silent = None
+        return lo
+
+    def _prove_silent(self, symbol: str, lo: int, hi: int) -> bool:
+        """Whether ``could_hold`` rules out every custom rule over the bounds of quotes ``lo..hi-1``.
+
+        Fields are built lazily, only those the rules read: exact where a quiet quote cannot change
+        them, bounds where it can (prices, PnL, equity, age), absent (anything) otherwise.
+        """
+        engine = self.engine
+        cols = self.cols
+        kernel = engine.kernels[symbol]
+        bids, asks, ts = cols.bid[lo:hi], cols.ask[lo:hi], cols.ts[lo:hi]
+        blo, bhi, alo, ahi = float(bids.min()), float(bids.max()), float(asks.min()), float(asks.max())
+        t0, t1 = int(ts.min()), int(ts.max())
+        n = kernel.n
+        scale = self._scale(symbol) or 0.0
+        side, entry, vol = kernel.side[:n], kernel.entry[:n], kernel.vol[:n]
+        p1 = np.where(side > 0, blo, ahi)  # the worst and the best exit price of each position
+        p2 = np.where(side > 0, bhi, alo)
+
+        @functools.cache
+        def pnl() -> tuple[np.ndarray, np.ndarray]:
+            u1, u2 = side * (p1 - entry) * vol * scale, side * (p2 - entry) * vol * scale
+            return np.minimum(u1, u2), np.maximum(u1, u2)
+
+        @functools.cache
+        def profit() -> tuple[np.ndarray, np.ndarray]:
+            q1, q2 = side * (p1 - entry) / entry, side * (p2 - entry) / entry
+            return np.minimum(q1, q2), np.maximum(q1, q2)
+
+        @functools.cache
+        def equity() -> tuple[float, float]:
+            # the other symbols' open PnL is fixed, this symbol's moves with its quotes
+            others = float(engine._unreal_total.sum() - engine._unreal[symbol].sum())
+            base = engine.equity0 + engine.book.realized() + others
+            lo_u, hi_u = float(pnl()[0].sum()), float(pnl()[1].sum())
+            pad = _PAD * (abs(base) + abs(lo_u) + abs(hi_u)) + _PAD
+            return base + lo_u - pad, base + hi_u + pad
+
+        def exposure() -> Any:
+            eq_lo, eq_hi = equity()
+            if eq_lo <= 0:
+                return None
+            gross = sum(engine.converter.notional(p.symbol, p.entry, p.volume) for p in engine.book.open_positions())
+            return Interval(gross / eq_hi * (1 - _PAD), gross / eq_lo * (1 + _PAD))
+
+        start, peak = engine.day.start_equity, engine.peak_equity
+        scalars: dict[str, Any] = {"portfolio.open_positions": engine.book.n_open, "tick.symbol": symbol, **_clock(t0, t1)}
+        makers: dict[str, Callable[[], Any]] = {
+            "portfolio.equity": lambda: Interval(*equity()),
+            "portfolio.daily_pnl": lambda: Interval(equity()[0] - start, equity()[1] - start),
+            "portfolio.daily_return": lambda: Interval((equity()[0] - start) / start, (equity()[1] - start) / start),
+            "portfolio.drawdown": lambda: Interval((peak - equity()[1]) / peak, (peak - equity()[0]) / peak) if peak > 0 else 0.0,
+            "portfolio.halted": lambda: engine.portfolio.halted(engine.version) is not None,
+            "portfolio.exposure": exposure,
+            "tick.bid": lambda: _interval(blo, bhi), "tick.ask": lambda: _interval(alo, ahi),
+            "tick.mid": lambda: _interval(float(((bids + asks) / 2).min()), float(((bids + asks) / 2).max())),
+            "tick.spread": lambda: _interval(float((asks - bids).min()), float((asks - bids).max())),
+        }
+        shared = _Known(scalars, makers)
+        for rule in engine._custom_portfolio:
+            if could_hold(engine._nnf[rule.name], shared, 1)[0]:
+                return False
+        if not engine._custom_position or n == 0:
+            return True
+        names = kernel.strategies
+        per_strategy = functools.cache(lambda f: {name: f(name) for name in set(names)})
+
+        def by_strategy(f: Callable[[str], Any], dtype: Any = np.float64) -> Callable[[], np.ndarray]:
+            return lambda: np.array([per_strategy(f)[name] for name in names], dtype=dtype)
+
+        def r_multiple() -> Interval:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                risk = kernel.risk[:n]
+                return Interval(*_padded(profit()[0] / risk, profit()[1] / risk))
+
+        opened = kernel.opened[:n]
+        rows = _Known({**scalars, "position.symbol": symbol}, {
+            **makers,
+            "position.id": lambda: np.array(kernel.ids, dtype=object),
+            "position.strategy_type": lambda: np.array(names, dtype=object),
+            "position.strategy_name": lambda: np.array([engine.book.positions[pid].strategy_name for pid in kernel.ids], dtype=object),
+            "position.side": lambda: np.where(side > 0, "long", "short").astype(object),
+            "position.volume": lambda: vol.copy(), "position.entry_price": lambda: entry.copy(),
+            "position.stop_loss": lambda: kernel.stop[:n].copy(), "position.take_profit": lambda: kernel.tp[:n].copy(),
+            "position.levels_hit": lambda: kernel.hits[:n].copy(),
+            "position.profit": lambda: Interval(*_padded(*profit())),
+            "position.pnl": lambda: Interval(*_padded(*pnl())),
+            "position.r_multiple": r_multiple,
+            "position.age_seconds": lambda: Interval((t0 - opened) / 1000 - _PAD, (t1 - opened) / 1000 + _PAD),
+            "strategy.name": lambda: np.array(names, dtype=object),
+            "strategy.open_positions": by_strategy(lambda s: engine.book.open_count.get(s, 0)),
+            "strategy.realized_pnl": by_strategy(engine.book.realized),
+            "strategy.allocation": by_strategy(lambda s: engine.rules.strategies[s].allocation.target if s in engine.rules.strategies else 0.0),
+            # a sampling period may begin inside the window, and a longer curve only has a deeper drawdown
+            "strategy.drawdown": lambda: Interval(by_strategy(lambda s: max_drawdown(engine.strategy_curves.get(s) or [1.0]))(),
+                                                  np.full(n, np.inf)),
+        })
+        for rule in engine._custom_position:
+            maybe = could_hold(engine._nnf[rule.name], rows, n)
+            if maybe.any() and any((rule.name, kernel.ids[i]) not in engine._posted for i in np.flatnonzero(maybe).tolist()):
+                return False
+        return True
+
+
+class _Known(LazyColumns):
+    """Fields built on first read; a maker returning None leaves its field unknown."""
+
+    def __contains__(self, key: object) -> bool:
+        return super().__contains__(key) and self[key] is not None  # type: ignore[index]
+
+
+def _exact_sum() -> bool:
+    """Whether ``_jit.np_sum`` adds up as this numpy does (then the scan decides equity thresholds exactly)."""
+    rng = np.random.default_rng(0)
+    for n in list(range(1, 20)) + [31, 64, 127, 128]:
+        for _ in range(20):
+            a = rng.normal(0, 1, n) * 10.0 ** rng.integers(-6, 8, n)
+            if _jit.np_sum(a, n) != float(a.sum()):
+                return False
+    return True
+
+
+_EXACT_SUM = _exact_sum()
+
+
+def _clock(t0: int, t1: int) -> dict[str, Any]:
+    """The clock fields over times ``t0..t1`` (ms): exact, or bounds, or unknown across midnight."""
+    d0 = datetime.fromtimestamp((t0 // 60_000) * 60, tz=timezone.utc)
+    d1 = datetime.fromtimestamp((t1 // 60_000) * 60, tz=timezone.utc)
+    if d0.date() != d1.date():
+        return {}
+    out: dict[str, Any] = {"clock.weekday": _WEEKDAYS[d0.weekday()], "clock.hour": Interval(d0.hour, d1.hour)}
+    out["clock.minute"] = Interval(d0.minute, d1.minute) if d0.hour == d1.hour else Interval(0, 59)
+    return out
+
+
+def _interval(lo: float, hi: float) -> Interval:
+    return Interval(*_padded(lo, hi))
+
+
+def _padded(lo: Any, hi: Any) -> tuple[Any, Any]:
+    with np.errstate(invalid="ignore"):
+        return lo - _PAD * np.abs(lo) - 1e-15, hi + _PAD * np.abs(hi) + 1e-15
