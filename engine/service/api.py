@@ -149,8 +149,8 @@ def create_app(service: Service, token: str) -> FastAPI:
 
     @app.get("/api/rules", dependencies=guarded, tags=["rules"])
     def rules() -> dict[str, Any]:
-        last = service.last_reload
-        return {"version": service.version, "loaded_at": service.loaded_at, "config": service.config_dir,
+        version, loaded_at, last = service.rules_state()
+        return {"version": version, "loaded_at": loaded_at, "config": service.config_dir,
                 "last_reload": last.to_json() if last else None,
                 "strategies": sorted(service.active_rules().strategies)}
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from engine.config.load import RuleSet, validate_config
 from engine.errors import RiskrailError
-from engine.rules.compile import check_compiles, compile_ruleset
+from engine.rules.compile import WarmChecker, check_compiles, compile_ruleset
 
 log = logging.getLogger("riskrail.reload")
 
@@ -68,13 +68,13 @@ def signature(config_dir: str) -> tuple:
     return tuple(out)
 
 
-def load_checked(config_dir: str, timeout: float = 10.0) -> tuple[RuleSet | None, list[dict[str, Any]]]:
+def load_checked(config_dir: str, timeout: float = 10.0, checker: WarmChecker | None = None) -> tuple[RuleSet | None, list[dict[str, Any]]]:
     """Validate and test-compile the configuration; return ``(ruleset, [])`` or ``(None, errors)``."""
     result = validate_config(config_dir)
     if result.ruleset is None:
         return None, [{"file": p.file, "line": p.line, "column": p.column, "message": p.message, "text": str(p)} for p in result.problems]
     try:
-        check_compiles(compile_ruleset(result.ruleset), timeout)
+        check_compiles(compile_ruleset(result.ruleset), timeout, checker)
     except RiskrailError as exc:
         return None, [{"file": None, "line": None, "column": None, "message": str(exc), "text": str(exc)}]
     return result.ruleset, []
@@ -88,6 +88,7 @@ class Reloader:
         self.config_dir, self.apply, self.active_version, self.record = config_dir, apply, active_version, record
         self.poll, self.timeout = poll, timeout
         self.last: ReloadResult | None = None
+        self.checker = WarmChecker()  # durable-rules loaded in a child once, not at every reload
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._kick = threading.Event()
@@ -100,12 +101,19 @@ class Reloader:
     def stop(self) -> None:
         self._stop.set()
         self._kick.set()
+        with self._lock:
+            self.checker.close()
 
     def request(self) -> None:
         """Reload soon (SIGHUP): safe from a signal handler."""
         self._kick.set()
 
     def _watch(self) -> None:
+        try:
+            with self._lock:
+                self.checker.warm()
+        except Exception as exc:  # a reload starts a child itself; this was only to save its start-up
+            log.warning("could not start the compile child ahead of time: %s", exc)
         while not self._stop.is_set():
             kicked = self._kick.wait(self.poll)
             if self._stop.is_set():
@@ -133,7 +141,7 @@ class Reloader:
         start = seen if seen is not None else time.perf_counter()
         with self._lock:
             previous = self.active_version()
-            ruleset, errors = load_checked(self.config_dir, self.timeout)
+            ruleset, errors = load_checked(self.config_dir, self.timeout, self.checker)
             if ruleset is None:
                 res = ReloadResult(False, time.time(), trigger, None, previous, False, errors)
                 log.error("reload refused (%s); rules %s stay active:\n%s", trigger, previous, "\n".join(e["text"] for e in errors))

@@ -258,6 +258,14 @@ class Service:
     def last_reload(self) -> ReloadResult | None:
         return self.reloader.last if self.reloader is not None else None
 
+    def rules_state(self) -> tuple[str, float | None, ReloadResult | None]:
+        """The active version, when it was loaded, and the last reload, consistent with each other
+        (waits for a reload in progress)."""
+        if self.reloader is None:
+            return self.version, self.loaded_at, None
+        with self.reloader._lock:
+            return self.version, self.loaded_at, self.reloader.last
+
     # --- input ------------------------------------------------------------------------------------------
 
     def publish(self, event: dict[str, Any], account: str | None = None) -> str:

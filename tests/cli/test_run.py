@@ -90,8 +90,10 @@ def test_sighup_reloads_an_edit_the_watcher_did_not_see_and_logs_are_json(tmp_pa
             old = c.get("/api/rules").json()["version"]
             path = scalping / "strategies" / "scalp_trend.yaml"
             st = path.stat()
-            edit(path, "trailing_distance: 0.0001", "trailing_distance: 0.0009")  # same size
-            os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # and the same time: the watcher cannot tell
+            new = path.with_suffix(".new")
+            new.write_text(path.read_text().replace("trailing_distance: 0.0001", "trailing_distance: 0.0009"))  # same size
+            os.utime(new, ns=(st.st_atime_ns, st.st_mtime_ns))  # and the same time: the watcher cannot tell
+            os.replace(new, path)
             time.sleep(0.3)
             assert c.get("/api/rules").json()["version"] == old
             proc.send_signal(signal.SIGHUP)

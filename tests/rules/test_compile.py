@@ -320,3 +320,29 @@ def test_load_with_check_refuses_in_the_child_before_the_live_host_sees_it(shipp
     with pytest.raises(RulesCompileError, match="did not finish"):
         rules.load(shipped, check=True, timeout=1.0)
     assert rules.versions == ()
+
+
+# --- the warm checker (reloads) ------------------------------------------------------------------------
+
+
+def test_the_warm_checker_gives_the_cold_checks_answers_and_survives_a_freeze(shipped):
+    from engine.rules.compile import WarmChecker
+
+    checker = WarmChecker()
+    try:
+        check_compiles(compile_ruleset(shipped), 10, checker)
+        with pytest.raises(RulesCompileError, match=r"code 105: an unknown key"):
+            check_compiles({"rs": {"r": {"all": [{"m": {"t": "x"}}], "salience": 3, "run": "x"}}}, 10, checker)
+        with pytest.raises(RulesCompileError, match=r"unknown operator\(s\) '\$regex'"):
+            check_compiles({"rs": {"r": {"all": [{"m": {"$regex": {"symbol": "EUR.*"}}}], "run": "x"}}}, 10, checker)
+        frozen = {"rs": {"r": {"all": [{"m": {"$or": [{"f": i} for i in range(513)]}}], "run": "x"}}}
+        start = time.monotonic()
+        with pytest.raises(RulesCompileError, match=r"did not finish .* within 1 s"):
+            check_compiles(frozen, 1.0, checker)
+        assert time.monotonic() - start < 5
+        start = time.monotonic()
+        for _ in range(20):  # a new child after the freeze; the same definition checked again and again
+            check_compiles(compile_ruleset(shipped), 10, checker)
+        assert (time.monotonic() - start) / 20 < 0.1  # warm: no Python start-up per check
+    finally:
+        checker.close()
