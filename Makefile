@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: run test bench validate schema clean
+.PHONY: run replay test bench validate schema clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,11 +21,12 @@ $(BENCH_STAMP): pyproject.toml $(STAMP)
 
 DEMO_TICKS := examples/data/eurusd-ticks_dukascopy_2019-02-04.json
 
+# the service demo on the embedded Redis: live EURUSD feed, demo positions, API on 127.0.0.1:8000 (Ctrl-C stops)
 run: $(STAMP)
-	$(BIN)/riskrail validate --config .
-	$(BIN)/riskrail strategies --config .
+	$(BIN)/riskrail run
+
+replay: $(STAMP)
 	@mkdir -p .riskrail
-	@echo
 	@echo "Replaying one hour of real EURUSD ticks with demo positions (examples/scalping):"
 	$(BIN)/riskrail replay --config examples/scalping --events examples/replay/positions.jsonl \
 		--ticks $(DEMO_TICKS) --summary .riskrail/demo-summary.json > .riskrail/demo-actions.jsonl

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
+
+disable_created_metrics()  # the *_created series double the output and nobody graphs them
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -32,6 +34,10 @@ class Metrics:
         self.recoveries = Counter("riskrail_recoveries_total", "account engines rebuilt from Redis (start, takeover, Redis restart)", registry=r)
         self.rules_info = Gauge("riskrail_rules_version_info", "the active rules version (value 1)", ["version"], registry=r)
         self.last_reload_success.set(1)
+        for result in ("ok", "failed"):  # every series exists from the start, at 0
+            self.optimizations.labels(result=result)
+        for result in ("ok", "refused"):
+            self.reloads.labels(result=result)
 
     def set_version(self, version: str) -> None:
         self.rules_info.clear()
