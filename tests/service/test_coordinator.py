@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import pytest
 
@@ -54,29 +55,27 @@ def test_the_event_loop_is_not_blocked_and_the_engine_stays_on_one_thread(scalpi
         seen: set[int] = set()
         original = coord._engine.process
 
-        def spy(event, seq=None):
+        def slow(event, seq=None):  # an engine that takes its time on every event
             seen.add(threading.get_ident())
+            time.sleep(0.05)
             return original(event, seq)
 
-        coord._engine.process = spy
-        ticks = [coord.tick("EURUSD", 1.1454 + i * 1e-5, ts=1_549_238_400_000 + i) for i in range(200)]
-        beats = 0
+        coord._engine.process = slow
+        ticks = asyncio.gather(*[coord.tick("EURUSD", 1.1454 + i * 1e-5, ts=1_549_238_400_000 + i) for i in range(10)])
+        order = []
 
-        async def heartbeat():
-            nonlocal beats
-            while True:
-                beats += 1
-                await asyncio.sleep(0)
+        async def meanwhile():
+            await asyncio.sleep(0.01)
+            order.append("loop")
 
-        hb = asyncio.create_task(heartbeat())
-        await asyncio.gather(*ticks)
-        hb.cancel()
+        await asyncio.gather(ticks, meanwhile())
+        order.append("ticks")
         await coord.close()
-        return seen, beats
+        return seen, order
 
-    seen, beats = run(main())
+    seen, order = run(main())
     assert len(seen) == 1 and threading.get_ident() not in seen
-    assert beats > 10
+    assert order == ["loop", "ticks"]  # the loop ran other work while the engine was busy for 0.5 s
 
 
 def test_bad_rules_and_too_little_history_raise_riskrail_errors(scalping) -> None:
