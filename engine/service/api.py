@@ -173,6 +173,17 @@ def create_app(service: Service, token: str) -> FastAPI:
         res = service.reload("api")
         return JSONResponse(res.to_json(), status_code=200 if res.ok else 422)
 
+    @app.post("/api/rules/plan", dependencies=guarded, tags=["rules"])
+    def rules_plan(body: dict[str, Any] = Body(..., examples=[{"files": {"strategies/arbitrage.yaml": "name: arbitrage\n…"}}]),
+                   account: str | None = None, max_events: int = Query(1_000_000, ge=1, le=10_000_000)) -> JSONResponse:
+        """Dry-run changed rule files (laid over the active rules) against the account's recorded events."""
+        from engine.service.plan import PlanRequestError, plan
+
+        try:
+            return JSONResponse(plan(service, body.get("files"), account=account, max_events=max_events))
+        except PlanRequestError as exc:
+            return JSONResponse({"detail": exc.detail}, status_code=exc.status)
+
     @app.post("/api/jobs/{name}", dependencies=guarded, tags=["jobs"])
     def run_job(name: str) -> dict[str, Any]:
         if service.jobs is None:

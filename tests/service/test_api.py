@@ -106,3 +106,25 @@ def test_rules_endpoints_validate_a_body_and_reload_with_errors_shown(api) -> No
     shown = a.client.get("/api/rules").json()
     assert shown["version"] == rules["version"] and shown["last_reload"]["ok"] is False
     assert "riskrail_last_reload_success 0.0" in a.client.get("/metrics").text
+
+
+def test_plan_dry_runs_a_rule_change_against_the_recorded_history(api, redis_server) -> None:
+    a, svc, config = api
+    publish(redis_server, "acct", demo_events())
+    wait_for(lambda: drained(redis_server, "acct"))
+    original = (config / "strategies" / "scalp_trend.yaml").read_text()
+    same = a.client.post("/api/rules/plan", json={"files": {"strategies/scalp_trend.yaml": original}})
+    assert same.status_code == 200, same.text
+    assert same.json()["changed"] is False and same.json()["events"] == len(demo_events())
+    wider = original.replace("trailing_distance: 0.0001", "trailing_distance: 0.0003")
+    changed = a.client.post("/api/rules/plan", json={"files": {"strategies/scalp_trend.yaml": wider}})
+    body = changed.json()
+    assert changed.status_code == 200 and body["changed"] is True
+    assert body["base_version"] == svc.version != body["proposed_version"]
+    assert body["report"]["changes"], body["report"].keys()
+    assert svc.version == body["base_version"]  # a plan changes nothing live
+    broken = a.client.post("/api/rules/plan", json={"files": {"strategies/scalp_trend.yaml": original.replace("defaults:", "default:")}})
+    assert broken.status_code == 422
+    assert broken.json()["detail"]["problems"][0]["text"].startswith("strategies/scalp_trend.yaml:")
+    assert a.client.post("/api/rules/plan", json={"files": {"../etc/passwd": "x"}}).status_code == 422
+    assert a.anonymous.post("/api/rules/plan", json={"files": {}}).status_code == 401

@@ -1,0 +1,89 @@
+"""``POST /api/rules/plan``: dry-run a rule change against the history the service recorded.
+
+The proposed files (relative path -> YAML text) are laid over the active rules; an account's journal
+(the events it decided, in order) is the history; ``riskrail plan`` runs in a child process with a
+timeout, so a proposed ruleset never reaches the live process (DESIGN section 9), and its JSON report
+is returned: what changes per position and per rule, realized PnL and drawdown deltas, breaches.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from typing import Any
+
+from engine.config.load import validate_config
+from engine.service.store import text, write_files
+
+
+class PlanRequestError(Exception):
+    """The request cannot be planned: ``status`` is the HTTP status, ``detail`` the JSON body."""
+
+    def __init__(self, status: int, detail: Any) -> None:
+        super().__init__(str(detail))
+        self.status, self.detail = status, detail
+
+
+def export_history(client, journal_key: str, path: str, max_events: int) -> int:
+    """Write the last ``max_events`` decided events of a journal as JSON lines; return how many."""
+    entries = []
+    last = "+"
+    while len(entries) < max_events:
+        page = client.xrevrange(journal_key, max=last, min="-", count=min(10_000, max_events - len(entries) + 1))
+        if not page:
+            break
+        for entry_id, fields in page:
+            rec = json.loads(fields[b"record"])
+            if rec.get("kind") == "event":
+                entries.append(rec["event"])
+                if len(entries) >= max_events:
+                    break
+        last = f"({text(page[-1][0])}"
+    with open(path, "w", encoding="utf-8") as fh:
+        for event in reversed(entries):
+            fh.write(json.dumps(event, allow_nan=False) + "\n")
+    return len(entries)
+
+
+def plan(service, files: dict[str, str], *, account: str | None = None, max_events: int = 1_000_000,
+         timeout: float = 120.0) -> dict[str, Any]:
+    """Run the plan; return the report (``changed``: whether the proposed rules act differently)."""
+    if not isinstance(files, dict) or not files or not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
+        raise PlanRequestError(422, "expected {\"files\": {\"strategies/NAME.yaml\": \"<yaml>\", ...}}: the changed rule files")
+    for rel in files:
+        parts = rel.split("/")
+        ok = rel == "schedules.yaml" or (len(parts) == 2 and parts[0] in ("strategies", "rules") and parts[1].endswith((".yaml", ".yml")))
+        if not ok:
+            raise PlanRequestError(422, f"{rel!r}: expected strategies/NAME.yaml, rules/NAME.yaml or schedules.yaml")
+    account = account or service.default_account
+    version = service.version
+    stored = {text(k): text(v) for k, v in service.redis.hgetall(service.keys.rules(version)).items()}
+    with tempfile.TemporaryDirectory(prefix="riskrail-plan-") as tmp:
+        base, proposed = os.path.join(tmp, "base"), os.path.join(tmp, "proposed")
+        write_files(base, stored)
+        write_files(proposed, {**stored, **files})
+        result = validate_config(proposed)
+        if result.ruleset is None:
+            problems = [{"file": os.path.relpath(p.file, proposed) if os.path.isabs(p.file) else p.file.replace(proposed + os.sep, ""),
+                         "line": p.line, "column": p.column, "message": p.message} for p in result.problems]
+            for p in problems:
+                p["text"] = f"{p['file']}:{p['line']}:{p['column']}: {p['message']}"
+            raise PlanRequestError(422, {"message": "the proposed rules are invalid", "problems": problems})
+        history = os.path.join(tmp, "history.jsonl")
+        n = export_history(service.redis, service.keys.stream(account, "journal"), history, max_events)
+        if n == 0:
+            raise PlanRequestError(409, f"account {account!r} has no recorded events to replay yet")
+        try:
+            proc = subprocess.run([sys.executable, "-m", "engine", "plan", "--config", proposed, "--base", base, "--history", history,
+                                   "--equity", repr(service.equity0), "--format", "json"],
+                                  capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise PlanRequestError(504, f"the plan did not finish within {timeout:g} s over {n} events; ask for fewer (max_events)") from None
+        if proc.returncode not in (0, 2):
+            raise PlanRequestError(422, {"message": "the plan failed", "error": proc.stderr.strip()[-2000:]})
+        report = json.loads(proc.stdout)
+    return {"account": account, "base_version": version, "proposed_version": result.ruleset.version, "events": n,
+            "changed": proc.returncode == 2, "report": report}
