@@ -76,3 +76,19 @@ def test_the_optimizer_job_recommends_within_the_bands_and_auto_apply_emits_reba
     assert {(a["params"]["from"], a["params"]["to"]) for a in rebalances} <= {(t["from"], t["to"]) for t in result["implementation_plan"]}
     stored = [json.loads(f[b"result"]) for _, f in redis_server.xrange(Keys().optimizations)]
     assert stored[-1]["targets"] == result["targets"]
+
+
+def test_an_edited_schedules_file_reschedules_the_jobs(redis_server, scalping) -> None:
+    (scalping / "schedules.yaml").write_text("timezone: UTC\njobs:\n  optimize_portfolio: {trigger: interval, seconds: 300}\n")
+    svc = start_service(redis_server, scalping, scheduler=True, watch=True)
+    try:
+        wait_for(lambda: svc.jobs.running, 10, "the scheduler")
+        job = svc.jobs.scheduler.get_job("optimize_portfolio")
+        assert job.trigger.interval.total_seconds() == 300
+        (scalping / "schedules.yaml").write_text("timezone: UTC\njobs:\n  optimize_portfolio: {trigger: interval, seconds: 120}\n"
+                                                 "  daily_reset: {trigger: cron, hour: 17, timezone: America/New_York}\n")
+        wait_for(lambda: svc.jobs.scheduler.get_job("daily_reset") is not None, 10, "the new schedule")
+        assert svc.jobs.scheduler.get_job("optimize_portfolio").trigger.interval.total_seconds() == 120
+        assert str(svc.jobs.scheduler.get_job("daily_reset").trigger.timezone) == "America/New_York"
+    finally:
+        svc.stop()
