@@ -151,7 +151,8 @@ class Service:
             self.reloader.stop()
         if self.jobs is not None:
             self.jobs.stop()
-        self._leases.join(5) if self._leases.is_alive() else None
+        if self._leases.is_alive():
+            self._leases.join(5)
         with self._workers_lock:
             workers = list(self.workers.items())
         for account, w in workers:

@@ -277,6 +277,9 @@ class AccountWorker:
         except RiskrailError as exc:
             log.error("account %s: event %s failed: %s", self.account, entry_id, exc)
             return Decision(entry_id, event, raw, error=f"the engine failed on this event: {exc}", seq=self.seq)
+        except Exception as exc:  # a bug: journal it and go on (a replay meets it at the same point)
+            log.exception("account %s: internal error on event %s", self.account, entry_id)
+            return Decision(entry_id, event, raw, error=f"internal error on this event: {type(exc).__name__}: {exc}", seq=self.seq)
         self.rt.metrics.processing.observe(time.perf_counter() - start)
         return Decision(entry_id, event, raw, actions, dict(self._recording.fills), seq=self.seq)
 

@@ -80,3 +80,26 @@ def test_bad_input_goes_to_the_dead_letter_stream_with_its_reason_and_nothing_el
     journal = [json.loads(f[b"record"]) for _, f in redis_server.xrange(k.stream("acct", "journal"))]
     assert sum(r["kind"] == "refused" for r in journal) == 4
     assert sum(r["kind"] == "event" for r in journal) == len(events) + 1
+
+
+def test_an_event_the_engine_fails_on_is_journaled_and_dead_lettered_and_the_engine_goes_on(redis_server, scalping, monkeypatch) -> None:
+    from engine.rules.evaluator import Engine
+
+    events = demo_events()[:300]
+    original = Engine._on_closed
+
+    def broken(self, e, out):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(Engine, "_on_closed", broken)
+    svc = start_service(redis_server, scalping)
+    try:
+        publish(redis_server, "acct", events[:150] + [{"type": "position_closed", "ts": events[150]["ts"], "position_id": "T1"}] + events[150:])
+        wait_for(lambda: drained(redis_server, "acct"))
+        assert svc.workers["acct"].call(lambda e: e.counts["events"]) == 301
+    finally:
+        svc.stop()
+        monkeypatch.setattr(Engine, "_on_closed", original)
+    k = Keys()
+    dead = [{text(a): text(b) for a, b in f.items()} for _, f in redis_server.xrange(k.stream("acct", "dead"))]
+    assert len(dead) == 1 and "internal error on this event: ZeroDivisionError: a bug" in dead[0]["reason"]
