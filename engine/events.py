@@ -7,7 +7,8 @@ JSON objects with a ``type``:
   ``action`` (BUY or SELL), ``volume``, ``entry_price``, optional ``stop_loss`` and ``take_profit``
   (a proposal: it passes the pre-trade checks first);
   and ``existing`` (true: the position is already open at the broker, e.g. found by a position sync;
-  it is taken over without pre-trade checks);
+  it is taken over without pre-trade checks) with, optionally, ``volume0``: the volume it was opened
+  with, when part of it was closed already (the exit levels that closed it count as taken);
 - ``position_closed``: ``ts``, ``position_id``, optional ``price`` (closed outside the engine, e.g. by
   the trader or the broker's own stop);
 - ``fill``: ``ts``, ``position_id``, ``volume``, ``price``, optional ``rule`` and ``action_id`` (a
@@ -55,6 +56,7 @@ class PositionOpened:
     stop_loss: float | None
     take_profit: float | None
     existing: bool = False
+    volume0: float | None = None  # an existing position's original volume, when more than ``volume``
 
 
 @dataclass(frozen=True)
@@ -149,7 +151,7 @@ def parse_event(obj: Any) -> Event:
             obj.get("strategy_name") if isinstance(obj.get("strategy_name"), str) else _str(obj, "strategy_type"),
             1 if action == "BUY" else -1, _num(obj, "volume"), _num(obj, "entry_price"),
             _num(obj, "stop_loss", optional=True), _num(obj, "take_profit", optional=True),
-            _bool(obj, "existing"),
+            _bool(obj, "existing"), _volume0(obj),
         )
     if kind == "position_closed":
         return PositionClosed(ts, _str(obj, "position_id"), _num(obj, "price", optional=True))
@@ -164,6 +166,17 @@ def parse_event(obj: Any) -> Event:
     if kind == "clock":
         return Clock(ts)
     raise EventError(f"type: expected tick, position_opened, position_closed, fill or clock, found {kind!r}")
+
+
+def _volume0(obj: dict) -> float | None:
+    v = _num(obj, "volume0", optional=True)
+    if v is None:
+        return None
+    if not obj.get("existing"):
+        raise EventError("volume0: only a position taken over (existing: true) has an original volume of its own")
+    if v < obj["volume"]:
+        raise EventError(f"volume0: expected at least the volume {obj['volume']}, found {v}")
+    return v
 
 
 def _bool(obj: dict, key: str) -> bool:
@@ -184,6 +197,8 @@ def to_json(event: Event) -> dict[str, Any]:
                "stop_loss": event.stop_loss, "take_profit": event.take_profit}
         if event.existing:
             out["existing"] = True
+        if event.volume0 is not None:
+            out["volume0"] = event.volume0
         return out
     if isinstance(event, PositionClosed):
         return {"type": "position_closed", "ts": event.ts, "position_id": event.position_id, "price": event.price}

@@ -548,9 +548,21 @@ class Engine:
         d = strategy.defaults
         stop = e.stop_loss if e.stop_loss is not None else e.entry_price * (1 - e.side * d.stop_loss)
         tp = e.take_profit if e.take_profit is not None else e.entry_price * (1 + e.side * d.take_profit)
-        pos = Position(e.position_id, e.symbol, e.strategy_type, e.strategy_name, e.side, e.volume, e.entry_price, e.ts)
+        volume0 = e.volume0 if e.volume0 is not None and e.volume0 > e.volume else e.volume
+        pos = Position(e.position_id, e.symbol, e.strategy_type, e.strategy_name, e.side, volume0, e.entry_price, e.ts)
         pos.stop_loss, pos.take_profit = stop, tp
-        self.adopt(pos)
+        state = None
+        if volume0 > e.volume:
+            # partly closed before: the exit levels whose cumulative share is closed count as taken;
+            # the initial risk (for r_multiple levels) is taken as the strategy's default stop
+            closed = 1 - e.volume / volume0
+            hits = sum(1 for c in np.cumsum([lv.exit_percentage for lv in strategy.exit_levels]) if c <= closed + 1e-9)
+            state = PositionState(e.position_id, e.strategy_type, e.side, e.entry_price, volume0, e.volume, stop, tp, e.entry_price,
+                                  False, False, hits, d.stop_loss)
+        self.adopt(pos, state)
+        if state is not None:
+            pos.volume = e.volume
+            pos.status = Status.PARTIALLY_CLOSED
         if e.stop_loss is None:
             self._emit(out, e.ts, "set_stop_loss", e.position_id, e.strategy_type, {"stop_loss": stop, "previous": None},
                        "defaults", f"default stop_loss {d.stop_loss:g} of entry (position taken over)")

@@ -163,8 +163,6 @@ def test_a_restarted_engine_adopts_the_broker_positions_and_keeps_trailing(trail
     assert ticket not in fake.positions and second.engine.book.positions[str(ticket)].status == Status.CLOSED
 
 
-@pytest.mark.xfail(strict=True, reason="an `existing` position is adopted as new: volume0 is what is left and no exit level "
-                                       "counts as hit, so levels already taken fire again; the event carries no such state")
 def test_a_restarted_engine_does_not_take_exit_levels_again(rules, fake: FakeTerminal, clock: Clock) -> None:
     ticket = fake.open_position("EURUSD", "BUY", 0.10, price=1.14500, sl=1.14400, tp=1.15000, magic=TREND)
     first = Desk(rules, MT5Connection(fake, env=ENV, clock=clock, sleep=clock.sleep))

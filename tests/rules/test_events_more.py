@@ -113,3 +113,29 @@ def test_the_late_fill_of_an_engine_action_is_taken_off_the_book_once() -> None:
     e.process(Fill(TS + 4, "p1", 0.0025, 1.0905, "broker"))  # closed at the broker by hand
     assert e.book.positions["p1"].volume == pytest.approx(0.005)
     assert e.kernels["EURUSD"].state("p1").volume == pytest.approx(0.005)
+
+
+def test_a_partly_closed_position_taken_over_counts_its_exit_levels_as_taken() -> None:
+    e = engine()
+    # arbitrage: exit levels of 25 % each at +0.5 %, +0.8 %, +1.2 %, +1.5 %; 0.0075 of 0.01 left: level 1 was taken
+    out = e.process(PositionOpened(TS + 1, "p1", "EURUSD", "arbitrage", "arb-1", 1, 0.0075, 1.0850, 1.0872, 1.10,
+                                   existing=True, volume0=0.01))
+    assert out == []
+    p = e.book.positions["p1"]
+    assert (p.volume0, p.volume, p.status.value) == (0.01, 0.0075, "partially_closed")
+    assert e.kernels["EURUSD"].state("p1").hits == 1
+    out = e.process(Tick(TS + 2, "EURUSD", 1.0906, 1.0907))  # +0.52 %: level 1 again, which must not fire
+    assert not [a for a in out if a.type == "close_partial"]
+    out = e.process(Tick(TS + 3, "EURUSD", 1.0938, 1.0939))  # +0.81 %: level 2 takes 25 % of the original volume
+    [partial] = [a for a in out if a.type == "close_partial"]
+    assert partial.rule == "exit_levels.1" and partial.params["volume"] == pytest.approx(0.0025)
+
+
+def test_volume0_belongs_to_a_taken_over_position_and_is_never_below_the_volume() -> None:
+    base = {"type": "position_opened", "ts": TS, "position_id": "p", "symbol": "EURUSD", "strategy_type": "arbitrage",
+            "action": "BUY", "volume": 0.1, "entry_price": 1.08}
+    with pytest.raises(EventError, match="volume0: only a position taken over"):
+        parse_event({**base, "volume0": 0.2})
+    with pytest.raises(EventError, match="volume0: expected at least the volume 0.1"):
+        parse_event({**base, "existing": True, "volume0": 0.05})
+    assert parse_event({**base, "existing": True, "volume0": 0.2}).volume0 == 0.2

@@ -125,13 +125,20 @@ class MT5Feed:
             return
         ts = max(self._utc(p.time_msc), self._now)
         self._now = ts
-        events.append({
+        event = {
             "type": "position_opened", "ts": ts, "position_id": str(p.ticket), "symbol": p.symbol,
             "strategy_type": strategy, "strategy_name": p.comment or strategy,
             "action": "BUY" if p.type == self.mt5.POSITION_TYPE_BUY else "SELL", "volume": float(p.volume),
             "entry_price": float(p.price_open), "stop_loss": float(p.sl) if p.sl else None,
             "take_profit": float(p.tp) if p.tp else None, "existing": True,
-        })
+        }
+        # partly closed already (an engine restart): the volume it was opened with, from its entry deals,
+        # tells the engine which exit levels were taken
+        deals = self.conn.call("history_deals_get", position=int(p.ticket)) or ()
+        opened = sum(float(d.volume) for d in deals if d.entry == self.mt5.DEAL_ENTRY_IN)
+        if opened > float(p.volume) + _EPS:
+            event["volume0"] = opened
+        events.append(event)
         self._known[int(p.ticket)] = _Tracked(p.symbol, float(p.volume))
 
     def _sync(self, ticket: int, tracked: _Tracked, volume: float, events: list[dict[str, Any]], current: Any) -> None:
