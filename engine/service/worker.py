@@ -121,6 +121,7 @@ class AccountWorker:
         self.journal_id = "0-0"
         self.since_snapshot = 0
         self.problems: list[str] = []
+        self._logged: dict[str, float] = {}
         self.ready = threading.Event()
         self.stopped = threading.Event()
         self._stop = threading.Event()
@@ -409,7 +410,14 @@ class AccountWorker:
         return Engine(rules, equity0=self.rt.equity0, broker=self._recording, portfolio=self._portfolio, on_problem=self._problem)
 
     def _problem(self, message: str) -> None:
-        log.warning("account %s: %s", self.account, message)
+        """A problem the engine reports (unknown symbol, duplicate position, …): logged once a minute
+        per distinct message, so a feed of unknown ticks does not flood the log."""
+        now = time.monotonic()
+        if now - self._logged.get(message, -math.inf) >= 60:
+            self._logged[message] = now
+            if len(self._logged) > 1000:
+                self._logged.clear()
+            log.warning("account %s: %s", self.account, message)
         self.problems.append(message)
         del self.problems[:-100]
 
