@@ -67,8 +67,9 @@ def _hit(out, k, i, kind, level, price, volume, fraction, prev):
 
 
 @njit(cache=True)
-def _sweep(n, bid, ask, elapsed, point, F, I, B, L, sig_windows, sig_values, out, gone_out, probe):
-    """Apply one quote to positions 0..n-1; return (hits written, positions closed).
+def _sweep(n, bid, ask, elapsed, point, F, I, B, L, sig_windows, sig_values, out, gone_out, probe, idx, use_idx):
+    """Apply one quote to positions 0..n-1 (``use_idx``: to positions ``idx[:n]``); return (hits
+    written, positions closed).
 
     With ``probe`` the sweep stops at the first hit (the caller, ``scan``, then restores the state it
     saved before the quote).
@@ -81,7 +82,8 @@ def _sweep(n, bid, ask, elapsed, point, F, I, B, L, sig_windows, sig_values, out
     c = 0
     nlev = L.shape[2]
     nsig = sig_windows.shape[0]
-    for i in range(n):
+    for t in range(n):
+        i = idx[t] if use_idx else t
         gone = False
         s = side[i]
         price = bid if s > 0 else ask
@@ -180,7 +182,7 @@ def tick(n, bid, ask, elapsed, point, F, I, B, L, sig_windows, sig_values, out, 
     ``F``, ``I``, ``B``: the float, int and bool columns, in the row order of ``SymbolBook``; the
     indices of the closed positions are in ``gone[:closed]``.
     """
-    return _sweep(n, bid, ask, elapsed, point, F, I, B, L, sig_windows, sig_values, out, gone, False)
+    return _sweep(n, bid, ask, elapsed, point, F, I, B, L, sig_windows, sig_values, out, gone, False, gone, False)
 
 
 @njit(cache=True)
@@ -188,7 +190,7 @@ def quote(n, bid, ask, elapsed, point, F, I, B, L, sizes, bufs, S, out, gone):
     """Add the quote to the symbol's volatility (``Volatility``'s arrays), then apply it as ``tick`` does."""
     volatility.update(bid, ask, sizes, bufs, S)
     ready = int(S[6, 1])
-    return _sweep(n, bid, ask, elapsed, point, F, I, B, L, sizes[:ready], S[5, :ready], out, gone, False)
+    return _sweep(n, bid, ask, elapsed, point, F, I, B, L, sizes[:ready], S[5, :ready], out, gone, False, gone, False)
 
 
 @njit(cache=True)
@@ -241,9 +243,68 @@ def np_sum(a, n):
 
 
 @njit(cache=True)
+def _bands(n, F, I, B, L, band, full):
+    """Sort the positions for ``scan``: return the number of positions needing the whole step on every
+    quote (listed in ``full``) and fill ``band``, the prices between which a quote changes nothing on
+    any other position but its time in profit.
+
+    ``band``: longs need ``band[0] < bid < band[1]`` and ``bid <= band[2]`` (no new best price);
+    shorts ``band[3] < ask < band[4]`` and ``ask >= band[5]``. A position needs the whole step when
+    its stops move with the volatility (dynamic SL/TP, volatility trailing once armed) or its armed
+    trail would tighten the stop now. Thresholds on profit (arming, the next exit level) become prices
+    with a margin of 1e-9, far above rounding, so a quote near one takes the whole step.
+    """
+    side, entry, stop, tp, best = F[0], F[1], F[4], F[5], F[6]
+    trail_d, trail_act = F[8], F[9]
+    hits = I[0]
+    armed, trail_vol, dyn_on = B[0], B[3], B[4]
+    nlev = L.shape[2]
+    band[0], band[1], band[2] = -np.inf, np.inf, np.inf
+    band[3], band[4], band[5] = -np.inf, np.inf, -np.inf
+    m = 0
+    for i in range(n):
+        s = side[i]
+        e = entry[i]
+        if dyn_on[i] or (armed[i] and trail_vol[i]):
+            full[m] = i
+            m += 1
+            continue
+        if armed[i] and _tighter(s, best[i] * (1 - s * trail_d[i]), stop[i]):
+            full[m] = i
+            m += 1
+            continue
+        # profit >= x, as a price: long bid >= e (1 + x), short ask <= e (1 - x)
+        reach = np.inf if s > 0 else -np.inf
+        if not armed[i] and not math.isnan(trail_act[i]):
+            x = trail_act[i]
+            reach = min(reach, e * (1 + x) * (1 - 1e-9)) if s > 0 else max(reach, e * (1 - x) * (1 + 1e-9))
+        j = hits[i]
+        if j < nlev and not math.isnan(L[0, i, j]):
+            x = L[0, i, j]
+            reach = min(reach, e * (1 + x) * (1 - 1e-9)) if s > 0 else max(reach, e * (1 - x) * (1 + 1e-9))
+        st = stop[i]
+        t = tp[i]
+        if s > 0:
+            if not math.isnan(st):
+                band[0] = max(band[0], st)
+            if not math.isnan(t):
+                band[1] = min(band[1], t)
+            band[1] = min(band[1], reach)
+            band[2] = min(band[2], best[i])
+        else:
+            if not math.isnan(t):
+                band[3] = max(band[3], t)
+            band[3] = max(band[3], reach)
+            if not math.isnan(st):
+                band[4] = min(band[4], st)
+            band[5] = max(band[5], best[i])
+    return m
+
+
+@njit(cache=True)
 def scan(lo, hi, ts, bids, asks, last_ts, limit_ts, minute_ms, minute, bar_ms, bar,
          n, point, F, I, B, L, sizes, bufs, S, out, gone, F_save, I_save, B_save, S_save, slot_save,
-         scale, old, total, new, totals, base, peak, start, limit_loss, breached, exact):
+         scale, old, total, new, totals, base, peak, start, limit_loss, breached, exact, full, band):
     """Apply quotes ``lo..hi-1`` of one symbol while nothing happens on them; return (the end of the
     quotes applied, the time of the last one, whether the last one opened a sampling period or bar).
 
@@ -251,15 +312,22 @@ def scan(lo, hi, ts, bids, asks, last_ts, limit_ts, minute_ms, minute, bar_ms, b
     when any position would produce a hit, or when the equity after it would pass the ``peak`` or
     the daily loss limit (``limit_loss`` of the day's ``start`` equity, unless ``breached``). With
     ``exact`` the equity is the evaluator's to the bit (``np_sum``); without, a quote within a margin
-    far above rounding of either threshold stops the run, and the evaluator decides it. A quote in another sampling period (``minute``) or bar is applied and ends
-    the run, so the caller can sample the equity and close the bar. Each quote applied updates the
-    volatility, the positions (best price, arming, time in profit) and the open PnL per strategy code
-    (``old``: this symbol's, ``total``: all symbols', as the evaluator keeps them) exactly as the
-    per-quote path does.
+    far above rounding of either threshold stops the run, and the evaluator decides it. A quote in
+    another sampling period (``minute``) or bar is applied and ends the run, so the caller can sample
+    the equity and close the bar. Each quote applied updates the volatility, the positions (best
+    price, arming, time in profit) and the open PnL per strategy code (``old``: this symbol's,
+    ``total``: all symbols', as the evaluator keeps them) exactly as the per-quote path does.
+
+    Most quotes fall inside every position's band (``_bands``): then only the few positions listed
+    in ``full`` take the whole step, and the others gain their time in profit; any other quote takes
+    the whole step on every position, after which the bands are drawn again.
     """
     nw = sizes.shape[0]
     ncodes = old.shape[0]
-    code = I[2]
+    side, entry, vol = F[0], F[1], F[3]
+    tip, code = I[1], I[2]
+    inprof = B[2]
+    m = _bands(n, F, I, B, L, band, full)
     for j in range(lo, hi):
         t = ts[j]
         if t >= limit_ts:
@@ -267,21 +335,33 @@ def scan(lo, hi, ts, bids, asks, last_ts, limit_ts, minute_ms, minute, bar_ms, b
         boundary = t // minute_ms != minute or t // bar_ms != bar
         bid = bids[j]
         ask = asks[j]
+        elapsed = t - last_ts
         S_save[:, :] = S
         for w in range(nw):
             slot_save[w] = bufs[w, int(S[0, w])]
         volatility.update(bid, ask, sizes, bufs, S)
         ready = int(S[6, 1])
-        _copy_state(n, F, I, B, F_save, I_save, B_save, False)
-        k, c = _sweep(n, bid, ask, t - last_ts, point, F, I, B, L, sizes[:ready], S[5, :ready], out, gone, True)
+        inside = (band[0] < bid < band[1] and bid <= band[2] and band[3] < ask < band[4] and ask >= band[5])
+        if inside:  # the whole step on the listed positions only
+            count = m
+            for q in range(m):
+                i = full[q]
+                F_save[0, q], F_save[1, q], F_save[2, q], F_save[3, q] = F[3, i], F[4, i], F[5, i], F[6, i]
+                I_save[0, q], I_save[1, q] = I[0, i], I[1, i]
+                B_save[0, q], B_save[1, q], B_save[2, q] = B[0, i], B[1, i], B[2, i]
+            k, c = _sweep(m, bid, ask, elapsed, point, F, I, B, L, sizes[:ready], S[5, :ready], out, gone, True, full, True)
+        else:
+            count = n
+            _copy_state(n, F, I, B, F_save, I_save, B_save, False)
+            k, c = _sweep(n, bid, ask, elapsed, point, F, I, B, L, sizes[:ready], S[5, :ready], out, gone, True, full, False)
         quiet = k == 0
         if quiet:
             for q in range(ncodes):
                 new[q] = 0.0
             for i in range(n):
-                s = F[0, i]
+                s = side[i]
                 px = bid if s > 0 else ask
-                new[code[i]] += s * (px - F[1, i]) * F[3, i]
+                new[code[i]] += s * (px - entry[i]) * vol[i]
             mag = abs(base)
             for q in range(ncodes):
                 new[q] = new[q] * scale
@@ -294,11 +374,33 @@ def scan(lo, hi, ts, bids, asks, last_ts, limit_ts, minute_ms, minute, bar_ms, b
             elif not breached and (equity - start) / start <= -limit_loss + margin / start:
                 quiet = False
         if not quiet:
-            _copy_state(n, F, I, B, F_save, I_save, B_save, True)
+            if inside:
+                for q in range(count):
+                    i = full[q]
+                    F[3, i], F[4, i], F[5, i], F[6, i] = F_save[0, q], F_save[1, q], F_save[2, q], F_save[3, q]
+                    I[0, i], I[1, i] = I_save[0, q], I_save[1, q]
+                    B[0, i], B[1, i], B[2, i] = B_save[0, q], B_save[1, q], B_save[2, q]
+            else:
+                _copy_state(n, F, I, B, F_save, I_save, B_save, True)
             for w in range(nw):
                 bufs[w, int(S_save[0, w])] = slot_save[w]
             S[:, :] = S_save
             return j, last_ts, False
+        if inside:  # time in profit of the banded positions, as the whole step computes it
+            if elapsed >= 0:
+                q = 0
+                for i in range(n):
+                    if q < m and full[q] == i:
+                        q += 1
+                        continue
+                    if inprof[i]:
+                        tip[i] += elapsed
+                    s = side[i]
+                    price = bid if s > 0 else ask
+                    e = entry[i]
+                    inprof[i] = s * (price - e) / e > 0
+        else:
+            m = _bands(n, F, I, B, L, band, full)
         for q in range(ncodes):
             total[q] = totals[q]
             old[q] = new[q]

@@ -157,7 +157,7 @@ class _Batch:
             kernel._hits, kernel._gone, w["F"], w["I"], w["B"], w["S"], w["slots"],
             float(scale), unreal, engine._unreal_total, w["new"], w["totals"],
             engine.equity0 + engine.book.realized(), engine.peak_equity, engine.day.start_equity,
-            engine.rules.limits.daily_loss.max, engine.day.breached, _EXACT_SUM and ncodes <= 128)
+            engine.rules.limits.daily_loss.max, engine.day.breached, _EXACT_SUM and ncodes <= 128, w["full"], w["band"])
         if j > lo:
             self._commit(symbol, kernel, lo, j, int(last_ts), unreal, boundary)
         return j
@@ -202,7 +202,7 @@ class _Batch:
         if w is None or w["F"].shape[1] < cap or w["new"].size != ncodes or w["S"].shape != vol.S.shape:
             w = {"F": np.zeros((4, cap)), "I": np.zeros((2, cap), dtype=np.int64), "B": np.zeros((3, cap), dtype=bool),
                  "S": np.zeros_like(vol.S), "slots": np.zeros(max(vol.sizes.size, 1)),
-                 "new": np.zeros(ncodes), "totals": np.zeros(ncodes)}
+                 "new": np.zeros(ncodes), "totals": np.zeros(ncodes), "full": np.zeros(cap, dtype=np.int64), "band": np.zeros(6)}
             self._work[symbol] = w
         return w
 

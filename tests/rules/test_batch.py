@@ -226,3 +226,49 @@ def test_a_batch_hands_the_quote_that_breaches_the_daily_loss_to_the_evaluator(b
     breach = [a for a in got if a.rule == "daily_loss"]
     assert {a.type for a in breach} >= {"halt_new_positions", "close_all"}
     assert singles < 60  # per quote only while the drawdown rule could fire, before its halt
+
+
+def _trail_at_zero(tmp_path: Path, loosen: bool):
+    """Scalping rules whose trend trail arms at zero profit, wider than the stop; ``loosen``: plus a
+    custom rule loosening the stop of an armed position."""
+    root = tmp_path / ("loosen" if loosen else "plain")
+    shutil.copytree(ROOT / "examples" / "scalping", root)
+    edit(root / "strategies" / "scalp_trend.yaml", "trailing_distance: 0.0001, activation_threshold: 0.00015",
+         "trailing_distance: 0.0005, activation_threshold: 0.0")
+    if loosen:
+        (root / "rules" / "custom.yaml").write_text((root / "rules" / "custom.yaml").read_text() + """
+  - name: loosen-once-armed
+    when: position.trailing_armed and position.strategy_type == "scalp_trend"
+    then:
+      - set_stop_loss: {profit: -0.001}
+""")
+    return load_config(str(root))
+
+
+def _zero_profit_history() -> list[Event]:
+    ts = T0 + 7_200_000
+    events: list[Event] = [Tick(ts, "EURUSD", 1.14500, 1.14502),
+                           PositionOpened(ts, "T", "EURUSD", "scalp_trend", "x", 1, 0.1, 1.14502, None, None)]
+    bids = [1.14495, 1.14497, 1.14499, 1.14501, 1.14502, 1.14501, 1.14500, 1.14499, 1.14500, 1.14501] * 3
+    return events + [Tick(ts + 100 * (k + 1), "EURUSD", b, round(b + 2e-5, 6)) for k, b in enumerate(bids)]
+
+
+def test_a_trail_arming_without_a_new_best_price_is_not_skipped(tmp_path) -> None:
+    """At activation 0 the trail arms when the bid comes back to the entry, which is no new best price."""
+    events = _zero_profit_history()
+    one, batched, want, got, singles = both(_trail_at_zero(tmp_path, loosen=False), events, 100_000.0)
+    assert_same(one, batched, want, got)
+    assert batched.kernels["EURUSD"].state("T").armed
+    assert singles < len(events) / 2
+
+
+def test_an_armed_trail_loosened_by_a_custom_rule_tightens_again_in_a_batch(tmp_path) -> None:
+    """The trail takes back a stop a custom rule loosened, on the next quote, with no new best price."""
+    events = _zero_profit_history()
+    one, batched, want, got, singles = both(_trail_at_zero(tmp_path, loosen=True), events, 100_000.0)
+    assert_same(one, batched, want, got)
+    moves = [(a.rule, round(a.params["stop_loss"], 6)) for a in got if a.type == "set_stop_loss"]
+    # the default stop, the custom loosening at the arming quote, the trail tightening it on the next one
+    assert moves == [("defaults", round(1.14502 * (1 - 0.0003), 6)), ("custom:loosen-once-armed", round(1.14502 * 0.999, 6)),
+                     ("trailing", round(1.14502 * (1 - 0.0005), 6))]
+    assert singles < len(events) / 2
