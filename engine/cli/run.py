@@ -117,14 +117,14 @@ def run(args: argparse.Namespace) -> int:
                       snapshot_every=args.snapshot_every, consumer=args.name or f"{socket.gethostname()}:{port}",
                       broker_factory=broker_factory)
     token, new_token = api_token(args.data_dir)
-    demo = None
+    feeder = None  # the demo feed or the MetaTrader 5 pump
     try:
         service.start()
         if feed == "demo":
-            demo = _start_demo(service, accounts[0], args)
+            feeder = _start_demo(service, accounts[0], args)
         elif feed == "mt5":
-            demo = _MT5Pump(service, accounts[0], conn)
-            demo.start()
+            feeder = _mt5_pump(service, accounts[0], conn)
+            feeder.start()
         app = create_app(service, token)
         server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=port, log_config=None, lifespan="off",
                                                timeout_graceful_shutdown=5))
@@ -144,8 +144,8 @@ def run(args: argparse.Namespace) -> int:
         if not stopping.is_set():
             server.run()
     finally:
-        if demo is not None:
-            demo.stop()
+        if feeder is not None:
+            feeder.stop()
         service.stop()
         if embedded is not None:
             embedded.close()
@@ -175,34 +175,30 @@ def _mt5_connection():
     return conn
 
 
-class _MT5Pump:
+def _mt5_pump(service, account: str, conn, interval: float = 0.1):
     """Polls the MetaTrader 5 terminal and feeds what it finds into the account's input stream."""
+    from engine.adapters.mt5 import MT5Feed
+    from engine.service.threads import Background
 
-    def __init__(self, service, account: str, conn, interval: float = 0.1) -> None:
-        from engine.adapters.mt5 import MT5Feed
+    class Pump(Background):
+        name = "mt5-feed"
 
-        self.service, self.account, self.conn, self.interval = service, account, conn, interval
-        self.feed = MT5Feed(conn, service.active_rules(), on_problem=lambda m: log.warning("MetaTrader 5 feed: %s", m))
-        self._stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="mt5-feed", daemon=True)
+        def __init__(self) -> None:
+            self.feed = MT5Feed(conn, service.active_rules(), on_problem=lambda m: log.warning("MetaTrader 5 feed: %s", m))
+            super().__init__()
 
-    def start(self) -> None:
-        self.thread.start()
+        def _run(self) -> None:
+            backoff = interval
+            while not self._stop.wait(backoff):
+                try:
+                    for obj in self.feed.poll():
+                        service.publish(obj, account)
+                    backoff = interval
+                except RiskrailError as exc:
+                    log.error("MetaTrader 5 feed: %s; retrying in %.0f s", exc, backoff)
+                    backoff = min(max(backoff * 2, 1.0), 30.0)
 
-    def stop(self) -> None:
-        self._stop.set()
-        self.thread.join(5)
-
-    def _run(self) -> None:
-        backoff = self.interval
-        while not self._stop.wait(backoff):
-            try:
-                for obj in self.feed.poll():
-                    self.service.publish(obj, self.account)
-                backoff = self.interval
-            except RiskrailError as exc:
-                log.error("MetaTrader 5 feed: %s; retrying in %.0f s", exc, backoff)
-                backoff = min(max(backoff * 2, 1.0), 30.0)
+    return Pump()
 
 
 def _start_demo(service, account: str, args: argparse.Namespace):

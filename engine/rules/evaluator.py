@@ -49,8 +49,8 @@ from engine.rules.chaining import Fired, PortfolioRules
 from engine.rules.kernel import Hit, PositionState, SymbolBook
 from engine.rules.params import compile_params
 from engine.rules.predicate import holds
-from engine.rules.vector import LazyColumns, mask
 from engine.rules.resets import ResetClock
+from engine.rules.vector import LazyColumns, mask
 from engine.rules.volatility import Volatility
 
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -487,12 +487,7 @@ class Engine:
                        {"volume": resized_from - volume, "fraction": (resized_from - volume) / resized_from, "price": e.entry_price},
                        "max_position_size", f"resized from {resized_from:g} to {volume:.6g} lots to respect max_position_size",
                        execute=False)
-        if e.stop_loss is None:
-            self._emit(out, e.ts, "set_stop_loss", e.position_id, e.strategy_type, {"stop_loss": stop, "previous": None},
-                       "defaults", f"default stop_loss {self.rules.strategies[e.strategy_type].defaults.stop_loss:g} of entry")
-        if e.take_profit is None:
-            self._emit(out, e.ts, "set_take_profit", e.position_id, e.strategy_type, {"take_profit": tp, "previous": None},
-                       "defaults", f"default take_profit {self.rules.strategies[e.strategy_type].defaults.take_profit:g} of entry")
+        self._emit_defaults(e, stop, tp, "", out)
         for f in fired:
             if f.type == "alert":
                 self._fired(e.ts, f, out)
@@ -504,9 +499,7 @@ class Engine:
             return [f"unknown strategy {e.strategy_type!r}"], e.volume, None, math.nan, math.nan
         if not self.converter.known(e.symbol):
             return [f"unknown symbol {e.symbol!r}: add it to rules/instruments.yaml"], e.volume, None, math.nan, math.nan
-        d = strategy.defaults
-        stop = e.stop_loss if e.stop_loss is not None else e.entry_price * (1 - e.side * d.stop_loss)
-        tp = e.take_profit if e.take_profit is not None else e.entry_price * (1 + e.side * d.take_profit)
+        stop, tp = self._defaults(e, strategy.defaults)
         if (stop - e.entry_price) * e.side >= 0:
             reasons.append(f"stop_loss {stop:g} is on the wrong side of the entry {e.entry_price:g}")
         equity = self.equity
@@ -546,8 +539,7 @@ class Engine:
             self._problem(f"existing position {e.position_id!r} not managed: {what}")
             return
         d = strategy.defaults
-        stop = e.stop_loss if e.stop_loss is not None else e.entry_price * (1 - e.side * d.stop_loss)
-        tp = e.take_profit if e.take_profit is not None else e.entry_price * (1 + e.side * d.take_profit)
+        stop, tp = self._defaults(e, d)
         volume0 = e.volume0 if e.volume0 is not None and e.volume0 > e.volume else e.volume
         pos = Position(e.position_id, e.symbol, e.strategy_type, e.strategy_name, e.side, volume0, e.entry_price, e.ts)
         pos.stop_loss, pos.take_profit = stop, tp
@@ -563,12 +555,23 @@ class Engine:
         if state is not None:
             pos.volume = e.volume
             pos.status = Status.PARTIALLY_CLOSED
+        self._emit_defaults(e, stop, tp, " (position taken over)", out)
+
+    def _defaults(self, e: PositionOpened, d) -> tuple[float, float]:
+        """The position's stop and target: its own, else the strategy's defaults (fractions of entry)."""
+        stop = e.stop_loss if e.stop_loss is not None else e.entry_price * (1 - e.side * d.stop_loss)
+        tp = e.take_profit if e.take_profit is not None else e.entry_price * (1 + e.side * d.take_profit)
+        return stop, tp
+
+    def _emit_defaults(self, e: PositionOpened, stop: float, tp: float, note: str, out: list[Action]) -> None:
+        """Tell the broker the default stop and target of a position that came without them."""
+        d = self.rules.strategies[e.strategy_type].defaults
         if e.stop_loss is None:
             self._emit(out, e.ts, "set_stop_loss", e.position_id, e.strategy_type, {"stop_loss": stop, "previous": None},
-                       "defaults", f"default stop_loss {d.stop_loss:g} of entry (position taken over)")
+                       "defaults", f"default stop_loss {d.stop_loss:g} of entry{note}")
         if e.take_profit is None:
             self._emit(out, e.ts, "set_take_profit", e.position_id, e.strategy_type, {"take_profit": tp, "previous": None},
-                       "defaults", f"default take_profit {d.take_profit:g} of entry (position taken over)")
+                       "defaults", f"default take_profit {d.take_profit:g} of entry{note}")
 
     def _on_fill(self, e: Fill, out: list[Action]) -> None:
         p = self.book.positions.get(e.position_id)

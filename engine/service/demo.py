@@ -16,11 +16,11 @@ import json
 import logging
 import os
 import random
-import threading
 import time
 from collections.abc import Callable
 
 from engine.errors import RiskrailError
+from engine.service.threads import Background
 
 log = logging.getLogger("riskrail.demo")
 
@@ -47,8 +47,10 @@ def load_ticks(path: str) -> list[tuple[int, float, float]]:
     return out
 
 
-class DemoFeed:
+class DemoFeed(Background):
     """Publishes ticks and demo proposals through ``publish(event_dict)``."""
+
+    name = "demo-feed"
 
     def __init__(self, publish: Callable[[dict], str], ticks: list[tuple[int, float, float]], strategies: list[str], *,
                  symbol: str = "EURUSD", speed: float = 10.0, open_count: Callable[[], dict[str, int]] | None = None,
@@ -60,15 +62,7 @@ class DemoFeed:
         self.proposed = 0
         self.now = int(clock() * 1000)
         self.after_ts = after_ts  # event time already reached (a restart): the replay continues after it
-        self._stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="demo-feed", daemon=True)
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self.thread.join(5)
+        super().__init__()
 
     def _run(self) -> None:
         n = 0

@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-from engine.service import snapshot as snap_codec
 import queue
 import threading
 import time
@@ -42,6 +41,7 @@ from engine.errors import RiskrailError
 from engine.events import Event, EventError, Fill, PositionOpened, parse_event, to_json
 from engine.rules.chaining import PortfolioRules
 from engine.rules.evaluator import Broker, Engine, FillReport
+from engine.service import snapshot as snap_codec
 from engine.service.metrics import Metrics
 from engine.service.store import GROUP, Keys, text
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from tests.conftest import edit
-from tests.service.conftest import Api, demo_events, drained, publish, start_service, wait_for
+from tests.service.conftest import (
+    Api,
+    demo_events,
+    drained,
+    publish,
+    start_service,
+    wait_for,
+)
 
 
 @pytest.fixture
