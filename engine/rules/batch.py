@@ -1,24 +1,26 @@
 """Replay recorded events fast: runs of quiet quotes in compiled code, every other event as live.
 
-A replay (``riskrail plan``, ``riskrail replay``) knows its whole history in advance, and on most
+A replay (``riskrail plan``) knows its whole history in advance, and on most
 quotes nothing happens: no position is touched, no rule can fire, no period begins. ``replay_events``
 hands each run of consecutive quotes of one symbol to the compiled kernel (``_jit.scan``), which
 applies them while they stay quiet and stops before the first quote on which anything could happen:
 
 - a hit of any position (stop, target, exit level, trailing or dynamic stop move);
-- a new sampling period or correlation bar (the equity curve and the bars take the period's first
-  quote), or a daily or weekly reset;
-- an equity that could reach a new peak or the daily-loss limit (judged with a margin far above
-  rounding, so the exact decision is the evaluator's);
-- a custom rule that could hold: ``vector.could_hold`` over the bounds of the quotes left in the
-  period (prices, times, equity), every other field exact or unknown.
+- a daily or weekly reset;
+- an equity above the peak or beyond the daily-loss limit (the equity computed to the bit as the
+  evaluator does, numpy's pairwise sum included; with a margin if numpy ever adds up otherwise);
+- a custom rule that could hold: ``vector.could_hold`` over the bounds of the next quotes (prices,
+  PnL, equity, age, clock), every other field exact or unknown.
 
 That quote, and every event that is not a quote, goes through ``Engine.process`` as in a live run.
-The quiet quotes change exactly what they change there: the symbol's volatility, each position's best
-price, arming and time in profit, the open PnL per strategy (same operations in the same order),
-the last quote, the bar close, the counters and the sequence numbers. So the actions, their ids and
-the engine's state are those of the per-event replay; ``tests/rules/test_batch.py`` checks it on the
-shipped EURUSD ticks and on generated histories.
+A quote opening a sampling period or bar ends the run after it is applied, and the evaluator's own
+``_sample`` records the equity. The quiet quotes change exactly what they change there: the symbol's
+volatility, each position's best price, arming and time in profit, the open PnL per strategy (same
+operations in the same order), the last quote, the bar close, the counters and the sequence
+numbers. So the actions, their ids and the engine's state are those of the per-event replay;
+``tests/rules/test_batch.py`` checks it on the shipped EURUSD ticks and on generated histories.
+This module reads and writes the evaluator's private state and mirrors ``Engine._on_tick``: a change
+there needs its counterpart here (the differential tests fail otherwise).
 
 Runs interleaving several symbols quote by quote are not batched (each run is one quote), nor are
 symbols whose conversion rate moves with their own quotes (a JPY-quoted pair in a USD account).
@@ -97,7 +99,7 @@ class _Batch:
         self.engine = engine
         self.events = events
         self.cols = columns
-        self._silent: tuple | None = None  # (segment start, segment end, what the proof read): no rule can fire
+        self._silent: tuple | None = None  # (window start, window end, what the proof read): no rule can fire
         self._work: dict[str, dict[str, np.ndarray]] = {}
 
     def run(self, progress: Callable[[int], None] | None) -> list[Action]:
