@@ -72,10 +72,18 @@ def api_token(data_dir: str) -> tuple[str, bool]:
     return token, True
 
 
-def _free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+def _listen(host: str, port: int) -> socket.socket:
+    """Bind the API's socket before anything starts: a port in use is said at once, and a client that
+    connects as soon as the address is printed waits in the backlog instead of being refused."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise RiskrailError(f"cannot listen on {host}:{port} ({exc.strerror}): is another riskrail running? give --port") from None
+    sock.listen(128)
+    return sock
 
 
 def run(args: argparse.Namespace) -> int:
@@ -102,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGINT, on_stop)
     feed = args.feed or ("redis" if args.redis_url else "demo")
     conn = _mt5_connection() if "mt5" in (feed, args.broker) else None  # first: it may say the package is missing
+    sock = _listen(args.host, args.port)  # and whether the port is free
+    port = sock.getsockname()[1]
     embedded = None
     if args.redis_url:
         client = connect(args.redis_url)
@@ -111,7 +121,6 @@ def run(args: argparse.Namespace) -> int:
         client = embedded.client
         where = f"the embedded Redis ({os.path.join(args.data_dir, 'redis')})"
     accounts = tuple(args.account or (["demo"] if feed == "demo" else ["main"]))
-    port = args.port or _free_port(args.host)
     broker_factory = _broker_factory(args.broker, conn)
     service = Service(args.config, client, accounts=accounts, prefix=args.prefix, equity0=args.equity,
                       snapshot_every=args.snapshot_every, consumer=args.name or f"{socket.gethostname()}:{port}",
@@ -142,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"  dashboard  {base}/dashboard" + (f"#token={token}" if new_token else ""), flush=True)
         print(f"  try        curl -H 'Authorization: Bearer $TOKEN' {base}/api/risk-management/status", flush=True)
         if not stopping.is_set():
-            server.run()
+            server.run(sockets=[sock])
     finally:
         if feeder is not None:
             feeder.stop()

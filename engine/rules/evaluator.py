@@ -221,10 +221,8 @@ class Engine:
         self.quotes[t.symbol] = (t.bid, t.ask)
         self.converter.update(t.symbol, t.bid, t.ask)
         kernel = self._kernel(t.symbol)
-        vol = self.vols[t.symbol]
-        vol.update(t.bid, t.ask)
         self.bars.setdefault(t.symbol, checks.Bars(self._bar_ms, self._bar_window)).update(t.ts, (t.bid + t.ask) / 2)
-        for hit in kernel.on_tick(t.bid, t.ask, vol.arrays(), t.ts):
+        for hit in kernel.on_quote(t.bid, t.ask, self.vols[t.symbol], t.ts):  # volatility update and quote in one call
             self._hit_action(t.ts, hit, out)
         self._revalue(t.symbol)
         self._last_ts = t.ts

