@@ -13,7 +13,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from typing import Any
+from typing import Any, TextIO
 
 from engine.config.load import validate_config
 from engine.service.store import text, write_files
@@ -27,8 +27,8 @@ class PlanRequestError(Exception):
         self.status, self.detail = status, detail
 
 
-def export_history(client, journal_key: str, path: str, max_events: int) -> int:
-    """Write the last ``max_events`` decided events of a journal as JSON lines; return how many."""
+def export_history(client, journal_key: str, out: TextIO, max_events: int) -> int:
+    """Write the last ``max_events`` decided events of a journal to ``out`` as JSON lines; return how many."""
     entries = []
     last = "+"
     while len(entries) < max_events:
@@ -42,9 +42,8 @@ def export_history(client, journal_key: str, path: str, max_events: int) -> int:
                 if len(entries) >= max_events:
                     break
         last = f"({text(page[-1][0])}"
-    with open(path, "w", encoding="utf-8") as fh:
-        for event in reversed(entries):
-            fh.write(json.dumps(event, allow_nan=False) + "\n")
+    for event in reversed(entries):
+        out.write(json.dumps(event, allow_nan=False) + "\n")
     return len(entries)
 
 
@@ -73,7 +72,8 @@ def plan(service, files: dict[str, str], *, account: str | None = None, max_even
                 p["text"] = f"{p['file']}:{p['line']}:{p['column']}: {p['message']}"
             raise PlanRequestError(422, {"message": "the proposed rules are invalid", "problems": problems})
         history = os.path.join(tmp, "history.jsonl")
-        n = export_history(service.redis, service.keys.stream(account, "journal"), history, max_events)
+        with open(history, "w", encoding="utf-8") as fh:
+            n = export_history(service.redis, service.keys.stream(account, "journal"), fh, max_events)
         if n == 0:
             raise PlanRequestError(409, f"account {account!r} has no recorded events to replay yet")
         try:

@@ -140,3 +140,27 @@ def test_a_port_in_use_is_said_before_anything_starts(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "state" / "redis").exists()
+
+
+def test_an_exported_journal_is_history_for_plan_and_replay(tmp_path: Path, redis_server, scalping) -> None:  # noqa: F811
+    from tests.service.conftest import demo_events, drained, publish, start_service
+
+    events = demo_events()
+    svc = start_service(redis_server, scalping)
+    try:
+        publish(redis_server, "acct", events)
+        wait_for(lambda: drained(redis_server, "acct"))
+    finally:
+        svc.stop()
+    history = tmp_path / "history.jsonl"
+    out = riskrail("export", "--redis-url", url_of(redis_server), "--out", str(history))
+    assert out.returncode == 0, out.stderr
+    assert [json.loads(line) for line in history.read_text().splitlines()] == events
+    base = tmp_path / "base"
+    import shutil
+
+    shutil.copytree(scalping, base)
+    edit(scalping / "strategies" / "scalp_trend.yaml", "trailing_distance: 0.0001", "trailing_distance: 0.0003")
+    plan = riskrail("plan", "--base", str(base), "--config", str(scalping), "--history", str(history), "--format", "json")
+    assert plan.returncode == 2, plan.stderr
+    assert json.loads(plan.stdout)["changes"]
