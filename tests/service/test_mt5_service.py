@@ -1,0 +1,45 @@
+"""`riskrail run --feed mt5 --broker mt5` wiring, on a fake terminal: the feed pump puts the terminal's
+positions and quotes on the account's stream, the engine manages them, and its actions reach the
+terminal as trade requests (the stop mirrored as the broker-side SL, partial exits as deals)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from engine.adapters.mt5 import MT5Connection
+from engine.cli.run import _broker_factory, _mt5_pump
+from engine.service.store import Keys
+from engine.testing.mt5 import FakeTerminal
+from tests.service.conftest import start_service, wait_for
+
+LOGIN, PASSWORD, SERVER = 5_001_234, "pa55-Word-xyz", "Desk-Demo"
+T0 = 1_549_238_400_000
+TREND = 2001  # scalp_trend's magic number in examples/scalping/rules/instruments.yaml
+
+
+def test_the_service_manages_a_terminal_account_through_the_feed_pump_and_the_broker(redis_server, scalping) -> None:
+    fake = FakeTerminal(login=LOGIN, password=PASSWORD, server=SERVER)
+    fake.add_symbol("EURUSD", digits=5, volume_step=0.01, volume_min=0.01)
+    fake.tick("EURUSD", 1.14500, 1.14502, T0)
+    conn = MT5Connection(fake, env={"MT5_LOGIN": str(LOGIN), "MT5_PASSWORD": PASSWORD, "MT5_SERVER": SERVER})
+    conn.connect()
+    ticket = fake.open_position("EURUSD", "BUY", 0.10, price=1.14502, magic=TREND)
+    svc = start_service(redis_server, scalping, broker_factory=_broker_factory("mt5", conn))
+    pump = _mt5_pump(svc, "acct", conn, interval=0.02)
+    pump.start()
+    try:
+        # taken over: the default stop and target reach the terminal as its SL and TP
+        wait_for(lambda: fake.positions[ticket].sl > 0 and fake.positions[ticket].tp > 0, 10, "the default SL/TP at the broker")
+        assert fake.positions[ticket].sl == pytest.approx(round(1.14502 * (1 - 0.0003), 5))
+        fake.tick("EURUSD", 1.14516, 1.14518, T0 + 1_000)  # +1.2 pips: exit level 1 (30 %) and its stop move
+        wait_for(lambda: fake.positions[ticket].volume == pytest.approx(0.07), 10, "the partial exit at the broker")
+        wait_for(lambda: fake.positions[ticket].sl >= 1.14502, 10, "the stop moved to break-even at the broker")
+        book = svc.workers["acct"].call(lambda e: (e.book.positions[str(ticket)].volume, e.book.positions[str(ticket)].status.value))
+        assert book == (pytest.approx(0.07), "partially_closed")
+    finally:
+        pump.stop()
+        svc.stop()
+    actions = [json.loads(f[b"action"]) for _, f in redis_server.xrange(Keys().stream("acct", "actions"))]
+    assert [a["type"] for a in actions][:3] == ["set_stop_loss", "set_take_profit", "close_partial"]
