@@ -277,6 +277,10 @@ class SymbolBook:
             windows, values = _NO_WINDOWS, _NO_VALUES
         k, c = _jit.tick(n, float(bid), float(ask), int(elapsed), float(self.point), self.F, self.I, self.B, self.L,
                          windows, values, self._hits, self._gone)
+        return self._finish(k, c)
+
+    def _finish(self, k: int, c: int) -> list[Hit]:
+        """Decode the compiled call's ``k`` hits and drop the ``c`` positions it closed."""
         if k == 0:
             return []
         hits = self._decode(k)
@@ -300,13 +304,7 @@ class SymbolBook:
             self._out(n * (2 * self.L.shape[2] + 3))
         k, c = _jit.quote(n, float(bid), float(ask), int(elapsed), float(self.point), self.F, self.I, self.B, self.L, vol.sizes, vol.bufs, vol.S,
                           self._hits, self._gone)
-        if k == 0:
-            return []
-        hits = self._decode(k)
-        if c:
-            for i in sorted(self._gone[:c].tolist(), reverse=True):
-                self._remove_index(i)
-        return hits
+        return self._finish(k, c)
 
     def _decode(self, k: int) -> list[Hit]:
         ids = self.ids
