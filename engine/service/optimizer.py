@@ -51,8 +51,8 @@ def optimize(engine: Engine, ts: int) -> dict[str, Any]:
         warnings.simplefilter("ignore")
         mu = expected_returns(returns, alloc.expected_returns, frequency=freq, span=alloc.ewma_span)
         S = covariance(returns, _ESTIMATOR[alloc.covariance], frequency=freq, span=alloc.ewma_span)
-    bands = [(engine.rules.strategies[n].allocation.min, engine.rules.strategies[n].allocation.max) for n in names]
-    lo, hi = resolve_bounds(bands, len(names))
+    lo, hi = resolve_bounds((np.array([engine.rules.strategies[n].allocation.min for n in names]),
+                             np.array([engine.rules.strategies[n].allocation.max for n in names])), len(names))
     options: dict[str, Any] = {"risk_aversion": alloc.risk_aversion}
     if alloc.target_volatility is not None:
         options["target_volatility"] = alloc.target_volatility

@@ -122,12 +122,21 @@ def stop_server(client, timeout: float = 10.0) -> None:
     import signal
     import time
 
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
     pid = int(getattr(client, "pid", 0) or 0)
-    for kind in ("save", "nosave"):
+    pool = client.connection_pool
+    for kind in ("SAVE", "NOSAVE"):
+        # a connection of its own without retries: the client's would retry the lost connection for seconds
+        conn = pool.connection_class(**{**pool.connection_kwargs, "retry": Retry(NoBackoff(), 0)})
         try:
-            client.shutdown(**{kind: True})
-        except redis.RedisError:
+            conn.send_command("SHUTDOWN", kind)
+            conn.read_response()
+        except (redis.RedisError, OSError):
             pass  # the server closes the connection as it exits: the normal answer
+        finally:
+            conn.disconnect()
         deadline = time.monotonic() + timeout / 2
         while pid > 0 and _alive(pid) and time.monotonic() < deadline:
             time.sleep(0.02)

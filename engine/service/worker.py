@@ -310,53 +310,67 @@ class AccountWorker:
         d.result = result
         return d
 
+    def _queue(self, pipe, decisions: list[Decision]) -> tuple[list[int], set[str]]:
+        """Queue a batch's writes in the transaction; return where the journal entries are among the
+        replies, and the positions touched."""
+        engine = self.engine
+        touched: set[str] = set()
+        journal_at: list[int] = []
+        for d in decisions:
+            if d.job is not None:
+                journal_at.append(len(pipe.command_stack))
+                pipe.xadd(self.k_journal, {"record": json.dumps({"kind": "job", "entry": d.entry_id, "job": d.job,
+                                                                 "actions": [a.id for a in d.actions],
+                                                                 "targets": d.result.get("targets") if d.result.get("applied") else None}, allow_nan=False)})
+                pipe.xadd(self.rt.keys.optimizations, {"result": json.dumps(d.result, allow_nan=False)}, maxlen=10_000, approximate=True)
+                for a in d.actions:
+                    pipe.xadd(self.k_actions, {"action": a.to_line()}, maxlen=1_000_000, approximate=True)
+                continue
+            if d.event is None or (d.error and not d.actions):
+                pipe.xadd(self.k_dead, {"entry": d.entry_id, "event": d.raw, "reason": d.error or ""}, maxlen=100_000, approximate=True)
+            if d.event is None:
+                record: dict[str, Any] = {"kind": "refused", "entry": d.entry_id, "reason": d.error}
+            else:
+                record = {"kind": "event", "entry": d.entry_id, "seq": d.seq, "version": engine.version, "event": to_json(d.event),
+                          "actions": [a.id for a in d.actions], "fills": d.fills}
+                if d.error:
+                    record["error"] = d.error
+            journal_at.append(len(pipe.command_stack))
+            pipe.xadd(self.k_journal, {"record": json.dumps(record, allow_nan=False)}, maxlen=5_000_000, approximate=True)
+            for a in d.actions:
+                pipe.xadd(self.k_actions, {"action": a.to_line()}, maxlen=1_000_000, approximate=True)
+                if a.position_id:
+                    touched.add(a.position_id)
+                for item in a.params.get("positions", []) if a.type == "close_all" else []:
+                    touched.add(item["position_id"])
+            pid = getattr(d.event, "position_id", None)
+            if pid:
+                touched.add(pid)
+        for pid in touched:
+            p = engine.book.positions.get(pid)
+            if p is not None:
+                pipe.hset(self.k_positions, pid, json.dumps(_position_record(p), allow_nan=False))
+        pipe.hset(self.k_state, mapping=self._state_record())
+        pipe.xack(self.k_in, GROUP, *[d.entry_id for d in decisions])
+        return journal_at, touched
+
     def _commit(self, decisions: list[Decision]) -> None:
         r, m = self.rt.redis, self.rt.metrics
         engine = self.engine
-        touched: set[str] = set()
-        journal_at: list[int] = []  # index of each journal XADD among the transaction's replies
-        with r.pipeline(transaction=True) as pipe:
-            pipe.watch(self.k_lease)
-            if text(pipe.get(self.k_lease)) != self.rt.consumer:
-                raise LeaseLost(self.account)
-            pipe.multi()
-            for d in decisions:
-                if d.job is not None:
-                    journal_at.append(len(pipe.command_stack))
-                    pipe.xadd(self.k_journal, {"record": json.dumps({"kind": "job", "entry": d.entry_id, "job": d.job,
-                                                                     "actions": [a.id for a in d.actions],
-                                                                     "targets": d.result.get("targets") if d.result.get("applied") else None}, allow_nan=False)})
-                    pipe.xadd(self.rt.keys.optimizations, {"result": json.dumps(d.result, allow_nan=False)}, maxlen=10_000, approximate=True)
-                    for a in d.actions:
-                        pipe.xadd(self.k_actions, {"action": a.to_line()}, maxlen=1_000_000, approximate=True)
-                    continue
-                if d.event is None or (d.error and not d.actions):
-                    pipe.xadd(self.k_dead, {"entry": d.entry_id, "event": d.raw, "reason": d.error or ""}, maxlen=100_000, approximate=True)
-                if d.event is None:
-                    record: dict[str, Any] = {"kind": "refused", "entry": d.entry_id, "reason": d.error}
-                else:
-                    record = {"kind": "event", "entry": d.entry_id, "seq": d.seq, "version": engine.version, "event": to_json(d.event),
-                              "actions": [a.id for a in d.actions], "fills": d.fills}
-                    if d.error:
-                        record["error"] = d.error
-                journal_at.append(len(pipe.command_stack))
-                pipe.xadd(self.k_journal, {"record": json.dumps(record, allow_nan=False)}, maxlen=5_000_000, approximate=True)
-                for a in d.actions:
-                    pipe.xadd(self.k_actions, {"action": a.to_line()}, maxlen=1_000_000, approximate=True)
-                    if a.position_id:
-                        touched.add(a.position_id)
-                    for item in a.params.get("positions", []) if a.type == "close_all" else []:
-                        touched.add(item["position_id"])
-                pid = getattr(d.event, "position_id", None)
-                if pid:
-                    touched.add(pid)
-            for pid in touched:
-                p = engine.book.positions.get(pid)
-                if p is not None:
-                    pipe.hset(self.k_positions, pid, json.dumps(_position_record(p), allow_nan=False))
-            pipe.hset(self.k_state, mapping=self._state_record())
-            pipe.xack(self.k_in, GROUP, *[d.entry_id for d in decisions])
-            results = pipe.execute()
+        for _ in range(10):
+            with r.pipeline(transaction=True) as pipe:
+                pipe.watch(self.k_lease)
+                if text(pipe.get(self.k_lease)) != self.rt.consumer:
+                    raise LeaseLost(self.account)
+                pipe.multi()
+                journal_at, _ = self._queue(pipe, decisions)
+                try:
+                    results = pipe.execute()
+                    break
+                except redis.WatchError:
+                    continue  # the lease was renewed (or taken) between WATCH and EXEC: nothing applied, check again
+        else:
+            raise LeaseLost(self.account)
         if journal_at:
             self.journal_id = text(results[journal_at[-1]])
         now_ms = time.time() * 1000

@@ -4,6 +4,7 @@ bad input into the dead-letter stream without losing anything."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -103,3 +104,20 @@ def test_an_event_the_engine_fails_on_is_journaled_and_dead_lettered_and_the_eng
     k = Keys()
     dead = [{text(a): text(b) for a, b in f.items()} for _, f in redis_server.xrange(k.stream("acct", "dead"))]
     assert len(dead) == 1 and "internal error on this event: ZeroDivisionError: a bug" in dead[0]["reason"]
+
+
+def test_lease_renewals_during_commits_neither_rebuild_the_engine_nor_lose_anything(redis_server, scalping) -> None:
+    """The lease is renewed every 50 ms while batches commit: a renewal between WATCH and EXEC aborts
+    the transaction, which is then retried (it used to rebuild the engine from Redis each time)."""
+    events = demo_events()
+    svc = start_service(redis_server, scalping, lease_ms=150)
+    try:
+        for i in range(0, len(events), 100):
+            publish(redis_server, "acct", events[i:i + 100])
+            time.sleep(0.01)
+        wait_for(lambda: drained(redis_server, "acct"))
+        recoveries = svc.metrics.recoveries._value.get()
+    finally:
+        svc.stop()
+    assert recoveries == 1  # the start only
+    assert stored(redis_server, "acct") == reference(scalping, events)

@@ -1,0 +1,44 @@
+"""The optimize_portfolio job on the six shipped strategies: weights within every band, a staged plan."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.adapters.files import read_ticks
+from engine.adapters.paper import PaperBroker
+from engine.config import load_config
+from engine.errors import OptimizationError
+from engine.events import PositionOpened
+from engine.rules.evaluator import Engine
+from engine.service.optimizer import apply, optimize
+from tests.conftest import ROOT
+from tests.service.conftest import TICKS
+
+
+def test_six_strategies_get_targets_within_their_bands_and_a_plan() -> None:
+    rules = load_config(str(ROOT))
+    engine = Engine(rules, broker=PaperBroker())
+    ticks = [e for _, _, e in read_ticks(str(TICKS), "EURUSD")]
+    with pytest.raises(OptimizationError, match="not enough history"):
+        optimize(engine, ticks[0].ts)
+    engine.process(ticks[0])
+    for i, name in enumerate(sorted(rules.strategies)):  # one long or short per strategy, with pip-sized stops
+        side = 1 if i % 2 == 0 else -1
+        entry = ticks[0].ask if side > 0 else ticks[0].bid
+        engine.process(PositionOpened(ticks[0].ts + 1 + i, f"p{i}", "EURUSD", name, name, side, 0.1, entry,
+                                      entry - side * 0.0008, entry + side * 0.0016))
+    for t in ticks[1:]:
+        engine.process(t)
+    result = optimize(engine, ticks[-1].ts)
+    assert result["observations"] >= 50 and len(result["methods"]) >= 2
+    # max Sharpe is undefined when no portfolio beats the risk-free rate: reported, the others decide
+    assert set(result["failed_methods"]) <= {"max_sharpe"}
+    assert abs(sum(result["targets"].values()) - 1) < 1e-9
+    for name, weight in result["targets"].items():
+        band = rules.strategies[name].allocation
+        assert band.min - 1e-9 <= weight <= band.max + 1e-9, name
+    assert {r["strategy"] for r in result["recommendations"]} == set(rules.strategies)
+    assert all(t["amount"] <= rules.allocation.max_transfer_per_step + 1e-12 for t in result["implementation_plan"])
+    actions = apply(engine, result, engine.seq, "job-1")
+    assert engine.targets == result["targets"] and len(actions) == len(result["implementation_plan"])
+    assert len({a.id for a in actions}) == len(actions)
