@@ -22,6 +22,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from engine.errors import RiskrailError
 from engine.events import EventError, PositionOpened, parse_event
 from engine.service import views
+from engine.service.reload import problem_json
 from engine.service.service import Service
 from engine.service.store import text
 
@@ -165,7 +166,7 @@ def create_app(service: Service, token: str) -> FastAPI:
         if k not in KINDS:
             raise HTTPException(422, f"expected ?kind= one of {', '.join(KINDS)} (or ?file= a path that tells it), found {k!r}")
         result = validate_text(body, k, file or f"<{k}>")
-        problems = [{"file": p.file, "line": p.line, "column": p.column, "message": p.message, "text": str(p)} for p in result.problems]
+        problems = [problem_json(p) for p in result.problems]
         return JSONResponse({"ok": not problems, "kind": k, "problems": problems}, status_code=200 if not problems else 422)
 
     @app.post("/api/rules/reload", dependencies=guarded, tags=["rules"])

@@ -8,6 +8,7 @@ is returned: what changes per position and per rule, realized PnL and drawdown d
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -16,6 +17,7 @@ import tempfile
 from typing import Any, TextIO
 
 from engine.config.load import validate_config
+from engine.service.reload import problem_json
 from engine.service.store import text, write_files
 
 
@@ -66,10 +68,9 @@ def plan(service, files: dict[str, str], *, account: str | None = None, max_even
         write_files(proposed, {**stored, **files})
         result = validate_config(proposed)
         if result.ruleset is None:
-            problems = [{"file": os.path.relpath(p.file, proposed) if os.path.isabs(p.file) else p.file.replace(proposed + os.sep, ""),
-                         "line": p.line, "column": p.column, "message": p.message} for p in result.problems]
-            for p in problems:
-                p["text"] = f"{p['file']}:{p['line']}:{p['column']}: {p['message']}"
+            # the files lie in a temporary folder: name them as they lie in the configuration
+            problems = [problem_json(dataclasses.replace(p, file=os.path.relpath(os.path.abspath(p.file), proposed)))
+                        for p in result.problems]
             raise PlanRequestError(422, {"message": "the proposed rules are invalid", "problems": problems})
         history = os.path.join(tmp, "history.jsonl")
         with open(history, "w", encoding="utf-8") as fh:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.config.load import RuleSet, validate_config
+from engine.config.problems import Problem
 from engine.errors import RiskrailError
 from engine.rules.compile import WarmChecker, check_compiles, compile_ruleset
 
@@ -68,15 +69,26 @@ def signature(config_dir: str) -> tuple:
     return tuple(out)
 
 
+def problem_json(p: Problem) -> dict[str, Any]:
+    """A rule-file problem as the API and the reload journal show it: ``validate --format json``'s
+    object plus its one-line ``text``."""
+    return {**p.to_json(), "text": str(p)}
+
+
+def error_json(message: str) -> dict[str, Any]:
+    """A failure that belongs to no file and line (the ruleset did not compile)."""
+    return {"file": None, "line": None, "column": None, "path": "", "message": message, "text": message}
+
+
 def load_checked(config_dir: str, timeout: float = 10.0, checker: WarmChecker | None = None) -> tuple[RuleSet | None, list[dict[str, Any]]]:
     """Validate and test-compile the configuration; return ``(ruleset, [])`` or ``(None, errors)``."""
     result = validate_config(config_dir)
     if result.ruleset is None:
-        return None, [{"file": p.file, "line": p.line, "column": p.column, "message": p.message, "text": str(p)} for p in result.problems]
+        return None, [problem_json(p) for p in result.problems]
     try:
         check_compiles(compile_ruleset(result.ruleset), timeout, checker)
     except RiskrailError as exc:
-        return None, [{"file": None, "line": None, "column": None, "message": str(exc), "text": str(exc)}]
+        return None, [error_json(str(exc))]
     return result.ruleset, []
 
 
@@ -149,8 +161,7 @@ class Reloader:
                 try:
                     version = self.apply(ruleset)
                 except RiskrailError as exc:
-                    res = ReloadResult(False, time.time(), trigger, None, previous, False,
-                                       [{"file": None, "line": None, "column": None, "message": str(exc), "text": str(exc)}])
+                    res = ReloadResult(False, time.time(), trigger, None, previous, False, [error_json(str(exc))])
                     log.error("reload refused (%s): %s; rules %s stay active", trigger, exc, previous)
                 else:
                     res = ReloadResult(True, time.time(), trigger, version, previous, version != previous)

@@ -28,7 +28,7 @@ from engine.config.load import RuleSet, load_config
 from engine.errors import ConfigError, RiskrailError
 from engine.rules.evaluator import Broker
 from engine.service.metrics import Metrics
-from engine.service.reload import Reloader, ReloadResult, encode
+from engine.service.reload import Reloader, ReloadResult, encode, problem_json
 from engine.service.scheduler import JobRunner, Lease
 from engine.service.store import Keys, config_files, text, write_files
 from engine.service.worker import AccountWorker
@@ -125,7 +125,7 @@ class Service:
             if not stored:
                 raise
             rules = self.rules_for(stored)
-            errors = [{"file": p.file, "line": p.line, "column": p.column, "message": p.message, "text": str(p)} for p in exc.problems]
+            errors = [problem_json(p) for p in exc.problems]
             res = ReloadResult(False, time.time(), "start", None, stored, False, errors)
             if self.reloader is not None:
                 self.reloader.last = res
