@@ -18,15 +18,24 @@ def _num(x: float | None) -> float | None:
     return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else float(x)
 
 
-def position(engine: Engine, p: Position, *, audit: bool = False) -> dict[str, Any]:
-    """One position: attribution, state, PnL, and (open positions) its managed state."""
+def record(p: Position, *, audit: bool = False) -> dict[str, Any]:
+    """What the book knows of a position: attribution, state, realized PnL, fills (and its audit
+    trail): the record the service keeps in Redis."""
     out: dict[str, Any] = {
         "id": p.id, "symbol": p.symbol, "strategy_type": p.strategy_type, "strategy_name": p.strategy_name,
         "action": "BUY" if p.side > 0 else "SELL", "status": p.status.value, "volume": p.volume, "volume0": p.volume0,
         "entry_price": p.entry, "stop_loss": _num(p.stop_loss), "take_profit": _num(p.take_profit),
         "opened_ts": p.opened_ts, "closed_ts": p.closed_ts, "realized_pnl": p.realized_pnl,
-        "unrealized_pnl": 0.0, "fills": [{"ts": f.ts, "volume": f.volume, "price": f.price, "pnl": f.pnl, "rule": f.rule} for f in p.fills],
+        "fills": [{"ts": f.ts, "volume": f.volume, "price": f.price, "pnl": f.pnl, "rule": f.rule} for f in p.fills],
     }
+    if audit:
+        out["audit"] = [{"ts": a.ts, "what": a.what, "rule": a.rule, "rules_version": a.rules_version, "why": a.why} for a in p.audit]
+    return out
+
+
+def position(engine: Engine, p: Position, *, audit: bool = False) -> dict[str, Any]:
+    """One position: ``record`` plus open PnL and, for an open one, its managed state."""
+    out = {**record(p, audit=audit), "unrealized_pnl": 0.0}
     kernel = engine.kernels.get(p.symbol)
     if p.is_open and kernel is not None and p.id in kernel.ids:
         st = kernel.state(p.id)
@@ -49,8 +58,6 @@ def position(engine: Engine, p: Position, *, audit: bool = False) -> dict[str, A
             "closed_fraction": 1 - p.volume / p.volume0 if p.volume0 else 0.0,
             "next_level": _level(levels[st.hits]) if st.hits < len(levels) else None,
         }
-    if audit:
-        out["audit"] = [{"ts": a.ts, "what": a.what, "rule": a.rule, "rules_version": a.rules_version, "why": a.why} for a in p.audit]
     return out
 
 

@@ -42,6 +42,7 @@ from engine.events import Event, EventError, Fill, PositionOpened, parse_event, 
 from engine.rules.chaining import PortfolioRules
 from engine.rules.evaluator import Broker, Engine, FillReport
 from engine.service import snapshot as snap_codec
+from engine.service import views
 from engine.service.metrics import Metrics
 from engine.service.store import GROUP, Keys, text
 
@@ -349,7 +350,7 @@ class AccountWorker:
         for pid in touched:
             p = engine.book.positions.get(pid)
             if p is not None:
-                pipe.hset(self.k_positions, pid, json.dumps(_position_record(p), allow_nan=False))
+                pipe.hset(self.k_positions, pid, json.dumps(views.record(p, audit=True), allow_nan=False))
         pipe.hset(self.k_state, mapping=self._state_record())
         pipe.xack(self.k_in, GROUP, *[d.entry_id for d in decisions])
         return journal_at, touched
@@ -540,18 +541,4 @@ class AccountWorker:
 def _kind(event: Event) -> str:
     return {"Tick": "tick", "PositionOpened": "position_opened", "PositionClosed": "position_closed",
             "Fill": "fill", "Clock": "clock"}[type(event).__name__]
-
-
-def _position_record(p) -> dict[str, Any]:
-    def num(x):
-        return None if isinstance(x, float) and not math.isfinite(x) else x
-
-    return {
-        "id": p.id, "symbol": p.symbol, "strategy_type": p.strategy_type, "strategy_name": p.strategy_name,
-        "action": "BUY" if p.side > 0 else "SELL", "status": p.status.value, "volume": p.volume, "volume0": p.volume0,
-        "entry_price": p.entry, "stop_loss": num(p.stop_loss), "take_profit": num(p.take_profit), "opened_ts": p.opened_ts,
-        "closed_ts": p.closed_ts, "realized_pnl": p.realized_pnl,
-        "fills": [{"ts": f.ts, "volume": f.volume, "price": f.price, "pnl": f.pnl, "rule": f.rule} for f in p.fills],
-        "audit": [{"ts": a.ts, "what": a.what, "rule": a.rule, "rules_version": a.rules_version, "why": a.why} for a in p.audit],
-    }
 
