@@ -12,14 +12,15 @@ pre-trade checks like any other.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import random
 import time
 from collections.abc import Callable
 
+from engine.adapters.files import read_ticks
 from engine.errors import RiskrailError
+from engine.events import EventError
 from engine.service.threads import Background
 
 log = logging.getLogger("riskrail.demo")
@@ -28,22 +29,20 @@ DEFAULT_TICKS = os.path.join("examples", "data", "eurusd-ticks_dukascopy_2019-02
 
 
 def load_ticks(path: str) -> list[tuple[int, float, float]]:
-    """``(ts_ms, bid, ask)`` from a Dukascopy tick file (rows ``[ts, ask, bid, ask_volume, bid_volume]``)."""
+    """``(ts_ms, bid, ask)`` from a tick file ``riskrail replay`` reads (Dukascopy JSON or CSV); malformed
+    rows are skipped."""
+    out, first_error = [], None
     try:
-        with open(path, encoding="utf-8") as fh:
-            rows = json.load(fh)
+        for source, line, tick in read_ticks(path, "EURUSD"):
+            if isinstance(tick, EventError):
+                first_error = first_error or f"{source}:{line}: {tick}"
+            else:
+                out.append((tick.ts, tick.bid, tick.ask))
     except OSError as exc:
         raise RiskrailError(f"the demo needs the EURUSD tick file {path} ({exc.strerror}); run it from the riskrail checkout "
                             "or give --demo-data FILE") from None
-    except json.JSONDecodeError as exc:
-        raise RiskrailError(f"{path}:{exc.lineno}:{exc.colno}: expected a Dukascopy tick JSON array ({exc.msg})") from None
-    out = []
-    for row in rows:
-        ts, ask, bid = int(row[0]), float(row[1]), float(row[2])
-        if ask >= bid > 0:
-            out.append((ts, bid, ask))
     if len(out) < 2:
-        raise RiskrailError(f"{path}: expected at least two valid ticks, found {len(out)}")
+        raise RiskrailError(f"{path}: expected at least two valid ticks, found {len(out)}" + (f" ({first_error})" if first_error else ""))
     return out
 
 
