@@ -20,7 +20,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from engine.errors import RiskrailError
-from engine.events import EventError, PositionOpened, parse_event
+from engine.events import EventError
 from engine.service import views
 from engine.service.reload import problem_json
 from engine.service.service import Service
@@ -111,13 +111,10 @@ def create_app(service: Service, token: str) -> FastAPI:
                                                             "entry_price": 1.1458}]),
                 account: str | None = None, timeout: float = Query(5.0, gt=0, le=60)) -> JSONResponse:
         w = service.worker(account)
-        obj = {"type": "position_opened", **body}
-        obj.setdefault("ts", int(time.time() * 1000))
         try:
-            event = parse_event(obj)
+            obj, event = views.proposal(body, int(time.time() * 1000))
         except EventError as exc:
             raise HTTPException(422, {"message": str(exc)}) from None
-        assert isinstance(event, PositionOpened)
         if on_engine(account, lambda e: event.position_id in e.book.positions):
             raise HTTPException(409, f"position {event.position_id!r} already exists")
         fut = w.expect_position(event.position_id)
@@ -127,14 +124,10 @@ def create_app(service: Service, token: str) -> FastAPI:
         except FutureTimeout:
             return JSONResponse({"status": "pending", "entry": entry, "position_id": event.position_id,
                                  "detail": "queued; not decided yet (see GET /api/positions/{id})"}, status_code=202)
-        actions = [a.to_json() for a in decision.actions]
-        rejected = [a for a in decision.actions if a.type == "reject_position"]
-        if rejected:
-            return JSONResponse({"detail": {"position_id": event.position_id, "status": "rejected",
-                                            "failed_checks": rejected[0].params.get("reasons", [rejected[0].reason]), "actions": actions}},
-                                status_code=422)
-        position = on_engine(account, lambda e: views.position(e, e.book.positions[event.position_id]) if event.position_id in e.book.positions else None)
-        return JSONResponse({"position": position, "actions": actions, "entry": entry}, status_code=201)
+        result = on_engine(account, lambda e: views.outcome(e, event.position_id, decision.actions))
+        if result["status"] == "rejected":
+            return JSONResponse({"detail": result}, status_code=422)
+        return JSONResponse({**result, "entry": entry}, status_code=201)
 
     # --- actions -------------------------------------------------------------------------------------
 

@@ -29,7 +29,7 @@ from typing import Any
 
 from engine.config.load import load_config
 from engine.errors import OptimizationError, RiskrailError
-from engine.events import EventError, PositionOpened, parse_event
+from engine.events import EventError, parse_event
 from engine.rules.evaluator import Broker, Engine
 from engine.service import views
 
@@ -97,22 +97,13 @@ class Coordinator:
         Returns ``{"status": "open", "position": {...}, "actions": [...]}`` or ``{"status": "rejected",
         "failed_checks": [...], "actions": [...]}``; a malformed proposal raises ``EventError``.
         """
-        obj = {"type": "position_opened", **position}
-        obj.setdefault("ts", _now())
-        event = parse_event(obj)
-        assert isinstance(event, PositionOpened)
+        _, event = views.proposal(position, _now())
 
         def decide() -> dict[str, Any]:
             e = self._engine
             if event.position_id in e.book.positions:
                 raise EventError(f"position {event.position_id!r} already exists")
-            actions = e.process(event)
-            rejected = [a for a in actions if a.type == "reject_position"]
-            out = {"actions": [a.to_json() for a in actions]}
-            if rejected:
-                return {"status": "rejected", "position_id": event.position_id,
-                        "failed_checks": list(rejected[0].params.get("reasons", [rejected[0].reason])), **out}
-            return {"status": "open", "position": views.position(e, e.book.positions[event.position_id]), **out}
+            return views.outcome(e, event.position_id, e.process(event))
 
         return await self._run(decide)
 

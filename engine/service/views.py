@@ -10,7 +10,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from engine.actions import Action
 from engine.book.positions import Position, Status
+from engine.events import EventError, PositionOpened, parse_event
 from engine.rules.evaluator import Engine
 
 
@@ -59,6 +61,29 @@ def position(engine: Engine, p: Position, *, audit: bool = False) -> dict[str, A
             "next_level": _level(levels[st.hits]) if st.hits < len(levels) else None,
         }
     return out
+
+
+def proposal(body: dict[str, Any], now_ms: int) -> tuple[dict[str, Any], PositionOpened]:
+    """A proposal as the API and the coordinator take it (the fields of a ``position_opened`` event,
+    ``ts`` defaulting to now): the event's JSON and the parsed event; raises ``EventError``."""
+    obj = {"type": "position_opened", **body}
+    obj.setdefault("ts", now_ms)
+    event = parse_event(obj)
+    if not isinstance(event, PositionOpened):  # a body with its own "type"
+        raise EventError(f"type: expected position_opened, found {obj.get('type')!r}")
+    return obj, event
+
+
+def outcome(engine: Engine, position_id: str, actions: list[Action]) -> dict[str, Any]:
+    """What the pre-trade checks decided on a proposal: ``open`` with the managed position, or
+    ``rejected`` with every failed check; with the actions either way."""
+    out = {"actions": [a.to_json() for a in actions]}
+    rejected = [a for a in actions if a.type == "reject_position"]
+    if rejected:
+        return {"status": "rejected", "position_id": position_id,
+                "failed_checks": list(rejected[0].params.get("reasons", [rejected[0].reason])), **out}
+    p = engine.book.positions.get(position_id)
+    return {"status": "open", "position": position(engine, p) if p is not None else None, **out}
 
 
 def _level(level: Any) -> dict[str, Any]:
