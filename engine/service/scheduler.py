@@ -32,7 +32,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from engine.config.models import Job, Schedules
 from engine.service.metrics import Metrics
-from engine.service.store import Keys, text
+from engine.service.store import Keys, publish, text
 
 log = logging.getLogger("riskrail.scheduler")
 
@@ -170,9 +170,9 @@ class JobRunner:
             self.r.xadd(self.keys.stream(account, "in"), {"job": "optimize_portfolio"})
 
     def _clock(self) -> None:
-        event = json.dumps({"type": "clock", "ts": int(self.clock() * 1000)})
+        event = {"type": "clock", "ts": int(self.clock() * 1000)}
         for account in self.accounts():
-            self.r.xadd(self.keys.stream(account, "in"), {"event": event})
+            publish(self.r, self.keys, account, event)
 
     _daily_reset = _clock
     _weekly_reset = _clock

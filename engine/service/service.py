@@ -9,7 +9,6 @@ their pending input (engine.service.worker).
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -30,7 +29,7 @@ from engine.rules.evaluator import Broker
 from engine.service.metrics import Metrics
 from engine.service.reload import Reloader, ReloadResult, encode, problem_json
 from engine.service.scheduler import JobRunner, Lease
-from engine.service.store import Keys, config_files, text, write_files
+from engine.service.store import Keys, config_files, publish, text, write_files
 from engine.service.worker import AccountWorker
 
 log = logging.getLogger("riskrail.service")
@@ -271,5 +270,4 @@ class Service:
 
     def publish(self, event: dict[str, Any], account: str | None = None) -> str:
         """Append an input event to an account's stream; return the entry id."""
-        account = account or self.default_account
-        return text(self.redis.xadd(self.keys.stream(account, "in"), {"event": json.dumps(event, allow_nan=False)}))
+        return publish(self.redis, self.keys, account or self.default_account, event)

@@ -27,6 +27,7 @@ A pipeline in any language feeds account A with ``XADD P:A:in * event '{"type": 
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -111,6 +112,11 @@ class Embedded:
     def close(self) -> None:
         """Stop the server (it saves its data first)."""
         stop_server(self.client)
+
+
+def publish(client: redis.Redis, keys: Keys, account: str, event: dict[str, Any]) -> str:
+    """Append an input event (JSON object) to an account's stream, as a pipeline would; return the entry id."""
+    return text(client.xadd(keys.stream(account, "in"), {"event": json.dumps(event, allow_nan=False)}))
 
 
 def stop_server(client, timeout: float = 10.0) -> None:

@@ -44,7 +44,7 @@ from engine.rules.evaluator import Broker, Engine, FillReport
 from engine.service import snapshot as snap_codec
 from engine.service import views
 from engine.service.metrics import Metrics
-from engine.service.store import GROUP, Keys, text
+from engine.service.store import GROUP, Keys, publish, text
 
 log = logging.getLogger("riskrail.worker")
 
@@ -535,7 +535,7 @@ class AccountWorker:
 
     def publish(self, event: dict[str, Any]) -> str:
         """Append an input event for this account; return its entry id (any thread)."""
-        return text(self.rt.redis.xadd(self.k_in, {"event": json.dumps(event, allow_nan=False)}))
+        return publish(self.rt.redis, self.rt.keys, self.account, event)
 
 
 def _kind(event: Event) -> str:
