@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def check_rules(config: str) -> list[Finding]:
     from engine.service.reload import load_checked
 
-    rules, errors = load_checked(config)
+    rules, errors, _ = load_checked(config)
     if rules is None:
         return [Finding("rules", "fail", f"{len(errors)} problem(s) in the rule files of {os.path.abspath(config)}; "
                         "fix them (riskrail validate shows them all):\n" + "\n".join("    " + e["text"] for e in errors[:20]))]

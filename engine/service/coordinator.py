@@ -147,7 +147,7 @@ class Coordinator:
         """Load the rule files again and swap them in (positions keep their state); return the version."""
         from engine.service.reload import load_checked
 
-        rules, errors = await asyncio.get_running_loop().run_in_executor(None, load_checked, self.config_dir)
+        rules, errors, _ = await asyncio.get_running_loop().run_in_executor(None, load_checked, self.config_dir)
         if rules is None:
             raise RiskrailError("the rules were not reloaded: " + "; ".join(e["text"] for e in errors))
 

@@ -25,6 +25,7 @@ from engine.config.load import RuleSet, validate_config
 from engine.config.problems import Problem
 from engine.errors import RiskrailError
 from engine.rules.compile import WarmChecker, check_compiles, compile_ruleset
+from engine.service.store import sources
 
 log = logging.getLogger("riskrail.reload")
 
@@ -80,22 +81,25 @@ def error_json(message: str) -> dict[str, Any]:
     return {"file": None, "line": None, "column": None, "path": "", "message": message, "text": message}
 
 
-def load_checked(config_dir: str, timeout: float = 10.0, checker: WarmChecker | None = None) -> tuple[RuleSet | None, list[dict[str, Any]]]:
-    """Validate and test-compile the configuration; return ``(ruleset, [])`` or ``(None, errors)``."""
+def load_checked(config_dir: str, timeout: float = 10.0,
+                 checker: WarmChecker | None = None) -> tuple[RuleSet | None, list[dict[str, Any]], dict[str, str]]:
+    """Validate and test-compile the configuration; return ``(ruleset, [], files)`` or ``(None, errors, files)``,
+    ``files`` the texts that were validated (relative path -> text)."""
     result = validate_config(config_dir)
+    files = sources(result, config_dir)
     if result.ruleset is None:
-        return None, [problem_json(p) for p in result.problems]
+        return None, [problem_json(p) for p in result.problems], files
     try:
         check_compiles(compile_ruleset(result.ruleset), timeout, checker)
     except RiskrailError as exc:
-        return None, [error_json(str(exc))]
-    return result.ruleset, []
+        return None, [error_json(str(exc))], files
+    return result.ruleset, [], files
 
 
 class Reloader:
-    """Watches ``config_dir`` and reloads through ``apply(ruleset) -> version`` (the service's swap)."""
+    """Watches ``config_dir`` and reloads through ``apply(ruleset, files) -> version`` (the service's swap)."""
 
-    def __init__(self, config_dir: str, apply: Callable[[RuleSet], str], *, active_version: Callable[[], str],
+    def __init__(self, config_dir: str, apply: Callable[[RuleSet, dict[str, str]], str], *, active_version: Callable[[], str],
                  record: Callable[[ReloadResult], None], poll: float = 0.025, timeout: float = 10.0) -> None:
         self.config_dir, self.apply, self.active_version, self.record = config_dir, apply, active_version, record
         self.poll, self.timeout = poll, timeout
@@ -153,13 +157,13 @@ class Reloader:
         start = seen if seen is not None else time.perf_counter()
         with self._lock:
             previous = self.active_version()
-            ruleset, errors = load_checked(self.config_dir, self.timeout, self.checker)
+            ruleset, errors, files = load_checked(self.config_dir, self.timeout, self.checker)
             if ruleset is None:
                 res = ReloadResult(False, time.time(), trigger, None, previous, False, errors)
                 log.error("reload refused (%s); rules %s stay active:\n%s", trigger, previous, "\n".join(e["text"] for e in errors))
             else:
                 try:
-                    version = self.apply(ruleset)
+                    version = self.apply(ruleset, files)
                 except RiskrailError as exc:
                     res = ReloadResult(False, time.time(), trigger, None, previous, False, [error_json(str(exc))])
                     log.error("reload refused (%s): %s; rules %s stay active", trigger, exc, previous)

@@ -23,13 +23,13 @@ from typing import Any
 
 import redis
 
-from engine.config.load import RuleSet, load_config
+from engine.config.load import RuleSet, load_config, validate_config
 from engine.errors import ConfigError, RiskrailError
 from engine.rules.evaluator import Broker
 from engine.service.metrics import Metrics
 from engine.service.reload import Reloader, ReloadResult, encode, problem_json
 from engine.service.scheduler import JobRunner, Lease
-from engine.service.store import Keys, config_files, publish, text, write_files
+from engine.service.store import Keys, publish, sources, text, write_files
 from engine.service.worker import AccountWorker
 
 log = logging.getLogger("riskrail.service")
@@ -117,28 +117,28 @@ class Service:
 
     def _load_initial(self) -> None:
         """Load the configuration; when it is broken but Redis has a good version, run that one."""
-        try:
-            rules = load_config(self.config_dir)
-        except ConfigError as exc:
+        result = validate_config(self.config_dir)
+        rules, files = result.ruleset, sources(result, self.config_dir)
+        if rules is None:
             stored = text(self.redis.get(self.keys.active))
             if not stored:
-                raise
+                raise ConfigError(result.problems)
             rules = self.rules_for(stored)
-            errors = [problem_json(p) for p in exc.problems]
+            errors = [problem_json(p) for p in result.problems]
             res = ReloadResult(False, time.time(), "start", None, stored, False, errors)
             if self.reloader is not None:
                 self.reloader.last = res
             self._record_reload(res)
             log.error("the rule files have %d problem(s); running the last good version %s from Redis", len(errors), stored)
-        self._store_rules(rules)
+        self._store_rules(rules, files)
         self._active = rules
         self.loaded_at = time.time()
         self.metrics.set_version(rules.version)
 
-    def _store_rules(self, rules: RuleSet) -> None:
+    def _store_rules(self, rules: RuleSet, files: dict[str, str]) -> None:
+        """Keep the texts of a version (those that were validated) so a restart can load it again."""
         key = self.keys.rules(rules.version)
         if not self.redis.exists(key):
-            files = config_files(self.config_dir)
             self.redis.hset(key, mapping=files)
         self._rules_cache[rules.version] = rules
         self.redis.set(self.keys.active, rules.version)
@@ -218,11 +218,11 @@ class Service:
 
     # --- reloads --------------------------------------------------------------------------------------
 
-    def _apply(self, rules: RuleSet) -> str:
-        """Make ``rules`` (validated and test-compiled) active in every engine of this process."""
+    def _apply(self, rules: RuleSet, files: dict[str, str]) -> str:
+        """Make ``rules`` (validated and test-compiled from ``files``) active in every engine of this process."""
         if rules.version == self.version:
             return rules.version
-        self._store_rules(rules)
+        self._store_rules(rules, files)
         previous = self._active
         self._active = rules
         self.loaded_at = time.time()

@@ -188,27 +188,15 @@ def redact(url: str) -> str:
     return url
 
 
-def config_files(config_dir: str) -> dict[str, str]:
-    """Return the rule files of a configuration folder: relative path -> text."""
-    out: dict[str, str] = {}
-    for sub in ("strategies", "rules"):
-        folder = os.path.join(config_dir, sub)
-        if not os.path.isdir(folder):
-            continue
-        for name in sorted(os.listdir(folder)):
-            path = os.path.join(folder, name)
-            if name.endswith((".yaml", ".yml")) and os.path.isfile(path):
-                with open(path, encoding="utf-8") as fh:
-                    out[f"{sub}/{name}"] = fh.read()
-    path = os.path.join(config_dir, "schedules.yaml")
-    if os.path.isfile(path):
-        with open(path, encoding="utf-8") as fh:
-            out["schedules.yaml"] = fh.read()
-    return out
+def sources(validation, config_dir: str) -> dict[str, str]:
+    """The texts a validation read (``Validation.sources``), by path relative to ``config_dir``: exactly
+    what was validated, so the version stored with them is the version they load as."""
+    root = os.path.abspath(config_dir)
+    return {os.path.relpath(os.path.abspath(path), root).replace(os.sep, "/"): body for path, body in validation.sources.items()}
 
 
 def write_files(folder: str, files: dict[str, str]) -> None:
-    """Write rule files (as ``config_files`` returns them) under ``folder``."""
+    """Write rule files (relative path -> text, as ``sources`` returns them) under ``folder``."""
     for rel, text in files.items():
         if os.path.isabs(rel) or ".." in rel.split("/"):
             raise StoreError(f"refusing to write the rule file {rel!r} outside its folder")

@@ -7,7 +7,7 @@ import json
 import threading
 import time
 
-from engine.config import load_config
+from engine.service.reload import load_checked
 from engine.service.store import Keys, text
 from tests.conftest import edit
 from tests.service.conftest import Api, publish, start_service, wait_for
@@ -78,16 +78,16 @@ def test_a_broken_edit_is_refused_and_the_last_good_rules_stay_active(redis_serv
 def test_a_thousand_reloads_leak_no_ruleset_and_no_thread(redis_server, scalping) -> None:
     svc = start_service(redis_server, scalping)
     try:
-        a = svc.active_rules()
+        a, _, a_files = load_checked(str(scalping))
         edit(scalping / "strategies" / "scalp_trend.yaml", "trailing_distance: 0.0001", "trailing_distance: 0.0002")
-        b = load_config(str(scalping))
-        assert a.version != b.version
-        svc._apply(b)
-        svc._apply(a)
+        b, _, b_files = load_checked(str(scalping))
+        assert a.version == svc.version != b.version
+        svc._apply(b, b_files)
+        svc._apply(a, a_files)
         threads = threading.active_count()
         started = time.perf_counter()
         for i in range(1000):
-            svc._apply(b if i % 2 == 0 else a)
+            svc._apply(*((b, b_files) if i % 2 == 0 else (a, a_files)))
         per_reload = (time.perf_counter() - started) / 1000
         engine_versions = svc.workers["acct"].call(lambda e: e.portfolio.versions)
         assert engine_versions == (a.version,)
@@ -115,5 +115,23 @@ def test_a_half_written_file_is_not_reloaded_before_the_write_settles(redis_serv
         wait_for(lambda: svc.last_reload is not None, 10, "the reload")
         assert svc.last_reload.ok, svc.last_reload.errors
         assert svc.version == old  # a comment does not change what the rules mean
+    finally:
+        svc.stop()
+
+
+def test_the_texts_stored_for_a_version_are_those_that_were_validated(redis_server, scalping) -> None:
+    """A restart loads a version from the texts stored with it: they must be the ones validated, not
+    whatever the folder holds a moment later."""
+    svc = start_service(redis_server, scalping)
+    try:
+        _, _, files = load_checked(str(scalping))
+        edit(scalping / "strategies" / "scalp_trend.yaml", "trailing_distance: 0.0001", "trailing_distance: 0.0002")
+        rules, _, new_files = load_checked(str(scalping))
+        edit(scalping / "strategies" / "scalp_trend.yaml", "trailing_distance: 0.0002", "trailing_distance: 0.0003")  # meanwhile
+        svc._apply(rules, new_files)
+        stored = {text(k): text(v) for k, v in redis_server.hgetall(Keys().rules(rules.version)).items()}
+        assert stored == new_files and set(stored) == set(files)
+        svc._rules_cache.clear()
+        assert svc.rules_for(rules.version).version == rules.version
     finally:
         svc.stop()
