@@ -231,26 +231,26 @@ class AccountWorker:
         for f in fills:
             self.publish(to_json(Fill(f.ts, f.position_id, f.volume, f.price, f.rule, f.action_id)))
 
-    def _run_commands(self) -> None:
+    def _queued_commands(self):
+        """The commands waiting now, each once, skipping those whose caller gave up."""
         while True:
             try:
                 fn, fut = self._commands.get_nowait()
             except queue.Empty:
                 return
             if fut.set_running_or_notify_cancel():
-                try:
-                    fut.set_result(fn(self.engine))
-                except BaseException as exc:  # handed to the caller
-                    fut.set_exception(exc)
+                yield fn, fut
+
+    def _run_commands(self) -> None:
+        for fn, fut in self._queued_commands():
+            try:
+                fut.set_result(fn(self.engine))
+            except BaseException as exc:  # handed to the caller
+                fut.set_exception(exc)
 
     def _fail_commands(self, exc: Exception) -> None:
-        while True:
-            try:
-                _, fut = self._commands.get_nowait()
-            except queue.Empty:
-                return
-            if fut.set_running_or_notify_cancel():
-                fut.set_exception(exc)
+        for _, fut in self._queued_commands():
+            fut.set_exception(exc)
 
     # --- deciding --------------------------------------------------------------------------------
 
