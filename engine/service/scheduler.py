@@ -32,42 +32,17 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from engine.config.models import Job, Schedules
 from engine.service.metrics import Metrics
-from engine.service.store import Keys, publish, text
+from engine.service.store import Keys, Lease, publish, text
 
 log = logging.getLogger("riskrail.scheduler")
 
 _CRON = ("year", "month", "day", "week", "day_of_week", "hour", "minute", "second")
-_RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end"
-_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
 
 
 def trigger(job: Job, tz: str):
     if job.trigger == "interval":
         return IntervalTrigger(seconds=job.interval_seconds(), timezone=job.timezone or tz)
     return CronTrigger(**{f: getattr(job, f) for f in _CRON if getattr(job, f) is not None}, timezone=job.timezone or tz)
-
-
-class Lease:
-    """A Redis key held by one process: ``acquire`` (or renew), ``release``; it expires after ``ttl_ms``."""
-
-    def __init__(self, r: redis.Redis, key: str, owner: str, ttl_ms: int) -> None:
-        self.r, self.key, self.owner, self.ttl_ms = r, key, owner, ttl_ms
-        self._renew = r.register_script(_RENEW)
-        self._release = r.register_script(_RELEASE)
-
-    def acquire(self) -> bool:
-        if self._renew(keys=[self.key], args=[self.owner, self.ttl_ms]):
-            return True
-        return bool(self.r.set(self.key, self.owner, nx=True, px=self.ttl_ms))
-
-    def renew(self) -> bool:
-        return bool(self._renew(keys=[self.key], args=[self.owner, self.ttl_ms]))
-
-    def release(self) -> None:
-        self._release(keys=[self.key], args=[self.owner])
-
-    def holder(self) -> str | None:
-        return text(self.r.get(self.key))
 
 
 class JobRunner:

