@@ -134,11 +134,9 @@ class MT5Broker:
 
     def _try_close(self, order: _Order) -> list[FillReport]:
         mt5 = self.mt5
-        order.attempts += 1
-        try:
-            self.conn.ensure()
-        except MT5Error as e:
-            return self._defer(order, f"the terminal is unreachable ({e})")
+        unreachable = self._attempt(order)
+        if unreachable:
+            return self._defer(order, unreachable)
         fills = self._tagged(order)  # already executed: a lost reply, or sent before a restart
         if not order.full and order.volume <= _EPS:
             self._finish(order)
@@ -259,11 +257,9 @@ class MT5Broker:
 
     def _try_sltp(self, order: _Order) -> list[FillReport]:
         mt5 = self.mt5
-        order.attempts += 1
-        try:
-            self.conn.ensure()
-        except MT5Error as e:
-            return self._defer(order, f"the terminal is unreachable ({e})")
+        unreachable = self._attempt(order)
+        if unreachable:
+            return self._defer(order, unreachable)
         found = self.conn.call("positions_get", ticket=order.ticket, retry=False)
         if found is None:
             return self._defer(order, f"cannot read position {order.ticket}: {self.conn.last_error()[1]}")
@@ -310,6 +306,15 @@ class MT5Broker:
         return self._defer(order, "invalid stops")
 
     # --- bookkeeping -----------------------------------------------------------------------------
+
+    def _attempt(self, order: _Order) -> str | None:
+        """Count a try of ``order`` and make sure the terminal is there; return why it is not."""
+        order.attempts += 1
+        try:
+            self.conn.ensure()
+        except MT5Error as e:
+            return f"the terminal is unreachable ({e})"
+        return None
 
     def _defer(self, order: _Order, why: str) -> list[FillReport]:
         order.failures += 1
