@@ -17,12 +17,24 @@ JSON objects with a ``type``:
   the broker the engine did not ask for);
 - ``clock``: ``ts`` (time passes with no quote: the daily and weekly resets that fall before it run).
 
-``ts`` is epoch milliseconds or an ISO-8601 time (UTC when it has no offset). A bad event raises
-``EventError`` saying which field is wrong and why; nothing else is accepted.
+``ts`` is epoch milliseconds or an ISO-8601 time (UTC when it has no offset), between 2000-01-01 and
+2100-01-01: a number that can only be epoch seconds, microseconds or nanoseconds is refused with the
+unit it looks like. A bad event raises ``EventError`` saying which field is wrong and why; nothing else
+is accepted.
+
+This module is the one validation boundary every input event crosses before the engine sees it
+(the Redis input stream, the HTTP API, MetaTrader 5 through the stream, event files): ``decode``
+takes the raw bytes or text of one event and checks, in this order, its size (``MAX_EVENT_BYTES``),
+its encoding (UTF-8), its JSON (no NaN or Infinity, integers of at most ``MAX_INT_DIGITS`` digits,
+nesting at most ``MAX_DEPTH`` deep), then ``parse_event`` checks each field: types, finite numbers
+within the bounds of ``LIMITS``, identifiers of at most ``MAX_ID_LENGTH`` printable characters, and the
+timestamp range. Whatever fails is an ``EventError`` whose message is the reason the service
+dead-letters it with.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -33,6 +45,23 @@ from engine.errors import RiskrailError
 
 class EventError(RiskrailError):
     """An input event that is malformed: the message says which field and why."""
+
+
+#: the largest event accepted, in bytes of its UTF-8 JSON (an event is a flat object of a dozen fields)
+MAX_EVENT_BYTES = 64 * 1024
+#: the deepest nesting of arrays and objects accepted anywhere in an event (events are flat: 1)
+MAX_DEPTH = 8
+#: the most digits of a JSON integer (a price or a timestamp needs 13 or fewer)
+MAX_INT_DIGITS = 20
+#: the longest position id, symbol, strategy, rule or action id, in characters
+MAX_ID_LENGTH = 128
+#: epoch milliseconds accepted for ``ts``: 2000-01-01T00:00:00Z (inclusive) to 2100-01-01T00:00:00Z (exclusive)
+TS_MIN_MS = 946_684_800_000
+TS_MAX_MS = 4_102_444_800_000
+#: upper bounds of the numeric fields (the lower bound is above 0 for all): prices in the quote
+#: currency, volumes in lots. Far above any traded instrument, far below where money overflows a float.
+LIMITS = {"price": 1e9, "volume": 1e9}
+_PRICES = ("bid", "ask", "price", "entry_price", "stop_loss", "take_profit")
 
 
 @dataclass(frozen=True)
@@ -85,22 +114,50 @@ Event = Union[Tick, PositionOpened, PositionClosed, Fill, Clock]
 
 
 def parse_ts(value: Any) -> int:
-    """Return epoch milliseconds from epoch milliseconds or an ISO-8601 string."""
+    """Return epoch milliseconds from epoch milliseconds or an ISO-8601 string (UTC without an offset).
+
+    Raises ``EventError`` for anything else, and for a time outside 2000-01-01 to 2100-01-01 (a number
+    there in epoch seconds, microseconds or nanoseconds is named as such).
+    """
     if isinstance(value, bool):
         raise EventError(f"ts: expected epoch milliseconds or an ISO-8601 time, found {value!r}")
     if isinstance(value, (int, float)):
-        if not math.isfinite(value) or value < 0:
+        if isinstance(value, int) and abs(value) >= 10**MAX_INT_DIGITS:
+            raise EventError(f"ts: expected epoch milliseconds, found an integer of {len(str(abs(value)))} digits")
+        if not math.isfinite(value):
             raise EventError(f"ts: expected epoch milliseconds, found {value!r}")
-        return int(value)
+        return _in_range(int(value), repr(value))
     if isinstance(value, str):
+        if len(value) > 64:
+            raise EventError(f"ts: expected epoch milliseconds or an ISO-8601 time, found a string of {len(value)} characters")
         try:
             dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
             raise EventError(f"ts: expected epoch milliseconds or an ISO-8601 time, found {value!r}") from None
         if dt.tzinfo is None:
             dt = dt.replace(tzinfo=timezone.utc)
-        return int(round(dt.timestamp() * 1000))
-    raise EventError(f"ts: expected epoch milliseconds or an ISO-8601 time, found {value!r}")
+        try:
+            ms = int(round(dt.timestamp() * 1000))
+        except (OverflowError, ValueError):
+            raise EventError(f"ts: expected a time between 2000-01-01 and 2100-01-01, found {value!r}") from None
+        return _in_range(ms, repr(value))
+    raise EventError(f"ts: expected epoch milliseconds or an ISO-8601 time, found {_show(value)}")
+
+
+def _in_range(ms: int, shown: str) -> int:
+    if TS_MIN_MS <= ms < TS_MAX_MS:
+        return ms
+    for unit, factor in (("seconds", 1e-3), ("microseconds", 1e3), ("nanoseconds", 1e6)):
+        if TS_MIN_MS * factor <= ms < TS_MAX_MS * factor:
+            raise EventError(f"ts: expected epoch milliseconds, found {shown}, which looks like epoch {unit}")
+    raise EventError(f"ts: expected a time between 2000-01-01 and 2100-01-01 (epoch milliseconds "
+                     f"{TS_MIN_MS} to {TS_MAX_MS}), found {shown}")
+
+
+def _show(value: Any) -> str:
+    """A short rendering of a bad value for a message (a hostile value can be megabytes long)."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:60] + f"… ({len(text)} characters)"
 
 
 def _num(obj: dict, key: str, *, positive: bool = True, optional: bool = False) -> float | None:
@@ -110,26 +167,119 @@ def _num(obj: dict, key: str, *, positive: bool = True, optional: bool = False) 
         raise EventError(f"{key}: missing")
     v = obj[key]
     if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise EventError(f"{key}: expected a number, found {v!r}")
+        raise EventError(f"{key}: expected a number, found {_show(v)}")
+    bound = LIMITS["price"] if key in _PRICES else LIMITS["volume"]
+    if isinstance(v, int) and abs(v) > bound:  # float() of a huge integer overflows
+        raise EventError(f"{key}: expected a number up to {bound:g}, found an integer of {len(str(abs(v)))} digits")
     v = float(v)
     if not math.isfinite(v):
         raise EventError(f"{key}: expected a finite number, found {v!r}")
     if positive and v <= 0:
         raise EventError(f"{key}: expected a number above 0, found {v!r}")
+    if abs(v) > bound:
+        raise EventError(f"{key}: expected a number up to {bound:g}, found {v!r}")
     return v
 
 
 def _str(obj: dict, key: str) -> str:
     v = obj.get(key)
     if not isinstance(v, str) or not v:
-        raise EventError(f"{key}: expected a non-empty string, found {v!r}")
+        raise EventError(f"{key}: expected a non-empty string, found {_show(v)}")
+    return _ident(key, v)
+
+
+def _ident(key: str, v: str) -> str:
+    if len(v) > MAX_ID_LENGTH:
+        raise EventError(f"{key}: expected at most {MAX_ID_LENGTH} characters, found {len(v)}")
+    if not v.isprintable():
+        raise EventError(f"{key}: expected printable characters, found {_show(v)}")
     return v
+
+
+def loads(raw: bytes | str, *, max_bytes: int = MAX_EVENT_BYTES) -> dict[str, Any]:
+    """Decode the raw text of one event into a JSON object, checking size, encoding and JSON first.
+
+    ``raw``: UTF-8 bytes or text, at most ``max_bytes`` bytes. Refuses, with ``EventError``: larger
+    input, bytes that are not UTF-8, invalid JSON, ``NaN``/``Infinity``, integers of more than
+    ``MAX_INT_DIGITS`` digits, nesting deeper than ``MAX_DEPTH``, and anything but an object.
+    """
+    if isinstance(raw, str):
+        size = len(raw) if raw.isascii() else len(raw.encode("utf-8", "surrogatepass"))
+    elif isinstance(raw, (bytes, bytearray, memoryview)):
+        size = len(raw)
+    else:
+        raise EventError(f"expected the JSON text of an event, found {type(raw).__name__}")
+    if size > max_bytes:
+        raise EventError(f"expected an event of at most {max_bytes} bytes, found {size} bytes")
+    if not isinstance(raw, str):
+        try:
+            raw = bytes(raw).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise EventError(f"expected UTF-8 text, found undecodable bytes ({exc.reason} at byte {exc.start})") from None
+    if not raw.strip():
+        raise EventError("expected a JSON object, found nothing")
+    _check_depth(raw)
+    try:
+        obj = json.loads(raw, parse_constant=_constant, parse_int=_int)
+    except json.JSONDecodeError as exc:
+        raise EventError(f"invalid JSON: {exc.msg} at column {exc.colno}") from None
+    except RecursionError:  # _check_depth makes this unreachable; kept as the last line of defence
+        raise EventError(f"expected JSON nested at most {MAX_DEPTH} deep") from None
+    except UnicodeEncodeError:
+        raise EventError("expected UTF-8 text, found a lone surrogate") from None
+    if not isinstance(obj, dict):
+        raise EventError(f"expected a JSON object, found {_json_kind(obj)}")
+    return obj
+
+
+def decode(raw: bytes | str, *, max_bytes: int = MAX_EVENT_BYTES) -> Event:
+    """Validate the raw text of one input event (``loads``, then ``parse_event``); raise ``EventError``."""
+    return parse_event(loads(raw, max_bytes=max_bytes))
+
+
+def _constant(name: str) -> Any:
+    raise EventError(f"expected finite numbers, found {name}")
+
+
+def _int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise EventError(f"expected integers of at most {MAX_INT_DIGITS} digits, found one of {len(text.lstrip('-'))} digits")
+    return int(text)
+
+
+def _check_depth(raw: str) -> None:
+    """Refuse nesting deeper than ``MAX_DEPTH`` before the JSON parser recurses into it (brackets in
+    strings are skipped; a malformed text is left to the parser to report)."""
+    if raw.count("[") + raw.count("{") <= MAX_DEPTH:
+        return
+    depth, in_string, escaped = 0, False, False
+    for ch in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise EventError(f"expected JSON nested at most {MAX_DEPTH} deep, found deeper nesting")
+        elif ch in "]}":
+            depth -= 1
+
+
+def _json_kind(obj: Any) -> str:
+    return {list: "an array", str: "a string", int: "a number", float: "a number", bool: "true or false",
+            type(None): "null"}.get(type(obj), type(obj).__name__)
 
 
 def parse_event(obj: Any) -> Event:
     """Validate one decoded JSON event; raise ``EventError`` when it is malformed."""
     if not isinstance(obj, dict):
-        raise EventError(f"expected a JSON object, found {type(obj).__name__}")
+        raise EventError(f"expected a JSON object, found {_json_kind(obj)}")
     kind = obj.get("type")
     if "ts" not in obj:
         raise EventError("ts: missing")
@@ -145,10 +295,10 @@ def parse_event(obj: Any) -> Event:
     if kind == "position_opened":
         action = obj.get("action")
         if action not in ("BUY", "SELL"):
-            raise EventError(f"action: expected BUY or SELL, found {action!r}")
+            raise EventError(f"action: expected BUY or SELL, found {_show(action)}")
         return PositionOpened(
             ts, _str(obj, "position_id"), _str(obj, "symbol"), _str(obj, "strategy_type"),
-            obj.get("strategy_name") if isinstance(obj.get("strategy_name"), str) else _str(obj, "strategy_type"),
+            _str(obj, "strategy_name") if isinstance(obj.get("strategy_name"), str) and obj["strategy_name"] else _str(obj, "strategy_type"),
             1 if action == "BUY" else -1, _num(obj, "volume"), _num(obj, "entry_price"),
             _num(obj, "stop_loss", optional=True), _num(obj, "take_profit", optional=True),
             _bool(obj, "existing"), _volume0(obj),
@@ -158,14 +308,17 @@ def parse_event(obj: Any) -> Event:
     if kind == "fill":
         rule = obj.get("rule", "broker")
         if not isinstance(rule, str) or not rule:
-            raise EventError(f"rule: expected a non-empty string, found {rule!r}")
+            raise EventError(f"rule: expected a non-empty string, found {_show(rule)}")
+        _ident("rule", rule)
         action_id = obj.get("action_id")
         if action_id is not None and (not isinstance(action_id, str) or not action_id):
-            raise EventError(f"action_id: expected a non-empty string, found {action_id!r}")
+            raise EventError(f"action_id: expected a non-empty string, found {_show(action_id)}")
+        if action_id is not None:
+            _ident("action_id", action_id)
         return Fill(ts, _str(obj, "position_id"), _num(obj, "volume"), _num(obj, "price"), rule, action_id)
     if kind == "clock":
         return Clock(ts)
-    raise EventError(f"type: expected tick, position_opened, position_closed, fill or clock, found {kind!r}")
+    raise EventError(f"type: expected tick, position_opened, position_closed, fill or clock, found {_show(kind)}")
 
 
 def _volume0(obj: dict) -> float | None:
@@ -182,7 +335,7 @@ def _volume0(obj: dict) -> float | None:
 def _bool(obj: dict, key: str) -> bool:
     v = obj.get(key, False)
     if not isinstance(v, bool):
-        raise EventError(f"{key}: expected true or false, found {v!r}")
+        raise EventError(f"{key}: expected true or false, found {_show(v)}")
     return v
 
 

@@ -36,18 +36,26 @@ log = logging.getLogger("riskrail.service")
 
 
 class Service:
-    """One engine process. ``start()``, then the API and ``worker(account)``; ``stop()``."""
+    """One engine process. ``start()``, then the API and ``worker(account)``; ``stop()``.
+
+    ``allow_takeover``: accept ``position_opened`` events with ``existing: true`` (a position already
+    open at the broker, adopted without pre-trade checks), as a position sync such as the MetaTrader 5
+    feed sends them; otherwise they are dead-lettered.
+    """
 
     def __init__(self, config_dir: str, client: redis.Redis, *, accounts: tuple[str, ...] = ("main",), prefix: str = "riskrail",
                  equity0: float = 100_000.0, snapshot_every: int = 2000, lease_ms: int = 5000, consumer: str | None = None,
                  broker_factory: Callable[[str], Broker | None] | None = None, watch: bool = True, scheduler: bool = True,
-                 reload_poll: float = 0.025) -> None:
+                 reload_poll: float = 0.025, allow_takeover: bool = False, renew_ms: int | None = None) -> None:
         self.config_dir = config_dir
+        # positions taken over (``existing: true``) skip the pre-trade checks: only when told to
+        self.allow_takeover = allow_takeover
         self.redis = client
         self.keys = Keys(prefix)
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.metrics = Metrics()
         self.equity0, self.snapshot_every, self.lease_ms = equity0, snapshot_every, lease_ms
+        self.renew_ms = renew_ms if renew_ms is not None else lease_ms / 3  # how often leases are renewed
         self.default_account = accounts[0] if accounts else "main"
         self.initial_accounts = accounts
         self.broker_factory = broker_factory
@@ -182,7 +190,7 @@ class Service:
         return Lease(self.redis, self.keys.lease(account), self.consumer, self.lease_ms)
 
     def _lease_loop(self) -> None:
-        while not self._stop.wait(self.lease_ms / 3000):
+        while not self._stop.wait(self.renew_ms / 1000):
             try:
                 self._lease_tick()
             except redis.RedisError as exc:

@@ -15,6 +15,15 @@ entries are claimed and decided. Action ids are deterministic (rules version, se
 subject, type, rule, rank), so a replayed decision is checked against the journal and a mismatch is
 logged loudly.
 
+Hostile input never stops an account. Every input entry crosses ``engine.events.decode`` (size,
+encoding, JSON, field ranges) and what fails is dead-lettered with its reason. An event on which the
+engine itself raises is journaled with its error and skipped, live and in journal replay alike, so
+recovery never re-raises on a journaled event. A batch whose commit fails for another reason than
+Redis is decided again one entry at a time after the rebuild; an entry that still fails
+(``POISON_ATTEMPTS`` times, or that was delivered ``MAX_DELIVERIES`` times across processes, e.g. one
+that kills the process) is dead-lettered without being decided. ``health()`` says whether the
+account is deciding, for ``/readyz``.
+
 Everything that touches the engine runs on this thread: durable-rules' host has no locks. Other
 threads (the HTTP API, the scheduler, the reload watcher) ask with ``call(fn)``; ``fn(engine)`` runs
 between two batches.
@@ -38,7 +47,7 @@ import redis
 from engine.actions import Action
 from engine.config.load import RuleSet
 from engine.errors import RiskrailError
-from engine.events import Event, EventError, Fill, PositionOpened, parse_event, to_json
+from engine.events import MAX_EVENT_BYTES, Event, EventError, Fill, PositionOpened, decode, parse_event, to_json
 from engine.rules.chaining import PortfolioRules
 from engine.rules.evaluator import Broker, Engine, FillReport
 from engine.service import snapshot as snap_codec
@@ -51,6 +60,17 @@ log = logging.getLogger("riskrail.worker")
 # attributes of an Engine that are not state, or are rebuilt from the rules on restore
 _NOT_STATE = ("rules", "portfolio", "broker", "on_problem")
 
+#: an entry whose decision failed this many times on its own (not counting Redis failures) is dead-lettered
+POISON_ATTEMPTS = 2
+#: an entry delivered this many times (by any process: e.g. one whose decision killed the process) is
+#: dead-lettered; from its second claim on, pending entries are claimed one at a time, so entries
+#: queued behind a poison one are not counted with it
+MAX_DELIVERIES = 10
+#: an account whose loop has not come round for this long while input waits is reported stalled
+STALL_AFTER_S = 30.0
+#: how much of a refused entry's raw text the dead-letter stream keeps
+DEAD_RAW_BYTES = MAX_EVENT_BYTES
+
 
 class Runtime(Protocol):
     """What a worker needs from the service."""
@@ -61,6 +81,7 @@ class Runtime(Protocol):
     metrics: Metrics
     equity0: float
     snapshot_every: int
+    allow_takeover: bool
 
     def rules_for(self, version: str) -> RuleSet: ...
 
@@ -92,13 +113,14 @@ class _Recording:
 class Decision:
     entry_id: str
     event: Event | None
-    raw: str
+    raw: str | bytes
     actions: list[Action] = field(default_factory=list)
     fills: dict[str, list[list]] = field(default_factory=dict)
     error: str | None = None
     seq: int = 0
     job: str | None = None
     result: dict[str, Any] | None = None
+    subject: str | None = None  # the position a refused proposal named (its waiter is told)
 
 
 class LeaseLost(RiskrailError):
@@ -131,6 +153,15 @@ class AccountWorker:
         self._waiters_lock = threading.Lock()
         self._recording = _Recording(None)
         self.last_optimization: dict[str, Any] | None = None
+        # health: what the loop is doing, for /readyz
+        self.state = "recovering"
+        self.failures = 0
+        self.reason: str | None = None
+        self.last_decision: float | None = None  # wall time (epoch s) of the last committed batch
+        self._beat = time.monotonic()  # the loop's last round
+        # entries whose decision failed (entry id -> failures): decided alone after the rebuild, then dead-lettered
+        self._suspects: dict[str, int] = {}
+        self._in_flight: list[str] = []
         self.thread = threading.Thread(target=self._main, name=f"engine-{account}", daemon=True)
 
     # --- control ---------------------------------------------------------------------------------
@@ -164,6 +195,44 @@ class AccountWorker:
         except redis.RedisError:
             pass  # the loop notices Redis is away on its own
 
+    def health(self) -> dict[str, Any]:
+        """Whether this account is deciding, for ``/readyz`` and metrics (any thread).
+
+        Keys: ``account``; ``state``: ``recovering``, ``deciding``, ``stalled`` (failing and rebuilding,
+        or its loop has not come round for ``STALL_AFTER_S`` while input waits) or ``stopped``; ``lag``:
+        input entries not yet acknowledged (None when Redis does not answer); ``last_decision_age_s``;
+        ``failures`` since the last good commit; ``rules_version``; ``reason`` when not deciding.
+        """
+        lag = self._lag()
+        state, reason = self.state, self.reason
+        if self.stopped.is_set() or not self.thread.is_alive() and self.thread.ident is not None:
+            state, reason = "stopped", reason or "the engine thread has stopped"
+        elif state == "deciding" and lag and time.monotonic() - self._beat > STALL_AFTER_S:
+            state, reason = "stalled", f"the engine has not come back for {time.monotonic() - self._beat:.0f} s while {lag} input entries wait"
+        engine = self.engine
+        return {"account": self.account, "state": state, "lag": lag,
+                "last_decision_age_s": None if self.last_decision is None else round(max(time.time() - self.last_decision, 0.0), 3),
+                "failures": self.failures, "rules_version": engine.version if engine is not None else None, "reason": reason}
+
+    def _lag(self) -> int | None:
+        """Input entries not acknowledged yet: pending in the group plus not yet delivered (counted up to 10 000)."""
+        r = self.rt.redis
+        try:
+            groups = r.xinfo_groups(self.k_in)
+        except redis.ResponseError:
+            return 0  # no stream yet: nothing waits
+        except redis.RedisError:
+            return None
+        for g in groups:
+            if text(g["name"]) == GROUP:
+                last = text(g["last-delivered-id"])
+                try:
+                    later = len(r.xrange(self.k_in, min=f"({last}", max="+", count=10_000))
+                except redis.RedisError:
+                    return None
+                return int(g["pending"]) + later
+        return 0
+
     def expect_position(self, position_id: str) -> Future:
         """A future that resolves to the ``Decision`` on the proposal of ``position_id`` once it is committed.
 
@@ -180,35 +249,52 @@ class AccountWorker:
         backoff = 0.1
         while not self._stop.is_set():
             try:
+                self.state = "recovering"
                 self._recover()
                 self.ready.set()
                 backoff = 0.1
+                self.state, self.reason = "deciding", None
                 self._loop()
                 break
             except LeaseLost:
                 log.warning("account %s: lease lost to another process; stopping this engine", self.account)
+                self.reason = "its lease was taken by another process"
                 break
             except redis.RedisError as exc:
                 self.rt.metrics.redis_errors.inc()
+                self._failed(f"Redis failed ({exc})")
                 log.error("account %s: Redis failed (%s); rebuilding from Redis in %.1f s", self.account, exc, backoff)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
-            except Exception:
+            except Exception as exc:
+                # the entries in hand are suspects: after the rebuild they are decided one at a time, and
+                # one that fails on its own again is dead-lettered (it cannot stall the account)
+                for entry_id in self._in_flight:
+                    self._suspects[entry_id] = self._suspects.get(entry_id, 0) + (1 if len(self._in_flight) == 1 else 0)
+                self._failed(f"engine failure ({type(exc).__name__}: {exc})")
                 log.exception("account %s: engine failure; rebuilding from Redis", self.account)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
+            finally:
+                self._in_flight = []
         try:
             if self.engine is not None and self.since_snapshot:
                 self._snapshot()
         except redis.RedisError:
             pass
+        self.state = "stopped"
         self.stopped.set()
         self.ready.set()
         self._fail_commands(RiskrailError(f"account {self.account}: the engine has stopped"))
 
+    def _failed(self, why: str) -> None:
+        self.failures += 1
+        self.state, self.reason = "stalled", why
+
     def _loop(self) -> None:
         r = self.rt.redis
         while not self._stop.is_set():
+            self._beat = time.monotonic()
             self._run_commands()
             self._poll_broker()
             reply = r.xreadgroup(GROUP, self.rt.consumer, {self.k_in: ">", self.k_wake: ">"}, count=self.batch, block=self.block_ms)
@@ -255,22 +341,49 @@ class AccountWorker:
     # --- deciding --------------------------------------------------------------------------------
 
     def _decide(self, entries: list) -> None:
+        suspects = [e for e in entries if text(e[0]) in self._suspects]
+        if suspects and len(entries) > 1:  # after a failed batch: one at a time, so a poison entry fails alone
+            for entry in entries:
+                self._decide([entry])
+            return
+        self._in_flight = [text(entry_id) for entry_id, _ in entries]
         decisions = []
         for entry_id, fields in entries:
-            decisions.append(self._decide_one(text(entry_id), fields))
+            entry_id = text(entry_id)
+            if self._suspects.get(entry_id, 0) >= POISON_ATTEMPTS:
+                decisions.append(self._refuse(entry_id, fields, f"the engine failed {self._suspects[entry_id]} times on this entry; "
+                                              "dead-lettered so the account keeps deciding (see the process log)"))
+            else:
+                decisions.append(self._decide_one(entry_id, fields))
         self._commit(decisions)
+        self._in_flight = []
+        for d in decisions:
+            self._suspects.pop(d.entry_id, None)
+
+    def _refuse(self, entry_id: str, fields: dict, reason: str) -> Decision:
+        """A decision that dead-letters an entry without deciding it."""
+        raw = fields.get(b"event", fields.get("event")) or fields.get(b"job") or b""
+        return Decision(entry_id, None, raw[:DEAD_RAW_BYTES] if isinstance(raw, (bytes, str)) else b"", error=reason)
 
     def _decide_one(self, entry_id: str, fields: dict) -> Decision:
-        job = text(fields.get(b"job"))
-        if job is not None:
+        if b"job" in fields:
+            try:
+                job = text(fields[b"job"])
+            except UnicodeDecodeError:
+                return self._refuse(entry_id, fields, "job: expected a job name in UTF-8")
             return self._job(entry_id, job)
-        raw = text(fields.get(b"event", fields.get("event"))) or ""
+        raw = fields.get(b"event", fields.get("event"))
+        if raw is None:
+            names = ", ".join(sorted(repr(text(k) if isinstance(k, bytes) and k.isascii() else k) for k in fields))[:200]
+            return Decision(entry_id, None, b"", error=f"expected the event's JSON in the field 'event', found the fields {names}")
         try:
-            event = parse_event(json.loads(raw))
-        except json.JSONDecodeError as exc:
-            return Decision(entry_id, None, raw, error=f"invalid JSON: {exc.msg} at column {exc.colno}")
+            event = decode(raw)
         except EventError as exc:
-            return Decision(entry_id, None, raw, error=str(exc))
+            return Decision(entry_id, None, raw[:DEAD_RAW_BYTES], error=str(exc))
+        if isinstance(event, PositionOpened) and event.existing:
+            refused = self._takeover_refused(event)
+            if refused:
+                return Decision(entry_id, None, raw, error=refused, subject=event.position_id)
         self.seq += 1
         self._recording.fills = {}
         start = time.perf_counter()
@@ -284,6 +397,26 @@ class AccountWorker:
             return Decision(entry_id, event, raw, error=f"internal error on this event: {type(exc).__name__}: {exc}", seq=self.seq)
         self.rt.metrics.processing.observe(time.perf_counter() - start)
         return Decision(entry_id, event, raw, actions, dict(self._recording.fills), seq=self.seq)
+
+    def _takeover_refused(self, event: PositionOpened) -> str | None:
+        """Why a position taken over (``existing: true``) is refused, or None: taking over skips the
+        pre-trade checks, so it needs the service's ``allow_takeover``, and a connected broker that
+        knows its positions must hold it with that volume."""
+        if not getattr(self.rt, "allow_takeover", False):
+            return ("existing: taking over a position without the pre-trade checks is an operator action; "
+                    "start the service with --allow-takeover (the MetaTrader 5 feed sets it) or propose the position")
+        volume_of = getattr(self._recording.broker, "position_volume", None)
+        if volume_of is None:
+            return None
+        try:
+            at_broker = volume_of(event.position_id)
+        except RiskrailError as exc:
+            return f"existing: the broker could not confirm position {event.position_id!r} ({exc})"
+        if at_broker is None:
+            return f"existing: the broker has no open position {event.position_id!r}"
+        if abs(at_broker - event.volume) > 1e-9 * max(1.0, at_broker):
+            return f"existing: volume {event.volume} differs from the {at_broker} lots open at the broker"
+        return None
 
     def _job(self, entry_id: str, job: str) -> Decision:
         """A scheduled job addressed to this account (see engine.service.scheduler)."""
@@ -374,6 +507,7 @@ class AccountWorker:
             raise LeaseLost(self.account)
         if journal_at:
             self.journal_id = text(results[journal_at[-1]])
+        self.last_decision, self.failures = time.time(), 0
         now_ms = time.time() * 1000
         for d in decisions:
             if d.job is not None:
@@ -397,9 +531,10 @@ class AccountWorker:
             self._snapshot()
         with self._waiters_lock:
             for d in decisions:
-                if not isinstance(d.event, PositionOpened):
+                pid = d.event.position_id if isinstance(d.event, PositionOpened) else d.subject
+                if pid is None:
                     continue
-                fut = self._waiters.pop(d.event.position_id, None)
+                fut = self._waiters.pop(pid, None)
                 if fut is not None and fut.set_running_or_notify_cancel():
                     fut.set_result(d)
 
@@ -475,7 +610,8 @@ class AccountWorker:
         # entries delivered before (to this or a dead process) but never acknowledged: decide them now
         start = "0-0"
         while True:
-            reply = r.xautoclaim(self.k_in, GROUP, rt.consumer, min_idle_time=0, start_id=start, count=self.batch)
+            count = self._claim_count()
+            reply = r.xautoclaim(self.k_in, GROUP, rt.consumer, min_idle_time=0, start_id=start, count=count)
             start, entries = text(reply[0]), reply[1]
             entries = [e for e in entries if e[1] is not None]
             if entries:
@@ -483,6 +619,20 @@ class AccountWorker:
             if start in ("0-0", None) or not entries:
                 break
         self._snapshot()
+
+    def _claim_count(self) -> int:
+        """How many pending entries to claim at once: a batch, or one when the oldest was claimed
+        before (a decision that may have killed a process), so only that entry's delivery count grows;
+        at ``MAX_DELIVERIES`` it is dead-lettered undecided."""
+        oldest = self.rt.redis.xpending_range(self.k_in, GROUP, min="-", max="+", count=1)
+        if not oldest:
+            return self.batch
+        entry_id, delivered = text(oldest[0]["message_id"]), int(oldest[0]["times_delivered"])
+        if delivered + 1 >= MAX_DELIVERIES:
+            self._suspects[entry_id] = POISON_ATTEMPTS
+            log.error("account %s: input entry %s was delivered %d times without a decision; dead-lettering it",
+                      self.account, entry_id, delivered)
+        return 1 if delivered >= 2 else self.batch
 
     def _replay_journal(self) -> int:
         r = self.rt.redis
@@ -492,26 +642,46 @@ class AccountWorker:
             if not entries:
                 return n
             for entry_id, fields in entries:
-                rec = json.loads(fields[b"record"])
                 self.journal_id = text(entry_id)
                 start = f"({self.journal_id}"
-                if rec["kind"] == "job" and rec.get("targets"):
-                    self.engine.targets = dict(rec["targets"])
-                if rec["kind"] == "reload":
-                    self.engine.reload(self.rt.rules_for(rec["version"]))
-                elif rec["kind"] == "event":
-                    if rec["version"] != self.engine.version:
-                        self.engine.reload(self.rt.rules_for(rec["version"]))
-                    self._recording.replay = rec.get("fills", {})
-                    try:
-                        actions = self.engine.process(parse_event(rec["event"]), seq=rec["seq"])
-                    finally:
-                        self._recording.replay = None
-                    self.seq = rec["seq"]
-                    if [a.id for a in actions] != rec["actions"]:
-                        log.error("account %s: replaying journal entry %s gave other actions than journaled; "
-                                  "the snapshot or the rules of version %s differ from the original run", self.account, entry_id, rec["version"])
+                self._replay_one(self.journal_id, fields)
                 n += 1
+
+    def _replay_one(self, entry_id: str, fields: dict) -> None:
+        """Apply one journal record to the engine as the live run did; never raise on the record itself
+        (an event the engine failed on live fails the same way here, and is skipped the same way)."""
+        try:
+            rec = json.loads(fields[b"record"])
+            kind = rec["kind"]
+        except (KeyError, TypeError, ValueError) as exc:
+            log.error("account %s: journal entry %s is unreadable (%s); skipped", self.account, entry_id, exc)
+            return
+        if kind == "job" and rec.get("targets"):
+            self.engine.targets = dict(rec["targets"])
+        if kind == "reload":
+            self.engine.reload(self.rt.rules_for(rec["version"]))
+        elif kind == "event":
+            if rec["version"] != self.engine.version:
+                self.engine.reload(self.rt.rules_for(rec["version"]))
+            self.seq = rec["seq"]
+            try:
+                event = parse_event(rec["event"])
+            except EventError as exc:
+                log.error("account %s: journal entry %s holds an event this version refuses (%s); skipped", self.account, entry_id, exc)
+                return
+            self._recording.replay = rec.get("fills", {})
+            try:
+                actions = self.engine.process(event, seq=rec["seq"])
+            except Exception as exc:  # as live: journaled with its error, skipped
+                if not rec.get("error"):
+                    log.error("account %s: replaying journal entry %s failed (%s: %s) where the live run did not",
+                              self.account, entry_id, type(exc).__name__, exc)
+                return
+            finally:
+                self._recording.replay = None
+            if [a.id for a in actions] != rec["actions"]:
+                log.error("account %s: replaying journal entry %s gave other actions than journaled; "
+                          "the snapshot or the rules of version %s differ from the original run", self.account, entry_id, rec["version"])
 
     # --- reloads and jobs (on this thread) ----------------------------------------------------------
 

@@ -136,9 +136,9 @@ def test_parse_event_accepts_iso_and_epoch_times_and_refuses_bad_fields() -> Non
     a = parse_event({"type": "tick", "ts": "2019-02-04T00:00:00.994Z", "symbol": "EURUSD", "price": 1.1})
     b = parse_event({"type": "tick", "ts": 1549238400994, "symbol": "EURUSD", "bid": 1.1, "ask": 1.1})
     assert a == b
-    for bad, message in [({"type": "tick", "ts": 1, "symbol": "X", "bid": 2, "ask": 1}, "below bid"),
-                         ({"type": "position_opened", "ts": 1, "position_id": "p", "symbol": "X", "strategy_type": "s", "action": "HOLD", "volume": 1, "entry_price": 1}, "BUY or SELL"),
-                         ({"type": "order", "ts": 1}, "expected tick, position_opened, position_closed, fill or clock"),
+    for bad, message in [({"type": "tick", "ts": 1549238400994, "symbol": "X", "bid": 2, "ask": 1}, "below bid"),
+                         ({"type": "position_opened", "ts": 1549238400994, "position_id": "p", "symbol": "X", "strategy_type": "s", "action": "HOLD", "volume": 1, "entry_price": 1}, "BUY or SELL"),
+                         ({"type": "order", "ts": 1549238400994}, "expected tick, position_opened, position_closed, fill or clock"),
                          ({"type": "tick", "symbol": "X", "price": 1}, "ts: missing")]:
         with pytest.raises(Exception, match=message):
             parse_event(bad)

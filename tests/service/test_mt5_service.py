@@ -26,7 +26,7 @@ def test_the_service_manages_a_terminal_account_through_the_feed_pump_and_the_br
     conn = MT5Connection(fake, env={"MT5_LOGIN": str(LOGIN), "MT5_PASSWORD": PASSWORD, "MT5_SERVER": SERVER})
     conn.connect()
     ticket = fake.open_position("EURUSD", "BUY", 0.10, price=1.14502, magic=TREND)
-    svc = start_service(redis_server, scalping, broker_factory=_broker_factory("mt5", conn))
+    svc = start_service(redis_server, scalping, broker_factory=_broker_factory("mt5", conn), allow_takeover=True)
     pump = _mt5_pump(svc, "acct", conn, interval=0.02)
     pump.start()
     try:

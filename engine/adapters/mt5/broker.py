@@ -113,6 +113,18 @@ class MT5Broker:
             out += self._try_close(order) if order.kind == "close" else self._try_sltp(order)
         return out
 
+    def position_volume(self, position_id: str) -> float | None:
+        """The lots open at the broker in position ``position_id`` (a ticket), or None when it has none;
+        raises ``MT5Error`` when the terminal cannot tell. The service checks a position taken over
+        (``existing: true``) against it."""
+        ticket = _ticket(position_id)
+        if ticket is None:
+            return None
+        found = self.conn.call("positions_get", ticket=ticket)
+        if found is None:
+            raise self.conn.error(f"cannot read position {ticket}")
+        return float(found[0].volume) if found else None
+
     # --- closes ----------------------------------------------------------------------------------
 
     def _close(self, key: str, action: Action, position_id: str, volume: float, *, full: bool) -> list[FillReport]:
