@@ -229,6 +229,7 @@ def loads(raw: bytes | str, *, max_bytes: int = MAX_EVENT_BYTES) -> dict[str, An
         raise EventError("expected UTF-8 text, found a lone surrogate") from None
     if not isinstance(obj, dict):
         raise EventError(f"expected a JSON object, found {_json_kind(obj)}")
+    _refuse_non_finite(obj)  # nesting is bounded by MAX_DEPTH: this recursion is too
     return obj
 
 
@@ -237,8 +238,23 @@ def decode(raw: bytes | str, *, max_bytes: int = MAX_EVENT_BYTES) -> Event:
     return parse_event(loads(raw, max_bytes=max_bytes))
 
 
+class _NonFinite(str):
+    """``NaN``, ``Infinity`` or ``-Infinity`` as the JSON text had it: refused with the field's name."""
+
+
 def _constant(name: str) -> Any:
-    raise EventError(f"expected finite numbers, found {name}")
+    return _NonFinite(name)
+
+
+def _refuse_non_finite(value: Any, path: str = "") -> None:
+    if isinstance(value, _NonFinite):
+        raise EventError(f"{path or 'value'}: expected a finite number, found {value}")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _refuse_non_finite(v, f"{path}.{k}" if path else str(k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _refuse_non_finite(v, f"{path}.{i}" if path else str(i))
 
 
 def _int(text: str) -> int:

@@ -12,22 +12,20 @@ import json
 import os
 from collections.abc import Iterator
 
-from engine.events import Event, EventError, Tick, parse_event, parse_ts
+from engine.events import Event, EventError, Tick, decode, parse_event, parse_ts
 
 Record = tuple[str, int, "Event | EventError"]
 
 
 def read_jsonl(path: str) -> Iterator[Record]:
     """Yield the events of a JSON-lines file (blank lines and lines starting with # are skipped)."""
-    with open(path, encoding="utf-8") as fh:
+    with open(path, "rb") as fh:
         for n, line in enumerate(fh, 1):
             text = line.strip()
-            if not text or text.startswith("#"):
+            if not text or text.startswith(b"#"):
                 continue
             try:
-                yield path, n, parse_event(json.loads(text))
-            except json.JSONDecodeError as exc:
-                yield path, n, EventError(f"invalid JSON: {exc.msg} at column {exc.colno}")
+                yield path, n, decode(text)  # the service's boundary: size, encoding, JSON, fields
             except EventError as exc:
                 yield path, n, exc
 

@@ -85,7 +85,7 @@ def test_malformed_lines_are_reported_with_their_line_and_skipped(tmp_path: Path
     events.write_text("\n".join(lines) + "\n")
     proc = replay("--events", str(events), "--config", str(ROOT), "--summary", str(tmp_path / "s.json"))
     assert proc.returncode == 0, proc.stderr
-    assert f"{events}:3: skipped: bid: expected a finite number, found nan" in proc.stderr
+    assert f"{events}:3: skipped: bid: expected a finite number, found NaN" in proc.stderr
     assert f"{events}:4: skipped: invalid JSON" in proc.stderr
     assert "unknown symbol 'GBPJPY'" in proc.stderr
     assert "Traceback" not in proc.stderr
