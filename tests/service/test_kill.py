@@ -75,3 +75,49 @@ def test_sigkill_mid_replay_loses_nothing_and_emits_nothing_twice(tmp_path: Path
     assert got_positions == want_positions
     journal = [json.loads(f[b"record"]) for _, f in redis_server.xrange(journal_key)]
     assert [r["seq"] for r in journal if r["kind"] == "event"] == list(range(1, len(events) + 1))
+
+
+KINDS = ("non-UTF-8 bytes", "an integer of 5 000 digits", "a price of 400 digits", "a ts of 19 digits", "JSON nested 100 000 deep",
+         "a tick at 1e308", "position_closed at 1e308", "ts 1e18", "ts 10**30", "ts in the year 9999")
+
+
+def test_sigkill_after_each_kind_of_poison_event_recovers_and_decides_the_next_good_event(tmp_path: Path, redis_server, scalping) -> None:
+    """For each kind: the poison and a good event go in, the process is killed (alternately before and
+    after it decided them), a new process recovers and decides the next good event; in the end every
+    poison is dead-lettered once and the good events were decided exactly as without them."""
+    from tests.service.test_poison import POISON
+
+    poison = {name: raw for name, raw, _ in POISON}
+    events = demo_events()[:200 + 2 * len(KINDS)]
+    k = Keys()
+    key, journal_key = k.stream("acct", "in"), k.stream("acct", "journal")
+    redis_server.sadd(k.accounts, "acct")
+    feed = [json.dumps(e) for e in events]
+    for raw in feed[:200]:
+        redis_server.xadd(key, {"event": raw})
+    good = iter(feed[200:])
+    proc = start(tmp_path, scalping, url_of(redis_server))
+    try:
+        for i, kind in enumerate(KINDS):
+            redis_server.xadd(key, {"event": poison[kind]})
+            redis_server.xadd(key, {"event": next(good)})
+            if i % 2:  # decided before the kill; else killed with them pending (or half-way)
+                wait_for(lambda: drained(redis_server, "acct") or proc.poll() is not None, 120, f"the engine to decide past {kind}")
+            assert proc.poll() is None, proc.stderr.read()
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+            proc = start(tmp_path, scalping, url_of(redis_server))
+            redis_server.xadd(key, {"event": next(good)})
+            wait_for(lambda: drained(redis_server, "acct") or proc.poll() is not None, 120, f"the next good event after {kind}")
+            assert proc.poll() is None, proc.stderr.read()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    dead = [f for _, f in redis_server.xrange(k.stream("acct", "dead"))]
+    assert [f[b"event"][:200] for f in dead] == [poison[kind][:200] for kind in KINDS]
+    assert all(b"internal error" not in f[b"reason"] for f in dead)
+    assert stored(redis_server, "acct") == reference(scalping, events)
+    journal = [json.loads(f[b"record"]) for _, f in redis_server.xrange(journal_key)]
+    assert [r["seq"] for r in journal if r["kind"] == "event"] == list(range(1, len(events) + 1))
