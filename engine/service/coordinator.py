@@ -29,7 +29,7 @@ from typing import Any
 
 from engine.config.load import load_config
 from engine.errors import OptimizationError, RiskrailError
-from engine.events import EventError, parse_event
+from engine.events import EventError, PositionOpened, parse_event
 from engine.rules.evaluator import Broker, Engine
 from engine.service import views
 
@@ -37,8 +37,10 @@ from engine.service import views
 class Coordinator:
     """One account's engine for an asyncio program. Build it with ``from_config``."""
 
-    def __init__(self, config_dir: str, *, equity: float = 100_000.0, broker: Broker | None = None) -> None:
+    def __init__(self, config_dir: str, *, equity: float = 100_000.0, broker: Broker | None = None,
+                 allow_takeover: bool = False) -> None:
         self.config_dir = config_dir
+        self.allow_takeover = allow_takeover  # as the service's: positions with ``existing`` skip the pre-trade checks
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="riskrail-coordinator")
         self._equity, self._broker = equity, broker
         self._engine: Engine | None = None
@@ -46,9 +48,12 @@ class Coordinator:
         self.last_optimization: dict[str, Any] | None = None
 
     @classmethod
-    def from_config(cls, config_dir: str = ".", *, equity: float = 100_000.0, broker: Broker | None = None) -> Coordinator:
-        """A coordinator for the rules of ``config_dir`` (strategies/, rules/, schedules.yaml); loaded on first use."""
-        return cls(config_dir, equity=equity, broker=broker)
+    def from_config(cls, config_dir: str = ".", *, equity: float = 100_000.0, broker: Broker | None = None,
+                    allow_takeover: bool = False) -> Coordinator:
+        """A coordinator for the rules of ``config_dir`` (strategies/, rules/, schedules.yaml); loaded on first use.
+
+        ``allow_takeover``: accept positions with ``existing: true`` (adopted without pre-trade checks)."""
+        return cls(config_dir, equity=equity, broker=broker, allow_takeover=allow_takeover)
 
     async def __aenter__(self) -> Coordinator:
         await self.start()
@@ -75,6 +80,10 @@ class Coordinator:
 
         return await asyncio.get_running_loop().run_in_executor(self._pool, call)
 
+    def _check_takeover(self, event: Any) -> None:
+        if isinstance(event, PositionOpened) and event.existing and not self.allow_takeover:
+            raise EventError("existing: taking over a position without the pre-trade checks needs allow_takeover=True")
+
     def _problem(self, message: str) -> None:
         self.problems.append(message)
         del self.problems[:-100]
@@ -84,6 +93,7 @@ class Coordinator:
     async def process(self, event: dict[str, Any]) -> list[dict[str, Any]]:
         """Decide one event (a JSON object as on the input stream); return the actions, as JSON."""
         parsed = parse_event(event)
+        self._check_takeover(parsed)
         return await self._run(lambda: [a.to_json() for a in self._engine.process(parsed)])
 
     async def tick(self, symbol: str, bid: float, ask: float | None = None, ts: int | None = None) -> list[dict[str, Any]]:
@@ -98,6 +108,7 @@ class Coordinator:
         "failed_checks": [...], "actions": [...]}``; a malformed proposal raises ``EventError``.
         """
         _, event = views.proposal(position, _now())
+        self._check_takeover(event)
 
         def decide() -> dict[str, Any]:
             e = self._engine

@@ -100,3 +100,27 @@ def test_optimizing_without_history_says_so(scalping) -> None:
 
     with pytest.raises(OptimizationError, match="not enough history"):
         run(early())
+
+
+def test_the_coordinator_takes_over_a_position_only_when_allowed(tmp_path) -> None:
+    import asyncio
+
+    import pytest
+
+    from engine.events import EventError
+    from engine.service.coordinator import Coordinator
+    from tests.conftest import ROOT
+
+    big = {"position_id": "BIG", "symbol": "EURUSD", "strategy_type": "arbitrage", "action": "BUY", "volume": 1000.0,
+           "entry_price": 1.1, "existing": True, "ts": 1549238500000}
+
+    async def go(allow: bool):
+        c = Coordinator.from_config(str(ROOT), allow_takeover=allow)
+        try:
+            return await c.add_position(big)
+        finally:
+            await c.close()
+
+    with pytest.raises(EventError, match="allow_takeover"):
+        asyncio.run(go(False))
+    assert asyncio.run(go(True))["status"] == "open"
