@@ -85,13 +85,22 @@ def check_redis(url: str | None, data_dir: str) -> list[Finding]:
         return [Finding("redis", "fail", f"{exc} Check that the server is up (redis-cli -u URL ping), the host and port, "
                         "the password and that no firewall is in between.")]
     findings = []
-    info = client.info()
-    version = info.get("redis_version", "0")
+    try:
+        info = client.info()
+    except redis.RedisError as exc:
+        return [Finding("redis", "fail", f"Redis at {redact(url)} answers PING but not INFO ({exc}): check the user's ACL")]
+    version = str(info.get("redis_version", "0"))
     if tuple(int(x) for x in version.split(".")[:2]) < (6, 2):
         findings.append(Finding("redis", "fail", f"Redis {version} at {redact(url)} is too old: riskrail needs 6.2 or later (XAUTOCLAIM)"))
     else:
         findings.append(Finding("redis", "ok", f"Redis {version} at {redact(url)} answers"))
-    if info.get("aof_enabled") in (0, "0") and not client.config_get("save").get("save"):
+    try:
+        keeps_nothing = info.get("aof_enabled") in (0, "0") and not client.config_get("save").get("save")
+    except redis.RedisError:  # CONFIG is often forbidden to application users
+        keeps_nothing = False
+        findings.append(Finding("redis-persistence", "warn", "cannot read the server's persistence settings (CONFIG GET is "
+                                "not allowed); make sure it runs with appendonly yes"))
+    if keeps_nothing:
         findings.append(Finding("redis-persistence", "warn", "the server keeps nothing on disk (no AOF, no RDB saves): a Redis "
                                 "restart would lose the positions; set appendonly yes"))
     try:
@@ -148,14 +157,19 @@ def check_broker(kind: str, config: str) -> list[Finding]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from engine.service import logs
+    from engine.service.store import url_secrets
+
+    if args.redis_url:
+        logs.hide(*url_secrets(args.redis_url))  # whatever a check quotes, the password is not printed
     findings = check_rules(args.config) + check_redis(args.redis_url, args.data_dir) + check_api(args.host, args.port, args.data_dir) \
         + check_broker(args.broker, args.config)
     if args.format == "json":
-        print(json.dumps({"ok": all(f.status != "fail" for f in findings), "checks": [asdict(f) for f in findings]}, indent=2))
+        out = json.dumps({"ok": all(f.status != "fail" for f in findings), "checks": [asdict(f) for f in findings]}, indent=2)
     else:
         width = max(len(f.name) for f in findings)
-        for f in findings:
-            print(f"{ {'ok': 'ok  ', 'warn': 'warn', 'fail': 'FAIL'}[f.status]}  {f.name:<{width}}  {f.message}")
+        lines = [f"{ {'ok': 'ok  ', 'warn': 'warn', 'fail': 'FAIL'}[f.status]}  {f.name:<{width}}  {f.message}" for f in findings]
         failed = sum(f.status == "fail" for f in findings)
-        print(f"\n{failed} problem(s) found" if failed else "\nnothing wrong found")
+        out = "\n".join(lines) + (f"\n\n{failed} problem(s) found" if failed else "\n\nnothing wrong found")
+    print(logs.scrub(out))
     return 1 if any(f.status == "fail" for f in findings) else 0

@@ -92,9 +92,11 @@ def run(args: argparse.Namespace) -> int:
     from engine.service import logs
     from engine.service.api import create_app
     from engine.service.service import Service
-    from engine.service.store import Embedded, connect, redact
+    from engine.service.store import Embedded, connect, redact, url_secrets
 
     logs.setup(args.log_format, args.log_level)
+    if args.redis_url:
+        logs.hide(*url_secrets(args.redis_url))
     # SIGTERM/SIGINT at any moment, even while starting, end in the clean stop below (uvicorn re-raises
     # the signal it caught once it has shut down: it must land here, not on the default handler)
     stopping = threading.Event()
@@ -126,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
                       snapshot_every=args.snapshot_every, consumer=args.name or f"{socket.gethostname()}:{port}",
                       broker_factory=broker_factory)
     token, new_token = api_token(args.data_dir)
+    logs.hide(token)  # printed once below, on purpose; never in a log line
     feeder = None  # the demo feed or the MetaTrader 5 pump
     try:
         service.start()
@@ -179,7 +182,10 @@ def _mt5_connection():
     """The terminal's connection (the MetaTrader5 package is imported here, and only here)."""
     from engine.adapters.mt5 import MT5Connection
 
+    from engine.service import logs
+
     conn = MT5Connection()
+    logs.add_redactor(conn.redact)
     conn.connect()
     return conn
 

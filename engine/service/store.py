@@ -29,9 +29,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import unquote
 
 import redis
 
@@ -195,24 +196,81 @@ def _alive(pid: int) -> bool:
 
 
 def connect(url: str, *, timeout: float = 5.0) -> redis.Redis:
-    """Return a client for ``url`` (``redis://``, ``rediss://`` or ``unix://``) after a PING."""
-    parsed = urlparse(url)
-    if parsed.scheme not in ("redis", "rediss", "unix"):
-        raise StoreError(f"--redis-url: expected redis://HOST:PORT[/DB], rediss://… or unix:///PATH, found {url!r}")
-    client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout, health_check_interval=10)
+    """Return a client for ``url`` (``redis://``, ``rediss://`` or ``unix://``) after a PING.
+
+    Raise ``StoreError`` saying what is wrong, with the URL shown by ``redact`` and no credential in
+    the message (redis-py's own messages can quote parts of a URL it could not read)."""
+    shown = redact(url)
+    if url.partition("://")[0].lower() not in ("redis", "rediss", "unix"):
+        raise StoreError(f"--redis-url: expected redis://HOST:PORT[/DB], rediss://… or unix:///PATH, found {shown}")
+    try:
+        client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout, health_check_interval=10)
+    except (ValueError, TypeError, KeyError):
+        raise StoreError(f"--redis-url {shown}: cannot read it; check the port and the database number, and percent-encode "
+                         "the characters @ : / ? # of the password (%40 %3A %2F %3F %23)") from None
     try:
         client.ping()
     except redis.RedisError as exc:
-        raise StoreError(f"Redis at {redact(url)} is not reachable ({exc}); is the server running and the URL right?") from None
+        why = _without_secrets(str(exc), url)
+        if isinstance(exc, redis.AuthenticationError) or "NOAUTH" in why:
+            if not url_secrets(url):
+                raise StoreError(f"Redis at {shown} asks for a password ({why}); give it in the URL: "
+                                 "redis://:PASSWORD@HOST:PORT/DB or unix:///PATH?password=PASSWORD") from None
+            raise StoreError(f"Redis at {shown} refused the credentials ({why}); check the user and password of the URL") from None
+        raise StoreError(f"Redis at {shown} is not reachable ({why}); is the server running and the URL right?") from None
     return client
 
 
+#: query parameters of a Redis URL whose values are credentials
+_SECRET_PARAM = re.compile(r"pass|secret|token|user|cred|auth|key", re.IGNORECASE)
+
+
 def redact(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    p = urlparse(url)
-    if p.password:
-        return url.replace(f":{p.password}@", ":***@")
-    return url
+    """The URL without its credentials, for messages and logs: ``redis://***@db:6379/0?password=***``.
+
+    Everything before the last ``@`` (the user and the password, percent-encoded or not, even when
+    the password holds an unencoded ``/``, ``?`` or ``#``) becomes ``***``, and so does the value of
+    every query parameter that carries a credential (``password``, ``username``, ``ssl_password``, …);
+    a fragment is dropped."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "<not a URL>"
+    if "@" in rest:
+        rest = "***@" + rest.rpartition("@")[2]
+    rest = rest.partition("#")[0]
+    where, q, query = rest.partition("?")
+    if q:
+        params = []
+        for part in query.split("&"):
+            key, eq, _ = part.partition("=")
+            params.append(f"{key}=***" if eq and _SECRET_PARAM.search(unquote(key)) else part)
+        where += "?" + "&".join(params)
+    return f"{scheme}://{where}"
+
+
+def url_secrets(url: str) -> tuple[str, ...]:
+    """The credentials in a Redis URL (as written and percent-decoded): the password, the user when
+    there is no password (then it is the credential, as in ``redis://TOKEN@host``), and the values of
+    credential query parameters. What ``redact`` hides, for scrubbing other texts."""
+    rest = url.partition("://")[2]
+    out: list[str] = []
+    if "@" in rest:
+        user, colon, password = rest.rpartition("@")[0].partition(":")
+        out += [password] if colon and password else [user]
+    query = rest.rpartition("@")[2].partition("?")[2].partition("#")[0]
+    params = [p.partition("=") for p in query.split("&") if p]
+    has_password = any(eq and "pass" in unquote(k).lower() for k, eq, _ in params)
+    for key, eq, value in params:
+        k = unquote(key).lower()
+        if eq and value and _SECRET_PARAM.search(k) and not ("user" in k and has_password):
+            out.append(value)
+    return tuple(dict.fromkeys(x for s in out if s for x in (s, unquote(s))))
+
+
+def _without_secrets(text: str, url: str) -> str:
+    for secret in sorted(url_secrets(url), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
 
 
 def sources(validation, config_dir: str) -> dict[str, str]:

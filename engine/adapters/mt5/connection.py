@@ -30,6 +30,8 @@ class _Credentials:
         self.server = env.get("MT5_SERVER") or None
 
     def scrub(self, text: str) -> str:
+        """``text`` with the password, the server, the path and the login replaced by ``***`` (each of at
+        least 3 characters: shorter ones would garble every message and hide little)."""
         for secret in (self.password, self.server, self.path, str(self.login) if self.login else None):
             if secret and len(secret) >= 3:
                 text = text.replace(secret, "***")
@@ -70,6 +72,18 @@ class MT5Connection:
     def __repr__(self) -> str:
         return f"MT5Connection(connected={self.connected}, reconnects={self.reconnects})"
 
+    def redact(self, text: str) -> str:
+        """``text`` without this connection's credentials (for a log or a message written elsewhere)."""
+        return self._creds.scrub(text)
+
+    def _terminal(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """Call a package function whose arguments may hold credentials: whatever it raises becomes an
+        ``MT5Error`` with the credentials scrubbed and no chained exception (a traceback would print them)."""
+        try:
+            return getattr(self.mt5, name)(*args, **kwargs)
+        except Exception as exc:
+            raise MT5Error(self._creds.scrub(f"MetaTrader 5 {name} failed: {type(exc).__name__}: {exc}")) from None
+
     def last_error(self) -> tuple[int, str]:
         """The terminal's last error ``(code, description)``."""
         code, message = self.mt5.last_error()
@@ -85,11 +99,11 @@ class MT5Connection:
     def connect(self) -> None:
         """Start the link and log in; raise ``MT5Error`` saying what is wrong."""
         c, mt5 = self._creds, self.mt5
-        if not mt5.initialize(*((c.path,) if c.path else ()), timeout=self.timeout_ms):
+        if not self._terminal("initialize", *((c.path,) if c.path else ()), timeout=self.timeout_ms):
             raise self.error("cannot start or reach the MetaTrader 5 terminal" + (" at MT5_PATH" if c.path else ""))
         if c.login is not None:
             extra = {k: v for k, v in (("password", c.password), ("server", c.server)) if v is not None}
-            if not mt5.login(c.login, timeout=self.timeout_ms, **extra):
+            if not self._terminal("login", c.login, timeout=self.timeout_ms, **extra):
                 err = self.error("the terminal refused the login; check MT5_LOGIN, MT5_PASSWORD and MT5_SERVER")
                 mt5.shutdown()
                 raise err
