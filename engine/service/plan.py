@@ -14,9 +14,10 @@ import os
 import subprocess
 import sys
 import tempfile
-from typing import Any, TextIO
+from typing import Any
 
 from engine.config.load import validate_config
+from engine.service.journal import export_history
 from engine.service.reload import problem_json
 from engine.service.store import text, write_files
 
@@ -27,26 +28,6 @@ class PlanRequestError(Exception):
     def __init__(self, status: int, detail: Any) -> None:
         super().__init__(str(detail))
         self.status, self.detail = status, detail
-
-
-def export_history(client, journal_key: str, out: TextIO, max_events: int) -> int:
-    """Write the last ``max_events`` decided events of a journal to ``out`` as JSON lines; return how many."""
-    entries = []
-    last = "+"
-    while len(entries) < max_events:
-        page = client.xrevrange(journal_key, max=last, min="-", count=min(10_000, max_events - len(entries) + 1))
-        if not page:
-            break
-        for entry_id, fields in page:
-            rec = json.loads(fields[b"record"])
-            if rec.get("kind") == "event":
-                entries.append(rec["event"])
-                if len(entries) >= max_events:
-                    break
-        last = f"({text(page[-1][0])}"
-    for event in reversed(entries):
-        out.write(json.dumps(event, allow_nan=False) + "\n")
-    return len(entries)
 
 
 def plan(service, files: dict[str, str], *, account: str | None = None, max_events: int = 1_000_000,

@@ -1,28 +1,23 @@
 """One account's engine on its own thread, with Redis as the system of record.
 
-The loop reads input events through the consumer group (``XREADGROUP``), decides them, and commits
-each batch in ONE Redis transaction (``MULTI``/``EXEC``, watching the account's lease): the journal
-entries (event, actions, broker fills, rules version), the actions, the positions and account state,
-and the ``XACK`` of the input entries. So an input entry is acknowledged exactly when its decision is
+The loop reads input entries through the consumer group (``XREADGROUP``), decides them, and commits
+each batch in ONE Redis transaction, so an input entry is acknowledged exactly when its decision is
 journaled: after a crash at any moment, an unacknowledged entry was not decided and is decided again;
-an acknowledged one is in the journal.
+an acknowledged one is in the journal. The rooms of that path:
 
-Recovery (start, takeover of an account, Redis restart): the last snapshot of the engine (taken every
-``snapshot_every`` events, at every reload and at a clean stop) is loaded with the rules of its
-version, the journal entries after it are replayed through the engine with the broker fills they
-recorded (nothing is sent to the broker again, no action is emitted again), then the pending input
-entries are claimed and decided. Action ids are deterministic (rules version, sequence number,
-subject, type, rule, rank), so a replayed decision is checked against the journal and a mismatch is
-logged loudly.
+    intake.py     an entry -> an event (through the validation boundary), a job, or a refusal
+    worker.py     this thread: the loop, commands from other threads, deciding, health
+    journal.py    the record of each decision, and the broker wrapper that records or replays fills
+    commit.py     the batch's one transaction under the account's lease
+    recovery.py   snapshot, then journal replay: start, takeover, Redis restart
 
-Hostile input never stops an account. Every input entry crosses ``engine.events.decode`` (size,
-encoding, JSON, field ranges) and what fails is dead-lettered with its reason. An event on which the
-engine itself raises is journaled with its error and skipped, live and in journal replay alike, so
-recovery never re-raises on a journaled event. A batch whose commit fails for another reason than
-Redis is decided again one entry at a time after the rebuild; an entry that still fails
-(``POISON_ATTEMPTS`` times, or that was delivered ``MAX_DELIVERIES`` times across processes, e.g. one
-that kills the process) is dead-lettered without being decided. ``health()`` says whether the
-account is deciding, for ``/readyz``.
+Hostile input never stops an account: what fails the boundary is dead-lettered with its reason; an
+event on which the engine itself raises is journaled with its error and skipped, live and in journal
+replay alike, so recovery never re-raises on a journaled event. A batch whose commit fails for
+another reason than Redis is decided again one entry at a time after the rebuild; an entry that
+still fails (``POISON_ATTEMPTS`` times, or that was delivered ``MAX_DELIVERIES`` times across
+processes, e.g. one that kills the process) is dead-lettered without being decided. ``health()``
+says whether the account is deciding, for ``/readyz``.
 
 Everything that touches the engine runs on this thread: durable-rules' host has no locks. Other
 threads (the HTTP API, the scheduler, the reload watcher) ask with ``call(fn)``; ``fn(engine)`` runs
@@ -39,26 +34,24 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import redis
 
-from engine.actions import Action
 from engine.config.load import RuleSet
 from engine.errors import RiskrailError
-from engine.events import MAX_EVENT_BYTES, Event, EventError, Fill, PositionOpened, decode, parse_event, to_json
+from engine.events import Event, Fill, PositionOpened, to_json
 from engine.rules.chaining import PortfolioRules
-from engine.rules.evaluator import Broker, Engine, FillReport
-from engine.service import snapshot as snap_codec
-from engine.service import views
+from engine.rules.evaluator import Broker, Engine
+from engine.service import intake, recovery
+from engine.service.commit import AccountKeys, LeaseLost, commit
+from engine.service.journal import Decision, Recording, encode, reload_record
 from engine.service.metrics import Metrics
 from engine.service.store import GROUP, Keys, publish, text
 
-log = logging.getLogger("riskrail.worker")
+__all__ = ["AccountWorker", "Decision", "LeaseLost", "Runtime"]
 
-# attributes of an Engine that are not state, or are rebuilt from the rules on restore
-_NOT_STATE = ("rules", "portfolio", "broker", "on_problem")
+log = logging.getLogger("riskrail.worker")
 
 #: an entry whose decision failed this many times on its own (not counting Redis failures) is dead-lettered
 POISON_ATTEMPTS = 2
@@ -68,8 +61,6 @@ POISON_ATTEMPTS = 2
 MAX_DELIVERIES = 10
 #: an account whose loop has not come round for this long while input waits is reported stalled
 STALL_AFTER_S = 30.0
-#: how much of a refused entry's raw text the dead-letter stream keeps
-DEAD_RAW_BYTES = MAX_EVENT_BYTES
 
 
 class Runtime(Protocol):
@@ -90,58 +81,16 @@ class Runtime(Protocol):
     def broker_for(self, account: str) -> Broker | None: ...
 
 
-class _Recording:
-    """Wraps the broker: records the fills it reports per action, or replays recorded ones."""
-
-    def __init__(self, broker: Broker | None) -> None:
-        self.broker = broker
-        self.replay: dict[str, list[list]] | None = None
-        self.fills: dict[str, list[list]] = {}
-
-    def execute(self, action: Action, quotes: dict[str, tuple[float, float]]) -> list[FillReport]:
-        if self.replay is not None:
-            return [FillReport(*f) for f in self.replay.get(action.id, [])]
-        if self.broker is None:
-            return []
-        out = self.broker.execute(action, quotes)
-        if out:
-            self.fills[action.id] = [[f.position_id, f.ts, f.volume, f.price, f.rule] for f in out]
-        return out
-
-
-@dataclass
-class Decision:
-    entry_id: str
-    event: Event | None
-    raw: str | bytes
-    actions: list[Action] = field(default_factory=list)
-    fills: dict[str, list[list]] = field(default_factory=dict)
-    error: str | None = None
-    seq: int = 0
-    job: str | None = None
-    result: dict[str, Any] | None = None
-    subject: str | None = None  # the position a refused proposal named (its waiter is told)
-
-
-class LeaseLost(RiskrailError):
-    """Another process owns this account now."""
-
-
 class AccountWorker:
     """Runs the engine of one account; ``start()``, ``call(fn)``, ``stop()``."""
 
     def __init__(self, rt: Runtime, account: str, *, batch: int = 256, block_ms: int = 1000) -> None:
         self.rt, self.account, self.batch, self.block_ms = rt, account, batch, block_ms
-        k = rt.keys
-        self.k_in, self.k_actions, self.k_journal = k.stream(account, "in"), k.stream(account, "actions"), k.stream(account, "journal")
-        self.k_dead, self.k_positions, self.k_state = k.stream(account, "dead"), k.stream(account, "positions"), k.stream(account, "state")
-        self.k_snapshot, self.k_lease = k.stream(account, "snapshot"), k.lease(account)
-        # an entry here interrupts the blocking read so a command runs at once (Redis 6 checks the
-        # timeouts of blocked clients only ten times a second)
-        self.k_wake = k.stream(account, "wake")
+        # k.wake: an entry there interrupts the blocking read so a command runs at once (Redis 6 checks
+        # the timeouts of blocked clients only ten times a second)
+        self.k = AccountKeys.of(rt.keys, account)
         self.engine: Engine | None = None
-        self.seq = 0
-        self.journal_id = "0-0"
+        self.at = recovery.Position()  # the journal entry and sequence number the engine stands at
         self.since_snapshot = 0
         self.problems: list[str] = []
         self._logged: dict[str, float] = {}
@@ -151,7 +100,7 @@ class AccountWorker:
         self._commands: queue.Queue[tuple[Callable[[Engine], Any], Future]] = queue.Queue()
         self._waiters: dict[str, Future] = {}
         self._waiters_lock = threading.Lock()
-        self._recording = _Recording(None)
+        self._recording = Recording(None)
         self.last_optimization: dict[str, Any] | None = None
         # health: what the loop is doing, for /readyz
         self.state = "recovering"
@@ -191,7 +140,7 @@ class AccountWorker:
 
     def _wake(self) -> None:
         try:
-            self.rt.redis.xadd(self.k_wake, {"w": "1"}, maxlen=16, approximate=False)
+            self.rt.redis.xadd(self.k.wake, {"w": "1"}, maxlen=16, approximate=False)
         except redis.RedisError:
             pass  # the loop notices Redis is away on its own
 
@@ -218,7 +167,7 @@ class AccountWorker:
         """Input entries not acknowledged yet: pending in the group plus not yet delivered (counted up to 10 000)."""
         r = self.rt.redis
         try:
-            groups = r.xinfo_groups(self.k_in)
+            groups = r.xinfo_groups(self.k.input)
         except redis.ResponseError:
             return 0  # no stream yet: nothing waits
         except redis.RedisError:
@@ -227,7 +176,7 @@ class AccountWorker:
             if text(g["name"]) == GROUP:
                 last = text(g["last-delivered-id"])
                 try:
-                    later = len(r.xrange(self.k_in, min=f"({last}", max="+", count=10_000))
+                    later = len(r.xrange(self.k.input, min=f"({last}", max="+", count=10_000))
                 except redis.RedisError:
                     return None
                 return int(g["pending"]) + later
@@ -297,10 +246,10 @@ class AccountWorker:
             self._beat = time.monotonic()
             self._run_commands()
             self._poll_broker()
-            reply = r.xreadgroup(GROUP, self.rt.consumer, {self.k_in: ">", self.k_wake: ">"}, count=self.batch, block=self.block_ms)
+            reply = r.xreadgroup(GROUP, self.rt.consumer, {self.k.input: ">", self.k.wake: ">"}, count=self.batch, block=self.block_ms)
             for stream, entries in reply or []:
-                if text(stream) == self.k_wake:
-                    r.xack(self.k_wake, GROUP, *[e[0] for e in entries])
+                if text(stream) == self.k.wake:
+                    r.xack(self.k.wake, GROUP, *[e[0] for e in entries])
                 elif entries:
                     self._decide(entries)
 
@@ -351,8 +300,9 @@ class AccountWorker:
         for entry_id, fields in entries:
             entry_id = text(entry_id)
             if self._suspects.get(entry_id, 0) >= POISON_ATTEMPTS:
-                decisions.append(self._refuse(entry_id, fields, f"the engine failed {self._suspects[entry_id]} times on this entry; "
-                                              "dead-lettered so the account keeps deciding (see the process log)"))
+                refused = intake.refuse(fields, f"the engine failed {self._suspects[entry_id]} times on this entry; "
+                                        "dead-lettered so the account keeps deciding (see the process log)")
+                decisions.append(Decision(entry_id, None, refused.raw, error=refused.reason))
             else:
                 decisions.append(self._decide_one(entry_id, fields))
         self._commit(decisions)
@@ -360,63 +310,27 @@ class AccountWorker:
         for d in decisions:
             self._suspects.pop(d.entry_id, None)
 
-    def _refuse(self, entry_id: str, fields: dict, reason: str) -> Decision:
-        """A decision that dead-letters an entry without deciding it."""
-        raw = fields.get(b"event", fields.get("event")) or fields.get(b"job") or b""
-        return Decision(entry_id, None, raw[:DEAD_RAW_BYTES] if isinstance(raw, (bytes, str)) else b"", error=reason)
-
     def _decide_one(self, entry_id: str, fields: dict) -> Decision:
-        if b"job" in fields:
-            try:
-                job = text(fields[b"job"])
-            except UnicodeDecodeError:
-                return self._refuse(entry_id, fields, "job: expected a job name in UTF-8")
-            return self._job(entry_id, job)
-        raw = fields.get(b"event", fields.get("event"))
-        if raw is None:
-            names = ", ".join(sorted(repr(text(k) if isinstance(k, bytes) and k.isascii() else k) for k in fields))[:200]
-            return Decision(entry_id, None, b"", error=f"expected the event's JSON in the field 'event', found the fields {names}")
-        try:
-            event = decode(raw)
-        except EventError as exc:
-            return Decision(entry_id, None, raw[:DEAD_RAW_BYTES], error=str(exc))
-        if isinstance(event, PositionOpened) and event.existing:
-            refused = self._takeover_refused(event)
-            if refused:
-                return Decision(entry_id, None, raw, error=refused, subject=event.position_id)
-        self.seq += 1
+        what = intake.read_entry(fields, allow_takeover=getattr(self.rt, "allow_takeover", False), broker=self._recording.broker)
+        if isinstance(what, intake.Job):
+            return self._job(entry_id, what.name)
+        if isinstance(what, intake.Refused):
+            return Decision(entry_id, None, what.raw, error=what.reason, subject=what.subject)
+        event, raw = what, fields.get(b"event", fields.get("event"))
+        self.at.seq += 1
+        seq = self.at.seq
         self._recording.fills = {}
         start = time.perf_counter()
         try:
-            actions = self.engine.process(event, seq=self.seq)
+            actions = self.engine.process(event, seq=seq)
         except RiskrailError as exc:
             log.error("account %s: event %s failed: %s", self.account, entry_id, exc)
-            return Decision(entry_id, event, raw, error=f"the engine failed on this event: {exc}", seq=self.seq)
+            return Decision(entry_id, event, raw, error=f"the engine failed on this event: {exc}", seq=seq)
         except Exception as exc:  # a bug: journal it and go on (a replay meets it at the same point)
             log.exception("account %s: internal error on event %s", self.account, entry_id)
-            return Decision(entry_id, event, raw, error=f"internal error on this event: {type(exc).__name__}: {exc}", seq=self.seq)
+            return Decision(entry_id, event, raw, error=f"internal error on this event: {type(exc).__name__}: {exc}", seq=seq)
         self.rt.metrics.processing.observe(time.perf_counter() - start)
-        return Decision(entry_id, event, raw, actions, dict(self._recording.fills), seq=self.seq)
-
-    def _takeover_refused(self, event: PositionOpened) -> str | None:
-        """Why a position taken over (``existing: true``) is refused, or None: taking over skips the
-        pre-trade checks, so it needs the service's ``allow_takeover``, and a connected broker that
-        knows its positions must hold it with that volume."""
-        if not getattr(self.rt, "allow_takeover", False):
-            return ("existing: taking over a position without the pre-trade checks is an operator action; "
-                    "start the service with --allow-takeover (the MetaTrader 5 feed sets it) or propose the position")
-        volume_of = getattr(self._recording.broker, "position_volume", None)
-        if volume_of is None:
-            return None
-        try:
-            at_broker = volume_of(event.position_id)
-        except RiskrailError as exc:
-            return f"existing: the broker could not confirm position {event.position_id!r} ({exc})"
-        if at_broker is None:
-            return f"existing: the broker has no open position {event.position_id!r}"
-        if abs(at_broker - event.volume) > 1e-9 * max(1.0, at_broker):
-            return f"existing: volume {event.volume} differs from the {at_broker} lots open at the broker"
-        return None
+        return Decision(entry_id, event, raw, actions, dict(self._recording.fills), seq=seq)
 
     def _job(self, entry_id: str, job: str) -> Decision:
         """A scheduled job addressed to this account (see engine.service.scheduler)."""
@@ -438,75 +352,17 @@ class AccountWorker:
             self.rt.metrics.optimizations.labels(result="ok").inc()
             self.rt.metrics.jobs.labels(job=job, result="ok").inc()
             if result["auto_apply"]:
-                d.actions = apply(self.engine, result, self.seq, entry_id)
+                d.actions = apply(self.engine, result, self.at.seq, entry_id)
         result["account"] = self.account
         self.last_optimization = result if "error" not in result or self.last_optimization is None else {**self.last_optimization, "last_error": result["error"]}
         d.result = result
         return d
 
-    def _queue(self, pipe, decisions: list[Decision]) -> tuple[list[int], set[str]]:
-        """Queue a batch's writes in the transaction; return where the journal entries are among the
-        replies, and the positions touched."""
-        engine = self.engine
-        touched: set[str] = set()
-        journal_at: list[int] = []
-        for d in decisions:
-            if d.job is not None:
-                journal_at.append(len(pipe.command_stack))
-                pipe.xadd(self.k_journal, {"record": json.dumps({"kind": "job", "entry": d.entry_id, "job": d.job,
-                                                                 "actions": [a.id for a in d.actions],
-                                                                 "targets": d.result.get("targets") if d.result.get("applied") else None}, allow_nan=False)})
-                pipe.xadd(self.rt.keys.optimizations, {"result": json.dumps(d.result, allow_nan=False)}, maxlen=10_000, approximate=True)
-                for a in d.actions:
-                    pipe.xadd(self.k_actions, {"action": a.to_line()}, maxlen=1_000_000, approximate=True)
-                continue
-            if d.event is None or (d.error and not d.actions):
-                pipe.xadd(self.k_dead, {"entry": d.entry_id, "event": d.raw, "reason": d.error or ""}, maxlen=100_000, approximate=True)
-            if d.event is None:
-                record: dict[str, Any] = {"kind": "refused", "entry": d.entry_id, "reason": d.error}
-            else:
-                record = {"kind": "event", "entry": d.entry_id, "seq": d.seq, "version": engine.version, "event": to_json(d.event),
-                          "actions": [a.id for a in d.actions], "fills": d.fills}
-                if d.error:
-                    record["error"] = d.error
-            journal_at.append(len(pipe.command_stack))
-            pipe.xadd(self.k_journal, {"record": json.dumps(record, allow_nan=False)}, maxlen=5_000_000, approximate=True)
-            for a in d.actions:
-                pipe.xadd(self.k_actions, {"action": a.to_line()}, maxlen=1_000_000, approximate=True)
-                if a.position_id:
-                    touched.add(a.position_id)
-                for item in a.params.get("positions", []) if a.type == "close_all" else []:
-                    touched.add(item["position_id"])
-            pid = getattr(d.event, "position_id", None)
-            if pid:
-                touched.add(pid)
-        for pid in touched:
-            p = engine.book.positions.get(pid)
-            if p is not None:
-                pipe.hset(self.k_positions, pid, json.dumps(views.record(p, audit=True), allow_nan=False))
-        pipe.hset(self.k_state, mapping=self._state_record())
-        pipe.xack(self.k_in, GROUP, *[d.entry_id for d in decisions])
-        return journal_at, touched
-
     def _commit(self, decisions: list[Decision]) -> None:
-        r, m = self.rt.redis, self.rt.metrics
-        engine = self.engine
-        for _ in range(10):
-            with r.pipeline(transaction=True) as pipe:
-                pipe.watch(self.k_lease)
-                if text(pipe.get(self.k_lease)) != self.rt.consumer:
-                    raise LeaseLost(self.account)
-                pipe.multi()
-                journal_at, _ = self._queue(pipe, decisions)
-                try:
-                    results = pipe.execute()
-                    break
-                except redis.WatchError:
-                    continue  # the lease was renewed (or taken) between WATCH and EXEC: nothing applied, check again
-        else:
-            raise LeaseLost(self.account)
-        if journal_at:
-            self.journal_id = text(results[journal_at[-1]])
+        m, engine = self.rt.metrics, self.engine
+        last = commit(self.rt.redis, self.k, self.rt.consumer, engine, decisions, self.at.seq)
+        if last is not None:
+            self.at.journal_id = last
         self.last_decision, self.failures = time.time(), 0
         now_ms = time.time() * 1000
         for d in decisions:
@@ -538,22 +394,10 @@ class AccountWorker:
                 if fut is not None and fut.set_running_or_notify_cancel():
                     fut.set_result(d)
 
-    def _state_record(self) -> dict[str, str]:
-        e = self.engine
-        return {
-            "rules_version": e.version, "seq": str(self.seq), "equity": repr(e.equity), "day": e.day.key,
-            "day_start_equity": repr(e.day.start_equity), "breached": "1" if e.day.breached else "0",
-            "halted": e.portfolio.halted(e.version) or "", "open_positions": str(e.book.n_open),
-            "ledgers": json.dumps({n: vars(ledger) for n, ledger in e.ledgers.items()}),
-        }
-
     # --- snapshots and recovery --------------------------------------------------------------------
 
     def _snapshot(self) -> None:
-        e = self.engine
-        state = {k: v for k, v in e.__dict__.items() if k not in _NOT_STATE}
-        blob = snap_codec.dumps({"engine": state, "facts": e.portfolio.facts(e.version)})
-        self.rt.redis.hset(self.k_snapshot, mapping={"engine": blob, "journal": self.journal_id, "seq": str(self.seq), "version": e.version})
+        recovery.save(self.rt.redis, self.k, self.engine, self.at)
         self.since_snapshot = 0
 
     def _new_engine(self, rules: RuleSet) -> Engine:
@@ -579,27 +423,14 @@ class AccountWorker:
             self._portfolio = PortfolioRules()  # owned by this thread, for the life of the worker
         for v in self._portfolio.versions:
             self._portfolio.drop(v)
-        self._recording = _Recording(rt.broker_for(self.account))
-        snap = r.hgetall(self.k_snapshot)
-        if snap:
-            version = text(snap[b"version"])
-            rules = rt.rules_for(version)
-            data = snap_codec.loads(snap[b"engine"])
-            engine = Engine.__new__(Engine)
-            engine.__dict__.update(data["engine"])
-            engine.rules, engine.broker, engine.on_problem = rules, self._recording, self._problem
-            engine.portfolio = self._portfolio
-            engine.version = self._portfolio.load(rules)
-            self._portfolio.restore_facts(engine.version, data["facts"])
-            self.journal_id, self.seq = text(snap[b"journal"]), int(snap[b"seq"])
-        else:
-            engine = self._new_engine(rt.active_rules())
-            self.journal_id, self.seq = "0-0", 0
-        self.engine = engine
-        replayed = self._replay_journal()
+        self._recording = Recording(rt.broker_for(self.account))
+        rebuild = recovery.Rebuild(r, self.k, rt.rules_for, lambda: self._new_engine(rt.active_rules()), self._portfolio,
+                                   self._recording, self._problem)
+        self.engine, self.at = rebuild.restore()
+        replayed = rebuild.replay(self.engine, self.at)
         if replayed:
             log.info("account %s: replayed %d journal entries after the snapshot", self.account, replayed)
-        for key, start in ((self.k_in, "0"), (self.k_wake, "$")):
+        for key, start in ((self.k.input, "0"), (self.k.wake, "$")):
             try:
                 r.xgroup_create(key, GROUP, id=start, mkstream=True)
             except redis.ResponseError as exc:
@@ -611,7 +442,7 @@ class AccountWorker:
         start = "0-0"
         while True:
             count = self._claim_count()
-            reply = r.xautoclaim(self.k_in, GROUP, rt.consumer, min_idle_time=0, start_id=start, count=count)
+            reply = r.xautoclaim(self.k.input, GROUP, rt.consumer, min_idle_time=0, start_id=start, count=count)
             start, entries = text(reply[0]), reply[1]
             entries = [e for e in entries if e[1] is not None]
             if entries:
@@ -624,7 +455,7 @@ class AccountWorker:
         """How many pending entries to claim at once: a batch, or one when the oldest was claimed
         before (a decision that may have killed a process), so only that entry's delivery count grows;
         at ``MAX_DELIVERIES`` it is dead-lettered undecided."""
-        oldest = self.rt.redis.xpending_range(self.k_in, GROUP, min="-", max="+", count=1)
+        oldest = self.rt.redis.xpending_range(self.k.input, GROUP, min="-", max="+", count=1)
         if not oldest:
             return self.batch
         entry_id, delivered = text(oldest[0]["message_id"]), int(oldest[0]["times_delivered"])
@@ -633,55 +464,6 @@ class AccountWorker:
             log.error("account %s: input entry %s was delivered %d times without a decision; dead-lettering it",
                       self.account, entry_id, delivered)
         return 1 if delivered >= 2 else self.batch
-
-    def _replay_journal(self) -> int:
-        r = self.rt.redis
-        n, start = 0, f"({self.journal_id}" if self.journal_id != "0-0" else "-"
-        while True:
-            entries = r.xrange(self.k_journal, min=start, max="+", count=1000)
-            if not entries:
-                return n
-            for entry_id, fields in entries:
-                self.journal_id = text(entry_id)
-                start = f"({self.journal_id}"
-                self._replay_one(self.journal_id, fields)
-                n += 1
-
-    def _replay_one(self, entry_id: str, fields: dict) -> None:
-        """Apply one journal record to the engine as the live run did; never raise on the record itself
-        (an event the engine failed on live fails the same way here, and is skipped the same way)."""
-        try:
-            rec = json.loads(fields[b"record"])
-            kind = rec["kind"]
-        except (KeyError, TypeError, ValueError) as exc:
-            log.error("account %s: journal entry %s is unreadable (%s); skipped", self.account, entry_id, exc)
-            return
-        if kind == "job" and rec.get("targets"):
-            self.engine.targets = dict(rec["targets"])
-        if kind == "reload":
-            self.engine.reload(self.rt.rules_for(rec["version"]))
-        elif kind == "event":
-            if rec["version"] != self.engine.version:
-                self.engine.reload(self.rt.rules_for(rec["version"]))
-            self.seq = rec["seq"]
-            try:
-                event = parse_event(rec["event"])
-            except EventError as exc:
-                log.error("account %s: journal entry %s holds an event this version refuses (%s); skipped", self.account, entry_id, exc)
-                return
-            self._recording.replay = rec.get("fills", {})
-            try:
-                actions = self.engine.process(event, seq=rec["seq"])
-            except Exception as exc:  # as live: journaled with its error, skipped
-                if not rec.get("error"):
-                    log.error("account %s: replaying journal entry %s failed (%s: %s) where the live run did not",
-                              self.account, entry_id, type(exc).__name__, exc)
-                return
-            finally:
-                self._recording.replay = None
-            if [a.id for a in actions] != rec["actions"]:
-                log.error("account %s: replaying journal entry %s gave other actions than journaled; "
-                          "the snapshot or the rules of version %s differ from the original run", self.account, entry_id, rec["version"])
 
     # --- reloads and jobs (on this thread) ----------------------------------------------------------
 
@@ -695,10 +477,9 @@ class AccountWorker:
             return e.version
         old = e.version
         e.reload(rules)
-        rec = {"kind": "reload", "version": e.version, "previous": old, "seq": self.seq}
-        entry = self.rt.redis.xadd(self.k_journal, {"record": json.dumps(rec)})
-        self.journal_id = text(entry)
-        self.rt.redis.hset(self.k_state, "rules_version", e.version)
+        entry = self.rt.redis.xadd(self.k.journal, encode(reload_record(e.version, old, self.at.seq)))
+        self.at.journal_id = text(entry)
+        self.rt.redis.hset(self.k.state, "rules_version", e.version)
         self._snapshot()
         log.info("account %s: rules %s -> %s", self.account, old, e.version)
         return e.version

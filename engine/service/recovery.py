@@ -1,0 +1,123 @@
+"""Rebuilding an account's engine from Redis: the snapshot, then the journal after it.
+
+A snapshot (``P:A:snapshot``: the pickled engine state and its durable-rules facts, the journal entry
+it includes, the sequence number, the rules version) is taken every ``snapshot_every`` events, at
+every reload and at a clean stop. ``restore`` loads it with the rules of its version (or starts a new
+engine when there is none); ``replay`` applies the journal records after it through the engine with
+the broker fills they recorded, so nothing is sent to the broker again and no action is emitted
+again. Action ids are deterministic, so a replayed decision is checked against the journal and a
+mismatch is logged loudly.
+
+The replay never raises on a record: an event the engine failed on live fails the same way here and
+is skipped the same way; an unreadable record, or an event a newer boundary refuses, is logged and
+skipped. What can still raise is Redis, or rules of a version Redis no longer holds.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import redis
+
+from engine.config.load import RuleSet
+from engine.events import EventError, parse_event
+from engine.rules.chaining import PortfolioRules
+from engine.rules.evaluator import Engine
+from engine.service import journal
+from engine.service import snapshot as codec
+from engine.service.commit import AccountKeys
+from engine.service.store import text
+
+log = logging.getLogger("riskrail.worker")
+
+# attributes of an Engine that are not state, or are rebuilt from the rules on restore
+_NOT_STATE = ("rules", "portfolio", "broker", "on_problem")
+
+
+@dataclass
+class Position:
+    """Where an engine stands in its account's history."""
+
+    journal_id: str = "0-0"  # the last journal entry it includes
+    seq: int = 0  # the sequence number of the last event it decided
+
+
+def save(r: redis.Redis, k: AccountKeys, engine: Engine, at: Position) -> None:
+    """Write the engine's snapshot (state, facts, journal position, rules version)."""
+    state = {name: v for name, v in engine.__dict__.items() if name not in _NOT_STATE}
+    blob = codec.dumps({"engine": state, "facts": engine.portfolio.facts(engine.version)})
+    r.hset(k.snapshot, mapping={"engine": blob, "journal": at.journal_id, "seq": str(at.seq), "version": engine.version})
+
+
+class Rebuild:
+    """Restores one account's engine: ``restore()`` from the snapshot, then ``replay()`` the journal."""
+
+    def __init__(self, r: redis.Redis, k: AccountKeys, rules_for: Callable[[str], RuleSet], new_engine: Callable[[], Engine],
+                 portfolio: PortfolioRules, recording: journal.Recording, on_problem: Callable[[str], None]) -> None:
+        self.r, self.k, self.rules_for, self.new_engine = r, k, rules_for, new_engine
+        self.portfolio, self.recording, self.on_problem = portfolio, recording, on_problem
+
+    def restore(self) -> tuple[Engine, Position]:
+        """The engine of the last snapshot (or a new one) and where it stands."""
+        snap = self.r.hgetall(self.k.snapshot)
+        if not snap:
+            return self.new_engine(), Position()
+        rules = self.rules_for(text(snap[b"version"]))
+        data = codec.loads(snap[b"engine"])
+        engine = Engine.__new__(Engine)
+        engine.__dict__.update(data["engine"])
+        engine.rules, engine.broker, engine.on_problem = rules, self.recording, self.on_problem
+        engine.portfolio = self.portfolio
+        engine.version = self.portfolio.load(rules)
+        self.portfolio.restore_facts(engine.version, data["facts"])
+        return engine, Position(text(snap[b"journal"]), int(snap[b"seq"]))
+
+    def replay(self, engine: Engine, at: Position) -> int:
+        """Apply the journal after ``at`` to ``engine`` (``at`` moves along); return the records applied."""
+        n, start = 0, f"({at.journal_id}" if at.journal_id != "0-0" else "-"
+        while True:
+            entries = self.r.xrange(self.k.journal, min=start, max="+", count=1000)
+            if not entries:
+                return n
+            for entry_id, fields in entries:
+                at.journal_id = text(entry_id)
+                start = f"({at.journal_id}"
+                self._apply(engine, at, fields)
+                n += 1
+
+    def _apply(self, engine: Engine, at: Position, fields: dict) -> None:
+        entry_id, account = at.journal_id, self.k.account
+        try:
+            rec = journal.decode(fields)
+        except (KeyError, TypeError, ValueError) as exc:
+            log.error("account %s: journal entry %s is unreadable (%s); skipped", account, entry_id, exc)
+            return
+        kind = rec["kind"]
+        if kind == "job" and rec.get("targets"):
+            engine.targets = dict(rec["targets"])
+        if kind == "reload":
+            engine.reload(self.rules_for(rec["version"]))
+        elif kind == "event":
+            if rec["version"] != engine.version:
+                engine.reload(self.rules_for(rec["version"]))
+            at.seq = rec["seq"]
+            try:
+                event = parse_event(rec["event"])
+            except EventError as exc:
+                log.error("account %s: journal entry %s holds an event this version refuses (%s); skipped", account, entry_id, exc)
+                return
+            self.recording.replay = rec.get("fills", {})
+            try:
+                actions = engine.process(event, seq=rec["seq"])
+            except Exception as exc:  # as live: journaled with its error, skipped
+                if not rec.get("error"):
+                    log.error("account %s: replaying journal entry %s failed (%s: %s) where the live run did not",
+                              account, entry_id, type(exc).__name__, exc)
+                return
+            finally:
+                self.recording.replay = None
+            if [a.id for a in actions] != rec["actions"]:
+                log.error("account %s: replaying journal entry %s gave other actions than journaled; "
+                          "the snapshot or the rules of version %s differ from the original run", account, entry_id, rec["version"])
