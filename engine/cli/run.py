@@ -72,7 +72,7 @@ def api_token(data_dir: str) -> tuple[str, bool]:
     return token, True
 
 
-def _listen(host: str, port: int) -> socket.socket:
+def _listen(host: str, port: int, backlog: int) -> socket.socket:
     """Bind the API's socket before anything starts: a port in use is said at once, and a client that
     connects as soon as the address is printed waits in the backlog instead of being refused."""
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
@@ -82,7 +82,7 @@ def _listen(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         raise RiskrailError(f"cannot listen on {host}:{port} ({exc.strerror}): is another riskrail running? give --port") from None
-    sock.listen(128)
+    sock.listen(backlog)
     return sock
 
 
@@ -91,12 +91,14 @@ def run(args: argparse.Namespace) -> int:
 
     from engine.service import logs
     from engine.service.api import create_app
+    from engine.service.limits import Limits, server_config
     from engine.service.service import Service
     from engine.service.store import Embedded, connect, redact, url_secrets
 
     logs.setup(args.log_format, args.log_level)
     if args.redis_url:
         logs.hide(*url_secrets(args.redis_url))
+    limits = Limits()
     # SIGTERM/SIGINT at any moment, even while starting, end in the clean stop below (uvicorn re-raises
     # the signal it caught once it has shut down: it must land here, not on the default handler)
     stopping = threading.Event()
@@ -112,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGINT, on_stop)
     feed = args.feed or ("redis" if args.redis_url else "demo")
     conn = _mt5_connection() if "mt5" in (feed, args.broker) else None  # first: it may say the package is missing
-    sock = _listen(args.host, args.port)  # and whether the port is free
+    sock = _listen(args.host, args.port, limits.backlog)  # and whether the port is free
     port = sock.getsockname()[1]
     embedded = None
     if args.redis_url:
@@ -137,9 +139,8 @@ def run(args: argparse.Namespace) -> int:
         elif feed == "mt5":
             feeder = _mt5_pump(service, accounts[0], conn)
             feeder.start()
-        app = create_app(service, token)
-        server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=port, log_config=None, lifespan="off",
-                                               timeout_graceful_shutdown=5))
+        app = create_app(service, token, limits)
+        server = uvicorn.Server(server_config(app, args.host, port, limits, timeout_graceful_shutdown=5))
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGHUP, lambda *_: service.reloader and service.reloader.request())
         base = f"http://{args.host}:{port}"

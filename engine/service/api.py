@@ -1,36 +1,65 @@
 """The HTTP API (FastAPI; OpenAPI at /openapi.json, docs at /docs).
 
 Every endpoint but ``/healthz`` (and the static dashboard page, which holds no data) needs
-``Authorization: Bearer <token>``. Account-scoped endpoints take ``?account=`` (default: the service's
-first account) and answer for the accounts this process runs.
+``Authorization: Bearer <token>``. Account-scoped endpoints take ``?account=`` (default: the
+service's first account) and answer for the accounts this process runs (404 for another).
+
+No request can stop risk management: bodies, connections and slow clients are bounded before any
+route runs (``engine.service.limits``); malformed input is a 4xx that says what is wrong; CPU-heavy
+work runs on threads, never on the event loop; an unexpected exception is logged once under an error
+id and answered ``500`` with that id, never a traceback; no answer quotes a secret (``logs.scrub``).
 """
 
 from __future__ import annotations
 
 import hmac
 import json
+import logging
+import re
 import time
+import uuid
+from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
 from importlib import resources
 from typing import Any
 
+import anyio
 import redis
 from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
 
 from engine.errors import RiskrailError
 from engine.events import EventError
-from engine.service import views
+from engine.service import logs, views
+from engine.service.limits import BodyLimit, Limits
 from engine.service.reload import problem_json
 from engine.service.service import Service
 from engine.service.store import text
 
+log = logging.getLogger("riskrail.api")
 
-def create_app(service: Service, token: str) -> FastAPI:
+#: a stream cursor of ``GET /api/actions``: Redis entry ids are two unsigned 64-bit integers
+_CURSOR = re.compile(r"(\d{1,20})(?:-(\d{1,20}))?")
+
+
+class PlanBody(BaseModel):
+    """The body of ``POST /api/rules/plan``: the changed rule files, by path in the configuration."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    files: dict[str, str] = Field(..., examples=[{"strategies/arbitrage.yaml": "name: arbitrage\n…"}])
+
+
+def create_app(service: Service, token: str, limits: Limits | None = None) -> FastAPI:
+    """The API of ``service``, guarded by ``token``, with the request limits of ``limits`` (the defaults of ``Limits``)."""
     app = FastAPI(title="riskrail", version="0.1.0",
                   description="Position management and portfolio risk: status, positions, actions, rules, metrics.")
+    app.add_middleware(BodyLimit, limits=limits or Limits())
+    app.add_middleware(_Errors)  # outermost: it also sees what the limits raise
     bearer = HTTPBearer(auto_error=False)
+    # at most two rule files are parsed at once (on threads), whatever the number of requests
+    parsing = anyio.CapacityLimiter(2)
 
     def auth(creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
         if creds is None or creds.scheme.lower() != "bearer" or not hmac.compare_digest(creds.credentials.encode(), token.encode()):
@@ -41,15 +70,22 @@ def create_app(service: Service, token: str) -> FastAPI:
 
     @app.exception_handler(RiskrailError)
     async def _riskrail_error(request: Request, exc: RiskrailError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=503)
+        return JSONResponse({"detail": logs.scrub(str(exc))}, status_code=503)
 
     @app.exception_handler(redis.RedisError)
     async def _redis_error(request: Request, exc: redis.RedisError) -> JSONResponse:
-        return JSONResponse({"detail": f"Redis is not reachable ({exc}); the engine retries"}, status_code=503)
+        return JSONResponse({"detail": f"Redis is not reachable ({logs.scrub(str(exc))}); the engine retries"}, status_code=503)
+
+    def worker(account: str | None):
+        name = account or service.default_account
+        if name not in service.workers:
+            raise HTTPException(404, f"account {name[:100]!r} is not run by this process (accounts here: "
+                                f"{', '.join(sorted(service.workers)) or 'none'})")
+        return service.worker(name)
 
     def on_engine(account: str | None, fn):
         try:
-            return service.worker(account).call(fn)
+            return worker(account).call(fn)
         except FutureTimeout:
             raise HTTPException(503, "the engine did not answer within 10 s") from None
 
@@ -75,12 +111,12 @@ def create_app(service: Service, token: str) -> FastAPI:
 
     @app.get("/api/position-management/portfolio-summary", dependencies=guarded, tags=["monitoring"])
     def portfolio_summary(account: str | None = None) -> dict[str, Any]:
-        w = service.worker(account)
+        w = worker(account)
         return {"account": w.account, **on_engine(account, lambda e: views.portfolio_summary(e, w.last_optimization))}
 
     @app.get("/api/position-management/optimization-results", dependencies=guarded, tags=["monitoring"])
     def optimization_results(account: str | None = None) -> dict[str, Any]:
-        w = service.worker(account)
+        w = worker(account)
         last = w.last_optimization
         if last is None:
             return {"account": w.account, "status": "none yet", "recommendations": [], "targets": {}, "implementation_plan": [],
@@ -132,9 +168,12 @@ def create_app(service: Service, token: str) -> FastAPI:
     # --- actions -------------------------------------------------------------------------------------
 
     @app.get("/api/actions", dependencies=guarded, tags=["actions"])
-    def actions(since: str = Query("0-0", description="cursor: the `next` of the previous page"), limit: int = Query(100, ge=1, le=1000),
-                account: str | None = None) -> dict[str, Any]:
-        key = service.keys.stream(account or service.default_account, "actions")
+    def actions(since: str = Query("0-0", max_length=41, description="cursor: the `next` of the previous page"),
+                limit: int = Query(100, ge=1, le=1000), account: str | None = None) -> dict[str, Any]:
+        m = _CURSOR.fullmatch(since)
+        if since != "-" and (m is None or any(int(g) >= 2**64 for g in m.groups() if g is not None)):
+            raise HTTPException(422, f"since: expected a cursor MILLISECONDS-SEQUENCE (the `next` of the previous page), found {since!r}")
+        key = service.keys.stream(worker(account).account, "actions")
         entries = service.redis.xrange(key, min=f"({since}" if since not in ("0-0", "-") else "-", max="+", count=limit)
         out = [json.loads(f[b"action"]) for _, f in entries]
         return {"actions": out, "next": text(entries[-1][0]) if entries else since}
@@ -149,16 +188,26 @@ def create_app(service: Service, token: str) -> FastAPI:
                 "strategies": sorted(service.active_rules().strategies)}
 
     @app.post("/api/rules/validate", dependencies=guarded, tags=["rules"])
-    async def validate(request: Request, kind: str | None = Query(None, description="strategy, limits, allocation, profit, custom, instruments, schedules"),
-                       file: str | None = Query(None, description="where the file would lie, e.g. strategies/arbitrage.yaml")) -> JSONResponse:
-        from engine.config.load import kind_of, validate_text
+    async def validate(request: Request,
+                       kind: str | None = Query(None, max_length=32, description="strategy, limits, allocation, profit, custom, instruments, schedules"),
+                       file: str | None = Query(None, max_length=255, description="the name the file would have in the configuration, "
+                                                "e.g. strategies/arbitrage.yaml: it names the file in problems and tells its kind; "
+                                                "nothing is read from the server's disk")) -> JSONResponse:
+        """Validate the YAML body as a rule file of ``kind`` (or of the kind its name or first-line modeline tells)."""
+        from engine.config.load import validate_text
         from engine.config.models import KINDS
 
-        body = (await request.body()).decode("utf-8", errors="replace")
-        k = kind or (kind_of(file) if file else None)
+        if file is not None:
+            _check_name(file)
+        try:
+            body = (await request.body()).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise HTTPException(422, f"expected the rule file as UTF-8 text, found undecodable bytes at byte {exc.start}") from None
+        k = kind or (_kind_from_text(file, body) if file else None)
         if k not in KINDS:
-            raise HTTPException(422, f"expected ?kind= one of {', '.join(KINDS)} (or ?file= a path that tells it), found {k!r}")
-        result = validate_text(body, k, file or f"<{k}>")
+            raise HTTPException(422, f"expected ?kind= one of {', '.join(KINDS)} (or ?file= a name that tells it, or a "
+                                "first-line modeline), found " + (repr(k[:50]) if isinstance(k, str) else "none"))
+        result = await anyio.to_thread.run_sync(validate_text, body, k, file or f"<{k}>", limiter=parsing)
         problems = [problem_json(p) for p in result.problems]
         return JSONResponse({"ok": not problems, "kind": k, "problems": problems}, status_code=200 if not problems else 422)
 
@@ -167,14 +216,17 @@ def create_app(service: Service, token: str) -> FastAPI:
         res = service.reload("api")
         return JSONResponse(res.to_json(), status_code=200 if res.ok else 422)
 
-    @app.post("/api/rules/plan", dependencies=guarded, tags=["rules"])
-    def rules_plan(body: dict[str, Any] = Body(..., examples=[{"files": {"strategies/arbitrage.yaml": "name: arbitrage\n…"}}]),
-                   account: str | None = None, max_events: int = Query(1_000_000, ge=1, le=10_000_000)) -> JSONResponse:
+    @app.post("/api/rules/plan", dependencies=guarded, tags=["rules"], openapi_extra={"requestBody": {
+        "required": True, "content": {"application/json": {"schema": PlanBody.model_json_schema()}}}})
+    async def rules_plan(request: Request, account: str | None = Query(None, max_length=200),
+                         max_events: int = Query(1_000_000, ge=1, le=10_000_000)) -> JSONResponse:
         """Dry-run changed rule files (laid over the active rules) against the account's recorded events."""
         from engine.service.plan import PlanRequestError, plan
 
+        # the body is read after the token is checked, and parsed off the event loop (up to 4 MiB)
+        body = await anyio.to_thread.run_sync(_plan_body, await request.body(), limiter=parsing)
         try:
-            return JSONResponse(plan(service, body.get("files"), account=account, max_events=max_events))
+            return JSONResponse(await anyio.to_thread.run_sync(lambda: plan(service, body.files, account=account, max_events=max_events)))
         except PlanRequestError as exc:
             return JSONResponse({"detail": exc.detail}, status_code=exc.status)
 
@@ -193,6 +245,91 @@ def create_app(service: Service, token: str) -> FastAPI:
         return HTMLResponse(resources.files("engine.service").joinpath("dashboard.html").read_text(encoding="utf-8"))
 
     return app
+
+
+class _Errors:
+    """ASGI middleware: an exception no handler answered is logged once, with its traceback, under an
+    error id, and answered ``500`` with that id and no detail of the exception (never a traceback)."""
+
+    def __init__(self, app: Callable) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking(message: dict) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking)
+        except Exception:
+            error_id = uuid.uuid4().hex[:12]
+            log.exception("internal error %s on %s %s", error_id, scope["method"], scope["path"])
+            if not started:
+                body = json.dumps({"detail": f"internal error {error_id}: this is a bug; the service log has it under this id",
+                                   "error_id": error_id}).encode()
+                await send({"type": "http.response.start", "status": 500,
+                            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+                await send({"type": "http.response.body", "body": body})
+
+
+def _plan_body(raw: bytes) -> PlanBody:
+    """The body of ``POST /api/rules/plan``, or ``422`` saying what is wrong with it: not JSON, a NaN or
+    an Infinity, nesting or numbers the parser refuses, not ``{"files": {NAME: TEXT, ...}}``."""
+    from pydantic import ValidationError
+
+    def refuse(what: str) -> HTTPException:
+        return HTTPException(422, f"expected a JSON object {{\"files\": {{\"strategies/NAME.yaml\": \"<yaml>\", ...}}}}; {what}")
+
+    def no_constant(name: str) -> Any:
+        raise ValueError(f"found {name}, which is not JSON")
+
+    try:
+        obj = json.loads(raw, parse_constant=no_constant)
+    except RecursionError:
+        raise refuse("found nesting too deep to read") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise refuse(f"invalid JSON ({str(exc)[:200]})") from None
+    try:
+        return PlanBody.model_validate(obj)
+    except ValidationError as exc:
+        raise refuse("; ".join(f"{'.'.join(map(str, e['loc'])) or 'the body'}: {e['msg']}" for e in exc.errors()[:5])) from None
+
+
+def _check_name(name: str) -> None:
+    """Refuse a ``file`` name that is not a plain relative path (it names, it is never opened)."""
+    parts = name.replace("\\", "/").split("/")
+    if name.startswith(("/", "\\")) or re.match(r"[A-Za-z]:", name) or ".." in parts or not name.isprintable() or not name.strip():
+        raise HTTPException(422, f"file: expected a relative name such as strategies/arbitrage.yaml, found {name[:100]!r}")
+
+
+_MODELINE = re.compile(r"#\s*yaml-language-server:\s*\$schema=\S*?([a-z]+)\.schema\.json")
+
+
+def _kind_from_text(name: str, body: str) -> str | None:
+    """The kind of a rule file from its name in the configuration and its first-line modeline; never
+    opens a file (as ``engine.config.load.kind_of`` tells it for a file on disk)."""
+    from engine.config.load import RULE_FILES
+    from engine.config.models import KINDS
+
+    parts = name.replace("\\", "/").split("/")
+    base, parent = parts[-1], parts[-2] if len(parts) > 1 else ""
+    if parent == "strategies":
+        return "strategy"
+    if base in RULE_FILES and parent == "rules":
+        return RULE_FILES[base]
+    if base in ("schedules.yaml", "schedules.yml"):
+        return "schedules"
+    m = _MODELINE.search(body[:4096].partition("\n")[0])
+    if m and m.group(1) in KINDS:
+        return m.group(1)
+    return RULE_FILES.get(base)
 
 
 def _next_run(service: Service, job: str) -> float | None:

@@ -122,21 +122,22 @@ def start_service(client: redis.Redis, config: Path, **kw) -> Service:
 
 
 class Api:
-    """The HTTP API of a service on a real uvicorn server (a free port, its own thread)."""
+    """The HTTP API of a service on a real uvicorn server (a free port, its own thread), configured as
+    `riskrail run` configures it (``engine.service.limits.server_config``), with ``limits`` if given."""
 
-    def __init__(self, service: Service, token: str = "secret-token") -> None:
+    def __init__(self, service: Service, token: str = "secret-token", limits=None) -> None:
         import socket
 
         import httpx
         import uvicorn
 
         from engine.service.api import create_app
+        from engine.service.limits import server_config
 
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
-        self.server = uvicorn.Server(uvicorn.Config(create_app(service, token), host="127.0.0.1", port=self.port,
-                                                   log_config=None, lifespan="off"))
+        self.server = uvicorn.Server(server_config(create_app(service, token, limits), "127.0.0.1", self.port, limits))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
         wait_for(lambda: self.server.started, 10, "uvicorn to start")
