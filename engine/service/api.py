@@ -1,7 +1,7 @@
 """The HTTP API (FastAPI; OpenAPI at /openapi.json, docs at /docs).
 
-Every endpoint but ``/healthz`` (and the static dashboard page, which holds no data) needs
-``Authorization: Bearer <token>``. Account-scoped endpoints take ``?account=`` (default: the
+Every endpoint but ``/healthz`` and ``/readyz`` (and the static dashboard page, which holds no data)
+needs ``Authorization: Bearer <token>``. Account-scoped endpoints take ``?account=`` (default: the
 service's first account) and answer for the accounts this process runs (404 for another).
 
 No request can stop risk management: bodies, connections and slow clients are bounded before any
@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from engine.errors import RiskrailError
 from engine.events import EventError
+from engine.service import health as health_mod
 from engine.service import logs, views
 from engine.service.limits import BodyLimit, Limits
 from engine.service.reload import problem_json
@@ -58,8 +59,9 @@ def create_app(service: Service, token: str, limits: Limits | None = None) -> Fa
     app.add_middleware(BodyLimit, limits=limits or Limits())
     app.add_middleware(_Errors)  # outermost: it also sees what the limits raise
     bearer = HTTPBearer(auto_error=False)
-    # at most two rule files are parsed at once (on threads), whatever the number of requests
-    parsing = anyio.CapacityLimiter(2)
+    # threads of their own: probes never wait behind API calls blocked on an engine, and at most two
+    # rule files are parsed at once whatever the number of requests
+    probes, parsing = anyio.CapacityLimiter(4), anyio.CapacityLimiter(2)
 
     def auth(creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
         if creds is None or creds.scheme.lower() != "bearer" or not hmac.compare_digest(creds.credentials.encode(), token.encode()):
@@ -89,20 +91,33 @@ def create_app(service: Service, token: str, limits: Limits | None = None) -> Fa
         except FutureTimeout:
             raise HTTPException(503, "the engine did not answer within 10 s") from None
 
+    def look() -> health_mod.Health:
+        return health_mod.snapshot(service, logs.scrub)
+
     @app.get("/healthz", tags=["monitoring"])
-    def healthz() -> JSONResponse:
-        try:
-            service.redis.ping()
-            redis_ok = True
-        except redis.RedisError:
-            redis_ok = False
-        body = {"status": "ok" if redis_ok else "degraded", "redis": redis_ok, "rules_version": service.version,
-                "accounts": sorted(a for a, w in service.workers.items() if w.ready.is_set() and not w.stopped.is_set()),
+    async def healthz() -> JSONResponse:
+        """Liveness: the process answers, Redis answers, no account of this process is stalled or stopped."""
+        h = await anyio.to_thread.run_sync(look, limiter=probes)
+        problems = h.problems(ready=False)
+        body = {"status": "degraded" if problems else "ok", "redis": h.redis, "rules_version": h.rules_version,
+                "accounts": sorted(a for a, s in h.accounts.items() if s["state"] == "deciding"),
+                "states": {a: s["state"] for a, s in h.accounts.items()}, "problems": problems,
                 "scheduler": bool(service.jobs and service.jobs.running), "uptime_s": round(time.time() - service.started_at, 1)}
-        return JSONResponse(body, status_code=200 if redis_ok else 503)
+        return JSONResponse(body, status_code=503 if problems else 200)
+
+    @app.get("/readyz", tags=["monitoring"])
+    async def readyz() -> JSONResponse:
+        """Readiness: besides liveness, rules are loaded and every account of this process is deciding;
+        per account its state, input lag, age of its last decision, failures, rules version and reason."""
+        h = await anyio.to_thread.run_sync(look, limiter=probes)
+        problems = h.problems(ready=True)
+        body = {"status": "not ready" if problems else "ready", "redis": h.redis, "rules_version": h.rules_version,
+                "accounts": h.accounts, "problems": problems}
+        return JSONResponse(body, status_code=503 if problems else 200)
 
     @app.get("/metrics", dependencies=guarded, tags=["monitoring"])
     def metrics() -> Response:
+        look()  # the health gauges are as of this scrape
         return Response(service.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     @app.get("/api/risk-management/status", dependencies=guarded, tags=["monitoring"])

@@ -33,6 +33,11 @@ class Metrics:
         self.redis_errors = Counter("riskrail_redis_errors_total", "Redis failures the engine recovered from", registry=r)
         self.recoveries = Counter("riskrail_recoveries_total", "account engines rebuilt from Redis (start, takeover, Redis restart)", registry=r)
         self.rules_info = Gauge("riskrail_rules_version_info", "the active rules version (value 1)", ["version"], registry=r)
+        # health, set when /metrics or /readyz is read (engine.service.health)
+        self.accounts_stalled = Gauge("riskrail_accounts_stalled", "accounts of this process that are not deciding "
+                                      "(recovering, stalled or stopped)", registry=r)
+        self.input_lag = Gauge("riskrail_input_lag", "input entries of an account not yet acknowledged (decided and committed)",
+                               ["account"], registry=r)
         self.last_reload_success.set(1)
         for result in ("ok", "failed"):  # every series exists from the start, at 0
             self.optimizations.labels(result=result)
