@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import resource
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -74,6 +73,10 @@ class Limits:
 
     def connections(self) -> int:
         """``max_connections``, lowered to the open-file limit minus ``FD_RESERVE`` when that is lower."""
+        try:
+            import resource  # POSIX; Windows (where MetaTrader 5 runs) has no such limit to read
+        except ImportError:
+            return self.max_connections
         soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
         if soft == resource.RLIM_INFINITY:
             return self.max_connections

@@ -170,6 +170,15 @@ def test_the_server_config_carries_every_limit() -> None:
     assert lim.body_limit("POST", "/api/rules/plan") == 4 * MIB and lim.body_limit("POST", "/api/positions") == 64 * KIB
 
 
+def test_the_connection_cap_leaves_room_for_redis_and_files_under_a_low_open_file_limit(monkeypatch) -> None:
+    import resource
+
+    monkeypatch.setattr(resource, "getrlimit", lambda what: (600, 4096))
+    assert Limits().connections() == 600 - 256
+    monkeypatch.setattr(resource, "getrlimit", lambda what: (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    assert Limits().connections() == 512
+
+
 # --- the event loop stays free ---------------------------------------------------------------------------
 
 
