@@ -85,6 +85,11 @@ def create_app(service: Service, token: str, limits: Limits | None = None) -> Fa
                                 f"{', '.join(sorted(service.workers)) or 'none'})")
         return service.worker(name)
 
+    def known_account(account: str | None = Query(None, max_length=200, description="the account (default: the first)")) -> None:
+        worker(account)  # 404 before anything else for an account this process does not run
+
+    scoped = [Depends(auth), Depends(known_account)]  # the routes that take ?account=
+
     def on_engine(account: str | None, fn):
         try:
             return worker(account).call(fn)
@@ -120,16 +125,16 @@ def create_app(service: Service, token: str, limits: Limits | None = None) -> Fa
         look()  # the health gauges are as of this scrape
         return Response(service.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
-    @app.get("/api/risk-management/status", dependencies=guarded, tags=["monitoring"])
+    @app.get("/api/risk-management/status", dependencies=scoped, tags=["monitoring"])
     def risk_status(account: str | None = None) -> dict[str, Any]:
         return {"account": account or service.default_account, **on_engine(account, views.risk_status)}
 
-    @app.get("/api/position-management/portfolio-summary", dependencies=guarded, tags=["monitoring"])
+    @app.get("/api/position-management/portfolio-summary", dependencies=scoped, tags=["monitoring"])
     def portfolio_summary(account: str | None = None) -> dict[str, Any]:
         w = worker(account)
         return {"account": w.account, **on_engine(account, lambda e: views.portfolio_summary(e, w.last_optimization))}
 
-    @app.get("/api/position-management/optimization-results", dependencies=guarded, tags=["monitoring"])
+    @app.get("/api/position-management/optimization-results", dependencies=scoped, tags=["monitoring"])
     def optimization_results(account: str | None = None) -> dict[str, Any]:
         w = worker(account)
         last = w.last_optimization
@@ -141,11 +146,11 @@ def create_app(service: Service, token: str, limits: Limits | None = None) -> Fa
 
     # --- positions ------------------------------------------------------------------------------------
 
-    @app.get("/api/positions", dependencies=guarded, tags=["positions"])
+    @app.get("/api/positions", dependencies=scoped, tags=["positions"])
     def list_positions(account: str | None = None, status: str | None = Query(None, description="open, closed, rejected, partially_closed")) -> dict[str, Any]:
         return {"positions": on_engine(account, lambda e: views.positions(e, status))}
 
-    @app.get("/api/positions/{position_id}", dependencies=guarded, tags=["positions"])
+    @app.get("/api/positions/{position_id}", dependencies=scoped, tags=["positions"])
     def get_position(position_id: str, account: str | None = None) -> dict[str, Any]:
         def one(e):
             p = e.book.positions.get(position_id)
@@ -156,7 +161,7 @@ def create_app(service: Service, token: str, limits: Limits | None = None) -> Fa
             raise HTTPException(404, f"no position {position_id!r}")
         return found
 
-    @app.post("/api/positions", dependencies=guarded, tags=["positions"], status_code=201)
+    @app.post("/api/positions", dependencies=scoped, tags=["positions"], status_code=201)
     def propose(body: dict[str, Any] = Body(..., examples=[{"position_id": "p-1", "symbol": "EURUSD", "strategy_type": "arbitrage",
                                                             "strategy_name": "arb-eu-1", "action": "BUY", "volume": 0.05,
                                                             "entry_price": 1.1458}]),
@@ -182,7 +187,7 @@ def create_app(service: Service, token: str, limits: Limits | None = None) -> Fa
 
     # --- actions -------------------------------------------------------------------------------------
 
-    @app.get("/api/actions", dependencies=guarded, tags=["actions"])
+    @app.get("/api/actions", dependencies=scoped, tags=["actions"])
     def actions(since: str = Query("0-0", max_length=41, description="cursor: the `next` of the previous page"),
                 limit: int = Query(100, ge=1, le=1000), account: str | None = None) -> dict[str, Any]:
         m = _CURSOR.fullmatch(since)
@@ -204,7 +209,8 @@ def create_app(service: Service, token: str, limits: Limits | None = None) -> Fa
 
     @app.post("/api/rules/validate", dependencies=guarded, tags=["rules"])
     async def validate(request: Request,
-                       kind: str | None = Query(None, max_length=32, description="strategy, limits, allocation, profit, custom, instruments, schedules"),
+                       kind: str | None = Query(None, max_length=32,
+                                                description="strategy, limits, allocation, profit, custom, instruments, schedules"),
                        file: str | None = Query(None, max_length=255, description="the name the file would have in the configuration, "
                                                 "e.g. strategies/arbitrage.yaml: it names the file in problems and tells its kind; "
                                                 "nothing is read from the server's disk")) -> JSONResponse:

@@ -261,6 +261,16 @@ def test_query_parameters_out_of_range_are_a_4xx(api, path, params) -> None:
     assert 400 <= r.status_code < 500, (r.status_code, r.text[:300])
 
 
+def test_an_account_this_process_does_not_run_is_a_404_on_every_route_that_takes_one(api) -> None:
+    proposal = {"position_id": "N1", "symbol": "EURUSD", "strategy_type": "scalp_trend", "action": "BUY", "volume": 0.1,
+                "entry_price": 1.1457}
+    r = api.client.post("/api/positions", params={"account": "nope"}, json=proposal)
+    assert r.status_code == 404 and "not run by this process" in r.json()["detail"]
+    for path in ("/api/positions", "/api/positions/N1", "/api/actions", "/api/risk-management/status",
+                 "/api/position-management/optimization-results"):
+        assert api.client.get(path, params={"account": "nope"}).status_code == 404, path
+
+
 def test_a_bug_is_answered_500_with_an_error_id_and_no_traceback(api, monkeypatch, caplog) -> None:
     from engine.service import views
 
