@@ -1,33 +1,101 @@
-"""Load YAML into plain Python values while keeping the position of every node.
+"""Load YAML into plain Python values while keeping the position of every node, refusing hostile input.
 
-ruamel.yaml composes the document into a node graph whose nodes all carry a start mark, scalars
-included (the round-trip ``CommentedMap.lc`` API has no positions for plain scalars). We build the
-plain values ourselves from that graph and record, for every key path, where its key and its value
-stand, so a later error about ``exit_levels.2.profit_target`` can name its line and column.
+ruamel.yaml parses the text into a stream of events without recursing. We compose the node graph from
+those events ourselves, in a loop, checking each event against the limits below before its node
+exists; then we build the plain values from the graph and record, for every key path, where its key
+and its value stand, so a later error about ``exit_levels.2.profit_target`` can name its line and
+column (our nodes carry a start mark for every scalar; the round-trip ``CommentedMap.lc`` API has
+none for plain scalars).
 
-Every problem (syntax error, duplicate key, unsupported tag, non-string key, empty file) becomes a
-``Problem``; nothing here raises for bad input.
+A rule file is plain data: mappings, lists, strings, numbers, booleans and null, with anchors, aliases
+and ``<<`` merge keys. Every problem (syntax error, duplicate key, unsupported tag, non-string key,
+empty file, a limit crossed) becomes a ``Problem`` at the line and column where it happens; nothing
+here raises for bad input (even a ``RecursionError``, which the limits make unreachable, would become
+one). A refused node builds as None, so the file's other problems are still found; a crossed limit
+stops at once. No input costs more than the limits allow:
+
+- ``MAX_FILE_BYTES`` = 1 MiB: the size of a file or text, refused unread past it.
+- ``MAX_VALUES`` = 10 000: mappings, lists, keys and scalars in one file, each alias and merge key
+  counted as the copy it makes (a "billion laughs" alias bomb is refused at the alias that crosses it).
+- ``MAX_DEPTH`` = 64: levels of nested mappings and lists, aliases expanded; composing never recurses
+  and building recurses at most this deep.
+- ``MAX_SCALAR_CHARS`` = 4096: characters in one key or scalar value.
+- Tags: only ``!!str``, ``!!int``, ``!!float``, ``!!bool`` and ``!!null`` on scalars (with a value of
+  that type: ``!!bool maybe`` is refused), ``!!seq`` on lists, ``!!map`` on mappings and ``!!merge``
+  on a key. Any other tag (``!!set``, ``!!omap``, ``!!pairs``, ``!!binary``, ``!!timestamp``,
+  ``!!python/...``, a local ``!foo``, the non-specific ``!``) is refused on any node, keys included.
+- Files: only a regular file is opened (a FIFO, device, socket or folder is refused after ``os.stat``,
+  unopened, and the open never blocks); it must be UTF-8, and characters YAML forbids (NUL, other
+  control characters) are refused at their position.
 """
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass, field
 from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
-from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from ruamel.yaml.events import (
+    AliasEvent,
+    CollectionEndEvent,
+    CollectionStartEvent,
+    DocumentStartEvent,
+    Event,
+    ScalarEvent,
+    SequenceStartEvent,
+)
+from ruamel.yaml.nodes import CollectionNode, MappingNode, Node, ScalarNode, SequenceNode
+from ruamel.yaml.reader import ReaderError
 
 from engine.config.problems import Path, Problem
 
-_SCALAR_TAGS = {
-    "tag:yaml.org,2002:str",
-    "tag:yaml.org,2002:int",
-    "tag:yaml.org,2002:float",
-    "tag:yaml.org,2002:bool",
-    "tag:yaml.org,2002:null",
+#: The largest rule file, in bytes of UTF-8: 1 MiB. The shipped rule files and rule tests are under
+#: 8 KiB; ruamel.yaml parses about 1 MiB a second, and reading on past this would let ``/dev/zero``
+#: or a runaway file take the process's memory.
+MAX_FILE_BYTES = 1 << 20
+
+#: The most values one file may hold, aliases expanded: 10 000. Every mapping, list, key and scalar
+#: counts one, and an alias or ``<<`` merge key counts every value it copies. The largest shipped rule
+#: file holds 79 and the largest rule test 623; 10 000 build in about a second and 10 MB, while a
+#: document of a few hundred bytes, nine levels of nine aliases, expands to 9^9 values (it grew
+#: past 1.3 GB before this limit).
+MAX_VALUES = 10_000
+
+#: The deepest nesting of mappings and lists, aliases expanded: 64 levels, the outermost counting
+#: one. Rule files nest 5 deep; Python's stack overflowed near 490 levels of composing and building,
+#: and 64 keeps far from it.
+MAX_DEPTH = 64
+
+#: The longest key or scalar value, in characters: 4096. The longest in the shipped files is 102
+#: (a rule test's name); longer is a mistake, and every message quoting it would repeat it.
+MAX_SCALAR_CHARS = 4096
+
+# How much of a file ``read_head`` reads to tell its kind from its first line.
+_HEAD_BYTES = 4096
+
+_YAML_TAG = "tag:yaml.org,2002:"
+_STR, _INT, _FLOAT, _BOOL, _NULL = (_YAML_TAG + t for t in ("str", "int", "float", "bool", "null"))
+_SCALAR_TAGS = {_STR, _INT, _FLOAT, _BOOL, _NULL}
+_MERGE_TAG = _YAML_TAG + "merge"
+_TAGS = {ScalarNode: _SCALAR_TAGS | {_MERGE_TAG}, SequenceNode: {_YAML_TAG + "seq"}, MappingNode: {_YAML_TAG + "map"}}
+_KIND = {ScalarNode: "a scalar", SequenceNode: "a list", MappingNode: "a mapping"}
+_HINTS = {
+    "!": "remove it; quote a value to make it a string",
+    _MERGE_TAG: "quote '<<' to make it a string",
+    _YAML_TAG + "set": "write a list instead",
+    _YAML_TAG + "omap": "write a mapping instead",
+    _YAML_TAG + "pairs": "write a mapping instead",
+    _YAML_TAG + "timestamp": "quote the date or time to make it a string",
 }
-_MERGE_TAG = "tag:yaml.org,2002:merge"
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+# The tag the composer gives a node it has reported (unsupported tag, bad value, too long): the
+# builder makes it None without a second problem, and goes on to find the file's other problems.
+_REPORTED = "tag:riskrail,2024:reported"
+_INVALID = object()
+_TOO_DEEP = f"expected at most {MAX_DEPTH} levels of nesting, found values nested too deeply to read"
 
 
 @dataclass(frozen=True)
@@ -69,8 +137,179 @@ class Document:
         return lines[line - 1] if 0 < line <= len(lines) else ""
 
 
-def _mark(node: Node) -> Mark:
+def _mark(node: Node | Event) -> Mark:
     return Mark(node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+def _show_tag(tag: str) -> str:
+    return "!!" + tag.removeprefix(_YAML_TAG) if tag.startswith(_YAML_TAG) else tag
+
+
+class _Refused(Exception):
+    """Stops composing: a limit crossed, a second document, an undefined alias."""
+
+    def __init__(self, problem: Problem) -> None:
+        self.problem = problem
+
+
+@dataclass
+class _Anchor:
+    node: Node
+    size: int = 1  # values once expanded
+    height: int = 0  # levels of nesting, its own included (0 for a scalar)
+    open: bool = False  # still being composed: an alias to it is recursive, the builder reports it
+
+
+@dataclass
+class _Open:
+    node: CollectionNode
+    path: Path
+    first: int  # values counted before this collection
+    anchor: _Anchor | None
+    height: int = 0  # the deepest child's height
+    key: Node | None = None  # in a mapping: the key whose value comes next
+
+
+class _Composer:
+    """Compose a node graph from ruamel.yaml's events, in a loop, within the limits.
+
+    Nodes are made as ruamel.yaml's own composer makes them (same tags, marks and shared nodes for
+    aliases); tags and sizes are judged here, once per node as written, before the node exists.
+    """
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.yaml = YAML(typ="rt")
+        self.problems: list[Problem] = []
+        self.root: Node | None = None
+        self.stack: list[_Open] = []
+        self.anchors: dict[str, _Anchor] = {}
+        self.values = 0
+
+    def compose(self, text: str) -> Node | None:
+        events = self.yaml.parse(text)
+        try:
+            for event in events:
+                if isinstance(event, ScalarEvent):
+                    self._scalar(event)
+                elif isinstance(event, CollectionStartEvent):
+                    self._start(event)
+                elif isinstance(event, CollectionEndEvent):
+                    self._end(event)
+                elif isinstance(event, AliasEvent):
+                    self._alias(event)
+                elif isinstance(event, DocumentStartEvent):
+                    self.anchors = {}
+        finally:
+            events.close()
+        return self.root
+
+    def _problem(self, event: Event, path: Path, message: str) -> Problem:
+        m = _mark(event)
+        return Problem(self.file, m.line, m.column, path, message)
+
+    def _path(self) -> Path:
+        """Return the key path of the node that comes next (its mapping's path for a key)."""
+        if not self.stack:
+            return ()
+        top = self.stack[-1]
+        if isinstance(top.node, SequenceNode):
+            return (*top.path, len(top.node.value))
+        key = top.key
+        if isinstance(key, ScalarNode) and len(key.value) <= MAX_SCALAR_CHARS:
+            return (*top.path, key.value)
+        return top.path
+
+    def _at_key(self) -> bool:
+        return bool(self.stack) and isinstance(self.stack[-1].node, MappingNode) and self.stack[-1].key is None
+
+    def _count(self, event: Event, size: int, height: int, alias: str | None = None) -> None:
+        if self.root is not None and not self.stack:
+            raise _Refused(self._problem(event, (), "expected one YAML document, found several (remove the '---' separator)"))
+        self.values += size
+        expanded = f" once alias '*{alias}' is expanded" if alias is not None else ""
+        if self.values > MAX_VALUES:
+            raise _Refused(self._problem(event, self._path(), f"expected at most {MAX_VALUES} values in one file, found more{expanded}"))
+        if len(self.stack) + height > MAX_DEPTH:  # no key path: it would be MAX_DEPTH keys long
+            raise _Refused(self._problem(event, (), f"expected at most {MAX_DEPTH} levels of nesting, found more{expanded}"))
+
+    def _tag(self, event: Event, kind: type[Node], path: Path) -> Any:
+        """Return the node's tag (resolved when the text gives none), or ``_REPORTED`` after a problem."""
+        value = event.value if kind is ScalarNode else None
+        if event.ctag is None:
+            tag = self.yaml.resolver.resolve(kind, value, event.implicit)
+        else:
+            tag = event.ctag
+        name = str(tag)
+        if name in _TAGS[kind] and (name != _MERGE_TAG or self._at_key()):
+            if kind is ScalarNode and name in (_INT, _FLOAT, _BOOL, _NULL):
+                resolved = str(self.yaml.resolver.resolve(ScalarNode, value, (True, False)))
+                if resolved != name and not (name == _FLOAT and resolved == _INT):
+                    self.problems.append(self._problem(event, path, f"expected a valid {name.removeprefix(_YAML_TAG)}, found {value!r}"))
+                    return _REPORTED
+            return tag
+        other = next((k for k, tags in _TAGS.items() if name in tags and k is not kind), None)
+        where = f" on {_KIND[kind]}" if other is not None else ""
+        hint = f" ({_HINTS[name]})" if name in _HINTS else ""
+        self.problems.append(self._problem(event, path, f"expected a plain value, found unsupported tag {_show_tag(name)!r}{where}{hint}"))
+        return _REPORTED
+
+    def _place(self, node: Node, height: int) -> None:
+        if not self.stack:
+            self.root = node
+            return
+        top = self.stack[-1]
+        top.height = max(top.height, height)
+        if isinstance(top.node, SequenceNode):
+            top.node.value.append(node)
+        elif top.key is None:
+            top.key = node
+        else:
+            top.node.value.append((top.key, node))
+            top.key = None
+
+    def _scalar(self, event: ScalarEvent) -> None:
+        self._count(event, 1, 0)
+        path = self._path()
+        if len(event.value) > MAX_SCALAR_CHARS:
+            what = "key" if self._at_key() else "value"
+            self.problems.append(self._problem(event, path, f"expected a {what} of at most {MAX_SCALAR_CHARS} characters, found {len(event.value)}"))
+            tag: Any = _REPORTED
+        else:
+            tag = self._tag(event, ScalarNode, path)
+        node = ScalarNode(tag, event.value, event.start_mark, event.end_mark, style=event.style, anchor=event.anchor)
+        if event.anchor is not None:
+            self.anchors[event.anchor] = _Anchor(node)
+        self._place(node, 0)
+
+    def _start(self, event: CollectionStartEvent) -> None:
+        first = self.values
+        self._count(event, 1, 1)
+        path = self._path()
+        kind = SequenceNode if isinstance(event, SequenceStartEvent) else MappingNode
+        node = kind(self._tag(event, kind, path), [], event.start_mark, None, flow_style=event.flow_style, anchor=event.anchor)
+        anchor = None
+        if event.anchor is not None:
+            anchor = self.anchors[event.anchor] = _Anchor(node, open=True)
+        self._place(node, 0)
+        self.stack.append(_Open(node, path, first, anchor))
+
+    def _end(self, event: CollectionEndEvent) -> None:
+        done = self.stack.pop()
+        done.node.end_mark = event.end_mark
+        height = done.height + 1
+        if self.stack:
+            self.stack[-1].height = max(self.stack[-1].height, height)
+        if done.anchor is not None:
+            done.anchor.size, done.anchor.height, done.anchor.open = self.values - done.first, height, False
+
+    def _alias(self, event: AliasEvent) -> None:
+        anchor = self.anchors.get(event.anchor)
+        if anchor is None:
+            raise _Refused(self._problem(event, (), f"invalid YAML: found undefined alias {event.anchor!r}"))
+        size, height = (1, 0) if anchor.open else (anchor.size, anchor.height)
+        self._count(event, size, height, alias=event.anchor)
+        self._place(anchor.node, height)
 
 
 class _Builder:
@@ -86,6 +325,8 @@ class _Builder:
 
     def build(self, node: Node, path: Path) -> Any:
         self.doc.values.setdefault(path, _mark(node))
+        if node.tag == _REPORTED:
+            return None
         if isinstance(node, ScalarNode):
             return self._scalar(node, path)
         if id(node) in self._active:
@@ -104,18 +345,23 @@ class _Builder:
 
     def _scalar(self, node: ScalarNode, path: Path) -> Any:
         if node.tag not in _SCALAR_TAGS:
-            self.problem(node, path, f"expected a plain value, found unsupported tag {node.tag!r}")
+            self.problem(node, path, f"expected a plain value, found unsupported tag {_show_tag(node.tag)!r}")
             return None
-        if node.tag == "tag:yaml.org,2002:str":
+        if node.tag == _STR:
             m = _mark(node)
             quoted = node.style in ("'", '"')
             self.doc.string_starts[path] = Mark(m.line, m.column + (1 if quoted else 0))
             return str(node.value)
+        value = self._construct(node, path)
+        return None if value is _INVALID else value
+
+    def _construct(self, node: ScalarNode, path: Path) -> Any:
+        """Return the value of a scalar that is no string, or ``_INVALID`` once its problem is reported."""
         try:
             return self._scalars.construct_object(node, deep=True)
-        except (YAMLError, ValueError) as exc:
-            self.problem(node, path, f"expected a valid {node.tag.rsplit(':', 1)[-1]}, found {node.value!r} ({exc})")
-            return None
+        except (YAMLError, ValueError, KeyError, OverflowError) as exc:
+            self.problem(node, path, f"expected a valid {node.tag.removeprefix(_YAML_TAG)}, found {node.value!r} ({exc})")
+            return _INVALID
 
     def _mapping(self, node: MappingNode, path: Path) -> dict:
         result: dict = {}
@@ -125,10 +371,14 @@ class _Builder:
             if key_node.tag == _MERGE_TAG:
                 merged.append((key_node, value_node))
                 continue
+            if key_node.tag == _REPORTED:
+                continue
             if not isinstance(key_node, ScalarNode) or key_node.tag not in _SCALAR_TAGS:
                 self.problem(key_node, path, "expected a plain key, found a complex key")
                 continue
-            key = self._scalars.construct_object(key_node, deep=True) if key_node.tag != "tag:yaml.org,2002:str" else str(key_node.value)
+            key = str(key_node.value) if key_node.tag == _STR else self._construct(key_node, path)
+            if key is _INVALID:
+                continue
             if key is None or isinstance(key, (float, bool)):
                 self.problem(key_node, path, f"expected a name or a number as key, found {key_node.value!r}")
                 continue
@@ -143,10 +393,20 @@ class _Builder:
         for key_node, value_node in merged:
             sources = value_node.value if isinstance(value_node, SequenceNode) else [value_node]
             for source in sources:
+                if value_node.tag == _REPORTED or source.tag == _REPORTED:
+                    continue
                 if not isinstance(source, MappingNode):
                     self.problem(source, path, "expected a mapping to merge with '<<', found another value")
                     continue
-                for key, value in self._mapping(source, path + ("<<",)).items():
+                if id(source) in self._active:
+                    self.problem(key_node, (*path, "<<"), "expected a finite value, found a recursive alias")
+                    continue
+                self._active.add(id(source))
+                try:
+                    values = self._mapping(source, path + ("<<",))
+                finally:
+                    self._active.discard(id(source))
+                for key, value in values.items():
                     if key not in result:
                         result[key] = value
                         self.doc.keys.setdefault((*path, key), _mark(key_node))
@@ -154,12 +414,34 @@ class _Builder:
         return result
 
 
+def _position(text: str, index: int) -> tuple[int, int]:
+    start = text.rfind("\n", 0, index) + 1
+    return text.count("\n", 0, index) + 1, index - start + 1
+
+
+def _too_big(found: str) -> str:
+    return f"expected a rule file of at most {MAX_FILE_BYTES} bytes (1 MiB), found {found}"
+
+
 def load_text(text: str, file: str) -> tuple[Document, list[Problem]]:
-    """Parse ``text`` (the contents of ``file``) into a ``Document`` and the problems found."""
+    """Parse ``text`` (the contents of ``file``) into a ``Document`` and the problems found.
+
+    Text past ``MAX_FILE_BYTES`` of UTF-8 is refused unparsed; the other limits of this module are
+    checked while composing, so nothing past them is ever built.
+    """
     doc = Document(file=file, text=text)
-    yaml = YAML(typ="rt")
+    if len(text) > MAX_FILE_BYTES:
+        doc.text = ""
+        return doc, [Problem(file, 1, 1, (), _too_big(f"{len(text)} characters"))]
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_FILE_BYTES:
+        doc.text = ""
+        return doc, [Problem(file, 1, 1, (), _too_big(f"{size} bytes"))]
+    composer = _Composer(file)
     try:
-        nodes = list(yaml.compose_all(text))
+        root = composer.compose(text)
+    except _Refused as exc:
+        return doc, [*composer.problems, exc.problem]
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
@@ -170,27 +452,117 @@ def load_text(text: str, file: str) -> tuple[Document, list[Problem]]:
             construct = exc.context.removeprefix("while parsing ").removeprefix("while scanning ").removeprefix("a ").removeprefix("an ")
             message += f" (in the {construct} that starts at line {ctx.line + 1}, column {ctx.column + 1})"
         return doc, [Problem(file, line, column, (), message)]
+    except ReaderError as exc:  # a character YAML forbids: NUL, another control character, a lone surrogate
+        line, column = _position(text, exc.position) if isinstance(exc.position, int) else (1, 1)
+        found = f"U+{exc.character:04X}" if isinstance(exc.character, int) else repr(exc.character)
+        return doc, [Problem(file, line, column, (), f"expected printable characters, found {found}")]
     except YAMLError as exc:  # errors without a position (e.g. a bad stream)
         return doc, [Problem(file, 1, 1, (), f"invalid YAML: {exc}")]
-    nodes = [n for n in nodes if n is not None]
-    if not nodes:
+    except RecursionError:  # the limits make this unreachable; a last resort all the same
+        return doc, [Problem(file, 1, 1, (), _TOO_DEEP)]
+    if root is None:
         return doc, [Problem(file, 1, 1, (), "expected a mapping of settings, found an empty file")]
-    if len(nodes) > 1:
-        m = _mark(nodes[1])
-        return doc, [Problem(file, m.line, m.column, (), "expected one YAML document, found several (remove the '---' separator)")]
     builder = _Builder(doc)
-    doc.data = builder.build(nodes[0], ())
-    return doc, builder.problems
+    try:
+        doc.data = builder.build(root, ())
+    except RecursionError:  # as above
+        doc.data = None
+        return doc, [Problem(file, 1, 1, (), _TOO_DEEP)]
+    return doc, composer.problems + builder.problems
+
+
+class _Unreadable(Exception):
+    """A path that is not read as a rule file: why, and where in the file when that is known."""
+
+    def __init__(self, message: str, line: int = 1, column: int = 1) -> None:
+        super().__init__(message)
+        self.message, self.line, self.column = message, line, column
+
+
+def _open_regular(path: str) -> tuple[int, int]:
+    """Open the regular file at ``path`` without blocking; return its descriptor and size.
+
+    Anything else is refused from ``os.stat`` without being opened, and checked again once open in
+    case the path changed in between (a FIFO opened with ``O_NONBLOCK`` does not wait for a writer).
+    """
+    _check_regular(os.stat(path).st_mode)
+    fd = os.open(path, _OPEN_FLAGS)
+    try:
+        st = os.fstat(fd)
+        _check_regular(st.st_mode)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, st.st_size
+
+
+def _check_regular(mode: int) -> None:
+    if stat.S_ISREG(mode):
+        return
+    kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+    found = next((name for test, name in kinds if test(mode)), "a special file")
+    raise _Unreadable(f"expected a regular file, found {found}")
+
+
+def _read_at_most(fd: int, limit: int) -> bytes:
+    """Return the file's first ``limit`` + 1 bytes at most (one more than allowed tells it is too big)."""
+    chunks: list[bytes] = []
+    left = limit + 1
+    while left > 0:
+        chunk = os.read(fd, min(left, 1 << 16))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def _read_text(path: str) -> str:
+    fd, size = _open_regular(path)
+    try:
+        if size > MAX_FILE_BYTES:
+            raise _Unreadable(_too_big(f"{size} bytes"))
+        data = _read_at_most(fd, MAX_FILE_BYTES)
+    finally:
+        os.close(fd)
+    if len(data) > MAX_FILE_BYTES:  # grew since, or a size the system does not report
+        raise _Unreadable(_too_big("more"))
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = len(data[data.rfind(b"\n", 0, exc.start) + 1 : exc.start].decode("utf-8", "replace")) + 1
+        raise _Unreadable(f"expected UTF-8 text, found undecodable bytes ({exc.reason} at byte {exc.start})", line, column) from None
+    # Line ends as a file opened in text mode reads them.
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def load_file(path: str, display: str | None = None) -> tuple[Document, list[Problem]]:
-    """Read and parse the YAML file at ``path``; ``display`` is the name used in problems."""
+    """Read and parse the YAML file at ``path``; ``display`` is the name used in problems.
+
+    Only a regular file of at most ``MAX_FILE_BYTES`` is read; anything else is one problem.
+    """
     name = display or path
     try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
-    except UnicodeDecodeError as exc:
-        return Document(file=name, text=""), [Problem(name, 1, 1, (), f"expected UTF-8 text, found undecodable bytes ({exc.reason} at byte {exc.start})")]
+        text = _read_text(path)
+    except _Unreadable as exc:
+        return Document(file=name, text=""), [Problem(name, exc.line, exc.column, (), exc.message)]
     except OSError as exc:
         return Document(file=name, text=""), [Problem(name, 1, 1, (), f"cannot read the file: {exc.strerror or exc}")]
     return load_text(text, name)
+
+
+def read_head(path: str) -> str | None:
+    """Return the start of the regular file at ``path`` (4 KiB at most), or None when it is no regular file.
+
+    Bytes that are not UTF-8 read as U+FFFD; nothing else is opened, and nothing blocks.
+    """
+    try:
+        fd, _ = _open_regular(path)
+        try:
+            return _read_at_most(fd, _HEAD_BYTES - 1).decode("utf-8", "replace")
+        finally:
+            os.close(fd)
+    except (OSError, _Unreadable):
+        return None
