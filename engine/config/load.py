@@ -5,6 +5,9 @@ instruments}.yaml`` and ``schedules.yaml``. ``strategies/`` (at least one strate
 ``rules/limits.yaml`` are required; the other files are optional and default to the desk's standard
 values of the models. Every problem of every file is collected; nothing raises for bad input except
 ``load_config``/``load_strategies``, which raise one ``ConfigError`` carrying all of them.
+
+Every file and text goes through the one loader of ``engine.config._yaml``, which refuses hostile
+input (alias bombs, deep nesting, unsupported tags, huge or special files) within its limits.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import json
 import os
 import re
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Mapping
@@ -26,7 +29,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from engine.config import lint
 from engine.config._errors import problems_from
-from engine.config._yaml import load_file, load_text
+from engine.config._yaml import load_file, load_text, read_head
 from engine.config.conditions import suggest
 from engine.config.models import (
     KINDS,
@@ -54,7 +57,11 @@ REQUIRED_RULE_FILES = ("limits.yaml",)
 _YAML = (".yaml", ".yml")
 _UNKNOWN_KIND = ("cannot tell which kind of rule file this is: expected it under strategies/ or rules/, named "
                  "schedules.yaml, or a first line '# yaml-language-server: $schema=.../<kind>.schema.json'")
-_MODELINE = re.compile(r"#\s*yaml-language-server:\s*\$schema=\S*?([a-z]+)\.schema\.json")
+_MODELINE = re.compile(r"#\s*yaml-language-server:\s*\$schema=(\S*)")
+_SCHEMA_SUFFIX = ".schema.json"
+_MODELINE_CHARS = 4096  # of a text's start, where its first line is looked for
+_TOO_DEEP = ("expected values nested less deeply, found nesting too deep to check "
+             "(a condition with hundreds of parentheses or 'not's?)")
 
 
 @dataclass(frozen=True)
@@ -125,24 +132,57 @@ def display_path(path: str) -> str:
 
 
 def kind_of(path: str) -> str | None:
-    """Tell which kind of rule file ``path`` is, from where it lies or its schema modeline."""
-    base = os.path.basename(path)
+    """Tell which kind of rule file ``path`` is, from where it lies or its schema modeline.
+
+    The order is ``kind_from_text``'s. Only a regular file is opened, and only its start read; a
+    FIFO, device or folder is never opened (its kind comes from its place and name alone).
+    """
     parent = os.path.basename(os.path.dirname(os.path.abspath(path)))
+    return _kind(os.path.basename(path), parent, lambda: read_head(path) or "")
+
+
+def kind_from_text(name: str, text: str) -> str | None:
+    """Tell which kind of rule file ``text`` is from ``name``, where it would lie, and its first line.
+
+    Reads no file: this is how a request body's kind is told. ``name`` is a display path such as
+    ``strategies/arbitrage.yaml``, ``rules/limits.yaml`` or ``schedules.yaml`` (``""`` when unknown).
+    In order: a file under ``strategies/`` is a strategy, ``rules/<name>.yaml`` is that rule file,
+    ``schedules.yaml`` the schedules; else the first line ``# yaml-language-server:
+    $schema=.../<kind>.schema.json`` tells it; else the file name alone (``limits.yaml``). None when
+    nothing does.
+    """
+    parent = os.path.basename(os.path.dirname(name))
+    return _kind(os.path.basename(name), parent, lambda: text)
+
+
+def _kind(base: str, parent: str, head: Callable[[], str]) -> str | None:
     if parent == "strategies":
         return "strategy"
     if base in RULE_FILES and parent == "rules":
         return RULE_FILES[base]
     if base in ("schedules.yaml", "schedules.yml"):
         return "schedules"
-    try:
-        with open(path, encoding="utf-8") as fh:
-            first = fh.readline()
-    except (OSError, UnicodeDecodeError):
-        return None
+    kind = _modeline_kind(head())
+    return kind if kind is not None else RULE_FILES.get(base)
+
+
+def _modeline_kind(text: str) -> str | None:
+    """Return the kind a first-line ``# yaml-language-server: $schema=.../<kind>.schema.json`` names."""
+    first = re.split(r"\r\n|\r|\n", text[:_MODELINE_CHARS], maxsplit=1)[0]
     m = _MODELINE.search(first)
-    if m and m.group(1) in KINDS:
-        return m.group(1)
-    return RULE_FILES.get(base)
+    if m is None:
+        return None
+    # The letters right before the first ".schema.json" that follows one; string scans, where a
+    # regular expression backtracks for ages on a long run of letters.
+    url, start = m.group(1), 0
+    while (end := url.find(_SCHEMA_SUFFIX, start)) >= 0:
+        begin = end
+        while begin and "a" <= url[begin - 1] <= "z":
+            begin -= 1
+        if begin < end:
+            return url[begin:end] if url[begin:end] in KINDS else None
+        start = end + 1
+    return None
 
 
 class _Collector:
@@ -170,13 +210,20 @@ class _Collector:
             self.result.problems.append(Problem(name, 1, 1, (), f"expected a mapping of settings, found {type(doc.data).__name__ if doc.data is not None else 'nothing'}"))
             return None
         try:
-            item = lint.Loaded(doc, model_cls.model_validate(doc.data))
-        except ValidationError as exc:
-            self.result.problems.extend(problems_from(exc, doc, model_cls))
-            # Check what did validate too, so one run reports every problem of the file.
-            item = lint.Loaded(doc, _partial(model_cls, doc.data), partial=True)
+            try:
+                item = lint.Loaded(doc, model_cls.model_validate(doc.data))
+            except ValidationError as exc:
+                self.result.problems.extend(problems_from(exc, doc, model_cls))
+                # Check what did validate too, so one run reports every problem of the file.
+                item = lint.Loaded(doc, _partial(model_cls, doc.data), partial=True)
+            problems = _check_one(kind, item, self.names)
+        except RecursionError:
+            # The loader bounds the nesting of the data; a condition's text can still nest deeper
+            # than the checks recurse. A last resort, so that no input ends in a traceback.
+            self.result.problems.append(Problem(name, 1, 1, (), _TOO_DEEP))
+            return None
         self.loaded.setdefault(kind, []).append(item)
-        self.result.problems.extend(_check_one(kind, item, self.names))
+        self.result.problems.extend(problems)
         return None if item.partial else item
 
     def strategies_dir(self, folder: str) -> int:
@@ -335,6 +382,8 @@ def validate_paths(paths: Sequence[str], config_dir: str = ".") -> Validation:
                 c.problem(path, _UNKNOWN_KIND)
             else:
                 c.load(path, kind)
+        elif os.path.exists(path):  # a FIFO, a device, a socket: the loader says which, unopened
+            c.result.problems.extend(load_file(path, display_path(path))[1])
         else:
             c.problem(path, "no such file or folder")
     c.result.problems = sort_problems(c.result.problems)
@@ -345,7 +394,9 @@ def validate_file(path: str, kind: str | None = None) -> Validation:
     """Validate one rule file on its own; ``kind`` (a key of ``KINDS``) defaults to ``kind_of(path)``."""
     c = _Collector()
     kind = kind or kind_of(path)
-    if kind is None:
+    if os.path.exists(path) and not os.path.isfile(path):  # a FIFO, a device, a folder: refused unopened
+        c.result.problems.extend(load_file(path, display_path(path))[1])
+    elif kind is None:
         c.problem(path, _UNKNOWN_KIND)
     else:
         c.load(path, kind)
