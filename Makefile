@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: run replay test bench validate schema clean
+.PHONY: run replay test bench fuzz validate schema clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ test: $(STAMP)
 
 bench: $(BENCH_STAMP)
 	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python bench/run.py
+
+# the properties of tests/fuzz with many cases (make fuzz CASES=N; 100 000 by default): hostile input never stops risk management
+fuzz: $(STAMP)
+	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python bench/fuzz.py --cases $(or $(CASES),100000)
 
 validate: $(STAMP)
 	$(BIN)/riskrail validate --config .

@@ -1,0 +1,86 @@
+"""Hostile rule files never stop risk management, fuzzed: whatever the text (the shipped files mutated,
+alias bombs, deep nesting, tags, merge keys, bad scalars, hostile conditions, texts around the size
+limit), ``load_text`` and ``validate_text`` return located problems or plain data, never raise, and
+hold a bounded amount of memory while they run.
+
+The ``check_*`` functions are the properties; ``bench/fuzz.py`` runs them with many more cases.
+"""
+
+from __future__ import annotations
+
+import tracemalloc
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+
+from engine.config._yaml import MAX_VALUES, load_text
+from engine.config.load import validate_text
+from engine.config.problems import Problem
+from tests.fuzz.strategies import rule_files, yaml_texts
+
+#: the most memory one load or validation may hold: the loader's own budget of 10 000 values takes
+#: about 10 MB (engine/config/_yaml.py), a 1 MiB text a few more
+PEAK_BYTES = 64 << 20
+PLAIN = (dict, list, str, int, float, bool, type(None))
+
+
+def count_values(data: Any) -> int:
+    """Keys, scalars, lists and mappings in loaded data, each checked to be plain data."""
+    count, stack = 0, [data]
+    while stack:
+        value = stack.pop()
+        assert isinstance(value, PLAIN), type(value)
+        count += 1
+        if isinstance(value, dict):
+            assert all(isinstance(k, (str, int)) and not isinstance(k, bool) for k in value), list(value)[:5]
+            count += len(value)
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return count
+
+
+def located(problems: list[Problem], file: str, text: str) -> None:
+    """Every problem names ``file`` and a line and column inside the text (or just past its end)."""
+    lines = max(text.count("\n") + 1, 1)
+    for p in problems:
+        assert p.file == file, (p, file)
+        assert 1 <= p.line <= lines + 1 and p.column >= 1, p
+        assert p.message and "Traceback" not in p.message, p
+
+
+def peak(fn: Any) -> tuple[Any, int]:
+    """Run ``fn``; return its result and the most memory Python held while it ran."""
+    tracemalloc.start()
+    try:
+        return fn(), tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def check_load_text(text: str) -> None:
+    """``load_text`` returns plain data within the value budget, or located problems; never raises."""
+    (doc, problems), used = peak(lambda: load_text(text, "f.yaml"))
+    assert used < PEAK_BYTES, used
+    located(problems, "f.yaml", text)
+    if not problems:
+        assert count_values(doc.data) <= 2 * MAX_VALUES  # keys count once in the budget, twice here
+
+
+def check_validate_text(kind: str, file: str, text: str) -> None:
+    """``validate_text`` of any text as a rule file of ``kind`` returns located problems; never raises."""
+    result, used = peak(lambda: validate_text(text, kind, file))
+    assert used < PEAK_BYTES, used
+    located(result.problems, file, text)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(text=yaml_texts)
+def test_any_text_loads_as_plain_data_or_located_problems_in_bounded_memory(text: str) -> None:
+    check_load_text(text)
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck))
+@given(case=rule_files)
+def test_any_text_validates_as_a_rule_file_to_located_problems_in_bounded_memory(case: tuple[str, str, str]) -> None:
+    check_validate_text(*case)
