@@ -116,7 +116,7 @@ def properties(res: Resources) -> list[Property]:
     seeds = fs.SEEDS
     good = res.demo[: events_fuzz.GOOD]
     return [
-        Property("decode: any bytes", "decode", 30, fs.raw_events, events_fuzz.check_decode,
+        Property("decode: any bytes", "decode", 28, fs.raw_events, events_fuzz.check_decode,
                  lambda i: events_fuzz.check_decode(json.dumps(res.demo_event(i)).encode())),
         Property("decode: memory", "decode", 3, fs.raw_events, events_fuzz.check_bounded,
                  lambda i: events_fuzz.check_bounded(json.dumps(res.demo_event(i)).encode())),
@@ -133,6 +133,9 @@ def properties(res: Resources) -> list[Property]:
         Property("service: bad entries", "service", 5,
                  lambda: st.tuples(st.integers(0, events_fuzz.GOOD), events_fuzz.stream_entries),
                  lambda batch: res.poison.check(batch), lambda i: res.poison.check([]), SERVICE_BATCH),
+        Property("service: accepted extremes", "service", 2,
+                 lambda: st.tuples(st.integers(0, events_fuzz.GOOD), events_fuzz.accepted_entries),
+                 lambda batch: res.poison.check(batch), lambda i: res.poison.check([]), ENGINE_BATCH),
         Property("rules: load_text", "rules", 8, lambda: fs.yaml_texts, rules_fuzz.check_load_text,
                  lambda i: rules_fuzz.check_load_text(seeds[i % len(seeds)].text)),
         Property("rules: validate_text", "rules", 6, lambda: fs.rule_files, lambda case: rules_fuzz.check_validate_text(*case),

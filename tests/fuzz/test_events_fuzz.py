@@ -97,6 +97,7 @@ def check_event_object(obj: dict[str, Any]) -> None:
     text_ = dumps(obj)
     check_decode(text_)
     check_decode(text_.encode("utf-8", "surrogatepass"))
+    check_decode(json.dumps(obj, allow_nan=True, ensure_ascii=False))  # characters as they are, lone surrogates too
 
 
 def check_well_formed(obj: dict[str, Any]) -> None:
@@ -265,19 +266,23 @@ class PoisonRun:
     expected: tuple[list[str], dict]
     runs: Iterator[int] = itertools.count()
 
-    def check(self, bad: list[tuple[int, dict[bytes, bytes]]]) -> None:
-        """Start a service of its own (its own key prefix), put ``good`` with ``bad`` interleaved on the
-        input stream, and check every bad entry was dead-lettered with its reason and the good ones
-        decided exactly as without them, with the account deciding and rebuilt only at its start."""
+    def check(self, hostile: list[tuple[int, dict[bytes, bytes]]]) -> None:
+        """Start a service of its own (its own key prefix), put ``good`` with ``hostile`` interleaved on
+        the input stream, and check that every entry the worker must refuse (``refused``) was
+        dead-lettered with its reason and everything else decided exactly as a plain engine decides it
+        alone (the good events exactly as without the refused ones), with the account deciding and
+        rebuilt only at its start."""
+        entries = interleave([{b"event": json.dumps(obj).encode()} for obj in self.good], hostile)
+        bad = [refused(fields) for fields in entries]
+        decided = [to_json(decode(fields[b"event"])) for fields, b in zip(entries, bad) if not b]
+        expected = self.expected if decided == self.good else reference(self.config, decided)
         prefix = f"fuzz{next(self.runs)}"
         k = Keys(prefix)
         svc = start_service(self.client, self.config, prefix=prefix)
         try:
             self.client.sadd(k.accounts, "acct")
             pipe = self.client.pipeline(transaction=False)
-            entries = interleave([(False, {b"event": json.dumps(obj).encode()}) for obj in self.good],
-                                 [(i, (True, fields)) for i, fields in bad])
-            for _, fields in entries:
+            for fields in entries:
                 pipe.xadd(k.stream("acct", "in"), fields)
             ids = [text(i) for i in pipe.execute()]
             wait_for(lambda: drained(self.client, "acct", prefix), 120, "every entry decided")
@@ -286,14 +291,13 @@ class PoisonRun:
         finally:
             svc.stop()
         dead = [{text(a): b for a, b in f.items()} for _, f in self.client.xrange(k.stream("acct", "dead"))]
-        bad_ids = [i for i, (is_bad, _) in zip(ids, entries) if is_bad]
-        assert [text(d["entry"]) for d in dead] == bad_ids, "every bad entry dead-lettered, and nothing else"
+        assert [text(d["entry"]) for d in dead] == [i for i, b in zip(ids, bad) if b], "every bad entry dead-lettered, and nothing else"
         for d in dead:
             reason = text(d["reason"])
             assert reason and "internal error" not in reason and "Traceback" not in reason, reason
-        assert stored(self.client, "acct", prefix) == self.expected
+        assert stored(self.client, "acct", prefix) == expected
         assert health["state"] == "deciding" and health["failures"] == 0, health
-        assert recoveries == 1  # the start only: no bad entry made the engine rebuild
+        assert recoveries == 1  # the start only: no entry made the engine rebuild
         self.client.delete(*self.client.keys(f"{prefix}:*"))
 
 
@@ -318,3 +322,12 @@ def poison(tmp_path_factory) -> Iterator[PoisonRun]:
 @given(bad=hostile_batches(stream_entries, 50, min_size=20))
 def test_bad_entries_between_good_events_are_dead_lettered_and_the_good_ones_decided_as_without_them(poison, bad) -> None:
     poison.check(bad)
+
+
+accepted_entries = engine_events().filter(accepted).map(lambda obj: {b"event": dumps(obj).encode()})
+
+
+@settings(max_examples=2, deadline=None, suppress_health_check=list(HealthCheck))
+@given(hostile=hostile_batches(accepted_entries, 25, min_size=10))
+def test_accepted_extreme_events_are_decided_by_the_service_as_by_a_plain_engine(poison, hostile) -> None:
+    poison.check(hostile)
