@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from engine.actions import Action
-from engine.rules.evaluator import FillReport
+from engine.ports import FillReport
 
 
 class PaperBroker:

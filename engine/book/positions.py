@@ -10,7 +10,7 @@ import enum
 import math
 from dataclasses import dataclass, field
 
-from engine.book.pnl import Converter
+from engine.book.valuation import Converter
 
 
 class Status(str, enum.Enum):

@@ -14,13 +14,14 @@ applies them while they stay quiet and stops before the first quote on which any
 
 That quote, and every event that is not a quote, goes through ``Engine.process`` as in a live run.
 A quote opening a sampling period or bar ends the run after it is applied, and the evaluator's own
-``_sample`` records the equity. The quiet quotes change exactly what they change there: the symbol's
+``_sample`` records the equity (``Engine.advance_quiet``). The quiet quotes change exactly what they change there: the symbol's
 volatility, each position's best price, arming and time in profit, the open PnL per strategy (same
 operations in the same order), the last quote, the bar close, the counters and the sequence
 numbers. So the actions, their ids and the engine's state are those of the per-event replay;
 ``tests/rules/test_batch.py`` checks it on the shipped EURUSD ticks and on generated histories.
-This module reads and writes the evaluator's private state and mirrors ``Engine._on_tick``: a change
-there needs its counterpart here (the differential tests fail otherwise).
+This module reads the engine's public state and mirrors ``Engine._on_tick``; what a quiet quote
+changes outside the kernel is ``Engine.advance_quiet``, beside ``_on_tick``: a change of one needs its
+counterpart in the other (the differential tests fail otherwise).
 
 Runs interleaving several symbols quote by quote are not batched (each run is one quote), nor are
 symbols whose conversion rate moves with their own quotes (a JPY-quoted pair in a USD account).
@@ -41,11 +42,10 @@ from engine.actions import Action
 from engine.book.metrics import max_drawdown
 from engine.events import Event, Tick
 from engine.rules import _jit
-from engine.rules.evaluator import Engine
+from engine.rules.contexts import WEEKDAYS
+from engine.rules.evaluator import SAMPLE_MS, Engine
 from engine.rules.vector import Interval, LazyColumns, could_hold
 
-_SAMPLE_MS = 60_000  # the evaluator's sampling period (engine.rules.evaluator._SAMPLE_MS)
-_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _PAD = 1e-9  # relative margin on the bounds of prices, PnL and equity: far above rounding
 _WINDOW = 2048  # quotes one proof that no custom rule can fire covers (wider: fewer proofs, looser bounds)
 
@@ -133,14 +133,14 @@ class _Batch:
         engine = self.engine
         symbol = self.cols.symbols[self.cols.sym[lo]]
         kernel = engine.kernels.get(symbol)
-        if kernel is None or kernel._last_ts is None or engine._last_ts is None or not engine.curve:
+        if kernel is None or kernel._last_ts is None or engine.last_ts is None or not engine.curve:
             return lo
         if engine.resets.next_daily is None or not engine.day.key or engine.day.start_equity <= 0:
             return lo
         bars = engine.bars.get(symbol)
-        old = engine._unreal.get(symbol)
+        old = engine.open_pnl.by_symbol.get(symbol)
         ncodes = len(engine.codes)
-        if bars is None or not bars.closes or old is None or old.size != ncodes or engine._unreal_total.size != ncodes:
+        if bars is None or not bars.closes or old is None or old.size != ncodes or engine.open_pnl.total.size != ncodes:
             return lo
         scale = self._scale(symbol)
         if scale is None:
@@ -153,11 +153,11 @@ class _Batch:
         w = self._buffers(symbol, kernel, vol)
         unreal = old.copy()
         j, last_ts, boundary = _jit.scan(
-            lo, hi, self.cols.ts, self.cols.bid, self.cols.ask, kernel._last_ts, limit, _SAMPLE_MS,
-            engine.curve[-1][0] // _SAMPLE_MS, engine._bar_ms, bars.closes[-1][0],
+            lo, hi, self.cols.ts, self.cols.bid, self.cols.ask, kernel._last_ts, limit, SAMPLE_MS,
+            engine.curve[-1][0] // SAMPLE_MS, bars.bar_ms, bars.closes[-1][0],
             kernel.n, float(kernel.point), kernel.F, kernel.I, kernel.B, kernel.L, vol.sizes, vol.bufs, vol.S,
             kernel._hits, kernel._gone, w["F"], w["I"], w["B"], w["S"], w["slots"],
-            float(scale), unreal, engine._unreal_total, w["new"], w["totals"],
+            float(scale), unreal, engine.open_pnl.total, w["new"], w["totals"],
             engine.equity0 + engine.book.realized(), engine.peak_equity, engine.day.start_equity,
             engine.rules.limits.daily_loss.max, engine.day.breached, _EXACT_SUM and ncodes <= 128, w["full"], w["band"])
         if j > lo:
@@ -167,25 +167,11 @@ class _Batch:
     def _commit(self, symbol: str, kernel: Any, lo: int, hi: int, last_ts: int, unreal: np.ndarray, boundary: bool) -> None:
         """What quotes ``lo..hi-1`` leave besides the kernel and volatility arrays (scan wrote those);
         ``boundary``: the last one opened a sampling period or bar."""
-        engine = self.engine
         last: Tick = self.events[hi - 1]  # type: ignore[assignment]
-        m = hi - lo
-        engine.seq += m
-        engine.counts["events"] += m
-        engine.counts["ticks"] += m
-        engine.quotes[symbol] = (last.bid, last.ask)
-        engine.converter.update(symbol, last.bid, last.ask)
-        bars = engine.bars[symbol]
-        if boundary and hi - 2 >= lo:  # the close of the bar the earlier quotes belong to
-            before: Tick = self.events[hi - 2]  # type: ignore[assignment]
-            bars.update(before.ts, (before.bid + before.ask) / 2)
-        bars.update(last.ts, (last.bid + last.ask) / 2)
+        before: Tick | None = self.events[hi - 2] if boundary and hi - 2 >= lo else None  # type: ignore[assignment]
         kernel.bid, kernel.ask = last.bid, last.ask
         kernel._last_ts = last_ts
-        engine._unreal[symbol] = unreal
-        engine._last_ts = last.ts
-        if boundary:
-            engine._sample(last.ts)
+        self.engine.advance_quiet(symbol, hi - lo, last, before, unreal, boundary)
 
     def _scale(self, symbol: str) -> float | None:
         """The factor from price x volume to account currency, when the quotes of ``symbol`` leave it fixed."""
@@ -213,7 +199,7 @@ class _Batch:
     def _rules_silent(self, symbol: str, lo: int, hi: int) -> int:
         """Return the end of the quotes from ``lo`` on which no custom rule can fire (``lo``: none)."""
         engine = self.engine
-        if not (engine._custom_position or engine._custom_portfolio):
+        if not engine.custom:
             return hi
         # what the proof reads that a quote without actions may still change
         state = (engine.counts["actions"], engine.counts["events"] - engine.counts["ticks"], engine.peak_equity,
@@ -258,7 +244,7 @@ class _Batch:
         @functools.cache
         def equity() -> tuple[float, float]:
             # the other symbols' open PnL is fixed, this symbol's moves with its quotes
-            others = float(engine._unreal_total.sum() - engine._unreal[symbol].sum())
+            others = float(engine.open_pnl.total.sum() - engine.open_pnl.by_symbol[symbol].sum())
             base = engine.equity0 + engine.book.realized() + others
             lo_u, hi_u = float(pnl()[0].sum()), float(pnl()[1].sum())
             pad = _PAD * (abs(base) + abs(lo_u) + abs(hi_u)) + _PAD
@@ -285,10 +271,10 @@ class _Batch:
             "tick.spread": lambda: _interval(float((asks - bids).min()), float((asks - bids).max())),
         }
         shared = _Known(scalars, makers)
-        for rule in engine._custom_portfolio:
-            if could_hold(engine._nnf[rule.name], shared, 1)[0]:
+        for rule in engine.custom.portfolio:
+            if could_hold(engine.custom.nnf[rule.name], shared, 1)[0]:
                 return False
-        if not engine._custom_position or n == 0:
+        if not engine.custom.position or n == 0:
             return True
         names = kernel.strategies
         per_strategy = functools.cache(lambda f: {name: f(name) for name in set(names)})
@@ -323,9 +309,9 @@ class _Batch:
             "strategy.drawdown": lambda: Interval(by_strategy(lambda s: max_drawdown(engine.strategy_curves.get(s) or [1.0]))(),
                                                   np.full(n, np.inf)),
         })
-        for rule in engine._custom_position:
-            maybe = could_hold(engine._nnf[rule.name], rows, n)
-            if maybe.any() and any((rule.name, kernel.ids[i]) not in engine._posted for i in np.flatnonzero(maybe).tolist()):
+        for rule in engine.custom.position:
+            maybe = could_hold(engine.custom.nnf[rule.name], rows, n)
+            if maybe.any() and any((rule.name, kernel.ids[i]) not in engine.custom.posted for i in np.flatnonzero(maybe).tolist()):
                 return False
         return True
 
@@ -357,7 +343,7 @@ def _clock(t0: int, t1: int) -> dict[str, Any]:
     d1 = datetime.fromtimestamp((t1 // 60_000) * 60, tz=timezone.utc)
     if d0.date() != d1.date():
         return {}
-    out: dict[str, Any] = {"clock.weekday": _WEEKDAYS[d0.weekday()], "clock.hour": Interval(d0.hour, d1.hour)}
+    out: dict[str, Any] = {"clock.weekday": WEEKDAYS[d0.weekday()], "clock.hour": Interval(d0.hour, d1.hour)}
     out["clock.minute"] = Interval(d0.minute, d1.minute) if d0.hour == d1.hour else Interval(0, 59)
     return out
 

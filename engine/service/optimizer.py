@@ -70,7 +70,7 @@ def optimize(engine: Engine, ts: int) -> dict[str, Any]:
         raise OptimizationError("every method failed: " + "; ".join(f"{m}: {e}" for m, e in failures.items()))
     cons = consensus_of(results, S, lo, hi, mu=mu, rule=alloc.consensus.combine, risk_free=alloc.risk_free_rate)
     equity = engine.equity
-    current = np.array([max(engine._strategy_equity(n), 0.0) for n in names])
+    current = np.array([max(engine.strategy_equity(n), 0.0) for n in names])
     current = current / current.sum() if current.sum() > 0 else np.full(len(names), 1 / len(names))
     thresholds = [engine.rules.strategies[n].allocation.rebalance_threshold for n in names]
     recs = recommend(names, current, cons.weights, thresholds, covariance=S, expected_returns=mu,

@@ -149,7 +149,7 @@ def exposure(engine: Engine) -> dict[str, Any]:
         s["net"] += p.side * notional
     equity = engine.equity
     for name in sorted(engine.rules.strategies):
-        r = engine._open_risk(name)
+        r = engine.open_risk(name)
         risk[name] = r
     return {
         "equity": equity,
@@ -166,9 +166,9 @@ def portfolio_summary(engine: Engine, optimization: dict[str, Any] | None = None
     equity = engine.equity
     allocations = {}
     for name, s in sorted(engine.rules.strategies.items()):
-        strategy_equity = engine._strategy_equity(name)
+        strategy_equity = engine.strategy_equity(name)
         allocations[name] = {
-            "target": getattr(engine, "targets", {}).get(name, s.allocation.target), "configured_target": s.allocation.target, "min": s.allocation.min, "max": s.allocation.max,
+            "target": engine.targets.get(name, s.allocation.target), "configured_target": s.allocation.target, "min": s.allocation.min, "max": s.allocation.max,
             "current": strategy_equity / equity if equity else None, "equity": strategy_equity,
             "open_positions": engine.book.open_count.get(name, 0),
         }

@@ -67,13 +67,13 @@ def state(engine: Engine) -> dict[str, Any]:
         "vols": {s: (v.S.tobytes(), v.bufs.tobytes()) for s, v in engine.vols.items()},
         "bars": {s: list(b.closes) for s, b in engine.bars.items()},
         "quotes": dict(engine.quotes),
-        "unreal": {s: a.tobytes() for s, a in engine._unreal.items()},
-        "unreal_total": engine._unreal_total.tobytes(),
+        "unreal": {s: a.tobytes() for s, a in engine.open_pnl.by_symbol.items()},
+        "unreal_total": engine.open_pnl.total.tobytes(),
         "curve": list(engine.curve), "strategy_curves": {k: list(v) for k, v in engine.strategy_curves.items()},
         "peak": engine.peak_equity, "day": repr(vars(engine.day)), "counts": dict(engine.counts), "seq": engine.seq,
-        "last_ts": engine._last_ts, "ledgers": {k: repr(vars(v)) for k, v in engine.ledgers.items()},
+        "last_ts": engine.last_ts, "ledgers": {k: repr(vars(v)) for k, v in engine.ledgers.items()},
         "positions": {pid: repr(vars(p)) for pid, p in engine.book.positions.items()},
-        "posted": sorted(engine._posted), "facts": engine.portfolio.facts(engine.version),
+        "posted": sorted(engine.custom.posted), "facts": engine.portfolio.facts(engine.version),
         "mids": dict(engine.converter._mid), "equity": engine.equity,
     }
 

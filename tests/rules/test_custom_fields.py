@@ -10,6 +10,7 @@ from engine.adapters.paper import PaperBroker
 from engine.config import load_config
 from engine.config.conditions import FIELDS
 from engine.events import PositionOpened, Tick
+from engine.rules.contexts import position_context
 from engine.rules.evaluator import Engine
 
 TS = 1_700_000_000_000
@@ -28,7 +29,7 @@ def run(config: Path) -> tuple[Engine, list]:
 def test_a_rule_on_each_position_field_fires_when_it_holds(field: str, config_copy: Path) -> None:
     (config_copy / "rules" / "custom.yaml").write_text("rules: []\n")
     engine, _ = run(config_copy)
-    ctx = engine._position_context(engine.book.positions["p1"], Tick(TS + 60_000, "EURUSD", 1.0861, 1.0862))
+    ctx = position_context(engine, engine.book.positions["p1"], Tick(TS + 60_000, "EURUSD", 1.0861, 1.0862))
     value = ctx[field]
     spec = FIELDS[field]
     if spec.type == "string":

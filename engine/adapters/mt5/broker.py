@@ -15,7 +15,7 @@ from engine.actions import Action
 from engine.adapters.mt5._module import MT5Error, filling_for
 from engine.adapters.mt5._symbols import SymbolSpec, finite_positive
 from engine.adapters.mt5.connection import MT5Connection
-from engine.rules.evaluator import FillReport
+from engine.ports import FillReport
 
 log = logging.getLogger("riskrail.mt5")
 _EPS = 1e-9

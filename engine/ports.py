@@ -1,0 +1,54 @@
+"""The ports between the engine and the outside: what a broker and a feed do, and the reports they exchange.
+
+The engine (``engine.rules``) and every adapter (``engine.adapters.paper``, ``engine.adapters.mt5``,
+the service's journal) import this module; neither owns it, so an adapter never imports the engine
+and the engine never imports an adapter::
+
+    feed  --poll()-->  raw event dicts  --engine.events.decode-->  Engine.process  --Action-->  broker
+                                                                          ^                       |
+                                                                          +----- FillReport ------+
+
+A synchronous broker (the paper broker) returns the fills of an action from ``execute``; the engine
+books them within the same ``process`` call. An asynchronous one (MetaTrader 5) returns nothing there
+and reports later (``poll``), and its fills come back to the engine as ``fill`` events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from engine.actions import Action
+
+Quotes = dict[str, tuple[float, float]]  # symbol -> (bid, ask), the latest quote of each symbol
+
+
+@dataclass(frozen=True)
+class FillReport:
+    """A broker's report that (part of) a position was closed at a price."""
+
+    position_id: str
+    ts: int
+    volume: float
+    price: float
+    rule: str
+    action_id: str | None = None  # the action it fills, when the broker knows it
+
+
+class Broker(Protocol):
+    """Carries out actions; a synchronous broker (the paper broker) reports fills at once."""
+
+    def execute(self, action: Action, quotes: Quotes) -> list[FillReport]: ...
+
+
+class Feed(Protocol):
+    """Produces events: each ``poll`` returns those since the last one, as JSON objects.
+
+    They are raw input: each crosses ``engine.events.decode``/``parse_event`` (the one validation
+    boundary) before the engine sees it.
+    """
+
+    def poll(self) -> list[dict[str, Any]]: ...
+
+
+__all__ = ["Broker", "Feed", "FillReport", "Quotes"]

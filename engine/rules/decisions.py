@@ -1,0 +1,65 @@
+"""What the engine decides becomes an action: the type, parameters, rule and human reason of each.
+
+A decision is the action before it has an id (``Engine`` gives it one when it emits it, from the
+rules version, the event's sequence number and the action's rank in the event). The functions here
+only word them; they change nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.book.positions import Position
+from engine.events import PositionOpened
+from engine.rules.kernel import Hit
+
+# ts, type, position_id, strategy, params, rule, reason
+Decision = tuple[int, str, "str | None", "str | None", dict[str, Any], str, str]
+
+_CLOSES = {"stop_loss": "stop", "trailing_stop": "trailing stop", "take_profit": "take profit"}
+_MOVERS = {"trailing": "trailing stop", "dynamic_sltp": "dynamic SL/TP"}
+
+
+def of_hit(ts: int, p: Position, hit: Hit) -> Decision:
+    """The action of a kernel hit on position ``p``: a close, an exit level's partial close, or a stop
+    or target move (``p`` still holds the level before the move)."""
+    if hit.kind == "close":
+        side = "bid" if p.side > 0 else "ask"
+        level = p.stop_loss if hit.rule != "take_profit" else p.take_profit
+        return (ts, "close", p.id, p.strategy_type, {"price": hit.price, "volume": hit.volume, "reason": hit.rule},
+                hit.rule, f"{_CLOSES[hit.rule]} {level:.6g} reached: {side} {hit.price:.6g}")
+    if hit.kind == "close_partial":
+        level = int(hit.rule.rsplit(".", 1)[1])
+        return (ts, "close_partial", p.id, p.strategy_type,
+                {"volume": hit.volume, "fraction": hit.fraction, "price": hit.price, "level": level},
+                hit.rule, f"exit level {level + 1} reached: closing {hit.fraction:.4g} of the original volume at {hit.price:.6g}")
+    what = "stop_loss" if hit.kind == "set_stop_loss" else "take_profit"
+    by = _MOVERS.get(hit.rule) or f"exit level {int(hit.rule.rsplit('.', 1)[1]) + 1}"
+    return (ts, hit.kind, p.id, p.strategy_type, {what: hit.price, "previous": hit.previous}, hit.rule,
+            f"{by} moves the {what.replace('_', ' ')} from {hit.previous:.6g} to {hit.price:.6g}")
+
+
+def lock_profit(ts: int, p: Position, pnl: float, amounts: dict[str, float], split: Any) -> Decision:
+    """The ``lock_profit`` of a realized gain of ``p``, split into ``amounts`` by ``split``'s shares."""
+    return (ts, "lock_profit", p.id, p.strategy_type, {"pnl": pnl, **amounts}, "profit_locking",
+            f"realized {pnl:.2f} split {split.big_trades:g}/{split.weekly_target:g}/{split.compound:g}")
+
+
+def resized(ts: int, p: Position, proposed: float, volume: float, entry: float) -> Decision:
+    """The ``close_partial`` telling the pipeline to reduce a proposal the size check resized."""
+    return (ts, "close_partial", p.id, p.strategy_type,
+            {"volume": proposed - volume, "fraction": (proposed - volume) / proposed, "price": entry},
+            "max_position_size", f"resized from {proposed:g} to {volume:.6g} lots to respect max_position_size")
+
+
+def defaults(e: PositionOpened, stop: float, tp: float, d: Any, note: str = "") -> list[Decision]:
+    """The ``set_stop_loss``/``set_take_profit`` announcing the strategy's defaults ``d`` to a position
+    that came without its own."""
+    out: list[Decision] = []
+    if e.stop_loss is None:
+        out.append((e.ts, "set_stop_loss", e.position_id, e.strategy_type, {"stop_loss": stop, "previous": None},
+                    "defaults", f"default stop_loss {d.stop_loss:g} of entry{note}"))
+    if e.take_profit is None:
+        out.append((e.ts, "set_take_profit", e.position_id, e.strategy_type, {"take_profit": tp, "previous": None},
+                    "defaults", f"default take_profit {d.take_profit:g} of entry{note}"))
+    return out
