@@ -215,7 +215,7 @@ def create_app(service: Service, token: str, limits: Limits | None = None) -> Fa
                                                 "e.g. strategies/arbitrage.yaml: it names the file in problems and tells its kind; "
                                                 "nothing is read from the server's disk")) -> JSONResponse:
         """Validate the YAML body as a rule file of ``kind`` (or of the kind its name or first-line modeline tells)."""
-        from engine.config.load import validate_text
+        from engine.config.load import kind_from_text, validate_text
         from engine.config.models import KINDS
 
         if file is not None:
@@ -224,7 +224,7 @@ def create_app(service: Service, token: str, limits: Limits | None = None) -> Fa
             body = (await request.body()).decode("utf-8")
         except UnicodeDecodeError as exc:
             raise HTTPException(422, f"expected the rule file as UTF-8 text, found undecodable bytes at byte {exc.start}") from None
-        k = kind or (_kind_from_text(file, body) if file else None)
+        k = kind or (kind_from_text(file, body) if file else None)
         if k not in KINDS:
             raise HTTPException(422, f"expected ?kind= one of {', '.join(KINDS)} (or ?file= a name that tells it, or a "
                                 "first-line modeline), found " + (repr(k[:50]) if isinstance(k, str) else "none"))
@@ -328,29 +328,6 @@ def _check_name(name: str) -> None:
     parts = name.replace("\\", "/").split("/")
     if name.startswith(("/", "\\")) or re.match(r"[A-Za-z]:", name) or ".." in parts or not name.isprintable() or not name.strip():
         raise HTTPException(422, f"file: expected a relative name such as strategies/arbitrage.yaml, found {name[:100]!r}")
-
-
-_MODELINE = re.compile(r"#\s*yaml-language-server:\s*\$schema=\S*?([a-z]+)\.schema\.json")
-
-
-def _kind_from_text(name: str, body: str) -> str | None:
-    """The kind of a rule file from its name in the configuration and its first-line modeline; never
-    opens a file (as ``engine.config.load.kind_of`` tells it for a file on disk)."""
-    from engine.config.load import RULE_FILES
-    from engine.config.models import KINDS
-
-    parts = name.replace("\\", "/").split("/")
-    base, parent = parts[-1], parts[-2] if len(parts) > 1 else ""
-    if parent == "strategies":
-        return "strategy"
-    if base in RULE_FILES and parent == "rules":
-        return RULE_FILES[base]
-    if base in ("schedules.yaml", "schedules.yml"):
-        return "schedules"
-    m = _MODELINE.search(body[:4096].partition("\n")[0])
-    if m and m.group(1) in KINDS:
-        return m.group(1)
-    return RULE_FILES.get(base)
 
 
 def _next_run(service: Service, job: str) -> float | None:

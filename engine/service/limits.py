@@ -19,8 +19,8 @@ bounded amount of memory, time and open files; the engines never wait on it. Two
 ``server_config`` builds the uvicorn ``Config`` with all of these: `riskrail run` and the tests use it.
 The numbers and why (docs/service.md, "Limits"):
 
-    body, every route                  64 KiB   a proposal is a few hundred bytes; as engine.events.MAX_EVENT_BYTES
-    body, POST /api/rules/validate      1 MiB   one rule file (the largest rule file riskrail reads)
+    body, every route                  64 KiB   a proposal is one input event: engine.events.MAX_EVENT_BYTES
+    body, POST /api/rules/validate      1 MiB   one rule file: the loader's MAX_FILE_BYTES
     body, POST /api/rules/plan          4 MiB   several rule files in one JSON object
     request line and headers           16 KiB   h11's default, said explicitly (431, or 400 from the parser)
     max_connections                      512    or the open-file limit minus 256 when that is lower
@@ -42,6 +42,9 @@ from typing import Any
 
 from starlette.exceptions import HTTPException
 
+from engine.config._yaml import MAX_FILE_BYTES
+from engine.events import MAX_EVENT_BYTES
+
 log = logging.getLogger("riskrail.api")
 
 KIB, MIB = 1024, 1024 * 1024
@@ -53,9 +56,9 @@ FD_RESERVE = 256
 class Limits:
     """The limits of one HTTP server (bytes and seconds); the defaults are those `riskrail run` uses."""
 
-    body: int = 64 * KIB
+    body: int = MAX_EVENT_BYTES  # 64 KiB
     #: ``(method, path, bytes)``: routes whose bodies may be larger than ``body``
-    routes: tuple[tuple[str, str, int], ...] = (("POST", "/api/rules/validate", 1 * MIB), ("POST", "/api/rules/plan", 4 * MIB))
+    routes: tuple[tuple[str, str, int], ...] = (("POST", "/api/rules/validate", MAX_FILE_BYTES), ("POST", "/api/rules/plan", 4 * MIB))
     header_bytes: int = 16 * KIB
     max_connections: int = 512
     backlog: int = 128
