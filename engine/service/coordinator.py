@@ -30,7 +30,8 @@ from typing import Any
 from engine.config.load import load_config
 from engine.errors import OptimizationError, RiskrailError
 from engine.events import EventError, PositionOpened, parse_event
-from engine.rules.evaluator import Broker, Engine
+from engine.ports import Broker
+from engine.rules.evaluator import Engine
 from engine.service import views
 
 
@@ -146,7 +147,7 @@ class Coordinator:
 
         def run() -> dict[str, Any]:
             e = self._engine
-            result = optimize(e, e._last_ts or _now())
+            result = optimize(e, e.last_ts or _now())
             actions = apply(e, result, e.seq, f"coordinator-{time.monotonic_ns()}") if result["auto_apply"] else []
             result = {"status": "ok", **result, "actions": [a.to_json() for a in actions]}
             self.last_optimization = result

@@ -23,7 +23,7 @@ from typing import Any, TextIO
 
 from engine.actions import Action
 from engine.events import Event, to_json
-from engine.rules.evaluator import Broker, FillReport
+from engine.ports import Broker, FillReport
 from engine.service.store import text
 
 #: fills by action id, each ``[position_id, ts, volume, price, rule]``

@@ -34,6 +34,9 @@ log = logging.getLogger("riskrail.worker")
 
 # attributes of an Engine that are not state, or are rebuilt from the rules on restore
 _NOT_STATE = ("rules", "portfolio", "broker", "on_problem")
+#: the layout of the engine state a snapshot holds; a snapshot of another layout (an older riskrail)
+#: is not loaded: the engine is rebuilt from the whole journal instead
+FORMAT = "2"
 
 
 @dataclass
@@ -48,7 +51,8 @@ def save(r: redis.Redis, k: AccountKeys, engine: Engine, at: Position) -> None:
     """Write the engine's snapshot (state, facts, journal position, rules version)."""
     state = {name: v for name, v in engine.__dict__.items() if name not in _NOT_STATE}
     blob = codec.dumps({"engine": state, "facts": engine.portfolio.facts(engine.version)})
-    r.hset(k.snapshot, mapping={"engine": blob, "journal": at.journal_id, "seq": str(at.seq), "version": engine.version})
+    r.hset(k.snapshot, mapping={"engine": blob, "journal": at.journal_id, "seq": str(at.seq), "version": engine.version,
+                                "format": FORMAT})
 
 
 class Rebuild:
@@ -63,6 +67,10 @@ class Rebuild:
         """The engine of the last snapshot (or a new one) and where it stands."""
         snap = self.r.hgetall(self.k.snapshot)
         if not snap:
+            return self.new_engine(), Position()
+        if text(snap.get(b"format")) != FORMAT:
+            log.warning("account %s: the snapshot was written by another version of riskrail (format %s, this one reads %s); "
+                        "rebuilding the engine from the whole journal", self.k.account, text(snap.get(b"format")) or "1", FORMAT)
             return self.new_engine(), Position()
         rules = self.rules_for(text(snap[b"version"]))
         data = codec.loads(snap[b"engine"])

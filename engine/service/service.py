@@ -25,7 +25,7 @@ import redis
 
 from engine.config.load import RuleSet, load_config, validate_config
 from engine.errors import ConfigError, RiskrailError
-from engine.rules.evaluator import Broker
+from engine.ports import Broker
 from engine.service.metrics import Metrics
 from engine.service.reload import Reloader, ReloadResult, encode, problem_json
 from engine.service.scheduler import JobRunner

@@ -42,7 +42,8 @@ from engine.config.load import RuleSet
 from engine.errors import RiskrailError
 from engine.events import Event, Fill, PositionOpened, to_json
 from engine.rules.chaining import PortfolioRules
-from engine.rules.evaluator import Broker, Engine
+from engine.ports import Broker
+from engine.rules.evaluator import Engine
 from engine.service import intake, recovery
 from engine.service.commit import AccountKeys, LeaseLost, commit
 from engine.service.journal import Decision, Recording, encode, reload_record
@@ -200,9 +201,10 @@ class AccountWorker:
             try:
                 self.state = "recovering"
                 self._recover()
+                self._beat = time.monotonic()
+                self.state, self.reason = "deciding", None
                 self.ready.set()
                 backoff = 0.1
-                self.state, self.reason = "deciding", None
                 self._loop()
                 break
             except LeaseLost:
@@ -340,7 +342,7 @@ class AccountWorker:
         from engine.service.optimizer import apply, optimize
 
         d = Decision(entry_id, None, json.dumps({"job": job}), job=job)
-        ts = self.engine._last_ts or int(entry_id.split("-")[0])
+        ts = self.engine.last_ts or int(entry_id.split("-")[0])
         try:
             result = optimize(self.engine, ts)
         except OptimizationError as exc:

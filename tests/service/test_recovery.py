@@ -122,3 +122,29 @@ def test_lease_renewals_during_commits_neither_rebuild_the_engine_nor_lose_anyth
         svc.stop()
     assert recoveries == 1  # the start only
     assert stored(redis_server, "acct") == reference(scalping, events)
+
+
+def test_a_snapshot_of_another_format_is_not_loaded_and_the_engine_is_rebuilt_from_the_journal(redis_server, scalping) -> None:
+    """A snapshot written by an older riskrail holds an engine state of another layout: the restart
+    rebuilds the engine from the whole journal instead of loading it, and decides as if never stopped."""
+    events = demo_events()
+    cut = len(events) // 2
+    svc = start_service(redis_server, scalping, snapshot_every=300)
+    try:
+        publish(redis_server, "acct", events[:cut])
+        wait_for(lambda: drained(redis_server, "acct"))
+    finally:
+        svc.stop()
+    k = Keys()
+    assert text(redis_server.hget(k.stream("acct", "snapshot"), "format")) == "2"
+    redis_server.hdel(k.stream("acct", "snapshot"), "format")  # as an older version wrote it
+    redis_server.hset(k.stream("acct", "snapshot"), "engine", b"not a pickle of this version")
+    svc = start_service(redis_server, scalping)
+    try:
+        publish(redis_server, "acct", events[cut:])
+        wait_for(lambda: drained(redis_server, "acct"))
+        recoveries = svc.metrics.recoveries._value.get()
+    finally:
+        svc.stop()
+    assert recoveries == 1
+    assert stored(redis_server, "acct") == reference(scalping, events)
