@@ -66,6 +66,55 @@ def test_doctor_and_run_say_redis_is_unreachable_without_its_password(url, tmp_p
                    "--log-format", "json", "--log-level", "debug", timeout=60)
     assert run.returncode == 1 and run.stderr.startswith("riskrail run: "), run.stderr
     assert_hidden(run, "s3cr3t")
+    export = riskrail("export", "--redis-url", url, "--out", str(tmp_path / "history.jsonl"), timeout=60)
+    assert export.returncode == 1
+    assert_hidden(export, "s3cr3t")
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_a_hidden_secret_is_in_no_log_line_message_field_or_traceback(fmt) -> None:
+    import io
+    import logging
+
+    from engine.service import logs
+
+    stream = io.StringIO()
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        logs.setup(fmt, "debug", stream)
+        logs.hide(SECRET + '"q')  # a secret JSON would escape
+        logs.hide(SECRET)
+        log = logging.getLogger("riskrail.test")
+        log.error("connecting with %s", SECRET, extra={"url": f"redis://:{SECRET}@db"})
+        log.error("quoted %s", SECRET + '"q')
+        try:
+            raise ValueError(f"the server said {quote(SECRET, safe='')}")
+        except ValueError:
+            log.exception("failed")
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+    out = stream.getvalue()
+    assert out.count("***") >= (4 if fmt == "json" else 3) and SECRET not in out and quote(SECRET, safe="") not in out and "s3cr3t" not in out
+
+
+def test_the_metatrader_package_raising_on_login_quotes_no_credential() -> None:
+    from engine.adapters.mt5 import MT5Connection, MT5Error
+    from engine.testing.mt5 import FakeTerminal
+
+    class Raising(FakeTerminal):
+        def login(self, login, **kw):
+            raise RuntimeError(f"login({login}, password={kw.get('password')!r}, server={kw.get('server')!r}) failed")
+
+    env = {"MT5_LOGIN": "51234567", "MT5_PASSWORD": SECRET, "MT5_SERVER": "Broker-Live-3"}
+    conn = MT5Connection(Raising(), env=env)
+    with pytest.raises(MT5Error) as err:
+        conn.connect()
+    text = str(err.value) + repr(err.value.__cause__) + repr(err.value.__context__)
+    assert "RuntimeError" in text and SECRET not in text and "51234567" not in text and "Broker-Live-3" not in text
+    assert err.value.__cause__ is None and err.value.__context__ is None
+    assert conn.redact(f"{SECRET} on Broker-Live-3") == "*** on ***"
 
 
 @pytest.fixture

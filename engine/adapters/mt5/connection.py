@@ -82,7 +82,8 @@ class MT5Connection:
         try:
             return getattr(self.mt5, name)(*args, **kwargs)
         except Exception as exc:
-            raise MT5Error(self._creds.scrub(f"MetaTrader 5 {name} failed: {type(exc).__name__}: {exc}")) from None
+            failure = self._creds.scrub(f"MetaTrader 5 {name} failed: {type(exc).__name__}: {exc}")
+        raise MT5Error(failure)  # raised outside the handler: the original is not even its context
 
     def last_error(self) -> tuple[int, str]:
         """The terminal's last error ``(code, description)``."""
