@@ -182,7 +182,6 @@ def _broker_factory(kind: str, conn=None):
 def _mt5_connection():
     """The terminal's connection (the MetaTrader5 package is imported here, and only here)."""
     from engine.adapters.mt5 import MT5Connection
-
     from engine.service import logs
 
     conn = MT5Connection()
