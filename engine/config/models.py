@@ -11,7 +11,7 @@ number, and every unknown key is an error. Checks that span several fields or fi
 from __future__ import annotations
 
 import zoneinfo
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import (
     BaseModel,
@@ -27,6 +27,9 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from engine.config import conditions
+
+if TYPE_CHECKING:
+    from apscheduler.triggers.cron import CronTrigger
 
 
 class Model(BaseModel):
@@ -475,13 +478,26 @@ class Job(Model):
                 raise PydanticCustomError("job", "expected cron fields ({allowed}) for a cron trigger, found interval field(s) {found}", {"allowed": ", ".join(_CRON), "found": ", ".join(interval)})
             if not cron:
                 raise PydanticCustomError("job", "expected at least one cron field ({allowed}), found none", {"allowed": ", ".join(_CRON)})
-            from apscheduler.triggers.cron import CronTrigger
-
             try:
-                CronTrigger(**{f: getattr(self, f) for f in cron}, timezone=self.timezone or "UTC")
+                self.cron_trigger()
             except (ValueError, TypeError) as exc:
                 raise PydanticCustomError("job", "expected a valid cron schedule, found {error}", {"error": str(exc)}) from None
         return self
+
+    def cron_trigger(self, timezone: str = "UTC") -> CronTrigger:
+        """Return the APScheduler cron trigger of this job, in its own timezone, else in ``timezone``.
+
+        The one place a cron trigger is built: this model's validation, the engine's day and week
+        resets (``engine.rules.resets``) and the service's scheduler all ask for it here, so they agree
+        on every fire time. Building it reads no clock; ask ``get_next_fire_time(None, now)`` with the
+        time in hand. Raises ``ValueError`` for an interval job or fields APScheduler refuses.
+        """
+        from apscheduler.triggers.cron import CronTrigger
+
+        if self.trigger != "cron":
+            raise ValueError(f"expected a cron job, found a {self.trigger} job")
+        fields = {f: getattr(self, f) for f in _CRON if getattr(self, f) is not None}
+        return CronTrigger(**fields, timezone=self.timezone or timezone)
 
     def interval_seconds(self) -> float | None:
         """Return the interval in seconds (interval trigger), else None."""

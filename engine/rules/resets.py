@@ -9,19 +9,21 @@ a weekly_reset job the week rolls on Monday 00:00 UTC.
 from __future__ import annotations
 
 from datetime import datetime, timezone
-
-from apscheduler.triggers.cron import CronTrigger
+from typing import TYPE_CHECKING
 
 from engine.config.models import Job, Schedules
 
-_CRON_FIELDS = ("year", "month", "day", "week", "day_of_week", "hour", "minute", "second")
+if TYPE_CHECKING:
+    from apscheduler.triggers.cron import CronTrigger
+
+_DAILY = Job(trigger="cron", hour=0, minute=0)
+_WEEKLY = Job(trigger="cron", day_of_week="mon", hour=0, minute=0)
 
 
-def _trigger(job: Job | None, tz: str, default: dict) -> CronTrigger:
+def _trigger(job: Job | None, tz: str, default: Job) -> CronTrigger:
     if job is None or job.trigger != "cron" or not job.enabled:
-        return CronTrigger(**default, timezone="UTC")
-    fields = {f: getattr(job, f) for f in _CRON_FIELDS if getattr(job, f) is not None}
-    return CronTrigger(**fields, timezone=job.timezone or tz)
+        return default.cron_trigger("UTC")
+    return job.cron_trigger(tz)
 
 
 class ResetClock:
@@ -29,8 +31,8 @@ class ResetClock:
 
     def __init__(self, schedules: Schedules) -> None:
         jobs = schedules.jobs
-        self._daily = _trigger(jobs.daily_reset, schedules.timezone, {"hour": 0, "minute": 0})
-        self._weekly = _trigger(jobs.weekly_reset, schedules.timezone, {"day_of_week": "mon", "hour": 0, "minute": 0})
+        self._daily = _trigger(jobs.daily_reset, schedules.timezone, _DAILY)
+        self._weekly = _trigger(jobs.weekly_reset, schedules.timezone, _WEEKLY)
         self.next_daily: int | None = None
         self.next_weekly: int | None = None
 

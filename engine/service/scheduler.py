@@ -36,13 +36,13 @@ from engine.service.store import Keys, Lease, publish, text
 
 log = logging.getLogger("riskrail.scheduler")
 
-_CRON = ("year", "month", "day", "week", "day_of_week", "hour", "minute", "second")
 
-
-def trigger(job: Job, tz: str):
+def trigger(job: Job, tz: str) -> CronTrigger | IntervalTrigger:
+    """Return the APScheduler trigger of ``job``; ``tz`` is the file's timezone, for a job without its own."""
     if job.trigger == "interval":
+        # an interval counts from when the job is added: the scheduler's clock, read here
         return IntervalTrigger(seconds=job.interval_seconds(), timezone=job.timezone or tz)
-    return CronTrigger(**{f: getattr(job, f) for f in _CRON if getattr(job, f) is not None}, timezone=job.timezone or tz)
+    return job.cron_trigger(tz)
 
 
 class JobRunner:
