@@ -4,10 +4,15 @@ A configuration folder holds ``strategies/*.yaml``, ``rules/{limits,allocation,p
 instruments}.yaml`` and ``schedules.yaml``. ``strategies/`` (at least one strategy) and
 ``rules/limits.yaml`` are required; the other files are optional and default to the desk's standard
 values of the models. Every problem of every file is collected; nothing raises for bad input except
-``load_config``/``load_strategies``, which raise one ``ConfigError`` carrying all of them.
+``load_config``/``load_strategies``/``ruleset_from_texts``, which raise one ``ConfigError`` carrying
+all of them.
 
-Every file and text goes through the one loader of ``engine.config._yaml``, which refuses hostile
-input (alias bombs, deep nesting, unsupported tags, huge or special files) within its limits.
+The checks work on texts: ``load_texts`` validates a configuration given as relative path -> YAML text
+(the texts the service stores per version) and reads no file. Rule files are read at the edge, by
+``_read`` alone (a regular file of at most 1 MiB, as ``engine.config._yaml`` allows), and
+``validate_config`` is that reader over a folder plus the checks ``load_texts`` runs. Every text goes
+through the one parser of ``engine.config._yaml``, which refuses hostile input (alias bombs, deep
+nesting, unsupported tags, huge texts) within its limits.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from engine.config import lint
 from engine.config._errors import problems_from
-from engine.config._yaml import load_file, load_text, read_head
+from engine.config._yaml import _read_text, _Unreadable, load_text, read_head
 from engine.config.conditions import suggest
 from engine.config.models import (
     KINDS,
@@ -60,6 +65,8 @@ _UNKNOWN_KIND = ("cannot tell which kind of rule file this is: expected it under
 _MODELINE = re.compile(r"#\s*yaml-language-server:\s*\$schema=(\S*)")
 _SCHEMA_SUFFIX = ".schema.json"
 _MODELINE_CHARS = 4096  # of a text's start, where its first line is looked for
+_STRATEGIES, _RULES, _SCHEDULES = "strategies", "rules", "schedules.yaml"
+_MISPLACED = "expected a rule file at strategies/NAME.yaml, rules/NAME.yaml or schedules.yaml, found {!r}"
 _TOO_DEEP = ("expected values nested less deeply, found nesting too deep to check "
              "(a condition with hundreds of parentheses or 'not's?)")
 
@@ -186,7 +193,7 @@ def _modeline_kind(text: str) -> str | None:
 
 
 class _Collector:
-    """Loads files one by one, keeping every problem and source text."""
+    """Parses and checks rule-file texts one by one, keeping every problem and source text."""
 
     def __init__(self) -> None:
         self.result = Validation()
@@ -194,13 +201,17 @@ class _Collector:
         # Strategy names for the checks across files; None while unknown (then those checks are skipped).
         self.names: list[str] | None = None
 
-    def problem(self, path: str, message: str) -> None:
-        self.result.problems.append(Problem(display_path(path), 1, 1, (), message))
+    def problem(self, name: str, message: str) -> None:
+        self.result.problems.append(Problem(name, 1, 1, (), message))
 
-    def load(self, path: str, kind: str, text: str | None = None) -> lint.Loaded | None:
-        name = display_path(path) if text is None else path
-        doc, problems = load_file(path, name) if text is None else load_text(text, name)
+    def load(self, name: str, kind: str, text: str | Problem) -> lint.Loaded | None:
+        """Parse and check the text of the file ``name``; a ``Problem`` instead of text is why it was not read."""
         self.result.files.append(name)
+        if isinstance(text, Problem):
+            self.result.sources[name] = ""
+            self.result.problems.append(text)
+            return None
+        doc, problems = load_text(text, name)
         self.result.sources[name] = doc.text
         if problems:
             self.result.problems.extend(problems)
@@ -226,14 +237,32 @@ class _Collector:
         self.result.problems.extend(problems)
         return None if item.partial else item
 
-    def strategies_dir(self, folder: str) -> int:
-        """Load every strategy file of ``folder``; return how many there are."""
-        files = sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(_YAML))
-        if not files:
+    def strategies(self, texts: Sequence[tuple[str, str | Problem]], folder: str) -> int:
+        """Load every strategy (display name, text) of the strategies folder ``folder``; return how many."""
+        if not texts:
             self.problem(folder, "expected at least one strategy file (*.yaml) in strategies/, found none")
-        for path in files:
-            self.load(path, "strategy")
-        return len(files)
+        for name, text in texts:
+            self.load(name, "strategy", text)
+        return len(texts)
+
+
+def _read(path: str) -> str | Problem:
+    """Return the text of the rule file at ``path``, or the problem that kept it unread.
+
+    The one place rule files are read, by ``engine.config._yaml``'s reader: a regular file of UTF-8 of
+    at most ``MAX_FILE_BYTES``; a FIFO, device or folder is refused unopened.
+    """
+    name = display_path(path)
+    try:
+        return _read_text(path)
+    except _Unreadable as exc:
+        return Problem(name, exc.line, exc.column, (), exc.message)
+    except OSError as exc:
+        return Problem(name, 1, 1, (), f"cannot read the file: {exc.strerror or exc}")
+
+
+def _yaml_names(folder: str) -> list[str]:
+    return sorted(f for f in os.listdir(folder) if f.endswith(_YAML))
 
 
 def _partial(model_cls: type[Model], data: dict) -> Model:
@@ -287,39 +316,112 @@ def _check_one(kind: str, item: lint.Loaded, names: list[str] | None) -> list[Pr
     return check(item) if check else []
 
 
+def load_texts(files: Mapping[str, str]) -> Validation:
+    """Validate a configuration given as texts; on success ``ruleset`` is set. Reads no file.
+
+    ``files`` maps a path relative to the configuration folder (``strategies/arbitrage.yaml``,
+    ``rules/limits.yaml``, ``schedules.yaml``) to the file's YAML text. The checks, the problems and
+    the version are ``validate_config``'s on a folder holding those files, with every problem and
+    ``sources`` naming a file by that relative path. A path that is no rule file's place
+    (``notes.txt``, ``strategies/old/a.yaml``, an absolute path) is a problem rather than left out.
+    """
+    folders = {rel.split("/", 1)[0] for rel in files if "/" in rel} & {_STRATEGIES, _RULES}
+    return _validate(files, frozenset(folders), lambda rel: rel)
+
+
+def ruleset_from_texts(files: Mapping[str, str]) -> RuleSet:
+    """Load a configuration given as texts (see ``load_texts``); raise ``ConfigError`` with every problem."""
+    result = load_texts(files)
+    if result.ruleset is None:
+        raise ConfigError(result.problems)
+    return result.ruleset
+
+
 def validate_config(config_dir: str = ".") -> Validation:
-    """Validate the whole configuration in ``config_dir``; on success ``ruleset`` is set."""
+    """Validate the whole configuration in ``config_dir``; on success ``ruleset`` is set.
+
+    The folder's rule files are read (``_read_folder``) and checked as ``load_texts`` checks texts;
+    problems name the files by their path from the current directory (absolute when outside it).
+    """
+    entries, folders = _read_folder(config_dir)
+    return _validate(entries, folders, lambda rel: display_path(os.path.join(config_dir, *rel.split("/"))))
+
+
+def _read_folder(config_dir: str) -> tuple[dict[str, str | Problem], frozenset[str]]:
+    """Read the rule files of the folder ``config_dir``: (relative path -> text, or the problem that kept
+    it unread) and which of strategies/ and rules/ exist.
+
+    Only what the checks load is read: every ``strategies/*.yaml``, the known ``rules/`` files that are
+    regular files (another kind of file there counts as missing), and ``schedules.yaml`` when it is a
+    regular file. An unknown ``rules/*.yaml`` is listed, unread, with its problem.
+    """
+    entries: dict[str, str | Problem] = {}
+    folders = set()
+    for sub in (_STRATEGIES, _RULES):
+        folder = os.path.join(config_dir, sub)
+        if not os.path.isdir(folder):
+            continue
+        folders.add(sub)
+        for f in _yaml_names(folder):
+            path = os.path.join(folder, f)
+            if sub == _RULES and f not in RULE_FILES:
+                entries[f"{sub}/{f}"] = Problem(display_path(path), 1, 1, (), _unknown_rule_file(f))
+            elif sub == _STRATEGIES or os.path.isfile(path):
+                entries[f"{sub}/{f}"] = _read(path)
+    schedules = os.path.join(config_dir, _SCHEDULES)
+    if os.path.isfile(schedules):
+        entries[_SCHEDULES] = _read(schedules)
+    return entries, frozenset(folders)
+
+
+def _unknown_rule_file(f: str) -> str:
+    return f"unknown rule file {f!r}{suggest(f, RULE_FILES)}; expected one of {', '.join(RULE_FILES)}"
+
+
+def _place(rel: str) -> str | None:
+    """Return where a relative path lies (strategies, rules, or "" for schedules.yaml); None: no rule file's place."""
+    parts = rel.split("/")
+    if len(parts) == 2 and parts[0] in (_STRATEGIES, _RULES) and parts[1].endswith(_YAML):
+        return parts[0]
+    return "" if rel == _SCHEDULES else None
+
+
+def _validate(entries: Mapping[str, str | Problem], folders: frozenset[str], show: Callable[[str], str]) -> Validation:
+    """Check a configuration: ``entries`` by relative path, ``folders`` the ones of strategies/ and rules/
+    that exist, ``show`` the display name of a relative path."""
     c = _Collector()
-    strategies_dir = os.path.join(config_dir, "strategies")
-    rules_dir = os.path.join(config_dir, "rules")
+    placed: dict[str, list[str]] = {_STRATEGIES: [], _RULES: [], "": []}
+    for rel in entries:
+        where = _place(rel)
+        if where is None:
+            c.problem(show(rel), _MISPLACED.format(rel))
+        else:
+            placed[where].append(rel)
     count = 0
-    if os.path.isdir(strategies_dir):
-        count = c.strategies_dir(strategies_dir)
+    if _STRATEGIES in folders:
+        count = c.strategies([(show(rel), entries[rel]) for rel in sorted(placed[_STRATEGIES])], show(_STRATEGIES))
     else:
-        c.problem(strategies_dir, "expected a strategies/ folder with one YAML file per strategy, found none")
+        c.problem(show(_STRATEGIES), "expected a strategies/ folder with one YAML file per strategy, found none")
     strategies = c.loaded.get("strategy", [])
     c.result.problems.extend(lint.check_strategy_set(strategies))
     names = [getattr(s.model, "name", None) for s in strategies]
     if count and len(strategies) == count and None not in names:
         c.names = names
-    if os.path.isdir(rules_dir):
-        present = sorted(f for f in os.listdir(rules_dir) if f.endswith(_YAML))
-        for f in present:
+    if _RULES in folders:
+        for rel in sorted(placed[_RULES]):
+            f = rel.split("/")[1]
             if f not in RULE_FILES:
-                c.problem(os.path.join(rules_dir, f), f"unknown rule file {f!r}{suggest(f, RULE_FILES)}; expected one of {', '.join(RULE_FILES)}")
+                c.problem(show(rel), _unknown_rule_file(f))
         for f, kind in RULE_FILES.items():
-            path = os.path.join(rules_dir, f)
-            if os.path.isfile(path):
-                c.load(path, kind)
+            rel = f"{_RULES}/{f}"
+            if rel in entries:
+                c.load(show(rel), kind, entries[rel])
             elif f in REQUIRED_RULE_FILES:
-                c.problem(path, f"expected rules/{f}, found no such file")
+                c.problem(show(rel), f"expected rules/{f}, found no such file")
     else:
-        c.problem(rules_dir, "expected a rules/ folder (rules/limits.yaml at least), found none")
-    schedules = os.path.join(config_dir, "schedules.yaml")
-    if os.path.isfile(schedules):
-        c.load(schedules, "schedules")
-
-
+        c.problem(show(_RULES), "expected a rules/ folder (rules/limits.yaml at least), found none")
+    if _SCHEDULES in entries:
+        c.load(show(_SCHEDULES), "schedules", entries[_SCHEDULES])
     c.result.problems = sort_problems(c.result.problems)
     if not c.result.problems:
         c.result.ruleset = _assemble(c.loaded, tuple(c.result.files))
@@ -365,27 +467,25 @@ def validate_paths(paths: Sequence[str], config_dir: str = ".") -> Validation:
                 c.result.problems.extend(sub.problems)
                 c.result.sources.update(sub.sources)
                 c.result.files.extend(sub.files)
-            elif any(f.endswith(_YAML) for f in os.listdir(path)):
+            elif _yaml_names(path):
                 before = len(c.loaded.get("strategy", []))
-                for f in sorted(os.listdir(path)):
-                    if f.endswith(_YAML):
-                        full = os.path.join(path, f)
-                        kind = kind_of(full) or "strategy"
-                        c.load(full, kind)
+                for f in _yaml_names(path):
+                    full = os.path.join(path, f)
+                    c.load(display_path(full), kind_of(full) or "strategy", _read(full))
                 strategies = c.loaded.get("strategy", [])[before:]
                 c.result.problems.extend(lint.check_strategy_set(strategies))
             else:
-                c.problem(path, "expected rule files (*.yaml) in this folder, found none")
+                c.problem(display_path(path), "expected rule files (*.yaml) in this folder, found none")
         elif os.path.isfile(path):
             kind = kind_of(path)
             if kind is None:
-                c.problem(path, _UNKNOWN_KIND)
+                c.problem(display_path(path), _UNKNOWN_KIND)
             else:
-                c.load(path, kind)
-        elif os.path.exists(path):  # a FIFO, a device, a socket: the loader says which, unopened
-            c.result.problems.extend(load_file(path, display_path(path))[1])
+                c.load(display_path(path), kind, _read(path))
+        elif os.path.exists(path):  # a FIFO, a device, a socket: the reader says which, unopened
+            c.result.problems.extend(_unread(path))
         else:
-            c.problem(path, "no such file or folder")
+            c.problem(display_path(path), "no such file or folder")
     c.result.problems = sort_problems(c.result.problems)
     return c.result
 
@@ -395,11 +495,11 @@ def validate_file(path: str, kind: str | None = None) -> Validation:
     c = _Collector()
     kind = kind or kind_of(path)
     if os.path.exists(path) and not os.path.isfile(path):  # a FIFO, a device, a folder: refused unopened
-        c.result.problems.extend(load_file(path, display_path(path))[1])
+        c.result.problems.extend(_unread(path))
     elif kind is None:
-        c.problem(path, _UNKNOWN_KIND)
+        c.problem(display_path(path), _UNKNOWN_KIND)
     else:
-        c.load(path, kind)
+        c.load(display_path(path), kind, _read(path))
     c.result.problems = sort_problems(c.result.problems)
     return c.result
 
@@ -410,6 +510,13 @@ def validate_text(text: str, kind: str, file: str = "<text>") -> Validation:
     c.load(file, kind, text)
     c.result.problems = sort_problems(c.result.problems)
     return c.result
+
+
+def _unread(path: str) -> list[Problem]:
+    """Return why ``path``, no regular file (a FIFO, a device, a folder), is not read."""
+    entry = _read(path)
+    # a regular file put there since it was looked at: its problems, as any file's
+    return [entry] if isinstance(entry, Problem) else load_text(entry, display_path(path))[1]
 
 
 def _is_config_dir(path: str) -> bool:
@@ -431,7 +538,7 @@ def load_strategies(folder: str) -> dict[str, Strategy]:
     if not os.path.isdir(folder):
         raise ConfigError([Problem(display_path(folder), 1, 1, (), "expected a folder of strategy files, found none")])
     c = _Collector()
-    c.strategies_dir(folder)
+    c.strategies([(display_path(p), _read(p)) for p in (os.path.join(folder, f) for f in _yaml_names(folder))], display_path(folder))
     strategies = c.loaded.get("strategy", [])
     c.result.problems.extend(lint.check_strategy_set(strategies))
     if c.result.problems:

@@ -4,11 +4,14 @@ The proposed files (relative path -> YAML text) are laid over the active rules; 
 (the events it decided, in order) is the history; ``riskrail plan`` runs in a child process with a
 timeout, so a proposed ruleset never reaches the live process (DESIGN section 9), and its JSON report
 is returned: what changes per position and per rule, realized PnL and drawdown deltas, breaches.
+
+The proposed texts are validated here, from the texts themselves. Only the child needs files: it is
+the ``riskrail plan`` command a user runs, which reads two configuration folders and a history file,
+so both rule sets and the history are written to a temporary folder for it, and removed after.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import subprocess
@@ -16,7 +19,7 @@ import sys
 import tempfile
 from typing import Any
 
-from engine.config.load import validate_config
+from engine.config.load import load_texts
 from engine.service.journal import export_history
 from engine.service.reload import problem_json
 from engine.service.store import text, write_files
@@ -43,16 +46,14 @@ def plan(service, files: dict[str, str], *, account: str | None = None, max_even
     account = account or service.default_account
     version = service.version
     stored = {text(k): text(v) for k, v in service.redis.hgetall(service.keys.rules(version)).items()}
+    result = load_texts({**stored, **files})
+    if result.ruleset is None:
+        problems = [problem_json(p) for p in result.problems]
+        raise PlanRequestError(422, {"message": "the proposed rules are invalid", "problems": problems})
     with tempfile.TemporaryDirectory(prefix="riskrail-plan-") as tmp:
         base, proposed = os.path.join(tmp, "base"), os.path.join(tmp, "proposed")
         write_files(base, stored)
-        write_files(proposed, {**stored, **files})
-        result = validate_config(proposed)
-        if result.ruleset is None:
-            # the files lie in a temporary folder: name them as they lie in the configuration
-            problems = [problem_json(dataclasses.replace(p, file=os.path.relpath(os.path.abspath(p.file), proposed)))
-                        for p in result.problems]
-            raise PlanRequestError(422, {"message": "the proposed rules are invalid", "problems": problems})
+        write_files(proposed, result.sources)
         history = os.path.join(tmp, "history.jsonl")
         with open(history, "w", encoding="utf-8") as fh:
             n = export_history(service.redis, service.keys.stream(account, "journal"), fh, max_events)

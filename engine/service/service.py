@@ -12,9 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-import shutil
 import socket
-import tempfile
 import threading
 import time
 import uuid
@@ -23,13 +21,13 @@ from typing import Any
 
 import redis
 
-from engine.config.load import RuleSet, load_config, validate_config
+from engine.config.load import RuleSet, ruleset_from_texts, validate_config
 from engine.errors import ConfigError, RiskrailError
 from engine.ports import Broker
 from engine.service.metrics import Metrics
 from engine.service.reload import Reloader, ReloadResult, encode, problem_json
 from engine.service.scheduler import JobRunner
-from engine.service.store import Keys, Lease, publish, sources, text, write_files
+from engine.service.store import Keys, Lease, publish, sources, text
 from engine.service.worker import AccountWorker
 
 log = logging.getLogger("riskrail.service")
@@ -81,12 +79,7 @@ class Service:
         files = {text(k): text(v) for k, v in self.redis.hgetall(self.keys.rules(version)).items()}
         if not files:
             raise RiskrailError(f"the rules of version {version} are not in Redis; cannot rebuild the engine that ran them")
-        folder = tempfile.mkdtemp(prefix="riskrail-rules-")
-        try:
-            write_files(folder, files)
-            rules = load_config(folder)
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
+        rules = ruleset_from_texts(files)
         if rules.version != version:
             raise RiskrailError(f"the stored rules of version {version} load as version {rules.version}: riskrail was upgraded "
                                 "in a way that changes what the rules mean")
