@@ -4,8 +4,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 BENCH_STAMP := $(VENV)/.installed-bench
+DOCS_STAMP := $(VENV)/.installed-docs
 
-.PHONY: run replay test bench fuzz validate schema clean
+.PHONY: run replay test bench fuzz docs validate schema clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +43,14 @@ bench: $(BENCH_STAMP)
 fuzz: $(STAMP)
 	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python bench/fuzz.py --cases $(or $(CASES),100000)
 
+$(DOCS_STAMP): pyproject.toml $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,docs]'
+	touch $@
+
+# the documentation site in site/, the public API (docs/api.md) rendered from the docstrings
+docs: $(DOCS_STAMP)
+	$(BIN)/mkdocs build --strict
+
 validate: $(STAMP)
 	$(BIN)/riskrail validate --config .
 
@@ -49,4 +58,4 @@ schema: $(STAMP)
 	$(BIN)/riskrail schema --out schemas
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info
+	rm -rf $(VENV) .pytest_cache .hypothesis build site *.egg-info

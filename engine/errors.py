@@ -1,11 +1,26 @@
-"""The exception root of riskrail.
+"""The exception root of riskrail, and the whole tree drawn in one place.
 
-    RiskrailError                 every error riskrail raises on purpose
-    ├── ConfigError               rule files that do not load or validate (carries every Problem)
-    └── OptimizationError         an optimizer problem that is infeasible or did not verify
+    RiskrailError              every error riskrail raises on purpose          (engine.errors)
+    ├── ConfigError            rule files that do not load or validate,        (engine.errors)
+    │                          carrying every Problem (file:line:column)
+    ├── OptimizationError      an optimization that is infeasible or did       (engine.errors)
+    │                          not verify
+    ├── EventError             an input event that is malformed                (engine.events)
+    ├── UnknownSymbol          a symbol rules/instruments.yaml does not know   (engine.book.valuation)
+    ├── RulesCompileError      a rule set durable-rules must not see or        (engine.rules._errors)
+    │                          refused
+    ├── RulesRuntimeError      a rule action that raised                       (engine.rules._errors)
+    ├── BaseError              the base of a plan cannot be found or read      (engine.plan.base)
+    ├── InputError             a file given to `riskrail optimize` is bad      (engine.cli.optimize)
+    ├── StoreError             Redis cannot be reached or answered oddly       (engine.service.store)
+    ├── LeaseLost              another process owns the account now            (engine.service.commit)
+    ├── PlanRequestError       a plan request the API answers with a 4xx       (engine.service.plan)
+    └── MT5Error               the MetaTrader 5 terminal refused or failed     (engine.adapters.mt5._module)
+        └── MT5Unavailable     the MetaTrader5 package is not installed here   (engine.adapters.mt5._module)
 
-A user never sees a traceback for bad input: the CLI and the service catch ``RiskrailError`` and
-print what it says.
+Each class lives beside the code that raises it; this drawing is checked against the package by a
+test (tests/test_errors.py). A user never sees a traceback for bad input: the CLI and the service
+catch ``RiskrailError`` and print what it says.
 """
 
 from __future__ import annotations

@@ -20,12 +20,13 @@ import tempfile
 from typing import Any
 
 from engine.config.load import load_texts
+from engine.errors import RiskrailError
 from engine.service.journal import export_history
 from engine.service.reload import problem_json
 from engine.service.store import text, write_files
 
 
-class PlanRequestError(Exception):
+class PlanRequestError(RiskrailError):
     """The request cannot be planned: ``status`` is the HTTP status, ``detail`` the JSON body."""
 
     def __init__(self, status: int, detail: Any) -> None:
