@@ -41,6 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="who carries out the actions: the paper broker (fills at once), a pipeline reading the actions stream "
                    "and reporting fills as events (redis), or MetaTrader 5 (default paper)")
     p.add_argument("--account", action="append", metavar="NAME", help="account(s) to run (repeatable; default: demo for the demo, else main)")
+    p.add_argument("--allow-takeover", action="store_true",
+                   help="accept position_opened events with existing: true (positions already open at the broker, adopted "
+                   "without the pre-trade checks) from the input stream and the API; --feed mt5 sets it for its position sync")
     p.add_argument("--speed", type=float, default=10.0, help="demo: replay speed, 10 = ten times faster than recorded (default 10)")
     p.add_argument("--demo-data", metavar="FILE", help="demo: Dukascopy EURUSD tick file (default examples/data/…-2019-02-04.json)")
     p.add_argument("--equity", type=float, default=100_000.0, help="starting equity of a new account (default 100000)")
@@ -128,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
     broker_factory = _broker_factory(args.broker, conn)
     service = Service(args.config, client, accounts=accounts, prefix=args.prefix, equity0=args.equity,
                       snapshot_every=args.snapshot_every, consumer=args.name or f"{socket.gethostname()}:{port}",
+                      allow_takeover=args.allow_takeover or feed == "mt5",
                       broker_factory=broker_factory)
     token, new_token = api_token(args.data_dir)
     logs.hide(token)  # printed once below, on purpose; never in a log line

@@ -200,3 +200,34 @@ def test_a_takeover_needs_allow_takeover_and_is_journaled(redis_server, scalping
         svc.stop()
     taken = [r for r in _journal(redis_server) if r["kind"] == "event" and r["event"].get("existing")]
     assert [r["event"]["position_id"] for r in taken] == ["BIG2"]
+
+
+def test_riskrail_run_takes_positions_over_only_with_allow_takeover(tmp_path, redis_server, scalping) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.service.conftest import url_of
+
+    def run(*extra: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "engine", "run", "--config", str(scalping), "--redis-url", url_of(redis_server),
+                                 "--feed", "redis", "--account", "acct", "--port", "0", "--log-level", "warning", *extra],
+                                cwd=tmp_path, env={**os.environ, "RISKRAIL_API_TOKEN": "t"}, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+
+    existing = {"type": "position_opened", "ts": TS, "symbol": "EURUSD", "strategy_type": "scalp_trend", "strategy_name": "s",
+                "action": "BUY", "volume": 0.1, "entry_price": 1.1457, "existing": True}
+    for flag, pid in (((), "E1"), (("--allow-takeover",), "E2")):
+        proc = run(*flag)
+        try:
+            assert proc.stdout.readline().startswith("riskrail run:"), proc.stderr.read()
+            publish(redis_server, "acct", [{**existing, "position_id": pid}])
+            wait_for(lambda: drained(redis_server, "acct") or proc.poll() is not None, 60)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.communicate(timeout=30)
+    assert redis_server.hexists(K.stream("acct", "positions"), "E1") is False
+    assert json.loads(redis_server.hget(K.stream("acct", "positions"), "E2"))["status"] == "open"
+    assert [d["reason"].split(";")[0] for d in _dead(redis_server)] == [
+        "existing: taking over a position without the pre-trade checks is an operator action"]
