@@ -14,7 +14,8 @@ here raises for bad input (even a ``RecursionError``, which the limits make unre
 one). A refused node builds as None, so the file's other problems are still found; a crossed limit
 stops at once. No input costs more than the limits allow:
 
-- ``MAX_FILE_BYTES`` = 1 MiB: the size of a file or text, refused unread past it.
+- ``MAX_FILE_BYTES`` = 1 MiB: the size of a file or text, refused unread past it (the reader's limit,
+  ``engine.config.read``, applied to texts too).
 - ``MAX_VALUES`` = 10 000: mappings, lists, keys and scalars in one file, each alias and merge key
   counted as the copy it makes (a "billion laughs" alias bomb is refused at the alias that crosses it).
 - ``MAX_DEPTH`` = 64: levels of nested mappings and lists, aliases expanded; composing never recurses
@@ -24,15 +25,12 @@ stops at once. No input costs more than the limits allow:
   that type: ``!!bool maybe`` is refused), ``!!seq`` on lists, ``!!map`` on mappings and ``!!merge``
   on a key. Any other tag (``!!set``, ``!!omap``, ``!!pairs``, ``!!binary``, ``!!timestamp``,
   ``!!python/...``, a local ``!foo``, the non-specific ``!``) is refused on any node, keys included.
-- Files: only a regular file is opened (a FIFO, device, socket or folder is refused after ``os.stat``,
-  unopened, and the open never blocks); it must be UTF-8, and characters YAML forbids (NUL, other
-  control characters) are refused at their position.
+- Files: read by ``engine.config.read`` (a regular file of UTF-8 only, opened without blocking);
+  characters YAML forbids (NUL, other control characters) are refused at their position.
 """
 
 from __future__ import annotations
 
-import os
-import stat
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,11 +49,7 @@ from ruamel.yaml.nodes import CollectionNode, MappingNode, Node, ScalarNode, Seq
 from ruamel.yaml.reader import ReaderError
 
 from engine.config.problems import Path, Problem
-
-#: The largest rule file, in bytes of UTF-8: 1 MiB. The shipped rule files and rule tests are under
-#: 8 KiB; ruamel.yaml parses about 1 MiB a second, and reading on past this would let ``/dev/zero``
-#: or a runaway file take the process's memory.
-MAX_FILE_BYTES = 1 << 20
+from engine.config.read import MAX_FILE_BYTES, read_rule_file, too_big
 
 #: The most values one file may hold, aliases expanded: 10 000. Every mapping, list, key and scalar
 #: counts one, and an alias or ``<<`` merge key counts every value it copies. The largest shipped rule
@@ -73,9 +67,6 @@ MAX_DEPTH = 64
 #: (a rule test's name); longer is a mistake, and every message quoting it would repeat it.
 MAX_SCALAR_CHARS = 4096
 
-# How much of a file ``read_head`` reads to tell its kind from its first line.
-_HEAD_BYTES = 4096
-
 _YAML_TAG = "tag:yaml.org,2002:"
 _STR, _INT, _FLOAT, _BOOL, _NULL = (_YAML_TAG + t for t in ("str", "int", "float", "bool", "null"))
 _SCALAR_TAGS = {_STR, _INT, _FLOAT, _BOOL, _NULL}
@@ -90,7 +81,6 @@ _HINTS = {
     _YAML_TAG + "pairs": "write a mapping instead",
     _YAML_TAG + "timestamp": "quote the date or time to make it a string",
 }
-_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 # The tag the composer gives a node it has reported (unsupported tag, bad value, too long): the
 # builder makes it None without a second problem, and goes on to find the file's other problems.
 _REPORTED = "tag:riskrail,2024:reported"
@@ -419,10 +409,6 @@ def _position(text: str, index: int) -> tuple[int, int]:
     return text.count("\n", 0, index) + 1, index - start + 1
 
 
-def _too_big(found: str) -> str:
-    return f"expected a rule file of at most {MAX_FILE_BYTES} bytes (1 MiB), found {found}"
-
-
 def load_text(text: str, file: str) -> tuple[Document, list[Problem]]:
     """Parse ``text`` (the contents of ``file``) into a ``Document`` and the problems found.
 
@@ -432,11 +418,11 @@ def load_text(text: str, file: str) -> tuple[Document, list[Problem]]:
     doc = Document(file=file, text=text)
     if len(text) > MAX_FILE_BYTES:
         doc.text = ""
-        return doc, [Problem(file, 1, 1, (), _too_big(f"{len(text)} characters"))]
+        return doc, [Problem(file, 1, 1, (), too_big(f"{len(text)} characters"))]
     size = len(text.encode("utf-8", "surrogatepass"))
     if size > MAX_FILE_BYTES:
         doc.text = ""
-        return doc, [Problem(file, 1, 1, (), _too_big(f"{size} bytes"))]
+        return doc, [Problem(file, 1, 1, (), too_big(f"{size} bytes"))]
     composer = _Composer(file)
     try:
         root = composer.compose(text)
@@ -471,98 +457,14 @@ def load_text(text: str, file: str) -> tuple[Document, list[Problem]]:
     return doc, composer.problems + builder.problems
 
 
-class _Unreadable(Exception):
-    """A path that is not read as a rule file: why, and where in the file when that is known."""
-
-    def __init__(self, message: str, line: int = 1, column: int = 1) -> None:
-        super().__init__(message)
-        self.message, self.line, self.column = message, line, column
-
-
-def _open_regular(path: str) -> tuple[int, int]:
-    """Open the regular file at ``path`` without blocking; return its descriptor and size.
-
-    Anything else is refused from ``os.stat`` without being opened, and checked again once open in
-    case the path changed in between (a FIFO opened with ``O_NONBLOCK`` does not wait for a writer).
-    """
-    _check_regular(os.stat(path).st_mode)
-    fd = os.open(path, _OPEN_FLAGS)
-    try:
-        st = os.fstat(fd)
-        _check_regular(st.st_mode)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd, st.st_size
-
-
-def _check_regular(mode: int) -> None:
-    if stat.S_ISREG(mode):
-        return
-    kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
-             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
-    found = next((name for test, name in kinds if test(mode)), "a special file")
-    raise _Unreadable(f"expected a regular file, found {found}")
-
-
-def _read_at_most(fd: int, limit: int) -> bytes:
-    """Return the file's first ``limit`` + 1 bytes at most (one more than allowed tells it is too big)."""
-    chunks: list[bytes] = []
-    left = limit + 1
-    while left > 0:
-        chunk = os.read(fd, min(left, 1 << 16))
-        if not chunk:
-            break
-        chunks.append(chunk)
-        left -= len(chunk)
-    return b"".join(chunks)
-
-
-def _read_text(path: str) -> str:
-    fd, size = _open_regular(path)
-    try:
-        if size > MAX_FILE_BYTES:
-            raise _Unreadable(_too_big(f"{size} bytes"))
-        data = _read_at_most(fd, MAX_FILE_BYTES)
-    finally:
-        os.close(fd)
-    if len(data) > MAX_FILE_BYTES:  # grew since, or a size the system does not report
-        raise _Unreadable(_too_big("more"))
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        column = len(data[data.rfind(b"\n", 0, exc.start) + 1 : exc.start].decode("utf-8", "replace")) + 1
-        raise _Unreadable(f"expected UTF-8 text, found undecodable bytes ({exc.reason} at byte {exc.start})", line, column) from None
-    # Line ends as a file opened in text mode reads them.
-    return text.replace("\r\n", "\n").replace("\r", "\n")
-
-
 def load_file(path: str, display: str | None = None) -> tuple[Document, list[Problem]]:
     """Read and parse the YAML file at ``path``; ``display`` is the name used in problems.
 
-    Only a regular file of at most ``MAX_FILE_BYTES`` is read; anything else is one problem.
+    Only a regular file of at most ``MAX_FILE_BYTES`` is read (``engine.config.read``); anything else is
+    one problem.
     """
     name = display or path
-    try:
-        text = _read_text(path)
-    except _Unreadable as exc:
-        return Document(file=name, text=""), [Problem(name, exc.line, exc.column, (), exc.message)]
-    except OSError as exc:
-        return Document(file=name, text=""), [Problem(name, 1, 1, (), f"cannot read the file: {exc.strerror or exc}")]
+    text = read_rule_file(path, name)
+    if isinstance(text, Problem):
+        return Document(file=name, text=""), [text]
     return load_text(text, name)
-
-
-def read_head(path: str) -> str | None:
-    """Return the start of the regular file at ``path`` (4 KiB at most), or None when it is no regular file.
-
-    Bytes that are not UTF-8 read as U+FFFD; nothing else is opened, and nothing blocks.
-    """
-    try:
-        fd, _ = _open_regular(path)
-        try:
-            return _read_at_most(fd, _HEAD_BYTES - 1).decode("utf-8", "replace")
-        finally:
-            os.close(fd)
-    except (OSError, _Unreadable):
-        return None

@@ -9,7 +9,7 @@ all of them.
 
 The checks work on texts: ``load_texts`` validates a configuration given as relative path -> YAML text
 (the texts the service stores per version) and reads no file. Rule files are read at the edge, by
-``_read`` alone (a regular file of at most 1 MiB, as ``engine.config._yaml`` allows), and
+``_read`` alone (a regular file of at most 1 MiB, as ``engine.config.read`` allows), and
 ``validate_config`` is that reader over a folder plus the checks ``load_texts`` runs. Every text goes
 through the one parser of ``engine.config._yaml``, which refuses hostile input (alias bombs, deep
 nesting, unsupported tags, huge texts) within its limits.
@@ -17,27 +17,17 @@ nesting, unsupported tags, huge texts) within its limits.
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import json
 import os
-import re
-import typing
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Mapping
 
-from typing import Annotated
-
-from pydantic import TypeAdapter, ValidationError
-
 from engine.config import lint
-from engine.config._errors import problems_from
-from engine.config._yaml import _read_text, _Unreadable, load_text, read_head
+from engine.config._yaml import load_text
+from engine.config.collect import Collector
 from engine.config.conditions import suggest
+from engine.config.kinds import RULE_FILES, kind_from_text, kind_of
 from engine.config.models import (
-    KINDS,
     AllocationRules,
     CustomRules,
     Instruments,
@@ -48,88 +38,36 @@ from engine.config.models import (
     Strategy,
 )
 from engine.config.problems import Problem, sort_problems
+from engine.config.read import read_rule_file
+from engine.config.ruleset import RuleSet, Validation, rules_version
 from engine.errors import ConfigError
 
-#: rules/<file> -> kind
-RULE_FILES = {
-    "limits.yaml": "limits",
-    "allocation.yaml": "allocation",
-    "profit.yaml": "profit",
-    "custom.yaml": "custom",
-    "instruments.yaml": "instruments",
-}
+# Names that other code imports from here: the loader is the configuration's front door.
+__all__ = [
+    "REQUIRED_RULE_FILES",
+    "RULE_FILES",
+    "RuleSet",
+    "Validation",
+    "display_path",
+    "kind_from_text",
+    "kind_of",
+    "load_config",
+    "load_strategies",
+    "load_texts",
+    "rules_version",
+    "ruleset_from_texts",
+    "validate_config",
+    "validate_file",
+    "validate_paths",
+    "validate_text",
+]
+
 REQUIRED_RULE_FILES = ("limits.yaml",)
 _YAML = (".yaml", ".yml")
 _UNKNOWN_KIND = ("cannot tell which kind of rule file this is: expected it under strategies/ or rules/, named "
                  "schedules.yaml, or a first line '# yaml-language-server: $schema=.../<kind>.schema.json'")
-_MODELINE = re.compile(r"#\s*yaml-language-server:\s*\$schema=(\S*)")
-_SCHEMA_SUFFIX = ".schema.json"
-_MODELINE_CHARS = 4096  # of a text's start, where its first line is looked for
 _STRATEGIES, _RULES, _SCHEDULES = "strategies", "rules", "schedules.yaml"
 _MISPLACED = "expected a rule file at strategies/NAME.yaml, rules/NAME.yaml or schedules.yaml, found {!r}"
-_TOO_DEEP = ("expected values nested less deeply, found nesting too deep to check "
-             "(a condition with hundreds of parentheses or 'not's?)")
-
-
-@dataclass(frozen=True)
-class RuleSet:
-    """Every rule file of a configuration, validated, with the version of its meaning."""
-
-    strategies: Mapping[str, Strategy]
-    limits: Limits
-    allocation: AllocationRules
-    profit: ProfitRules
-    custom: CustomRules
-    instruments: Instruments
-    schedules: Schedules
-    version: str = ""
-    files: tuple[str, ...] = ()
-
-    def canonical(self) -> dict:
-        """Return the meaning of the rule files as plain JSON data (no comments, no layout, defaults filled)."""
-        return {
-            "strategies": {name: s.model_dump(mode="json") for name, s in sorted(self.strategies.items())},
-            "limits": self.limits.model_dump(mode="json"),
-            "allocation": self.allocation.model_dump(mode="json"),
-            "profit": self.profit.model_dump(mode="json"),
-            "custom": self.custom.model_dump(mode="json"),
-            "instruments": self.instruments.model_dump(mode="json"),
-            "schedules": self.schedules.model_dump(mode="json"),
-        }
-
-    def max_positions(self, strategy: str) -> int:
-        """Return the strategy's max open positions (its own, else the limits default)."""
-        own = self.strategies[strategy].max_positions
-        return own if own is not None else self.limits.per_strategy.max_positions
-
-    def risk_allocation(self, strategy: str) -> float:
-        """Return the strategy's max open risk / equity (its own, else the limits default)."""
-        own = self.strategies[strategy].risk_allocation
-        return own if own is not None else self.limits.per_strategy.risk_allocation
-
-
-def rules_version(ruleset: RuleSet) -> str:
-    """Return the version of a rule set: a hash of its canonical content.
-
-    Comments, key order, layout and values equal to the defaults do not change it; any change of
-    meaning does.
-    """
-    blob = json.dumps(ruleset.canonical(), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return "rv-" + hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-@dataclass
-class Validation:
-    """The outcome of validating rule files: every problem, and the rule set when complete and valid."""
-
-    problems: list[Problem] = field(default_factory=list)
-    ruleset: RuleSet | None = None
-    sources: dict[str, str] = field(default_factory=dict)
-    files: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
 
 
 def display_path(path: str) -> str:
@@ -138,182 +76,17 @@ def display_path(path: str) -> str:
     return path if rel.startswith("..") else rel
 
 
-def kind_of(path: str) -> str | None:
-    """Tell which kind of rule file ``path`` is, from where it lies or its schema modeline.
-
-    The order is ``kind_from_text``'s. Only a regular file is opened, and only its start read; a
-    FIFO, device or folder is never opened (its kind comes from its place and name alone).
-    """
-    parent = os.path.basename(os.path.dirname(os.path.abspath(path)))
-    return _kind(os.path.basename(path), parent, lambda: read_head(path) or "")
-
-
-def kind_from_text(name: str, text: str) -> str | None:
-    """Tell which kind of rule file ``text`` is from ``name``, where it would lie, and its first line.
-
-    Reads no file: this is how a request body's kind is told. ``name`` is a display path such as
-    ``strategies/arbitrage.yaml``, ``rules/limits.yaml`` or ``schedules.yaml`` (``""`` when unknown).
-    In order: a file under ``strategies/`` is a strategy, ``rules/<name>.yaml`` is that rule file,
-    ``schedules.yaml`` the schedules; else the first line ``# yaml-language-server:
-    $schema=.../<kind>.schema.json`` tells it; else the file name alone (``limits.yaml``). None when
-    nothing does.
-    """
-    parent = os.path.basename(os.path.dirname(name))
-    return _kind(os.path.basename(name), parent, lambda: text)
-
-
-def _kind(base: str, parent: str, head: Callable[[], str]) -> str | None:
-    if parent == "strategies":
-        return "strategy"
-    if base in RULE_FILES and parent == "rules":
-        return RULE_FILES[base]
-    if base in ("schedules.yaml", "schedules.yml"):
-        return "schedules"
-    kind = _modeline_kind(head())
-    return kind if kind is not None else RULE_FILES.get(base)
-
-
-def _modeline_kind(text: str) -> str | None:
-    """Return the kind a first-line ``# yaml-language-server: $schema=.../<kind>.schema.json`` names."""
-    first = re.split(r"\r\n|\r|\n", text[:_MODELINE_CHARS], maxsplit=1)[0]
-    m = _MODELINE.search(first)
-    if m is None:
-        return None
-    # The letters right before the first ".schema.json" that follows one; string scans, where a
-    # regular expression backtracks for ages on a long run of letters.
-    url, start = m.group(1), 0
-    while (end := url.find(_SCHEMA_SUFFIX, start)) >= 0:
-        begin = end
-        while begin and "a" <= url[begin - 1] <= "z":
-            begin -= 1
-        if begin < end:
-            return url[begin:end] if url[begin:end] in KINDS else None
-        start = end + 1
-    return None
-
-
-class _Collector:
-    """Parses and checks rule-file texts one by one, keeping every problem and source text."""
-
-    def __init__(self) -> None:
-        self.result = Validation()
-        self.loaded: dict[str, list[lint.Loaded]] = {}
-        # Strategy names for the checks across files; None while unknown (then those checks are skipped).
-        self.names: list[str] | None = None
-
-    def problem(self, name: str, message: str) -> None:
-        self.result.problems.append(Problem(name, 1, 1, (), message))
-
-    def load(self, name: str, kind: str, text: str | Problem) -> lint.Loaded | None:
-        """Parse and check the text of the file ``name``; a ``Problem`` instead of text is why it was not read."""
-        self.result.files.append(name)
-        if isinstance(text, Problem):
-            self.result.sources[name] = ""
-            self.result.problems.append(text)
-            return None
-        doc, problems = load_text(text, name)
-        self.result.sources[name] = doc.text
-        if problems:
-            self.result.problems.extend(problems)
-            return None
-        model_cls = KINDS[kind]
-        if not isinstance(doc.data, dict):
-            self.result.problems.append(Problem(name, 1, 1, (), f"expected a mapping of settings, found {type(doc.data).__name__ if doc.data is not None else 'nothing'}"))
-            return None
-        try:
-            try:
-                item = lint.Loaded(doc, model_cls.model_validate(doc.data))
-            except ValidationError as exc:
-                self.result.problems.extend(problems_from(exc, doc, model_cls))
-                # Check what did validate too, so one run reports every problem of the file.
-                item = lint.Loaded(doc, _partial(model_cls, doc.data), partial=True)
-            problems = _check_one(kind, item, self.names)
-        except RecursionError:
-            # The loader bounds the nesting of the data; a condition's text can still nest deeper
-            # than the checks recurse. A last resort, so that no input ends in a traceback.
-            self.result.problems.append(Problem(name, 1, 1, (), _TOO_DEEP))
-            return None
-        self.loaded.setdefault(kind, []).append(item)
-        self.result.problems.extend(problems)
-        return None if item.partial else item
-
-    def strategies(self, texts: Sequence[tuple[str, str | Problem]], folder: str) -> int:
-        """Load every strategy (display name, text) of the strategies folder ``folder``; return how many."""
-        if not texts:
-            self.problem(folder, "expected at least one strategy file (*.yaml) in strategies/, found none")
-        for name, text in texts:
-            self.load(name, "strategy", text)
-        return len(texts)
-
-
 def _read(path: str) -> str | Problem:
     """Return the text of the rule file at ``path``, or the problem that kept it unread.
 
-    The one place rule files are read, by ``engine.config._yaml``'s reader: a regular file of UTF-8 of
+    The one place the loader reads a rule file, by ``engine.config.read``: a regular file of UTF-8 of
     at most ``MAX_FILE_BYTES``; a FIFO, device or folder is refused unopened.
     """
-    name = display_path(path)
-    try:
-        return _read_text(path)
-    except _Unreadable as exc:
-        return Problem(name, exc.line, exc.column, (), exc.message)
-    except OSError as exc:
-        return Problem(name, 1, 1, (), f"cannot read the file: {exc.strerror or exc}")
+    return read_rule_file(path, display_path(path))
 
 
 def _yaml_names(folder: str) -> list[str]:
     return sorted(f for f in os.listdir(folder) if f.endswith(_YAML))
-
-
-def _partial(model_cls: type[Model], data: dict) -> Model:
-    """Return a model holding only the top-level fields of ``data`` that validate on their own."""
-    good = {}
-    for name, info in model_cls.model_fields.items():
-        if name not in data:
-            continue
-        try:
-            good[name] = _field_adapter(model_cls, name).validate_python(data[name], strict=True)
-        except ValidationError:
-            item_type = _model_items(info.annotation)
-            if item_type is not None and isinstance(data[name], list):
-                # A list of models keeps its valid items in place (None for the others), so checks
-                # of single items still run and their positions stay right.
-                good[name] = [_valid_or_none(item_type, item) for item in data[name]]
-    return model_cls.model_construct(**good)
-
-
-def _model_items(annotation: object) -> type[Model] | None:
-    if typing.get_origin(annotation) is list:
-        (item,) = typing.get_args(annotation)
-        if isinstance(item, type) and issubclass(item, Model):
-            return item
-    return None
-
-
-def _valid_or_none(model_cls: type[Model], value: object) -> Model | None:
-    try:
-        return model_cls.model_validate(value)
-    except ValidationError:
-        return None
-
-
-@functools.lru_cache(maxsize=None)
-def _field_adapter(model_cls: type[Model], name: str) -> TypeAdapter:
-    info = model_cls.model_fields[name]
-    return TypeAdapter(Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation)
-
-
-def _check_one(kind: str, item: lint.Loaded, names: list[str] | None) -> list[Problem]:
-    checks = {
-        "strategy": lint.check_strategy,
-        "limits": lint.check_limits,
-        "profit": lint.check_profit,
-        "allocation": lambda i: lint.check_allocation(i, names),
-        "custom": lambda i: lint.check_custom(i, names),
-        "instruments": lambda i: lint.check_instruments(i, names),
-    }
-    check = checks.get(kind)
-    return check(item) if check else []
 
 
 def load_texts(files: Mapping[str, str]) -> Validation:
@@ -389,7 +162,7 @@ def _place(rel: str) -> str | None:
 def _validate(entries: Mapping[str, str | Problem], folders: frozenset[str], show: Callable[[str], str]) -> Validation:
     """Check a configuration: ``entries`` by relative path, ``folders`` the ones of strategies/ and rules/
     that exist, ``show`` the display name of a relative path."""
-    c = _Collector()
+    c = Collector()
     placed: dict[str, list[str]] = {_STRATEGIES: [], _RULES: [], "": []}
     for rel in entries:
         where = _place(rel)
@@ -459,7 +232,7 @@ def validate_paths(paths: Sequence[str], config_dir: str = ".") -> Validation:
         return validate_config(config_dir)
     if len(paths) == 1 and _is_config_dir(paths[0]):
         return validate_config(paths[0])
-    c = _Collector()
+    c = Collector()
     for path in paths:
         if os.path.isdir(path):
             if _is_config_dir(path):
@@ -492,7 +265,7 @@ def validate_paths(paths: Sequence[str], config_dir: str = ".") -> Validation:
 
 def validate_file(path: str, kind: str | None = None) -> Validation:
     """Validate one rule file on its own; ``kind`` (a key of ``KINDS``) defaults to ``kind_of(path)``."""
-    c = _Collector()
+    c = Collector()
     kind = kind or kind_of(path)
     if os.path.exists(path) and not os.path.isfile(path):  # a FIFO, a device, a folder: refused unopened
         c.result.problems.extend(_unread(path))
@@ -506,7 +279,7 @@ def validate_file(path: str, kind: str | None = None) -> Validation:
 
 def validate_text(text: str, kind: str, file: str = "<text>") -> Validation:
     """Validate the contents of one rule file of ``kind`` given as text (``file`` names it in problems)."""
-    c = _Collector()
+    c = Collector()
     c.load(file, kind, text)
     c.result.problems = sort_problems(c.result.problems)
     return c.result
@@ -537,7 +310,7 @@ def load_strategies(folder: str) -> dict[str, Strategy]:
         folder = os.path.join(folder, "strategies")
     if not os.path.isdir(folder):
         raise ConfigError([Problem(display_path(folder), 1, 1, (), "expected a folder of strategy files, found none")])
-    c = _Collector()
+    c = Collector()
     c.strategies([(display_path(p), _read(p)) for p in (os.path.join(folder, f) for f in _yaml_names(folder))], display_path(folder))
     strategies = c.loaded.get("strategy", [])
     c.result.problems.extend(lint.check_strategy_set(strategies))

@@ -69,7 +69,7 @@ def test_a_configuration_that_exists_only_as_texts_loads_without_reading_a_file(
         raise AssertionError(f"read {path}")
 
     monkeypatch.setattr("engine.config.load._read", no_files)
-    monkeypatch.setattr("engine.config.load.read_head", no_files)
+    monkeypatch.setattr("engine.config.kinds.read_head", no_files)
     rules = ruleset_from_texts(MINIMAL)
     assert list(rules.strategies) == ["solo"] and rules.limits.daily_loss.max == 0.02
     assert rules.files == ("strategies/solo.yaml", "rules/limits.yaml")

@@ -1,0 +1,130 @@
+"""Parse and check rule-file texts one at a time, keeping every problem and every source text.
+
+A text goes through the one parser (``engine.config._yaml``), then its kind's model; when the model
+refuses it, what did validate is checked all the same (``partial``), so one run reports every problem
+of a file. The checks that span files (strategy names) run once the names are known.
+"""
+
+from __future__ import annotations
+
+import functools
+import typing
+from collections.abc import Sequence
+from typing import Annotated
+
+from pydantic import TypeAdapter, ValidationError
+
+from engine.config import lint
+from engine.config._errors import problems_from
+from engine.config._yaml import load_text
+from engine.config.models import KINDS, Model
+from engine.config.problems import Problem
+from engine.config.ruleset import Validation
+
+_TOO_DEEP = ("expected values nested less deeply, found nesting too deep to check "
+             "(a condition with hundreds of parentheses or 'not's?)")
+
+
+class Collector:
+    """Parses and checks rule-file texts one by one, keeping every problem and source text."""
+
+    def __init__(self) -> None:
+        self.result = Validation()
+        self.loaded: dict[str, list[lint.Loaded]] = {}
+        # Strategy names for the checks across files; None while unknown (then those checks are skipped).
+        self.names: list[str] | None = None
+
+    def problem(self, name: str, message: str) -> None:
+        self.result.problems.append(Problem(name, 1, 1, (), message))
+
+    def load(self, name: str, kind: str, text: str | Problem) -> lint.Loaded | None:
+        """Parse and check the text of the file ``name``; a ``Problem`` instead of text is why it was not read."""
+        self.result.files.append(name)
+        if isinstance(text, Problem):
+            self.result.sources[name] = ""
+            self.result.problems.append(text)
+            return None
+        doc, problems = load_text(text, name)
+        self.result.sources[name] = doc.text
+        if problems:
+            self.result.problems.extend(problems)
+            return None
+        model_cls = KINDS[kind]
+        if not isinstance(doc.data, dict):
+            self.result.problems.append(Problem(name, 1, 1, (), f"expected a mapping of settings, found {type(doc.data).__name__ if doc.data is not None else 'nothing'}"))
+            return None
+        try:
+            try:
+                item = lint.Loaded(doc, model_cls.model_validate(doc.data))
+            except ValidationError as exc:
+                self.result.problems.extend(problems_from(exc, doc, model_cls))
+                # Check what did validate too, so one run reports every problem of the file.
+                item = lint.Loaded(doc, _partial(model_cls, doc.data), partial=True)
+            problems = _check_one(kind, item, self.names)
+        except RecursionError:
+            # The loader bounds the nesting of the data; a condition's text can still nest deeper
+            # than the checks recurse. A last resort, so that no input ends in a traceback.
+            self.result.problems.append(Problem(name, 1, 1, (), _TOO_DEEP))
+            return None
+        self.loaded.setdefault(kind, []).append(item)
+        self.result.problems.extend(problems)
+        return None if item.partial else item
+
+    def strategies(self, texts: Sequence[tuple[str, str | Problem]], folder: str) -> int:
+        """Load every strategy (display name, text) of the strategies folder ``folder``; return how many."""
+        if not texts:
+            self.problem(folder, "expected at least one strategy file (*.yaml) in strategies/, found none")
+        for name, text in texts:
+            self.load(name, "strategy", text)
+        return len(texts)
+
+
+def _partial(model_cls: type[Model], data: dict) -> Model:
+    """Return a model holding only the top-level fields of ``data`` that validate on their own."""
+    good = {}
+    for name, info in model_cls.model_fields.items():
+        if name not in data:
+            continue
+        try:
+            good[name] = _field_adapter(model_cls, name).validate_python(data[name], strict=True)
+        except ValidationError:
+            item_type = _model_items(info.annotation)
+            if item_type is not None and isinstance(data[name], list):
+                # A list of models keeps its valid items in place (None for the others), so checks
+                # of single items still run and their positions stay right.
+                good[name] = [_valid_or_none(item_type, item) for item in data[name]]
+    return model_cls.model_construct(**good)
+
+
+def _model_items(annotation: object) -> type[Model] | None:
+    if typing.get_origin(annotation) is list:
+        (item,) = typing.get_args(annotation)
+        if isinstance(item, type) and issubclass(item, Model):
+            return item
+    return None
+
+
+def _valid_or_none(model_cls: type[Model], value: object) -> Model | None:
+    try:
+        return model_cls.model_validate(value)
+    except ValidationError:
+        return None
+
+
+@functools.lru_cache(maxsize=None)
+def _field_adapter(model_cls: type[Model], name: str) -> TypeAdapter:
+    info = model_cls.model_fields[name]
+    return TypeAdapter(Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation)
+
+
+def _check_one(kind: str, item: lint.Loaded, names: list[str] | None) -> list[Problem]:
+    checks = {
+        "strategy": lint.check_strategy,
+        "limits": lint.check_limits,
+        "profit": lint.check_profit,
+        "allocation": lambda i: lint.check_allocation(i, names),
+        "custom": lambda i: lint.check_custom(i, names),
+        "instruments": lambda i: lint.check_instruments(i, names),
+    }
+    check = checks.get(kind)
+    return check(item) if check else []
