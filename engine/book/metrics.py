@@ -50,7 +50,8 @@ def trade_metrics(pnls: Sequence[float], holding_ms: Sequence[int], in_profit_ms
     """Return win rate, profit factor, average and median holding time (s) and time in profit (share)."""
     p = np.asarray(pnls, dtype=np.float64)
     h = np.asarray(holding_ms, dtype=np.float64)
-    out = {"trades": int(p.size), "win_rate": 0.0, "profit_factor": 0.0, "avg_holding_s": 0.0, "median_holding_s": 0.0, "time_in_profit": 0.0}
+    out = {"trades": int(p.size), "win_rate": 0.0, "profit_factor": 0.0,
+           "avg_holding_s": 0.0, "median_holding_s": 0.0, "time_in_profit": 0.0}
     if p.size == 0:
         return out
     gains, losses = p[p > 0].sum(), -p[p < 0].sum()

@@ -155,8 +155,8 @@ def max_sharpe(expected_returns: np.ndarray, covariance: np.ndarray, *, bounds: 
             f"risk-free rate {risk_free:g} (best excess return {best:.6g})"
         )
     try:
-        lam, sol = _frontier_point(S, m, lo, hi, lambda seg: _lam_for_sharpe(seg, S, m),
-                                   lambda lam, w: lam * float(m @ w) - float(w @ S @ w))
+        _, sol = _frontier_point(S, m, lo, hi, lambda seg: _lam_for_sharpe(seg, S, m),
+                                 lambda lam, w: lam * float(m @ w) - float(w @ S @ w))
     except OptimizationError as exc:
         ev = np.linalg.eigvalsh(S)
         if ev[0] <= 1e-12 * ev[-1]:

@@ -123,10 +123,10 @@ def recommend(names: Sequence[str], current: Sequence[float] | np.ndarray, targe
         impact = Impact(
             portfolio_performance(cur, mu, S, risk_free),
             portfolio_performance(after, mu, S, risk_free),
-            dict(zip(names, map(float, risk_contributions(cur, S)))),
-            dict(zip(names, map(float, risk_contributions(after, S)))),
+            dict(zip(names, map(float, risk_contributions(cur, S)), strict=True)),
+            dict(zip(names, map(float, risk_contributions(after, S)), strict=True)),
         )
-    return Recommendations(tuple(items), tuple(transfers), dict(zip(names, map(float, after))), impact)
+    return Recommendations(tuple(items), tuple(transfers), dict(zip(names, map(float, after), strict=True)), impact)
 
 
 def _plan(items: list[StrategyRecommendation], max_step: float) -> list[Transfer]:

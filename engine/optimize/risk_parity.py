@@ -156,16 +156,16 @@ def _solve(H: np.ndarray, g: np.ndarray) -> np.ndarray:
         return np.linalg.lstsq(H, g, rcond=None)[0]
 
 
-def _box_newton(S: np.ndarray, b: np.ndarray, l: np.ndarray, u: np.ndarray, y0: np.ndarray) -> np.ndarray:
-    """Minimise ``1/2 y'Sy - b'log(y)`` on the box ``[l, u]`` (``l >= 0``) by projected Newton."""
-    l = np.maximum(l, 1e-300)
-    y = np.clip(y0, l, u)
+def _box_newton(S: np.ndarray, b: np.ndarray, lo: np.ndarray, u: np.ndarray, y0: np.ndarray) -> np.ndarray:
+    """Minimise ``1/2 y'Sy - b'log(y)`` on the box ``[lo, u]`` (``lo >= 0``) by projected Newton."""
+    lo = np.maximum(lo, 1e-300)
+    y = np.clip(y0, lo, u)
     f = _objective(S, b, y)
     for _ in range(500):
         g = S @ y - b / y
         scale = max(float(np.max(np.abs(S @ y))), float(np.max(b / y)), 1e-300)
         eps = 1e-12 * float(np.max(u))
-        active = ((y <= l + eps) & (g > 0)) | ((y >= u - eps) & (g < 0))
+        active = ((y <= lo + eps) & (g > 0)) | ((y >= u - eps) & (g < 0))
         free = ~active
         pg = np.where(free, g, 0.0)
         if float(np.max(np.abs(pg))) <= 1e-13 * scale:
@@ -176,7 +176,7 @@ def _box_newton(S: np.ndarray, b: np.ndarray, l: np.ndarray, u: np.ndarray, y0: 
         d[idx] = -_solve(H, g[idx])
         t = 1.0
         while True:
-            y_new = np.clip(y + t * d, l, u)
+            y_new = np.clip(y + t * d, lo, u)
             f_new = _objective(S, b, y_new)
             if f_new <= f + 1e-4 * float(g @ (y_new - y)) or t < 1e-20:
                 break

@@ -1,0 +1,45 @@
+"""rules/allocation.yaml: the optimizer that the optimize_portfolio job runs."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from engine.config.models.base import Model, Name, PositiveFraction
+
+Method = Literal["risk_parity", "hrp", "min_volatility", "max_sharpe", "efficient_risk", "efficient_return", "quadratic_utility"]
+
+
+class Resample(Model):
+    """Bootstrap consensus: average max-Sharpe weights over resampled histories."""
+
+    enabled: bool = False
+    samples: Annotated[int, Field(ge=10, le=10_000)] = 200
+    seed: Annotated[int, Field(ge=0)] = 7
+
+
+class Consensus(Model):
+    """How the methods' weights are combined."""
+
+    combine: Literal["mean", "median"] = "median"
+    resample: Resample = Resample()
+
+
+class AllocationRules(Model):
+    """rules/allocation.yaml: the optimizer run by the optimize_portfolio job."""
+
+    methods: Annotated[list[Method], Field(min_length=1)] = ["risk_parity", "min_volatility", "max_sharpe"]
+    consensus: Consensus = Consensus()
+    lookback: Annotated[int, Field(ge=20, le=100_000)] = Field(250, description="return observations used")
+    expected_returns: Literal["mean", "cagr", "ewma"] = "mean"
+    covariance: Literal["sample", "ledoit_wolf", "ewma"] = "ledoit_wolf"
+    ewma_span: Annotated[int, Field(ge=2, le=10_000)] = 60
+    periods_per_year: Annotated[int, Field(ge=1, le=1_000_000)] = 252
+    risk_free_rate: Annotated[float, Field(ge=-0.1, le=1)] = 0.0
+    target_volatility: PositiveFraction | None = Field(None, description="for efficient_risk")
+    target_return: Annotated[float, Field(ge=-1, le=10)] | None = Field(None, description="for efficient_return")
+    risk_aversion: Annotated[float, Field(gt=0, le=1000)] = Field(1.0, description="for quadratic_utility")
+    risk_budgets: dict[Name, PositiveFraction] | None = Field(None, description="strategy -> risk budget for risk_parity (default: equal)")
+    auto_apply: bool = Field(False, description="apply recommendations to the targets automatically")
+    max_transfer_per_step: PositiveFraction = Field(0.05, description="largest transfer in one stage of the plan")

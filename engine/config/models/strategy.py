@@ -1,0 +1,87 @@
+"""strategies/<name>.yaml: one strategy's allocation band, stops, trailing and partial exits."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+from pydantic_core import PydanticCustomError
+
+from engine.config.models.base import Fraction, Model, Name, PositiveFraction
+from engine.config.models.profit import ProfitSplit
+
+
+class Band(Model):
+    """A strategy's share of capital: the optimizer's target and hard bounds."""
+
+    target: Fraction = Field(description="target share of capital")
+    min: Fraction = Field(description="lowest share the optimizer may allocate")
+    max: Fraction = Field(description="highest share the optimizer may allocate")
+    rebalance_threshold: PositiveFraction = Field(0.05, description="drift from target that triggers a rebalance")
+
+
+class StopDefaults(Model):
+    """Stop loss and take profit applied to a position that arrives without them."""
+
+    stop_loss: Annotated[float, Field(gt=0, lt=1)] = Field(description="stop distance as a fraction of entry")
+    take_profit: Annotated[float, Field(gt=0, le=10)] = Field(description="target distance as a fraction of entry")
+
+
+class Trailing(Model):
+    """A trailing stop: arms at ``activation_threshold`` profit, then follows the best price."""
+
+    trailing_enabled: bool = False
+    trailing_distance: PositiveFraction | None = Field(None, description="distance from the best price (fixed mode; floor in volatility mode)")
+    activation_threshold: Fraction = Field(0.0, description="profit (fraction of entry) at which the stop starts trailing")
+    max_trailing_distance: PositiveFraction | None = Field(None, description="cap on the distance (volatility mode)")
+    mode: Literal["fixed", "volatility"] = "fixed"
+    volatility_multiple: Annotated[float, Field(gt=0, le=100)] = Field(2.0, description="k in distance = clamp(k * sigma, trailing_distance, max_trailing_distance)")
+    volatility_window: Annotated[int, Field(ge=2, le=100_000)] = Field(100, description="ticks in the volatility estimate")
+
+    @model_validator(mode="after")
+    def _distance_when_enabled(self) -> Trailing:
+        if self.trailing_enabled and self.trailing_distance is None:
+            raise PydanticCustomError("trailing", "expected 'trailing_distance' when 'trailing_enabled' is true, found none")
+        return self
+
+
+class ExitLevel(Model):
+    """A partial exit: close ``exit_percentage`` of the original volume at a profit target."""
+
+    profit_target: PositiveFraction | None = Field(None, description="profit (fraction of entry) that triggers this level")
+    r_multiple: Annotated[float, Field(gt=0, le=100)] | None = Field(None, description="or: profit in multiples of the initial risk (2 = 1:2 risk-reward)")
+    exit_percentage: PositiveFraction = Field(description="share of the original volume to close")
+    sl_adjustment: Annotated[float, Field(ge=-1, lt=1)] | None = Field(None, description="move the stop to entry * (1 + sl_adjustment) after the exit")
+
+    @model_validator(mode="after")
+    def _one_trigger(self) -> ExitLevel:
+        if (self.profit_target is None) == (self.r_multiple is None):
+            found = "both" if self.profit_target is not None else "neither"
+            raise PydanticCustomError("exit_level", "expected exactly one of 'profit_target' or 'r_multiple', found {found}", {"found": found})
+        return self
+
+
+class DynamicSLTP(Model):
+    """Stops and targets that follow the symbol's recent volatility."""
+
+    enabled: bool = False
+    window: Annotated[int, Field(ge=2, le=100_000)] = Field(100, description="ticks in the volatility estimate")
+    stop_multiple: Annotated[float, Field(gt=0, le=100)] = 2.0
+    take_profit_multiple: Annotated[float, Field(gt=0, le=100)] = 4.0
+    only_tighten: bool = Field(True, description="a new level never loosens the current one")
+
+
+class Strategy(Model):
+    """strategies/<name>.yaml: one strategy's allocation band and position-management rules."""
+
+    name: Name = Field(description="unique; positions name it as strategy_type")
+    label: str | None = None
+    description: str | None = None
+    allocation: Band
+    max_positions: Annotated[int, Field(ge=1, le=10_000)] | None = Field(None, description="default: limits.per_strategy.max_positions")
+    risk_allocation: PositiveFraction | None = Field(None, description="max open risk / equity; default: limits.per_strategy.risk_allocation")
+    defaults: StopDefaults
+    trailing: Trailing = Trailing()
+    exit_levels: Annotated[list[ExitLevel], Field(max_length=20)] = []
+    dynamic_sltp: DynamicSLTP = DynamicSLTP()
+    profit_locking: ProfitSplit | None = Field(None, description="overrides rules/profit.yaml split for this strategy")
