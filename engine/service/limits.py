@@ -42,7 +42,7 @@ from typing import Any
 
 from starlette.exceptions import HTTPException
 
-from engine.config._yaml import MAX_FILE_BYTES
+from engine.config.read import MAX_FILE_BYTES
 from engine.events import MAX_EVENT_BYTES
 
 log = logging.getLogger("riskrail.api")
