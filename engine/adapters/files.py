@@ -118,4 +118,4 @@ def read_history(events: list[str], ticks: list[str], symbol: str | None, on_ski
             yield source, line, event
 
 
-__all__ = ["read_history", "merge", "parse_ts", "read_csv_ticks", "read_dukascopy", "read_jsonl", "read_ticks", "Tick"]
+__all__ = ["Tick", "merge", "parse_ts", "read_csv_ticks", "read_dukascopy", "read_history", "read_jsonl", "read_ticks"]

@@ -15,7 +15,8 @@ class PaperBroker:
     def execute(self, action: Action, quotes: dict[str, tuple[float, float]]) -> list[FillReport]:
         out: list[FillReport] = []
         if action.type in ("close", "close_partial") and action.position_id is not None:
-            out.append(FillReport(action.position_id, action.ts, float(action.params["volume"]), float(action.params["price"]), action.rule))
+            volume, price = float(action.params["volume"]), float(action.params["price"])
+            out.append(FillReport(action.position_id, action.ts, volume, price, action.rule))
         elif action.type == "close_all":
             for item in action.params.get("positions", []):
                 out.append(FillReport(item["position_id"], action.ts, float(item["volume"]), float(item["price"]), action.rule))

@@ -9,7 +9,7 @@ loss limit is measured, and whether the limit was breached that day; the daily r
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 
@@ -49,4 +49,4 @@ class Day:
     @classmethod
     def starting(cls, ts: int, equity: float) -> Day:
         """The day that starts at ``ts`` (epoch ms) with ``equity``."""
-        return cls(datetime.fromtimestamp(ts / 1000, tz=timezone.utc).strftime("%Y-%m-%d"), equity, False)
+        return cls(datetime.fromtimestamp(ts / 1000, tz=UTC).strftime("%Y-%m-%d"), equity, False)

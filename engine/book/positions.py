@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from engine.book.valuation import Converter
 
 
-class Status(str, enum.Enum):
+class Status(str, enum.Enum):  # noqa: UP042 - StrEnum would change str() and format() of a member
     PROPOSED = "proposed"
     OPEN = "open"
     PARTIALLY_CLOSED = "partially_closed"
@@ -103,7 +103,8 @@ class Book:
 
     def propose(self, p: Position, version: str) -> None:
         self.positions[p.id] = p
-        p.record(p.opened_ts, "proposed", "pre_trade", version, f"{'BUY' if p.side > 0 else 'SELL'} {p.volume0:g} {p.symbol} at {p.entry:g}")
+        side = "BUY" if p.side > 0 else "SELL"
+        p.record(p.opened_ts, "proposed", "pre_trade", version, f"{side} {p.volume0:g} {p.symbol} at {p.entry:g}")
 
     def accept(self, pid: str, ts: int, stop: float, tp: float, version: str, why: str) -> Position:
         p = self.positions[pid]

@@ -152,10 +152,10 @@ def read_prices(path: str) -> tuple[list[str], np.ndarray]:
         if path.endswith(".gz"):
             import gzip
 
-            fh = gzip.open(path, "rt", newline="", encoding="utf-8-sig")
+            opener = gzip.open
         else:
-            fh = open(path, newline="", encoding="utf-8-sig")
-        with fh:
+            opener = open
+        with opener(path, "rt", newline="", encoding="utf-8-sig") as fh:
             rows = [r for r in csv.reader(fh) if r and any(c.strip() for c in r)]
     except OSError as exc:
         raise InputError(f"cannot read prices {path}: {exc.strerror or exc}") from None
@@ -274,7 +274,7 @@ def _strategy_bands(folder: str, names: list[str], prices: np.ndarray) -> tuple[
 
 
 def _weights(names: Sequence[str], w: np.ndarray) -> dict[str, float]:
-    return {n: float(x) for n, x in zip(names, w)}
+    return {n: float(x) for n, x in zip(names, w, strict=True)}
 
 
 def _finite(x: float) -> float | None:
@@ -296,7 +296,7 @@ def _document(args, names, rows, bands, results, cons, recs) -> dict:
             "covariance": args.covariance,
             "risk_free": args.risk_free,
             "frequency": 252,
-            "bounds": {n: [float(a), float(b)] for n, a, b in zip(names, bands.lo, bands.hi)} if bounded else None,
+            "bounds": {n: [float(a), float(b)] for n, a, b in zip(names, bands.lo, bands.hi, strict=True)} if bounded else None,
         },
         "methods": {},
     }
@@ -399,7 +399,7 @@ def _plot(path: str, names, mu, S, bands, results, cons) -> None:
     ax1.plot(vols, rets, color="black", lw=1.5, label="efficient frontier")
     sd = np.sqrt(np.diag(S))
     ax1.scatter(sd, mu, s=12, color="0.6", label="assets")
-    for n, x, y in zip(names, sd, mu):
+    for n, x, y in zip(names, sd, mu, strict=True):
         ax1.annotate(n, (x, y), fontsize=7, color="0.4", xytext=(2, 2), textcoords="offset points")
     markers = "o^sDvP*X"
     portfolios = list(results.items()) + ([("consensus", cons)] if cons is not None else [])

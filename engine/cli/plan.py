@@ -32,7 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_config_option(p)
     p.add_argument("--equity", type=float, default=100_000.0, help="starting equity (default 100000)")
     p.add_argument("--format", choices=("text", "json"), default="text")
-    p.add_argument("--plot", metavar="FILE.png", help="draw the most changed positions (price, both stop paths, exits) and both equity curves")
+    p.add_argument("--plot", metavar="FILE.png",
+                   help="draw the most changed positions (price, both stop paths, exits) and both equity curves")
     p.set_defaults(func=run)
 
 

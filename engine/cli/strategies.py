@@ -31,7 +31,7 @@ def strategy_table(ruleset: RuleSet) -> str:
             levels.append(f"{_pct(lv.exit_percentage)}@{at}")
         rows.append((name, band, f"{_pct(s.defaults.stop_loss)} / {_pct(s.defaults.take_profit)}", trailing, ", ".join(levels) or "-"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 

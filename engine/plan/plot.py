@@ -4,7 +4,7 @@ and both equity curves."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from engine.actions import Action
 from engine.events import Event, Tick
@@ -14,7 +14,7 @@ _MAX_POSITIONS = 3
 
 
 def _dt(ts: int) -> datetime:
-    return datetime.fromtimestamp(ts / 1000, tz=timezone.utc)
+    return datetime.fromtimestamp(ts / 1000, tz=UTC)
 
 
 def _stop_path(actions: list[Action], end: int) -> tuple[list[datetime], list[float]]:
@@ -47,7 +47,7 @@ def draw(plan: Plan, events: Sequence[Event], path: str) -> None:
     changed = plan.changed_positions()[:_MAX_POSITIONS]
     rows = len(changed) + 1
     fig, axes = plt.subplots(rows, 1, figsize=(11, 3.2 * rows), squeeze=False)
-    for ax, pid in zip(axes[:, 0], changed):
+    for ax, pid in zip(axes[:, 0], changed, strict=False):  # the last row is the equity curves
         base = plan.base.by_position.get(pid, [])
         proposed = plan.proposed.by_position.get(pid, [])
         everything = base + proposed

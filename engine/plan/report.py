@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from engine.actions import Action
@@ -13,7 +14,7 @@ _SHOWN_POSITIONS = 20
 
 
 def _time(ts: int) -> str:
-    return datetime.fromtimestamp(ts / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    return datetime.fromtimestamp(ts / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
 def _brief(a: Action) -> str:
@@ -86,12 +87,14 @@ def render_text(plan: Plan) -> str:
     out.append("\nEffects:")
     out.append(f"  {'':<24}{'realized PnL':>28}{'max drawdown':>26}{'breaches':>14}{'rejected':>14}")
     for name, row in plan.totals().items():
-        def cell(k: str, fmt) -> str:
-            b, p, d = row[f"{k}_base"], row[f"{k}_proposed"], row[f"{k}_delta"]
-            return f"{fmt(b)} -> {fmt(p)} ({'+' if d >= 0 else ''}{fmt(d)})"
-        out.append(f"  {name:<24}{cell('realized_pnl', _money):>28}{cell('max_drawdown', lambda x: f'{x:.2%}'):>26}"
-                   f"{cell('breaches', lambda x: f'{x:g}'):>14}{cell('rejected', lambda x: f'{x:g}'):>14}")
+        out.append(f"  {name:<24}{_cell(row, 'realized_pnl', _money):>28}{_cell(row, 'max_drawdown', lambda x: f'{x:.2%}'):>26}"
+                   f"{_cell(row, 'breaches', lambda x: f'{x:g}'):>14}{_cell(row, 'rejected', lambda x: f'{x:g}'):>14}")
     return "\n".join(out)
+
+
+def _cell(row: dict[str, Any], k: str, fmt: Callable[[Any], str]) -> str:
+    b, p, d = row[f"{k}_base"], row[f"{k}_proposed"], row[f"{k}_delta"]
+    return f"{fmt(b)} -> {fmt(p)} ({'+' if d >= 0 else ''}{fmt(d)})"
 
 
 def _finite(v: Any) -> Any:

@@ -119,15 +119,18 @@ def _check_case(doc: Document, i: int, case: Case, rules: RuleSet) -> tuple[list
             out.append(_at(doc, (*base, "positions", j, "id"), f"duplicate position id {p.id!r} (also position {ids[p.id] + 1})"))
         ids.setdefault(p.id, j)
         if p.at > n:
-            out.append(_at(doc, (*base, "positions", j, "at"), f"expected a tick index from 0 to {n} (the case has {n} ticks), found {p.at}"))
+            out.append(_at(doc, (*base, "positions", j, "at"),
+                           f"expected a tick index from 0 to {n} (the case has {n} ticks), found {p.at}"))
         if p.stop_loss is not None and (p.stop_loss - p.entry) * (1 if p.side == "long" else -1) >= 0:
             out.append(_at(doc, (*base, "positions", j, "stop_loss"),
-                           f"expected a stop {'below' if p.side == 'long' else 'above'} the entry {p.entry:g} of a {p.side} position, found {p.stop_loss:g}"))
+                           f"expected a stop {'below' if p.side == 'long' else 'above'} the entry {p.entry:g} of a {p.side} position, "
+                           f"found {p.stop_loss:g}"))
     for j, e in enumerate(case.expect):
         if e.at > n:
             out.append(_at(doc, (*base, "expect", j, "at"), f"expected a tick index from 0 to {n} (the case has {n} ticks), found {e.at}"))
         if e.position is not None and e.position not in ids:
-            out.append(_at(doc, (*base, "expect", j, "position"), f"unknown position {e.position!r}" + _hint(e.position, list(ids), " proposed by the case")))
+            out.append(_at(doc, (*base, "expect", j, "position"),
+                           f"unknown position {e.position!r}" + _hint(e.position, list(ids), " proposed by the case")))
     if out:
         return out, None
     return apply_overrides(doc, base, case, rules)
@@ -191,7 +194,8 @@ def apply_overrides(doc: Document, base: Path, case: Case, rules: RuleSet) -> tu
     problems: list[Problem] = []
     changes: dict[str, Any] = {}
     if "name" in strategy_part:
-        problems.append(_at(doc, (*prefix, "name"), "the strategy's name cannot be overridden: the case names its strategy with 'strategy'"))
+        problems.append(_at(doc, (*prefix, "name"),
+                            "the strategy's name cannot be overridden: the case names its strategy with 'strategy'"))
     elif strategy_part:
         strategy, found = _revalidate(doc, prefix, Strategy, rules.strategies[case.strategy], strategy_part, lint.check_strategy)
         problems.extend(found)

@@ -9,7 +9,7 @@ tick index beyond the ticks, an expectation naming an unknown position) live in
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, Tag, model_validator
 from pydantic_core import PydanticCustomError
@@ -49,7 +49,7 @@ def _tick_kind(value: Any) -> str:
 #: one tick: a full quote, or a bare bid (the ask is bid + the case's spread); a mapping is
 #: always read as a quote, so its errors are not mixed with those of a number
 TickSpec = Annotated[
-    Union[Annotated[Price, Tag("bid")], Annotated[Quote, Tag("quote")]],
+    Annotated[Price, Tag("bid")] | Annotated[Quote, Tag("quote")],
     Discriminator(_tick_kind),
 ]
 
@@ -99,7 +99,7 @@ class Case(Model):
     strict: bool = Field(True, description="every action except lock_profit must be expected")
     positions: Annotated[list[PositionSpec], Field(min_length=1, max_length=100)]
     ticks: Annotated[list[TickSpec], Field(min_length=1, max_length=100_000)]
-    expect: Annotated[list[Expectation], Field(max_length=10_000)] = []
+    expect: Annotated[list[Expectation], Field(max_length=10_000)] = []  # noqa: RUF012 - pydantic copies it; the schema shows it
 
     def quotes(self) -> list[tuple[float, float]]:
         """Return the ticks as (bid, ask), a bare bid widened by ``spread``."""

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -338,7 +338,7 @@ _REQUEST_KEYS = set(TradeRequest._fields)
 def _seconds(value: Any) -> float:
     if isinstance(value, datetime):
         if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
+            value = value.replace(tzinfo=UTC)
         return value.timestamp()
     return float(value)
 
@@ -396,10 +396,10 @@ class FakeTerminal:
                    execution: int = SYMBOL_TRADE_EXECUTION_MARKET, base: str | None = None, profit: str | None = None,
                    select: bool = True) -> None:
         """Offer a symbol (selected in Market Watch unless ``select`` is false)."""
-        self.symbols[name] = dict(digits=digits, contract_size=contract_size, volume_step=volume_step,
-                                  volume_min=volume_min, volume_max=volume_max, stops_level=stops_level,
-                                  freeze_level=freeze_level, filling_mode=filling_mode, trade_mode=trade_mode,
-                                  execution=execution, base=base or name[:3], profit=profit or name[3:6])
+        self.symbols[name] = {"digits": digits, "contract_size": contract_size, "volume_step": volume_step,
+                              "volume_min": volume_min, "volume_max": volume_max, "stops_level": stops_level,
+                              "freeze_level": freeze_level, "filling_mode": filling_mode, "trade_mode": trade_mode,
+                              "execution": execution, "base": base or name[:3], "profit": profit or name[3:6]}
         if select:
             self.selected.add(name)
         self.history.setdefault(name, [])
@@ -515,7 +515,8 @@ class FakeTerminal:
         return TerminalInfo(False, False, self.server_connected, False, self.terminal_trade_allowed, self.tradeapi_disabled,
                             False, False, False, False, self.build, 100_000, 0, 30_000, 0.0, 0.0, "MetaQuotes Ltd.",
                             "MetaTrader 5", "English", self.path or "C:\\Program Files\\MetaTrader 5",
-                            self.path or "C:\\Program Files\\MetaTrader 5", "C:\\Users\\desk\\AppData\\Roaming\\MetaQuotes\\Terminal\\Common")
+                            self.path or "C:\\Program Files\\MetaTrader 5",
+                            "C:\\Users\\desk\\AppData\\Roaming\\MetaQuotes\\Terminal\\Common")
 
     def account_info(self) -> AccountInfo | None:
         if not self._up():
@@ -582,7 +583,8 @@ class FakeTerminal:
     def positions_total(self) -> int | None:
         return len(self.positions) if self._up() else None
 
-    def positions_get(self, symbol: str | None = None, group: str | None = None, ticket: int | None = None) -> tuple[TradePosition, ...] | None:
+    def positions_get(self, symbol: str | None = None, group: str | None = None,
+                      ticket: int | None = None) -> tuple[TradePosition, ...] | None:
         if not self._up():
             return None
         out = []

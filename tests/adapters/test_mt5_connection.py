@@ -69,7 +69,7 @@ def test_ensure_reconnects_with_exponential_backoff(conn: MT5Connection, fake: F
 
 def test_ensure_gives_up_after_the_bounded_attempts_and_tries_again_later(conn: MT5Connection, fake: FakeTerminal, clock: Clock) -> None:
     fake.go_away(back_after=10)
-    with pytest.raises(MT5Error, match="did not come back after 6 attempts over 16 s; last error: .*No IPC connection|IPC initialize"):
+    with pytest.raises(MT5Error, match=r"did not come back after 6 attempts over 16 s; last error: .*No IPC connection|IPC initialize"):
         conn.ensure()
     assert clock.sleeps == [0.5, 1.0, 2.0, 4.0, 8.0] and not conn.connected
     fake._back_after = 0

@@ -219,7 +219,7 @@ def test_an_hour_of_real_eurusd_ticks_keeps_engine_and_broker_in_step(desk: Desk
     profit = sum(d.profit for t in (long, short) for d in fake.deals_of(t))
     assert book.realized() == pytest.approx(profit, abs=0.02)  # the engine booked the broker's real fills
     assert desk.broker.alerts == [] and not desk.broker.pending
-    requests = [r for r in fake.requests]
+    requests = list(fake.requests)
     assert all(len(r["comment"]) <= 31 for r in requests)
     sltp = [r for r in requests if r["action"] == M.TRADE_ACTION_SLTP]
     targets = {r["position"]: [] for r in sltp}

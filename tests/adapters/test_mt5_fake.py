@@ -44,7 +44,8 @@ def test_named_tuples_have_the_documented_fields() -> None:
     assert {"magic", "identifier", "volume", "price_open", "sl", "tp", "price_current", "comment"} <= set(M.TradePosition._fields)
     assert {"ticket", "order", "time_msc", "entry", "position_id", "reason", "volume", "price", "profit", "fee"} <= set(M.TradeDeal._fields)
     assert M.Tick._fields == ("time", "bid", "ask", "last", "volume", "time_msc", "flags", "volume_real")
-    assert len(M.SymbolInfo._fields) == 96 and {"filling_mode", "volume_step", "trade_stops_level", "trade_mode"} <= set(M.SymbolInfo._fields)
+    assert len(M.SymbolInfo._fields) == 96
+    assert {"filling_mode", "volume_step", "trade_stops_level", "trade_mode"} <= set(M.SymbolInfo._fields)
     assert {"trade_allowed", "trade_expert", "margin_mode", "equity"} <= set(M.AccountInfo._fields)
     assert {"connected", "trade_allowed", "tradeapi_disabled"} <= set(M.TerminalInfo._fields)
     assert M.OrderSendResult._fields[:3] == ("retcode", "deal", "order") and M.OrderSendResult._fields[-1] == "request"

@@ -74,7 +74,8 @@ def test_a_broker_stop_loss_is_booked_at_the_real_deal_price(conn: MT5Connection
     feed.poll()
     fake.tick("EURUSD", 1.14430, 1.14432, T0 + 1_000)  # gaps through the stop: filled worse, at the bid
     events = feed.poll()
-    assert events[0] == {"type": "fill", "ts": T0 + 1_000, "position_id": str(ticket), "volume": 0.10, "price": 1.14430, "rule": "broker_sl"}
+    assert events[0] == {"type": "fill", "ts": T0 + 1_000, "position_id": str(ticket), "volume": 0.10, "price": 1.14430,
+                         "rule": "broker_sl"}
     assert [e["type"] for e in events[1:]] == []  # the symbol has no managed position left
     assert feed.poll() == []
 
@@ -134,7 +135,8 @@ def test_instruments_come_from_symbol_info_and_validate(conn: MT5Connection, fak
     got = MT5Feed(conn).instruments(["EURUSD", "USDJPY", "NOPE"])
     assert set(got) == {"EURUSD", "USDJPY"}
     jpy = Instrument.model_validate(got["USDJPY"])
-    assert (jpy.base_currency, jpy.quote_currency, jpy.digits, jpy.pip_size, jpy.volume_step, jpy.stops_level) == ("USD", "JPY", 3, 0.01, 0.1, 15)
+    got_jpy = (jpy.base_currency, jpy.quote_currency, jpy.digits, jpy.pip_size, jpy.volume_step, jpy.stops_level)
+    assert got_jpy == ("USD", "JPY", 3, 0.01, 0.1, 15)
     assert Instrument.model_validate(got["EURUSD"]).pip_size == 0.0001
     specs = MT5Feed(conn).specs(["EURUSD"])
     assert specs["EURUSD"].filling_mode == 3

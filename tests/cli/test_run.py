@@ -65,7 +65,8 @@ def test_the_demo_serves_the_monitoring_endpoints_with_live_data_and_a_token_mad
             first = c.get("/api/risk-management/status").json()
             wait_for(lambda: events() > first["counts"]["events"] + 50, 60, "more ticks")
             second = c.get("/api/risk-management/status").json()
-            assert second["daily_loss"]["equity"] != first["daily_loss"]["equity"] or second["counts"]["actions"] != first["counts"]["actions"]
+            assert (second["daily_loss"]["equity"] != first["daily_loss"]["equity"]
+                    or second["counts"]["actions"] != first["counts"]["actions"])
             strategies = {p["strategy_type"] for p in second["active_positions"]}
             assert len(strategies) >= 4  # demo positions across the six strategies
             summary = c.get("/api/position-management/portfolio-summary").json()

@@ -49,7 +49,8 @@ def test_json_format_has_exactly_the_documented_keys(config_copy: Path) -> None:
     assert len(errors) == 4
     assert all(set(e) == {"file", "line", "column", "path", "message"} for e in errors)
     assert [(e["line"], e["column"], e["path"]) for e in errors] == [
-        (4, 33, "allocation.min"), (5, 16, "max_positions"), (10, 3, "trailing.trailing_distanse"), (18, 45, "exit_levels.3.exit_percentage"),
+        (4, 33, "allocation.min"), (5, 16, "max_positions"), (10, 3, "trailing.trailing_distanse"),
+        (18, 45, "exit_levels.3.exit_percentage"),
     ]
     assert all(e["file"].endswith("strategies/arbitrage.yaml") for e in errors)
 
@@ -66,7 +67,9 @@ def test_single_files_can_be_validated(config_copy: Path, capsys: pytest.Capture
     assert capsys.readouterr().out.strip() == "ok: 2 files valid"
 
 
-@pytest.mark.parametrize("args", [["validate", "--format", "xml"], ["validate", "does/not/exist.yaml"], ["validate", "--config", "/no/such/dir"], ["nonsense"]])
+@pytest.mark.parametrize("args", [
+    ["validate", "--format", "xml"], ["validate", "does/not/exist.yaml"], ["validate", "--config", "/no/such/dir"], ["nonsense"],
+])
 def test_usage_errors_exit_2(args: list[str]) -> None:
     proc = run(*args)
     assert proc.returncode == 2, proc.stdout + proc.stderr

@@ -28,7 +28,7 @@ from engine.optimize import (
 @pytest.fixture(scope="module")
 def returns():
     names, prices = stock_prices()
-    return dict(zip(names, range(len(names)))), returns_from_prices(prices)
+    return {n: i for i, n in enumerate(names)}, returns_from_prices(prices)
 
 
 # Computed once with PyPortfolioOpt 1.6.0 / pandas 3.1 on the same file:

@@ -206,7 +206,7 @@ def test_results_are_deterministic_and_frozen():
     mu, S = factor_model(30, seed=7)
     a, b = max_sharpe(mu, S), max_sharpe(mu, S)
     assert np.array_equal(a.weights, b.weights)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="read-only"):
         a.weights[0] = 1.0
     with pytest.raises(AttributeError):
         a.method = "x"  # type: ignore[misc]

@@ -6,9 +6,10 @@ import ast
 import json
 from pathlib import Path
 
+from optdata import STOCKS
+
 import engine.optimize as opt
 from engine.cli import main
-from optdata import STOCKS
 
 PACKAGE = Path(opt.__file__).parent
 

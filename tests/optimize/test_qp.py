@@ -36,7 +36,7 @@ def test_rank_deficient_covariance_from_few_observations_still_solves():
     assert mv.weights.sum() == pytest.approx(1.0, abs=1e-9)
     assert mv.performance.volatility < 1e-8  # a riskless long-only combination exists in this sample
     # ...so the Sharpe ratio has no maximum, and saying so beats returning a meaningless portfolio.
-    with pytest.raises(OptimizationError, match="singular covariance|unbounded"):
+    with pytest.raises(OptimizationError, match=r"singular covariance|unbounded"):
         max_sharpe(mu, S, bounds=(0.0, 0.2))
 
 

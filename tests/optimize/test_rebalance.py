@@ -62,7 +62,7 @@ def test_plan_keeps_the_allocation_summing_to_one_and_moves_towards_targets(k, s
     assert after.sum() == pytest.approx(1.0, abs=1e-12)
     assert (np.abs(after - tgt) <= np.abs(cur - tgt) + 1e-12).all()
     assert all(t.amount <= step + 1e-12 for t in rec.transfers)
-    for s, a in zip(rec.strategies, after):
+    for s, a in zip(rec.strategies, after, strict=True):
         if s.action == "hold":
             assert a == s.current
 

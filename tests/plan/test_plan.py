@@ -39,8 +39,8 @@ def test_a_wider_trail_names_exactly_the_positions_whose_exits_moved(proposed: P
     assert set(report["positions"]) == {"T4"}
     t4 = report["positions"]["T4"]
     assert t4["strategy"] == "scalp_trend"
-    base_close = [a for a in t4["base"] if a["type"] == "close"][0]
-    new_close = [a for a in t4["proposed"] if a["type"] == "close"][0]
+    base_close = next(a for a in t4["base"] if a["type"] == "close")
+    new_close = next(a for a in t4["proposed"] if a["type"] == "close")
     assert base_close["rule"] == new_close["rule"] == "trailing_stop"
     assert new_close["ts"] > base_close["ts"]  # a wider trail lets the short run longer
     assert t4["pnl"]["delta"] == pytest.approx(t4["pnl"]["proposed"] - t4["pnl"]["base"])

@@ -195,7 +195,8 @@ class MT5Broker:
                 fills += [fill] if fill is not None else []
                 if rc == mt5.TRADE_RETCODE_DONE or (not order.full and order.volume <= _EPS):
                     if order.failures:
-                        self._alert(order.action, order.position_id, f"{order.action.type} of position {order.ticket} went through after {order.attempts} attempts")
+                        self._alert(order.action, order.position_id,
+                                    f"{order.action.type} of position {order.ticket} went through after {order.attempts} attempts")
                     self._finish(order)
                     return fills
                 return fills + self._defer(order, f"filled partly ({result.volume:g} of {volume:g} lots)")
@@ -223,8 +224,8 @@ class MT5Broker:
             if d.ticket in self.conn.ledger:
                 continue
             self.conn.ledger.add(d.ticket)
-            out.append(FillReport(order.position_id, max(order.action.ts, self._utc(d.time_msc)), float(d.volume), float(d.price), order.action.rule,
-                                  order.action.id))
+            out.append(FillReport(order.position_id, max(order.action.ts, self._utc(d.time_msc)), float(d.volume), float(d.price),
+                                  order.action.rule, order.action.id))
         return out
 
     def _booked(self, order: _Order, result: Any, volume: float) -> FillReport | None:

@@ -18,7 +18,7 @@ log = logging.getLogger("riskrail.mt5")
 class _Credentials:
     """MT5_PATH, MT5_LOGIN, MT5_PASSWORD and MT5_SERVER; their repr shows none of them."""
 
-    __slots__ = ("path", "login", "password", "server")
+    __slots__ = ("login", "password", "path", "server")
 
     def __init__(self, env: Mapping[str, str]) -> None:
         self.path = env.get("MT5_PATH") or None

@@ -107,7 +107,8 @@ def _symbol(conn: MT5Connection, symbol: str) -> Check:
     if tick is None or not (finite_positive(tick.bid) and finite_positive(tick.ask)):
         return Check(name, False, f"no quotes for {symbol} yet (the market is closed, or the symbol is not in Market Watch)")
     fill = {mt5.ORDER_FILLING_FOK: "FOK", mt5.ORDER_FILLING_IOC: "IOC"}.get(filling_for(mt5, spec.filling_mode), "RETURN")
-    note = " (close only: the engine can still close positions and move stops)" if spec.trade_mode == getattr(mt5, "SYMBOL_TRADE_MODE_CLOSEONLY", 3) else ""
+    close_only = spec.trade_mode == getattr(mt5, "SYMBOL_TRADE_MODE_CLOSEONLY", 3)
+    note = " (close only: the engine can still close positions and move stops)" if close_only else ""
     return Check(name, True, f"{symbol} is tradable{note}: digits {spec.digits}, volume step {spec.volume_step:g}, "
                              f"stops level {spec.stops_level} points, closes filled {fill}")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from engine.adapters.mt5._symbols import SymbolSpec, finite_positive
@@ -180,7 +180,8 @@ class MT5Feed:
 
     def _rule(self, reason: int) -> str:
         mt5 = self.mt5
-        return {mt5.DEAL_REASON_SL: "broker_sl", mt5.DEAL_REASON_TP: "broker_tp", mt5.DEAL_REASON_SO: "broker_stop_out"}.get(reason, "broker")
+        names = {mt5.DEAL_REASON_SL: "broker_sl", mt5.DEAL_REASON_TP: "broker_tp", mt5.DEAL_REASON_SO: "broker_stop_out"}
+        return names.get(reason, "broker")
 
     def _ticks(self) -> list[dict[str, Any]]:
         out = []
@@ -286,7 +287,7 @@ class MT5Feed:
         return max(int(server_msc) - self.offset, 0)
 
     def _server_dt(self, utc_ms: int) -> datetime:
-        return datetime.fromtimestamp((utc_ms + self.offset) / 1000, tz=timezone.utc)
+        return datetime.fromtimestamp((utc_ms + self.offset) / 1000, tz=UTC)
 
     def _problem(self, message: str) -> None:
         self.problems.append(message)
