@@ -235,7 +235,7 @@ def _start_demo(service, account: str, args: argparse.Namespace):
         return service.worker(account).call(lambda e: dict(e.book.open_count))
 
     demo = DemoFeed(lambda e: service.publish(e, account), ticks, sorted(service.active_rules().strategies), speed=args.speed,
-                    open_count=open_count, after_ts=worker.call(lambda e: e._last_ts))
+                    open_count=open_count, after_ts=worker.call(lambda e: e.last_ts))
     demo.start()
     return demo
 

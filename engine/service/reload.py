@@ -17,7 +17,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,6 +124,12 @@ class Reloader:
     def request(self) -> None:
         """Reload soon (SIGHUP): safe from a signal handler."""
         self._kick.set()
+
+    @contextmanager
+    def between_reloads(self) -> Iterator[None]:
+        """Hold reloads off while the caller reads what a reload changes; wait for one in progress first."""
+        with self._lock:
+            yield
 
     def _watch(self) -> None:
         try:

@@ -267,7 +267,7 @@ class Service:
         (waits for a reload in progress)."""
         if self.reloader is None:
             return self.version, self.loaded_at, None
-        with self.reloader._lock:
+        with self.reloader.between_reloads():
             return self.version, self.loaded_at, self.reloader.last
 
     # --- input ------------------------------------------------------------------------------------------
