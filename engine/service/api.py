@@ -25,13 +25,14 @@ from typing import Any
 
 import anyio
 import redis
-from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 
 from engine.errors import RiskrailError
-from engine.events import EventError
+from engine.events import EventError, loads, to_json
 from engine.service import health as health_mod
 from engine.service import logs, views
 from engine.service.limits import BodyLimit, Limits
@@ -161,25 +162,41 @@ def create_app(service: Service, token: str, limits: Limits | None = None) -> Fa
             raise HTTPException(404, f"no position {position_id!r}")
         return found
 
-    @app.post("/api/positions", dependencies=scoped, tags=["positions"], status_code=201)
-    def propose(body: dict[str, Any] = Body(..., examples=[{"position_id": "p-1", "symbol": "EURUSD", "strategy_type": "arbitrage",
-                                                            "strategy_name": "arb-eu-1", "action": "BUY", "volume": 0.05,
-                                                            "entry_price": 1.1458}]),
-                account: str | None = None, timeout: float = Query(5.0, gt=0, le=60)) -> JSONResponse:
-        w = service.worker(account)
+    @app.post("/api/positions", dependencies=scoped, tags=["positions"], status_code=201,
+              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}, "example": {
+                  "position_id": "p-1", "symbol": "EURUSD", "strategy_type": "arbitrage", "strategy_name": "arb-eu-1",
+                  "action": "BUY", "volume": 0.05, "entry_price": 1.1458}}}}})
+    async def propose(request: Request, account: str | None = None, timeout: float = Query(5.0, gt=0, le=60)) -> JSONResponse:
+        """Propose a position (the fields of a ``position_opened`` event, ``ts`` defaulting to now): the
+        pre-trade checks decide. 201 open, 422 rejected (every failed check) or malformed, 409 a known
+        id, 403 a takeover (``existing``) the service does not allow, 202 not decided within ``timeout``."""
         try:
-            obj, event = views.proposal(body, int(time.time() * 1000))
+            body = loads(await request.body())
         except EventError as exc:
             raise HTTPException(422, {"message": str(exc)}) from None
+        return await run_in_threadpool(_propose, body, account, timeout)
+
+    def _propose(body: dict[str, Any], account: str | None, timeout: float) -> JSONResponse:
+        w = service.worker(account)
+        try:
+            _, event = views.proposal(body, int(time.time() * 1000))
+        except EventError as exc:
+            raise HTTPException(422, {"message": str(exc)}) from None
+        if event.existing and not service.allow_takeover:
+            raise HTTPException(403, "existing: taking over a position without the pre-trade checks is an operator action; "
+                                "this service was not started with --allow-takeover")
         if on_engine(account, lambda e: event.position_id in e.book.positions):
             raise HTTPException(409, f"position {event.position_id!r} already exists")
         fut = w.expect_position(event.position_id)
-        entry = w.publish(obj)
+        entry = w.publish(to_json(event))  # what was validated, not the body: no extra fields reach the stream
         try:
             decision = fut.result(timeout)
         except FutureTimeout:
             return JSONResponse({"status": "pending", "entry": entry, "position_id": event.position_id,
                                  "detail": "queued; not decided yet (see GET /api/positions/{id})"}, status_code=202)
+        if decision.event is None:  # refused before the engine (e.g. a takeover the broker does not confirm)
+            return JSONResponse({"detail": {"status": "refused", "position_id": event.position_id, "message": decision.error}},
+                                status_code=422)
         result = on_engine(account, lambda e: views.outcome(e, event.position_id, decision.actions))
         if result["status"] == "rejected":
             return JSONResponse({"detail": result}, status_code=422)
