@@ -118,11 +118,12 @@ def test_plan_dry_runs_a_rule_change_against_the_recorded_history(api, redis_ser
     publish(redis_server, "acct", demo_events())
     wait_for(lambda: drained(redis_server, "acct"))
     original = (config / "strategies" / "scalp_trend.yaml").read_text()
-    same = a.client.post("/api/rules/plan", json={"files": {"strategies/scalp_trend.yaml": original}})
+    # a plan replays the journal through two rule sets in a child process: give a busy machine its time
+    same = a.client.post("/api/rules/plan", json={"files": {"strategies/scalp_trend.yaml": original}}, timeout=300)
     assert same.status_code == 200, same.text
     assert same.json()["changed"] is False and same.json()["events"] == len(demo_events())
     wider = original.replace("trailing_distance: 0.0001", "trailing_distance: 0.0003")
-    changed = a.client.post("/api/rules/plan", json={"files": {"strategies/scalp_trend.yaml": wider}})
+    changed = a.client.post("/api/rules/plan", json={"files": {"strategies/scalp_trend.yaml": wider}}, timeout=300)
     body = changed.json()
     assert changed.status_code == 200 and body["changed"] is True
     assert body["base_version"] == svc.version != body["proposed_version"]
