@@ -25,7 +25,8 @@ from typing import Any
 from engine.config.load import RuleSet, validate_config
 from engine.config.problems import Problem
 from engine.errors import RiskrailError
-from engine.rules.compile import WarmChecker, check_compiles, compile_ruleset
+from engine.rules.compile import compile_ruleset
+from engine.rules.compile_check import WarmChecker, check_compiles
 from engine.service.store import sources
 
 log = logging.getLogger("riskrail.reload")
