@@ -2,7 +2,7 @@
 
 ``PortfolioRules`` owns ONE long-lived durable-rules ``Host`` for the life of the process, used by the
 thread that created it (durable's ``Host`` has no locks). Each rules version is registered as its own
-ruleset (``engine.rules.compile``), with one session (``SID``) per version, so two versions run side
+ruleset (``engine.rules.compile``, its actions in ``engine.rules.firing``), with one session (``SID``) per version, so two versions run side
 by side and an old one is dropped once no event uses it.
 
 Facts (the state lives in durable-rules, never in Python bookkeeping):
@@ -58,7 +58,6 @@ import copy
 import math
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import durable_rules_engine
@@ -66,46 +65,21 @@ from durable import engine as durable
 
 from engine.config.conditions import FIELDS, fields_of, suggest
 from engine.config.load import RuleSet
-from engine.config.models import CustomRule
 from engine.rules._errors import RulesCompileError, RulesRuntimeError
 from engine.rules.compile import (
     DAILY_LOSS,
-    DAILY_PNL_RECORDED,
-    DAILY_PNL_WITHIN,
     PORTFOLIO_LATCH_KEY,
-    PROPOSAL_ACCEPTED,
-    PROPOSAL_FAILED,
-    PROPOSAL_HALTED,
     SID,
-    action_name,
     check_compiles,
     compile_ruleset,
-    custom_key,
     durable_field,
     explain_durable_error,
     is_position_rule,
     ruleset_name,
 )
+from engine.rules.firing import Fired, LoadedVersion, halts, version_actions
 
 __all__ = ["Fired", "PortfolioRules", "RulesCompileError", "RulesRuntimeError"]
-
-ACTION_TYPES = (
-    "close", "close_partial", "set_stop_loss", "set_take_profit", "reject_position",
-    "halt_new_positions", "resume", "close_all", "rebalance", "alert",
-)
-
-
-@dataclass(frozen=True)
-class Fired:
-    """One action a rule emitted: which rule, what to do, to which position or strategy, and why."""
-
-    rule: str  # daily_loss, halt, pre_trade or custom:<name>
-    type: str  # one of ACTION_TYPES
-    position_id: str | None
-    strategy: str | None
-    params: dict = field(default_factory=dict)
-    reason: str = ""
-
 
 class _RiskHost(durable.Host):
     """A durable-rules Host that looks actions up by name, runs no timer threads, and can unregister."""
@@ -138,26 +112,12 @@ class _RiskHost(durable.Host):
         durable_rules_engine.delete_ruleset(ruleset._handle)
 
 
-@dataclass
-class _Version:
-    version: str
-    name: str
-    rules: RuleSet
-    has_position_rules: bool
-    has_portfolio_rules: bool
-    reads_halted: bool
-    seq: int = 0
-    fired: list[Fired] | None = None
-    failure: tuple[str, BaseException] | None = None
-    proposals_handled: int = 0
-
-
 class PortfolioRules:
     """The forward-chaining portfolio layer: one durable-rules Host, one ruleset per rules version."""
 
     def __init__(self) -> None:
         self._host = _RiskHost()
-        self._versions: dict[str, _Version] = {}
+        self._versions: dict[str, LoadedVersion] = {}
         self._owner = threading.get_ident()
 
     # --- versions ------------------------------------------------------------------------------------
@@ -177,7 +137,7 @@ class PortfolioRules:
             check_compiles(definition, timeout)
         name = ruleset_name(version)
         enabled = [r for r in rules.custom.rules if r.enabled]
-        ver = _Version(
+        ver = LoadedVersion(
             version=version,
             name=name,
             rules=rules,
@@ -185,7 +145,7 @@ class PortfolioRules:
             has_portfolio_rules=any(not is_position_rule(r) for r in enabled),
             reads_halted=any("portfolio.halted" in fields_of(r.when) for r in enabled),
         )
-        actions = self._actions(ver, enabled)
+        actions = version_actions(ver, enabled)
         self._host.actions.update(actions)
         try:
             self._host.register_rulesets(copy.deepcopy(definition))  # durable deletes 'run' from it
@@ -294,8 +254,8 @@ class PortfolioRules:
 
     def halted(self, version: str) -> str | None:
         """Return why new positions are halted (every halt's reason), or None when trading."""
-        halts = _halts(self._facts(self._version(version)))
-        return "; ".join(h["reason"] for h in halts) if halts else None
+        found = halts(self._facts(self._version(version)))
+        return "; ".join(h["reason"] for h in found) if found else None
 
     def facts(self, version: str) -> list[dict]:
         """Return the version's facts (breach, halt, latch), sorted for display and comparison."""
@@ -330,23 +290,23 @@ class PortfolioRules:
         if threading.get_ident() != self._owner:
             raise RulesRuntimeError("PortfolioRules is used by the thread that created it only (durable-rules' Host has no locks)")
 
-    def _version(self, version: str) -> _Version:
+    def _version(self, version: str) -> LoadedVersion:
         self._own()
         try:
             return self._versions[version]
         except KeyError:
             raise RulesRuntimeError(f"rules version {version!r} is not loaded; loaded: {', '.join(self._versions) or 'none'}") from None
 
-    def _facts(self, ver: _Version) -> list[dict]:
+    def _facts(self, ver: LoadedVersion) -> list[dict]:
         try:
             return self._host.get_facts(ver.name, SID)
         except durable_rules_engine.error:
             return []  # 309: no session yet, so no facts
 
-    def _retract(self, ver: _Version, fact: dict) -> None:
+    def _retract(self, ver: LoadedVersion, fact: dict) -> None:
         self._call(ver, self._host.retract_fact, fact)
 
-    def _post_context(self, ver: _Version, kind: str, context: Mapping[str, Any]) -> list[Fired]:
+    def _post_context(self, ver: LoadedVersion, kind: str, context: Mapping[str, Any]) -> list[Fired]:
         ver.seq += 1
         fact: dict[str, Any] = {"t": kind, "sid": SID, "seq": ver.seq}
         for key, value in context.items():
@@ -361,7 +321,7 @@ class PortfolioRules:
                 _finite(key, value)
             fact[durable_field(key)] = value
         if ver.reads_halted and "portfolio.halted" not in context:
-            fact[durable_field("portfolio.halted")] = bool(_halts(self._facts(ver)))
+            fact[durable_field("portfolio.halted")] = bool(halts(self._facts(ver)))
         try:
             fired, state = self._call(ver, self._host.assert_fact, fact, check=False)
             self._check(ver, state)
@@ -369,7 +329,7 @@ class PortfolioRules:
             self._call(ver, self._host.retract_fact, fact)
         return fired
 
-    def _call(self, ver: _Version, op: Callable, message: dict, check: bool = True) -> tuple[list[Fired], dict | None]:
+    def _call(self, ver: LoadedVersion, op: Callable, message: dict, check: bool = True) -> tuple[list[Fired], dict | None]:
         ver.fired = []
         state = None
         try:
@@ -384,7 +344,7 @@ class PortfolioRules:
             self._check(ver, state)
         return fired, state
 
-    def _check(self, ver: _Version, state: dict | None) -> None:
+    def _check(self, ver: LoadedVersion, state: dict | None) -> None:
         failure, ver.failure = ver.failure, None
         raised = state is not None and "exception" in state
         if raised:
@@ -395,118 +355,6 @@ class PortfolioRules:
             raise RulesRuntimeError(f"rule {rule!r} raised {type(exc).__name__}: {exc}", rule) from exc
         if raised:
             raise RulesRuntimeError(f"a rule action raised: {state['exception']}")
-
-    # --- actions -------------------------------------------------------------------------------------
-
-    def _actions(self, ver: _Version, enabled: list[CustomRule]) -> dict[str, Callable[[Any], None]]:
-        def wrap(rule: str, body: Callable[[Any], None]) -> Callable[[Any], None]:
-            def action(c):
-                try:
-                    body(c)
-                except BaseException as exc:
-                    ver.failure = ver.failure or (rule, exc)
-                    raise  # durable-rules records it in the session state
-            return action
-
-        def emit(fired: Fired) -> None:
-            if ver.fired is None or fired.type not in ACTION_TYPES:
-                raise RulesRuntimeError(f"rule {fired.rule!r} emitted {fired.type!r} outside a post or of an unknown type", fired.rule)
-            ver.fired.append(fired)
-
-        limits = ver.rules.limits.daily_loss
-
-        def daily_loss(c):
-            m = c.m._d
-            reason = f"daily loss {m['pnl_pct']:.2%} breached the limit of {limits.max * 100:g}%"
-            _assert(c, {"t": "breach", "day": m["day"], "pnl_pct": m["pnl_pct"], "sid": SID})
-            for kind in limits.on_breach:
-                params: dict[str, Any] = {}
-                if kind == "halt_new_positions":
-                    _assert(c, {"t": "halt", "source": DAILY_LOSS, "day": m["day"], "reason": reason, "sid": SID})
-                    params = {"reason": reason}
-                elif kind == "alert":
-                    params = {"message": reason, "level": "critical"}
-                emit(Fired(DAILY_LOSS, kind, None, None, params, reason))
-
-        def consumed(c):
-            pass
-
-        def proposal_halted(c):
-            p = c.p._d
-            reasons = [h["reason"] for h in _halts(c.get_facts())] + list(p.get("reasons") or [])
-            ver.proposals_handled += 1
-            emit(Fired("halt", "reject_position", p["position_id"], p.get("strategy"), {"reasons": reasons}, "; ".join(reasons)))
-
-        def proposal_failed(c):
-            p = c.p._d
-            reasons = list(p.get("reasons") or []) or [f"{p['n_failed']} pre-trade check(s) failed"]
-            ver.proposals_handled += 1
-            emit(Fired("pre_trade", "reject_position", p["position_id"], p.get("strategy"), {"reasons": reasons}, "; ".join(reasons)))
-
-        def proposal_accepted(c):
-            ver.proposals_handled += 1
-
-        name = ver.name
-        actions = {
-            action_name(name, DAILY_LOSS): wrap(DAILY_LOSS, daily_loss),
-            action_name(name, DAILY_PNL_RECORDED): consumed,
-            action_name(name, DAILY_PNL_WITHIN): consumed,
-            action_name(name, PROPOSAL_HALTED): wrap("halt", proposal_halted),
-            action_name(name, PROPOSAL_FAILED): wrap("pre_trade", proposal_failed),
-            action_name(name, PROPOSAL_ACCEPTED): wrap("pre_trade", proposal_accepted),
-        }
-        for rule in enabled:
-            key = custom_key(rule.name)
-            actions[action_name(name, key)] = wrap(key, _custom_action(rule, emit))
-        return actions
-
-
-def _custom_action(rule: CustomRule, emit: Callable[[Fired], None]) -> Callable[[Any], None]:
-    key = custom_key(rule.name)
-    position = is_position_rule(rule)
-    default_reason = rule.description or f"rule {rule.name}: {rule.when.text()}"
-
-    def action(c):
-        m = c.m._d
-        pid = m.get(durable_field("position.id")) if position else None
-        strategy = m.get(durable_field("position.strategy_type")) or m.get(durable_field("strategy.name"))
-        _assert(c, {"t": "latch", "rule": rule.name, "key": pid if position else PORTFOLIO_LATCH_KEY, "sid": SID})
-        for item in rule.then:
-            kind, p = item.kind, item.params
-            reason = getattr(p, "reason", None) or default_reason
-            params: dict[str, Any]
-            if kind == "close":
-                params = {"fraction": p.fraction}
-            elif kind in ("set_stop_loss", "set_take_profit"):
-                params = {"profit": p.profit}
-            elif kind == "alert":
-                params, reason = {"message": p.message, "level": p.level}, p.message
-            elif kind == "reject_position":
-                params = {"reasons": [reason]}
-            else:
-                params = {"reason": reason} if getattr(p, "reason", None) else {}
-            if kind == "halt_new_positions":
-                _assert(c, {"t": "halt", "source": key, "reason": reason, "sid": SID})
-            elif kind == "resume":
-                for fact in _halts(c.get_facts()):
-                    if fact.get("source", "").startswith("custom:"):
-                        c.retract_fact(fact)
-            emit(Fired(key, kind, pid, strategy, params, reason))
-
-    return action
-
-
-def _assert(c, fact: dict) -> None:
-    try:
-        c.assert_fact(fact)
-    except durable.MessageObservedException:
-        pass  # the same fact is already there (e.g. a second halt by the same rule)
-
-
-def _halts(facts: list[dict]) -> list[dict]:
-    halts = [f for f in facts if f.get("t") == "halt"]
-    return sorted(halts, key=lambda h: (h.get("source") != DAILY_LOSS, h.get("source", ""), h.get("day", ""), h.get("reason", "")))
-
 
 def _finite(name: str, value: float) -> None:
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):

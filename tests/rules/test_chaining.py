@@ -259,9 +259,9 @@ def test_ten_thousand_posts_leave_no_pending_events_and_a_bounded_number_of_fact
 
 
 def test_an_action_that_raises_surfaces_as_rules_runtime_error_naming_the_rule(rules, shipped, monkeypatch):
-    import engine.rules.chaining as chaining
+    import engine.rules.firing as firing
 
-    real = chaining._custom_action
+    real = firing._custom_action
 
     def flaky(rule, emit):
         action = real(rule, emit)
@@ -272,7 +272,7 @@ def test_an_action_that_raises_surfaces_as_rules_runtime_error_naming_the_rule(r
             action(c)
         return run
 
-    monkeypatch.setattr(chaining, "_custom_action", flaky)
+    monkeypatch.setattr(firing, "_custom_action", flaky)
     v = rules.load(with_custom(shipped, [{"name": "warn", "when": "position.profit <= -0.01", "then": [{"alert": "down"}]}]))
     with pytest.raises(RulesRuntimeError, match=r"rule 'custom:warn' raised ValueError: broker map missing") as info:
         rules.post_position(v, {"position.id": "boom", "position.profit": -0.02})
