@@ -16,7 +16,7 @@ import numpy as np
 MINUTES_PER_YEAR = 525_600
 
 
-def max_drawdown(equity: Sequence[float]) -> float:
+def max_drawdown(equity: Sequence[float] | np.ndarray) -> float:
     """Return the largest fall from a peak, as a fraction of that peak (0 when it never falls)."""
     e = np.asarray(equity, dtype=np.float64)
     if e.size == 0:

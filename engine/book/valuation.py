@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from engine.config.models import Instruments
+from engine.config.models import Instrument, Instruments
 from engine.errors import RiskrailError
 
 if TYPE_CHECKING:  # positions value themselves through this module
@@ -39,7 +39,7 @@ class Converter:
     def known(self, symbol: str) -> bool:
         return symbol in self.instruments.instruments
 
-    def spec(self, symbol: str):
+    def spec(self, symbol: str) -> Instrument:
         try:
             return self.instruments.instruments[symbol]
         except KeyError:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal, overload
+
 import numpy as np
 
 from engine.errors import OptimizationError
@@ -10,7 +12,7 @@ from engine.optimize.bounds import BoundsLike, resolve_bounds
 
 def covariance_matrix(covariance: np.ndarray) -> np.ndarray:
     """Return ``covariance`` as a finite symmetric float matrix, or raise ``OptimizationError``."""
-    S = np.array(covariance, dtype=float)
+    S: np.ndarray = np.array(covariance, dtype=float)
     if S.ndim != 2 or S.shape[0] != S.shape[1] or S.shape[0] == 0:
         raise OptimizationError(f"covariance must be a non-empty square matrix, got shape {S.shape}")
     if not np.isfinite(S).all():
@@ -20,9 +22,14 @@ def covariance_matrix(covariance: np.ndarray) -> np.ndarray:
         raise OptimizationError("covariance is not symmetric")
     if (np.diag(S) < 0).any():
         raise OptimizationError("covariance has a negative variance on its diagonal")
-    return 0.5 * (S + S.T)
+    S = 0.5 * (S + S.T)
+    return S
 
 
+@overload
+def returns_vector(expected_returns: np.ndarray | None, n: int, *, required: Literal[True]) -> np.ndarray: ...
+@overload
+def returns_vector(expected_returns: np.ndarray | None, n: int, *, required: bool) -> np.ndarray | None: ...
 def returns_vector(expected_returns: np.ndarray | None, n: int, *, required: bool) -> np.ndarray | None:
     """Return ``expected_returns`` as a finite vector of length ``n`` (None allowed unless required)."""
     if expected_returns is None:
@@ -37,6 +44,12 @@ def returns_vector(expected_returns: np.ndarray | None, n: int, *, required: boo
     return mu
 
 
+@overload
+def prepare(expected_returns: np.ndarray | None, covariance: np.ndarray, bounds: BoundsLike, *,
+            returns_required: Literal[True]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]: ...
+@overload
+def prepare(expected_returns: np.ndarray | None, covariance: np.ndarray, bounds: BoundsLike, *,
+            returns_required: bool) -> tuple[np.ndarray | None, np.ndarray, np.ndarray, np.ndarray]: ...
 def prepare(expected_returns: np.ndarray | None, covariance: np.ndarray, bounds: BoundsLike, *,
             returns_required: bool) -> tuple[np.ndarray | None, np.ndarray, np.ndarray, np.ndarray]:
     """Validate the inputs of one optimization; return ``(mu, Sigma, lo, hi)``."""

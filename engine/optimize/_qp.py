@@ -62,7 +62,8 @@ def _solve_spd(M: np.ndarray, rhs: np.ndarray) -> np.ndarray:
         return cho_solve(cho_factor(M + ridge * np.eye(len(M)), lower=True, check_finite=False), rhs,
                          check_finite=False)
     except (LinAlgError, ValueError):
-        return np.linalg.lstsq(M, rhs, rcond=None)[0]
+        x: np.ndarray = np.linalg.lstsq(M, rhs, rcond=None)[0]
+        return x
 
 
 def segment(Q: np.ndarray, c0: np.ndarray, c1: np.ndarray, lo: np.ndarray, hi: np.ndarray,
@@ -187,7 +188,7 @@ def _primal_active_set(Q: np.ndarray, c0: np.ndarray, c1: np.ndarray, lam: float
             continue
         alpha, block, to_hi = 1.0, -1, False
         free = np.flatnonzero(~(at_lo | at_hi))
-        for i in free:
+        for i in map(int, free):
             if p[i] < 0 and lo[i] - w[i] > alpha * p[i]:
                 alpha, block, to_hi = (lo[i] - w[i]) / p[i], i, False
             elif p[i] > 0 and hi[i] - w[i] < alpha * p[i]:

@@ -30,6 +30,8 @@ def resolve_bounds(bounds: BoundsLike, n: int, *, long_only: bool = True) -> tup
         raise OptimizationError("need at least one asset")
     if bounds is None:
         bounds = (0.0, 1.0)
+    lo_raw: float | Sequence[float] | np.ndarray
+    hi_raw: float | Sequence[float] | np.ndarray
     if isinstance(bounds, np.ndarray) and bounds.ndim == 2:
         if bounds.shape != (n, 2):
             raise OptimizationError(f"bounds array must have shape ({n}, 2), got {bounds.shape}")

@@ -42,7 +42,8 @@ def sample_covariance(returns: np.ndarray, frequency: int = TRADING_DAYS) -> np.
     sx = X.T @ M  # sx[i, j]: sum of asset i's returns over the periods both i and j have one
     cross = X.T @ X
     cov = (cross - sx * sx.T / n_ij) / (n_ij - 1.0)
-    return 0.5 * (cov + cov.T) * frequency
+    annual: np.ndarray = 0.5 * (cov + cov.T) * frequency
+    return annual
 
 
 def ledoit_wolf(returns: np.ndarray, frequency: int = TRADING_DAYS) -> tuple[np.ndarray, float]:
@@ -93,7 +94,8 @@ def ewma_covariance(returns: np.ndarray, span: int = 180, frequency: int = TRADI
         i, j = np.argwhere(den <= 0)[0]
         raise OptimizationError(f"assets {i} and {j} share no return period")
     cov = ((D * wt[:, None]).T @ D) / den
-    return 0.5 * (cov + cov.T) * frequency
+    annual: np.ndarray = 0.5 * (cov + cov.T) * frequency
+    return annual
 
 
 def is_psd(matrix: np.ndarray, tol: float = 1e-12) -> bool:
@@ -108,7 +110,7 @@ def make_psd(matrix: np.ndarray, *, name: str = "covariance") -> np.ndarray:
     The repair sets negative eigenvalues to zero, ``V max(L, 0) V'`` (the nearest PSD matrix in
     Frobenius norm), and emits ``NonPSDCovarianceWarning`` naming the fix and the eigenvalue removed.
     """
-    S = np.array(matrix, dtype=float)
+    S: np.ndarray = np.array(matrix, dtype=float)
     S = 0.5 * (S + S.T)
     ev, V = np.linalg.eigh(S)
     if ev[0] >= -1e-12 * max(float(np.max(np.abs(ev))), 1e-300):
@@ -120,7 +122,8 @@ def make_psd(matrix: np.ndarray, *, name: str = "covariance") -> np.ndarray:
         stacklevel=2,
     )
     fixed = (V * np.clip(ev, 0.0, None)) @ V.T
-    return 0.5 * (fixed + fixed.T)
+    symmetric: np.ndarray = 0.5 * (fixed + fixed.T)
+    return symmetric
 
 
 def covariance(returns: np.ndarray, method: str = "sample", *, frequency: int = TRADING_DAYS,

@@ -11,6 +11,8 @@ their bands and the weights sum to 1 without a final rescaling. Without binding 
 
 from __future__ import annotations
 
+from typing import Literal, TypeGuard
+
 import numpy as np
 from scipy.cluster.hierarchy import leaves_list, linkage
 from scipy.spatial.distance import squareform
@@ -24,6 +26,7 @@ from engine.optimize.results import OptimizationResult, portfolio_performance, r
 __all__ = ["hierarchical_risk_parity"]
 
 _LINKAGES = ("single", "complete", "average", "ward")
+_Linkage = Literal["single", "complete", "average", "ward"]
 
 
 def hierarchical_risk_parity(covariance: np.ndarray, *, bounds: BoundsLike = None, linkage_method: str = "single",
@@ -31,7 +34,7 @@ def hierarchical_risk_parity(covariance: np.ndarray, *, bounds: BoundsLike = Non
                              risk_free: float = 0.0) -> OptimizationResult:
     """Return the HRP portfolio of ``covariance`` on the bands."""
     mu, S, lo, hi = prepare(expected_returns, covariance, bounds, returns_required=False)
-    if linkage_method not in _LINKAGES:
+    if not _is_linkage(linkage_method):
         raise OptimizationError(f"unknown linkage {linkage_method!r}; expected one of {', '.join(_LINKAGES)}")
     n = len(S)
     sd = np.sqrt(np.diag(S))
@@ -65,7 +68,11 @@ def hierarchical_risk_parity(covariance: np.ndarray, *, bounds: BoundsLike = Non
                               ver, {})
 
 
-def _order(S: np.ndarray, sd: np.ndarray, method: str) -> np.ndarray:
+def _is_linkage(method: str) -> TypeGuard[_Linkage]:
+    return method in _LINKAGES
+
+
+def _order(S: np.ndarray, sd: np.ndarray, method: _Linkage) -> np.ndarray:
     corr = S / np.outer(sd, sd)
     dist = np.sqrt(np.clip((1.0 - corr) / 2.0, 0.0, 1.0))
     np.fill_diagonal(dist, 0.0)

@@ -17,6 +17,8 @@ at the reported ``lam`` within 1e-7 (relative), otherwise ``OptimizationError``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from engine.errors import OptimizationError
@@ -189,14 +191,22 @@ def efficient_frontier(expected_returns: np.ndarray, covariance: np.ndarray, *, 
     r0, r1 = float(mu @ mv), float(mu @ max_return_portfolio(mu, lo, hi))
     vols, rets = [], []
     for target in np.linspace(r0, r1, max(points, 2)):
-        _, sol = _frontier_point(S, mu, lo, hi, lambda seg, t=target: _lam_for_return(seg, mu, t),
-                                 lambda lam, w, t=target: float(mu @ w) - t)
+
+        def on_segment(seg: _qp.Segment, t: float = target) -> float | None:
+            return _lam_for_return(seg, mu, t)
+
+        def residual(lam: float, w: np.ndarray, t: float = target) -> float:
+            return float(mu @ w) - t
+
+        _, sol = _frontier_point(S, mu, lo, hi, on_segment, residual)
         vols.append(float(np.sqrt(max(sol.w @ S @ sol.w, 0.0))))
         rets.append(float(mu @ sol.w))
     return np.array(vols), np.array(rets)
 
 
-def _frontier_point(S, m, lo, hi, on_segment, residual) -> tuple[float, _qp.QPSolution]:
+def _frontier_point(S: np.ndarray, m: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+                    on_segment: Callable[[_qp.Segment], float | None],
+                    residual: Callable[[float, np.ndarray], float]) -> tuple[float, _qp.QPSolution]:
     n = len(S)
     # lam has units of variance over return; start from the ratio of their typical sizes.
     lam0 = float(np.trace(S)) / n / max(float(np.max(np.abs(m))), 1e-12)
@@ -219,7 +229,7 @@ def _lam_for_variance(seg: _qp.Segment, S: np.ndarray, var_t: float) -> float | 
     disc = v1 * v1 - v2 * (v0 - var_t)
     if disc < 0:
         return None
-    return (-v1 + np.sqrt(disc)) / v2
+    return float((-v1 + np.sqrt(disc)) / v2)
 
 
 def _lam_for_sharpe(seg: _qp.Segment, S: np.ndarray, m: np.ndarray) -> float | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -23,37 +23,42 @@ from engine.optimize.risk_parity import risk_parity
 __all__ = ["METHODS", "run_method"]
 
 
-def _max_sharpe(mu, S, bounds, rf, opts):
-    return max_sharpe(mu, S, bounds=bounds, risk_free=rf)
+def _returns(mu: np.ndarray | None) -> np.ndarray:
+    # the optimizers' own validation rejects None with the message users see; only the type is narrowed here
+    return cast(np.ndarray, mu)
 
 
-def _min_volatility(mu, S, bounds, rf, opts):
+def _max_sharpe(mu: np.ndarray | None, S: np.ndarray, bounds: BoundsLike, rf: float, opts: Mapping[str, Any]) -> OptimizationResult:
+    return max_sharpe(_returns(mu), S, bounds=bounds, risk_free=rf)
+
+
+def _min_volatility(mu: np.ndarray | None, S: np.ndarray, bounds: BoundsLike, rf: float, opts: Mapping[str, Any]) -> OptimizationResult:
     return min_volatility(mu, S, bounds=bounds, risk_free=rf)
 
 
-def _risk_parity(mu, S, bounds, rf, opts):
+def _risk_parity(mu: np.ndarray | None, S: np.ndarray, bounds: BoundsLike, rf: float, opts: Mapping[str, Any]) -> OptimizationResult:
     return risk_parity(S, opts.get("risk_budgets"), bounds=bounds, expected_returns=mu, risk_free=rf)
 
 
-def _hrp(mu, S, bounds, rf, opts):
+def _hrp(mu: np.ndarray | None, S: np.ndarray, bounds: BoundsLike, rf: float, opts: Mapping[str, Any]) -> OptimizationResult:
     return hierarchical_risk_parity(S, bounds=bounds, linkage_method=opts.get("linkage", "single"),
                                     expected_returns=mu, risk_free=rf)
 
 
-def _efficient_risk(mu, S, bounds, rf, opts):
+def _efficient_risk(mu: np.ndarray | None, S: np.ndarray, bounds: BoundsLike, rf: float, opts: Mapping[str, Any]) -> OptimizationResult:
     if "target_volatility" not in opts:
         raise OptimizationError("efficient_risk needs a target volatility")
-    return efficient_risk(mu, S, float(opts["target_volatility"]), bounds=bounds, risk_free=rf)
+    return efficient_risk(_returns(mu), S, float(opts["target_volatility"]), bounds=bounds, risk_free=rf)
 
 
-def _efficient_return(mu, S, bounds, rf, opts):
+def _efficient_return(mu: np.ndarray | None, S: np.ndarray, bounds: BoundsLike, rf: float, opts: Mapping[str, Any]) -> OptimizationResult:
     if "target_return" not in opts:
         raise OptimizationError("efficient_return needs a target return")
-    return efficient_return(mu, S, float(opts["target_return"]), bounds=bounds, risk_free=rf)
+    return efficient_return(_returns(mu), S, float(opts["target_return"]), bounds=bounds, risk_free=rf)
 
 
-def _utility(mu, S, bounds, rf, opts):
-    return max_quadratic_utility(mu, S, risk_aversion=float(opts.get("risk_aversion", 1.0)), bounds=bounds,
+def _utility(mu: np.ndarray | None, S: np.ndarray, bounds: BoundsLike, rf: float, opts: Mapping[str, Any]) -> OptimizationResult:
+    return max_quadratic_utility(_returns(mu), S, risk_aversion=float(opts.get("risk_aversion", 1.0)), bounds=bounds,
                                  risk_free=rf)
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -83,7 +84,7 @@ def recommend(names: Sequence[str], current: Sequence[float] | np.ndarray, targe
         raise OptimizationError("strategy names must be unique")
     cur = _vector(current, k, "current allocation")
     tgt = _vector(target, k, "target allocation")
-    thr = np.full(k, float(thresholds)) if np.ndim(thresholds) == 0 else _vector(thresholds, k, "thresholds")
+    thr = np.full(k, float(np.asarray(thresholds))) if np.ndim(thresholds) == 0 else _vector(thresholds, k, "thresholds")
     if (thr < 0).any():
         raise OptimizationError("rebalance thresholds must not be negative")
     if not (np.isfinite(max_step) and max_step > 0):
@@ -132,8 +133,9 @@ def recommend(names: Sequence[str], current: Sequence[float] | np.ndarray, targe
 def _plan(items: list[StrategyRecommendation], max_step: float) -> list[Transfer]:
     """Match decreases to increases greedily, then cut the transfers into stages of at most ``max_step``."""
     order = lambda it: (-abs(it.drift), it.name)  # noqa: E731 - a sort key
-    sources = [[it.name, -it.drift] for it in sorted(items, key=order) if it.action == "decrease"]
-    sinks = [[it.name, it.drift] for it in sorted(items, key=order) if it.action == "increase"]
+    # [name, amount left] pairs, consumed in place
+    sources: list[list[Any]] = [[it.name, -it.drift] for it in sorted(items, key=order) if it.action == "decrease"]
+    sinks: list[list[Any]] = [[it.name, it.drift] for it in sorted(items, key=order) if it.action == "increase"]
     moves: list[tuple[str, str, float]] = []
     i = j = 0
     while i < len(sources) and j < len(sinks):
@@ -160,7 +162,7 @@ def _plan(items: list[StrategyRecommendation], max_step: float) -> list[Transfer
     return staged
 
 
-def _vector(x: Sequence[float] | np.ndarray, k: int, what: str) -> np.ndarray:
+def _vector(x: float | Sequence[float] | np.ndarray, k: int, what: str) -> np.ndarray:
     v = np.asarray(x, dtype=float).reshape(-1)
     if v.shape != (k,):
         raise OptimizationError(f"{what} must have {k} entries, got {v.size}")

@@ -73,4 +73,5 @@ def risk_contributions(weights: np.ndarray, covariance: np.ndarray) -> np.ndarra
     var = float(w @ m)
     if var <= 0:
         return np.full(len(w), np.nan)
-    return w * m / var
+    rc: np.ndarray = w * m / var
+    return rc

@@ -59,7 +59,8 @@ def returns_from_prices(prices: np.ndarray) -> np.ndarray:
 def mean_return(returns: np.ndarray, frequency: int = TRADING_DAYS) -> np.ndarray:
     """Return the arithmetic mean of each column's available returns, times ``frequency``."""
     R = _returns(returns)
-    return np.nanmean(R, axis=0) * frequency
+    mean: np.ndarray = np.nanmean(R, axis=0) * frequency
+    return mean
 
 
 def cagr_return(returns: np.ndarray, frequency: int = TRADING_DAYS) -> np.ndarray:
@@ -70,7 +71,8 @@ def cagr_return(returns: np.ndarray, frequency: int = TRADING_DAYS) -> np.ndarra
     R = _returns(returns)
     growth = np.nanprod(1.0 + R, axis=0)
     counts = (~np.isnan(R)).sum(axis=0)
-    return growth ** (frequency / counts) - 1.0
+    cagr: np.ndarray = growth ** (frequency / counts) - 1.0
+    return cagr
 
 
 def ewma_return(returns: np.ndarray, span: int = 500, frequency: int = TRADING_DAYS) -> np.ndarray:
@@ -89,7 +91,8 @@ def ewma_return(returns: np.ndarray, span: int = 500, frequency: int = TRADING_D
     mask = ~np.isnan(R)
     num = (np.where(mask, R, 0.0) * wt[:, None]).sum(axis=0)
     den = (mask * wt[:, None]).sum(axis=0)
-    return num / den * frequency
+    ewma: np.ndarray = num / den * frequency
+    return ewma
 
 
 def expected_returns(returns: np.ndarray, method: str = "mean", *, frequency: int = TRADING_DAYS,

@@ -112,7 +112,7 @@ def _objective(S: np.ndarray, b: np.ndarray, y: np.ndarray) -> float:
 def _spinu(S: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Minimise ``1/2 y'Sy - b'log(y)`` over ``y > 0`` by damped Newton."""
     x = b / np.sqrt(np.diag(S))
-    y = x * np.sqrt(b.sum() / float(x @ S @ x))
+    y: np.ndarray = x * np.sqrt(b.sum() / float(x @ S @ x))
     f = _objective(S, b, y)
     prev = np.inf
     for _ in range(200):
@@ -153,13 +153,14 @@ def _solve(H: np.ndarray, g: np.ndarray) -> np.ndarray:
     try:
         return cho_solve(cho_factor(H, check_finite=False), g, check_finite=False)
     except (LinAlgError, ValueError):
-        return np.linalg.lstsq(H, g, rcond=None)[0]
+        x: np.ndarray = np.linalg.lstsq(H, g, rcond=None)[0]
+        return x
 
 
 def _box_newton(S: np.ndarray, b: np.ndarray, lo: np.ndarray, u: np.ndarray, y0: np.ndarray) -> np.ndarray:
     """Minimise ``1/2 y'Sy - b'log(y)`` on the box ``[lo, u]`` (``lo >= 0``) by projected Newton."""
     lo = np.maximum(lo, 1e-300)
-    y = np.clip(y0, lo, u)
+    y: np.ndarray = np.clip(y0, lo, u)
     f = _objective(S, b, y)
     for _ in range(500):
         g = S @ y - b / y
