@@ -13,8 +13,9 @@ import json
 import math
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -149,6 +150,7 @@ def run(args: argparse.Namespace) -> int:
 def read_prices(path: str) -> tuple[list[str], np.ndarray]:
     """Read a price CSV (gzip if it ends in .gz): header ``date,A,B,...``; blank, ``NA`` or ``nan`` are missing."""
     try:
+        opener: Callable[..., Any]
         if path.endswith(".gz"):
             import gzip
 

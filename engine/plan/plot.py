@@ -18,7 +18,8 @@ def _dt(ts: int) -> datetime:
 
 
 def _stop_path(actions: list[Action], end: int) -> tuple[list[datetime], list[float]]:
-    xs, ys = [], []
+    xs: list[datetime] = []
+    ys: list[float] = []
     for a in actions:
         if a.type == "set_stop_loss" and isinstance(a.params.get("stop_loss"), (int, float)):
             if ys:

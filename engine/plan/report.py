@@ -86,9 +86,9 @@ def render_text(plan: Plan) -> str:
             out.append(f"  {rule:<32}{row['base']:>8}{row['proposed']:>10}{row['added']:>8}{row['removed']:>9}{row['moved']:>7}")
     out.append("\nEffects:")
     out.append(f"  {'':<24}{'realized PnL':>28}{'max drawdown':>26}{'breaches':>14}{'rejected':>14}")
-    for name, row in plan.totals().items():
-        out.append(f"  {name:<24}{_cell(row, 'realized_pnl', _money):>28}{_cell(row, 'max_drawdown', lambda x: f'{x:.2%}'):>26}"
-                   f"{_cell(row, 'breaches', lambda x: f'{x:g}'):>14}{_cell(row, 'rejected', lambda x: f'{x:g}'):>14}")
+    for name, sums in plan.totals().items():
+        out.append(f"  {name:<24}{_cell(sums, 'realized_pnl', _money):>28}{_cell(sums, 'max_drawdown', lambda x: f'{x:.2%}'):>26}"
+                   f"{_cell(sums, 'breaches', lambda x: f'{x:g}'):>14}{_cell(sums, 'rejected', lambda x: f'{x:g}'):>14}")
     return "\n".join(out)
 
 
