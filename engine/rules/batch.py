@@ -133,7 +133,7 @@ class _Batch:
         engine = self.engine
         symbol = self.cols.symbols[self.cols.sym[lo]]
         kernel = engine.kernels.get(symbol)
-        if kernel is None or kernel._last_ts is None or engine.last_ts is None or not engine.curve:
+        if kernel is None or kernel.last_ts is None or engine.last_ts is None or not engine.curve:
             return lo
         if engine.resets.next_daily is None or not engine.day.key or engine.day.start_equity <= 0:
             return lo
@@ -153,10 +153,10 @@ class _Batch:
         w = self._buffers(symbol, kernel, vol)
         unreal = old.copy()
         j, last_ts, boundary = _jit.scan(
-            lo, hi, self.cols.ts, self.cols.bid, self.cols.ask, kernel._last_ts, limit, SAMPLE_MS,
+            lo, hi, self.cols.ts, self.cols.bid, self.cols.ask, kernel.last_ts, limit, SAMPLE_MS,
             engine.curve[-1][0] // SAMPLE_MS, bars.bar_ms, bars.closes[-1][0],
             kernel.n, float(kernel.point), kernel.F, kernel.I, kernel.B, kernel.L, vol.sizes, vol.bufs, vol.S,
-            kernel._hits, kernel._gone, w["F"], w["I"], w["B"], w["S"], w["slots"],
+            *kernel.scratch(), w["F"], w["I"], w["B"], w["S"], w["slots"],
             float(scale), unreal, engine.open_pnl.total, w["new"], w["totals"],
             engine.equity0 + engine.book.realized(), engine.peak_equity, engine.day.start_equity,
             engine.rules.limits.daily_loss.max, engine.day.breached, _EXACT_SUM and ncodes <= 128, w["full"], w["band"])
@@ -169,8 +169,7 @@ class _Batch:
         ``boundary``: the last one opened a sampling period or bar."""
         last: Tick = self.events[hi - 1]  # type: ignore[assignment]
         before: Tick | None = self.events[hi - 2] if boundary and hi - 2 >= lo else None  # type: ignore[assignment]
-        kernel.bid, kernel.ask = last.bid, last.ask
-        kernel._last_ts = last_ts
+        kernel.quoted(last.bid, last.ask, last_ts)
         self.engine.advance_quiet(symbol, hi - lo, last, before, unreal, boundary)
 
     def _scale(self, symbol: str) -> float | None:
@@ -276,6 +275,19 @@ class _Batch:
                 return False
         if not engine.custom.position or n == 0:
             return True
+        return self._positions_silent(symbol, scalars, makers, (t0, t1), pnl, profit)
+
+    def _positions_silent(self, symbol: str, scalars: dict[str, Any], makers: dict[str, Callable[[], Any]],
+                          times: tuple[int, int], pnl: Callable[[], tuple[np.ndarray, np.ndarray]],
+                          profit: Callable[[], tuple[np.ndarray, np.ndarray]]) -> bool:
+        """Whether ``could_hold`` rules out every custom position rule over the window ``_prove_silent``
+        bounded: ``scalars`` and ``makers`` its portfolio fields, ``times`` its first and last quote time,
+        ``pnl`` and ``profit`` the bounds of each position's."""
+        engine = self.engine
+        kernel = engine.kernels[symbol]
+        n = kernel.n
+        t0, t1 = times
+        side, entry, vol = kernel.side[:n], kernel.entry[:n], kernel.vol[:n]
         names = kernel.strategies
         per_strategy = functools.cache(lambda f: {name: f(name) for name in set(names)})
 

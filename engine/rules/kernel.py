@@ -91,6 +91,22 @@ class SymbolBook:
         self._alloc(capacity)
         self._out(64)
 
+    # --- what a compiled batch pass reads and leaves (engine.rules.batch) ---------------------------
+
+    @property
+    def last_ts(self) -> int | None:
+        """The time of the last quote applied (epoch ms), None before the first."""
+        return self._last_ts
+
+    def scratch(self) -> tuple[np.ndarray, np.ndarray]:
+        """The arrays a compiled pass writes its hits and closed positions into: ``on_tick``'s own."""
+        return self._hits, self._gone
+
+    def quoted(self, bid: float, ask: float, ts: int) -> None:
+        """Record the last quote of a run that a compiled pass applied outside ``on_tick``/``on_quote``."""
+        self.bid, self.ask = bid, ask
+        self._last_ts = ts
+
     # --- storage --------------------------------------------------------------------------------
 
     # Columns live as rows of three matrices (floats, ints, bools), so the compiled loop takes three
