@@ -63,7 +63,8 @@ from typing import Any
 import durable_rules_engine
 from durable import engine as durable
 
-from engine.config.conditions import FIELDS, fields_of, suggest
+from engine.config.conditions import fields_of, suggest
+from engine.config.fields import FIELDS
 from engine.config.load import RuleSet
 from engine.rules._errors import RulesCompileError, RulesRuntimeError
 from engine.rules.compile import (
