@@ -2,8 +2,8 @@
 
 Only a regular file is opened: a FIFO, device, socket or folder is refused after ``os.stat``, unopened,
 and the open never blocks. Past ``MAX_FILE_BYTES`` a file is refused unread; its text must be UTF-8.
-Every refusal is an ``Unreadable`` carrying its message and, when known, the line and column of the
-fault; ``read_rule_file`` turns it (and any ``OSError``) into a ``Problem`` naming the file.
+Every refusal carries its message and, when known, the line and column of the fault;
+``read_rule_file`` returns it (and any ``OSError``) as a ``Problem`` naming the file, and raises nothing.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ _HEAD_BYTES = 4096
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 
 
-class Unreadable(Exception):
+class _Unreadable(Exception):
     """A path that is not read as a rule file: why, and where in the file when that is known."""
 
     def __init__(self, message: str, line: int = 1, column: int = 1) -> None:
@@ -36,27 +36,27 @@ def too_big(found: str) -> str:
     return f"expected a rule file of at most {MAX_FILE_BYTES} bytes (1 MiB), found {found}"
 
 
-def read_text(path: str) -> str:
+def _read_text(path: str) -> str:
     """Return the text of the regular file at ``path``, line ends as text mode reads them.
 
-    Raises ``Unreadable`` for no regular file, a file past ``MAX_FILE_BYTES`` or bytes that are not
+    Raises ``_Unreadable`` for no regular file, a file past ``MAX_FILE_BYTES`` or bytes that are not
     UTF-8 (at their line and column), and ``OSError`` when the system cannot read it.
     """
     fd, size = _open_regular(path)
     try:
         if size > MAX_FILE_BYTES:
-            raise Unreadable(too_big(f"{size} bytes"))
+            raise _Unreadable(too_big(f"{size} bytes"))
         data = _read_at_most(fd, MAX_FILE_BYTES)
     finally:
         os.close(fd)
     if len(data) > MAX_FILE_BYTES:  # grew since, or a size the system does not report
-        raise Unreadable(too_big("more"))
+        raise _Unreadable(too_big("more"))
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         column = len(data[data.rfind(b"\n", 0, exc.start) + 1 : exc.start].decode("utf-8", "replace")) + 1
-        raise Unreadable(f"expected UTF-8 text, found undecodable bytes ({exc.reason} at byte {exc.start})", line, column) from None
+        raise _Unreadable(f"expected UTF-8 text, found undecodable bytes ({exc.reason} at byte {exc.start})", line, column) from None
     # Line ends as a file opened in text mode reads them.
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
@@ -64,8 +64,8 @@ def read_text(path: str) -> str:
 def read_rule_file(path: str, name: str) -> str | Problem:
     """Return the text of the rule file at ``path``, or the problem that kept it unread (``name`` names it)."""
     try:
-        return read_text(path)
-    except Unreadable as exc:
+        return _read_text(path)
+    except _Unreadable as exc:
         return Problem(name, exc.line, exc.column, (), exc.message)
     except OSError as exc:
         return Problem(name, 1, 1, (), f"cannot read the file: {exc.strerror or exc}")
@@ -82,7 +82,7 @@ def read_head(path: str) -> str | None:
             return _read_at_most(fd, _HEAD_BYTES - 1).decode("utf-8", "replace")
         finally:
             os.close(fd)
-    except (OSError, Unreadable):
+    except (OSError, _Unreadable):
         return None
 
 
@@ -109,7 +109,7 @@ def _check_regular(mode: int) -> None:
     kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
              (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
     found = next((name for test, name in kinds if test(mode)), "a special file")
-    raise Unreadable(f"expected a regular file, found {found}")
+    raise _Unreadable(f"expected a regular file, found {found}")
 
 
 def _read_at_most(fd: int, limit: int) -> bytes:
