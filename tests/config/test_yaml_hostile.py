@@ -437,6 +437,7 @@ def count_values(data: Any) -> int:
         assert isinstance(value, PLAIN), type(value)
         count += 1
         if isinstance(value, dict):
+            assert all(isinstance(k, (str, int)) and not isinstance(k, bool) for k in value), list(value)[:5]
             count += len(value)
             stack.extend(value.values())
         elif isinstance(value, list):

@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from engine.config._yaml import MAX_VALUES, load_text
 from engine.config.load import validate_text
 from engine.config.problems import Problem
+from tests.config.test_yaml_hostile import count_values
 from tests.fuzz.strategies import rule_files, yaml_texts
 
 #: the most memory one load or validation may hold: the loader's own budget of 10 000 values takes
@@ -27,25 +28,6 @@ PEAK_BYTES = 64 << 20
 #: values, or 1 MiB of plain or block scalars, at ruamel.yaml's megabyte a second); past this bound a
 #: text would cost more than any file the limits let through.
 MAX_LOAD_SECONDS = 30.0
-PLAIN = (dict, list, str, int, float, bool, type(None))
-
-
-def count_values(data: Any) -> int:
-    """Keys, scalars, lists and mappings in loaded data, each checked to be plain data."""
-    count, stack = 0, [data]
-    while stack:
-        value = stack.pop()
-        assert isinstance(value, PLAIN), type(value)
-        count += 1
-        if isinstance(value, dict):
-            assert all(isinstance(k, (str, int)) and not isinstance(k, bool) for k in value), list(value)[:5]
-            count += len(value)
-            stack.extend(value.values())
-        elif isinstance(value, list):
-            stack.extend(value)
-    return count
-
-
 def located(problems: list[Problem], file: str, text: str) -> None:
     """Every problem names ``file`` and a line and column inside the text (or just past its end)."""
     lines = max(text.count("\n") + 1, 1)
