@@ -201,7 +201,9 @@ class Service:
         share = math.ceil(len(accounts) / alive) if accounts else 0
         with self._workers_lock:
             for account, w in list(self.workers.items()):
-                if w.stopped.is_set() or not self._lease(account).renew():
+                with w.commit_lock:
+                    renewed = not w.stopped.is_set() and self._lease(account).renew()
+                if not renewed:
                     w.stop(0)
                     del self.workers[account]
             owned = sorted(self.workers)

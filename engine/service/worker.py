@@ -111,6 +111,9 @@ class AccountWorker:
         self._beat = time.monotonic()  # the loop's last round
         # entries whose decision failed (entry id -> failures): decided alone after the rebuild, then dead-lettered
         self._suspects: dict[str, int] = {}
+        # held around each commit; the service renews this account's lease under it, so a renewal can
+        # abort only another process's transaction (a busy machine once aborted ten in a row)
+        self.commit_lock = threading.Lock()
         self._in_flight: list[str] = []
         self.thread = threading.Thread(target=self._main, name=f"engine-{account}", daemon=True)
 
@@ -202,7 +205,7 @@ class AccountWorker:
                 self.state = "recovering"
                 self._recover()
                 self._beat = time.monotonic()
-                self.state, self.reason = "deciding", None
+                self.state, self.reason, self.failures = "deciding", None, 0
                 self.ready.set()
                 backoff = 0.1
                 self._loop()
@@ -362,7 +365,8 @@ class AccountWorker:
 
     def _commit(self, decisions: list[Decision]) -> None:
         m, engine = self.rt.metrics, self.engine
-        last = commit(self.rt.redis, self.k, self.rt.consumer, engine, decisions, self.at.seq)
+        with self.commit_lock:  # this process's own lease renewal never lands between WATCH and EXEC
+            last = commit(self.rt.redis, self.k, self.rt.consumer, engine, decisions, self.at.seq)
         if last is not None:
             self.at.journal_id = last
         self.last_decision, self.failures = time.time(), 0

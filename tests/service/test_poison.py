@@ -86,7 +86,8 @@ def test_the_dead_letters_and_failed_events_survive_a_restart_and_are_not_decide
         calls.append(e.position_id)
         raise ZeroDivisionError("a bug")
 
-    svc = start_service(redis_server, scalping, snapshot_every=100_000)  # the restart replays the whole journal
+    # the restart replays the whole journal (no snapshot: no count reached, and a lease that outlives a busy machine)
+    svc = start_service(redis_server, scalping, snapshot_every=100_000, lease_ms=60_000, renew_ms=500)
     try:
         monkeypatch.setattr(Engine, "_on_closed", broken)
         publish(redis_server, "acct", events[:250])
@@ -154,7 +155,7 @@ def test_a_batch_whose_commit_fails_is_decided_again_one_by_one_and_the_poison_e
 
 
 def test_health_says_stalled_with_the_reason_while_the_engine_cannot_rebuild_and_deciding_once_it_can(redis_server, scalping, monkeypatch) -> None:
-    svc = start_service(redis_server, scalping)
+    svc = start_service(redis_server, scalping, lease_ms=60_000, renew_ms=500)  # the same worker all along
     try:
         w = svc.workers["acct"]
         assert w.health()["state"] == "deciding"
