@@ -111,9 +111,7 @@ class AccountWorker:
         self._beat = time.monotonic()  # the loop's last round
         # entries whose decision failed (entry id -> failures): decided alone after the rebuild, then dead-lettered
         self._suspects: dict[str, int] = {}
-        # held around each commit; the service renews this account's lease under it, so a renewal can
-        # abort only another process's transaction (a busy machine once aborted ten in a row)
-        self.commit_lock = threading.Lock()
+        self.commit_lock = threading.Lock()  # held by each commit and by the service's renewal of this lease
         self._in_flight: list[str] = []
         self.thread = threading.Thread(target=self._main, name=f"engine-{account}", daemon=True)
 
