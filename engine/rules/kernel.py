@@ -14,8 +14,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
+from numpy.typing import NDArray
 
 from engine.rules import _jit
 from engine.rules.params import StrategyParams
@@ -30,6 +32,10 @@ _RULES = {
 
 _LEVEL_KINDS = {_jit.K_PARTIAL: "close_partial", _jit.K_LEVEL_STOP: "set_stop_loss"}
 _LEVEL_RULES = [f"exit_levels.{j}" for j in range(64)]
+
+Floats = NDArray[np.float64]
+Ints = NDArray[np.int64]
+Bools = NDArray[np.bool_]
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,56 @@ class PositionState:
 class SymbolBook:
     """Open positions of one symbol, column by column."""
 
+    # Columns live as rows of three matrices (floats, ints, bools), so the compiled loop takes three
+    # arguments instead of thirty: numba checks every argument's type on each call. Each name below is
+    # a view of its row (writes go to the matrix), bound by ``_bind`` in the order of ``_FLOATS``,
+    # ``_INTS`` and ``_BOOLS``, which the compiled loop's row numbers follow too.
+    _FLOATS: ClassVar[dict[str, float]] = {
+        "side": 0.0, "entry": 1.0, "vol0": 0.0, "vol": 0.0, "stop": np.nan, "tp": np.nan, "best": np.nan, "risk": np.nan,
+        "trail_d": np.nan, "trail_act": np.inf, "trail_max": np.inf, "trail_k": 0.0, "dyn_sk": 0.0, "dyn_tk": 0.0}
+    _INTS: ClassVar[tuple[str, ...]] = ("hits", "tip", "code", "opened", "trail_w", "dyn_w")
+    _BOOLS: ClassVar[tuple[str, ...]] = ("armed", "trailed", "inprof", "trail_vol", "dyn_on", "dyn_tight")
+
+    F: Floats
+    I: Ints  # noqa: E741 -- the name is in the snapshots of the engine's state (pickled attributes)
+    B: Bools
+    side: Floats  # +1 long, -1 short
+    entry: Floats
+    vol0: Floats  # the volume opened
+    vol: Floats  # the volume still open
+    stop: Floats
+    tp: Floats
+    best: Floats  # the best exit price since the position opened
+    risk: Floats  # the initial risk, a fraction of entry
+    # the strategy's trailing and dynamic SL/TP parameters, copied per position (``_fill_params``)
+    trail_d: Floats
+    trail_act: Floats
+    trail_max: Floats
+    trail_k: Floats
+    dyn_sk: Floats
+    dyn_tk: Floats
+    hits: Ints  # exit levels taken
+    tip: Ints  # time in profit, ms
+    code: Ints  # strategy code
+    opened: Ints  # epoch ms
+    trail_w: Ints
+    dyn_w: Ints
+    armed: Bools
+    trailed: Bools
+    inprof: Bools
+    trail_vol: Bools
+    dyn_on: Bools
+    dyn_tight: Bools
+    # the exit levels, (4, capacity, levels): trigger, percentage, stop adjustment, closes-all flag
+    L: Floats
+    thr: Floats
+    pct: Floats
+    sl: Floats
+    closes_all: Floats
+    # what the compiled call writes: hits (position, kind, level, price, volume, fraction, previous), closed positions
+    _hits: Floats
+    _gone: Ints
+
     def __init__(self, symbol: str, params: Mapping[str, StrategyParams], capacity: int = 16,
                  codes: dict[str, int] | None = None, point: float = 0.0) -> None:
         self.symbol = symbol
@@ -98,7 +154,7 @@ class SymbolBook:
         """The time of the last quote applied (epoch ms), None before the first."""
         return self._last_ts
 
-    def scratch(self) -> tuple[np.ndarray, np.ndarray]:
+    def scratch(self) -> tuple[Floats, Ints]:
         """The arrays a compiled pass writes its hits and closed positions into: ``on_tick``'s own."""
         return self._hits, self._gone
 
@@ -109,36 +165,28 @@ class SymbolBook:
 
     # --- storage --------------------------------------------------------------------------------
 
-    # Columns live as rows of three matrices (floats, ints, bools), so the compiled loop takes three
-    # arguments instead of thirty: numba checks every argument's type on each call.
-    _FLOATS = {"side": 0.0, "entry": 1.0, "vol0": 0.0, "vol": 0.0, "stop": np.nan, "tp": np.nan, "best": np.nan,
-               "risk": np.nan, "trail_d": np.nan, "trail_act": np.inf, "trail_max": np.inf, "trail_k": 0.0,
-               "dyn_sk": 0.0, "dyn_tk": 0.0}
-    _INTS = ("hits", "tip", "code", "opened", "trail_w", "dyn_w")
-    _BOOLS = ("armed", "trailed", "inprof", "trail_vol", "dyn_on", "dyn_tight")
-
     def _alloc(self, cap: int) -> None:
         old = self._cap
         self._cap = cap
-        F = np.empty((len(self._FLOATS), cap))
+        floats = np.empty((len(self._FLOATS), cap))
         for r, fill in enumerate(self._FLOATS.values()):
-            F[r] = fill
-        I = np.zeros((len(self._INTS), cap), dtype=np.int64)
-        B = np.zeros((len(self._BOOLS), cap), dtype=bool)
+            floats[r] = fill
+        ints = np.zeros((len(self._INTS), cap), dtype=np.int64)
+        bools = np.zeros((len(self._BOOLS), cap), dtype=bool)
         if old:
-            F[:, :old] = self.F[:, :old]
-            I[:, :old] = self.I[:, :old]
-            B[:, :old] = self.B[:, :old]
-        self.F, self.I, self.B = F, I, B
-        # named views of the rows (writes go to the matrices)
-        for r, name in enumerate(self._FLOATS):
-            setattr(self, name, F[r])
-        for r, name in enumerate(self._INTS):
-            setattr(self, name, I[r])
-        for r, name in enumerate(self._BOOLS):
-            setattr(self, name, B[r])
+            floats[:, :old] = self.F[:, :old]
+            ints[:, :old] = self.I[:, :old]
+            bools[:, :old] = self.B[:, :old]
+        self.F, self.I, self.B = floats, ints, bools
+        self._bind()
         levels = max([len(p.level_trigger) for p in self._params.values()] + [1])
         self._alloc_levels(cap, levels, old)
+
+    def _bind(self) -> None:
+        (self.side, self.entry, self.vol0, self.vol, self.stop, self.tp, self.best, self.risk,
+         self.trail_d, self.trail_act, self.trail_max, self.trail_k, self.dyn_sk, self.dyn_tk) = self.F
+        self.hits, self.tip, self.code, self.opened, self.trail_w, self.dyn_w = self.I
+        self.armed, self.trailed, self.inprof, self.trail_vol, self.dyn_on, self.dyn_tight = self.B
 
     def _alloc_levels(self, cap: int, levels: int, old: int) -> None:
         # one array for the exit levels (the compiled loop's fourth argument): trigger, percentage,
@@ -265,7 +313,7 @@ class SymbolBook:
 
     # --- the tick -------------------------------------------------------------------------------
 
-    def on_tick(self, bid: float, ask: float, sigma: Mapping[int, float] | tuple[np.ndarray, np.ndarray] | None = None,
+    def on_tick(self, bid: float, ask: float, sigma: Mapping[int, float] | tuple[Ints, Floats] | None = None,
                 ts: int | None = None) -> list[Hit]:
         """Apply one quote to every open position; return what happened, position by position in order.
 
@@ -318,8 +366,8 @@ class SymbolBook:
         n = self.n
         if self._gone.shape[0] < n * (2 * self.L.shape[2] + 3):
             self._out(n * (2 * self.L.shape[2] + 3))
-        k, c = _jit.quote(n, float(bid), float(ask), int(elapsed), float(self.point), self.F, self.I, self.B, self.L, vol.sizes, vol.bufs, vol.S,
-                          self._hits, self._gone)
+        k, c = _jit.quote(n, float(bid), float(ask), int(elapsed), float(self.point), self.F, self.I, self.B, self.L,
+                          vol.sizes, vol.bufs, vol.S, self._hits, self._gone)
         return self._finish(k, c)
 
     def _decode(self, k: int) -> list[Hit]:
@@ -358,7 +406,7 @@ class SymbolBook:
         side = self.side[:n]
         px = np.where(side > 0, self.bid, self.ask)
 
-        def profit() -> np.ndarray:
+        def profit() -> Floats:
             return (side * px - side * self.entry[:n]) / self.entry[:n]
 
         makers = {
@@ -381,7 +429,7 @@ class SymbolBook:
         return LazyColumns({}, {f: makers[f] for f in wanted})
 
 
-def _div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def _div(a: Floats, b: Floats) -> Floats:
     with np.errstate(divide="ignore", invalid="ignore"):
         return a / b
 

@@ -197,3 +197,14 @@ def test_levels_and_trailing_fire_at_exactly_their_threshold() -> None:
     hits = book.on_tick(1.5, 1.5)
     assert [(h.kind, h.rule) for h in hits] == [("close_partial", "exit_levels.0"), ("set_stop_loss", "trailing")]
     assert hits[1].price == 1.5 * 0.75
+
+
+def test_each_named_column_is_its_row_of_the_matrices_even_after_the_book_grows() -> None:
+    book = SymbolBook("X", compile_params(load_config(str(ROOT)).strategies), capacity=2)
+    for i in range(5):  # past the capacity, twice: the matrices are reallocated and the names bound again
+        book.add(f"p{i}", "arbitrage", +1, 1.0 + i, 1.0, 0.99, 1.01, ts=i)
+    for matrix, names in ((book.F, book._FLOATS), (book.I, book._INTS), (book.B, book._BOOLS)):
+        for r, name in enumerate(names):
+            column = getattr(book, name)
+            assert column.base is matrix and column.shape == matrix[r].shape and np.shares_memory(column, matrix[r]), name
+    assert book.entry[:5].tolist() == [1.0, 2.0, 3.0, 4.0, 5.0] and book.opened[:5].tolist() == [0, 1, 2, 3, 4]
