@@ -33,10 +33,11 @@ import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, cast
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from engine.actions import Action
 from engine.book.metrics import max_drawdown
@@ -44,10 +45,16 @@ from engine.events import Event, Tick
 from engine.rules import _jit
 from engine.rules.contexts import WEEKDAYS
 from engine.rules.evaluator import SAMPLE_MS, Engine
-from engine.rules.vector import Interval, LazyColumns, could_hold
+from engine.rules.kernel import SymbolBook
+from engine.rules.vector import Bound, Interval, LazyColumns, could_hold
+from engine.rules.volatility import Volatility
 
 _PAD = 1e-9  # relative margin on the bounds of prices, PnL and equity: far above rounding
 _WINDOW = 2048  # quotes one proof that no custom rule can fire covers (wider: fewer proofs, looser bounds)
+
+# what a proof that no custom rule can fire reads and a quiet quote may still change: the actions so
+# far, the events that are not quotes, the peak equity, the day and its starting equity
+_ProofState = tuple[int, int, float, str, float]
 
 
 @dataclass
@@ -99,7 +106,7 @@ class _Batch:
         self.engine = engine
         self.events = events
         self.cols = columns
-        self._silent: tuple | None = None  # (window start, window end, what the proof read): no rule can fire
+        self._silent: tuple[int, int, _ProofState] | None = None  # (window start, window end, what the proof read): no rule can fire
         self._work: dict[str, dict[str, np.ndarray]] = {}
 
     def run(self, progress: Callable[[int], None] | None) -> list[Action]:
@@ -133,9 +140,10 @@ class _Batch:
         engine = self.engine
         symbol = self.cols.symbols[self.cols.sym[lo]]
         kernel = engine.kernels.get(symbol)
-        if kernel is None or kernel.last_ts is None or engine.last_ts is None or not engine.curve:
+        if kernel is None or (quoted := kernel.last_ts) is None or engine.last_ts is None or not engine.curve:
             return lo
-        if engine.resets.next_daily is None or not engine.day.key or engine.day.start_equity <= 0:
+        daily, weekly = engine.resets.next_daily, engine.resets.next_weekly
+        if daily is None or weekly is None or not engine.day.key or engine.day.start_equity <= 0:
             return lo
         bars = engine.bars.get(symbol)
         old = engine.open_pnl.by_symbol.get(symbol)
@@ -148,12 +156,12 @@ class _Batch:
         hi = self._rules_silent(symbol, lo, min(end, lo + _WINDOW))
         if hi <= lo:
             return lo
-        limit = min(engine.resets.next_daily, engine.resets.next_weekly)
+        limit = min(daily, weekly)
         vol = engine.vols[symbol]
         w = self._buffers(symbol, kernel, vol)
         unreal = old.copy()
         j, last_ts, boundary = _jit.scan(
-            lo, hi, self.cols.ts, self.cols.bid, self.cols.ask, kernel.last_ts, limit, SAMPLE_MS,
+            lo, hi, self.cols.ts, self.cols.bid, self.cols.ask, quoted, limit, SAMPLE_MS,
             engine.curve[-1][0] // SAMPLE_MS, bars.bar_ms, bars.closes[-1][0],
             kernel.n, float(kernel.point), kernel.F, kernel.I, kernel.B, kernel.L, vol.sizes, vol.bufs, vol.S,
             *kernel.scratch(), w["F"], w["I"], w["B"], w["S"], w["slots"],
@@ -164,11 +172,12 @@ class _Batch:
             self._commit(symbol, kernel, lo, j, int(last_ts), unreal, boundary)
         return j
 
-    def _commit(self, symbol: str, kernel: Any, lo: int, hi: int, last_ts: int, unreal: np.ndarray, boundary: bool) -> None:
+    def _commit(self, symbol: str, kernel: SymbolBook, lo: int, hi: int, last_ts: int, unreal: np.ndarray, boundary: bool) -> None:
         """What quotes ``lo..hi-1`` leave besides the kernel and volatility arrays (scan wrote those);
         ``boundary``: the last one opened a sampling period or bar."""
-        last: Tick = self.events[hi - 1]  # type: ignore[assignment]
-        before: Tick | None = self.events[hi - 2] if boundary and hi - 2 >= lo else None  # type: ignore[assignment]
+        # the events of a run are quotes (``TickColumns.sym`` marks them)
+        last = cast(Tick, self.events[hi - 1])
+        before = cast(Tick, self.events[hi - 2]) if boundary and hi - 2 >= lo else None
         kernel.quoted(last.bid, last.ask, last_ts)
         self.engine.advance_quiet(symbol, hi - lo, last, before, unreal, boundary)
 
@@ -182,7 +191,7 @@ class _Batch:
         rate = conv.rate(ccy)
         return spec.contract_size * (rate if not math.isnan(rate) else 0.0)
 
-    def _buffers(self, symbol: str, kernel: Any, vol: Any) -> dict[str, np.ndarray]:
+    def _buffers(self, symbol: str, kernel: SymbolBook, vol: Volatility) -> dict[str, np.ndarray]:
         w = self._work.get(symbol)
         cap = kernel.F.shape[1]
         ncodes = len(self.engine.codes)
@@ -200,9 +209,8 @@ class _Batch:
         engine = self.engine
         if not engine.custom:
             return hi
-        # what the proof reads that a quote without actions may still change
-        state = (engine.counts["actions"], engine.counts["events"] - engine.counts["ticks"], engine.peak_equity,
-                 engine.day.key, engine.day.start_equity)
+        state: _ProofState = (engine.counts["actions"], engine.counts["events"] - engine.counts["ticks"], engine.peak_equity,
+                              engine.day.key, engine.day.start_equity)
         known = self._silent
         if known is not None and known[0] <= lo < known[1] and known[2] == state:
             return known[1]  # a window found silent, nothing its proof read has moved since
@@ -249,7 +257,7 @@ class _Batch:
             pad = _PAD * (abs(base) + abs(lo_u) + abs(hi_u)) + _PAD
             return base + lo_u - pad, base + hi_u + pad
 
-        def exposure() -> Any:
+        def exposure() -> Interval | None:
             eq_lo, eq_hi = equity()
             if eq_lo <= 0:
                 return None
@@ -291,7 +299,7 @@ class _Batch:
         names = kernel.strategies
         per_strategy = functools.cache(lambda f: {name: f(name) for name in set(names)})
 
-        def by_strategy(f: Callable[[str], Any], dtype: Any = np.float64) -> Callable[[], np.ndarray]:
+        def by_strategy(f: Callable[[str], float], dtype: DTypeLike = np.float64) -> Callable[[], np.ndarray]:
             return lambda: np.array([per_strategy(f)[name] for name in names], dtype=dtype)
 
         def r_multiple() -> Interval:
@@ -316,7 +324,8 @@ class _Batch:
             "strategy.name": lambda: np.array(names, dtype=object),
             "strategy.open_positions": by_strategy(lambda s: engine.book.open_count.get(s, 0)),
             "strategy.realized_pnl": by_strategy(engine.book.realized),
-            "strategy.allocation": by_strategy(lambda s: engine.rules.strategies[s].allocation.target if s in engine.rules.strategies else 0.0),
+            "strategy.allocation": by_strategy(lambda s: engine.rules.strategies[s].allocation.target
+                                               if s in engine.rules.strategies else 0.0),
             # a sampling period may begin inside the window, and a longer curve only has a deeper drawdown
             "strategy.drawdown": lambda: Interval(by_strategy(lambda s: max_drawdown(engine.strategy_curves.get(s) or [1.0]))(),
                                                   np.full(n, np.inf)),
@@ -332,13 +341,13 @@ class _Known(LazyColumns):
     """Fields built on first read; a maker returning None leaves its field unknown."""
 
     def __contains__(self, key: object) -> bool:
-        return super().__contains__(key) and self[key] is not None  # type: ignore[index]
+        return isinstance(key, str) and super().__contains__(key) and self[key] is not None
 
 
 def _exact_sum() -> bool:
     """Whether ``_jit.np_sum`` adds up as this numpy does (then the scan decides equity thresholds exactly)."""
     rng = np.random.default_rng(0)
-    for n in list(range(1, 20)) + [31, 64, 127, 128]:
+    for n in [*range(1, 20), 31, 64, 127, 128]:
         for _ in range(20):
             a = rng.normal(0, 1, n) * 10.0 ** rng.integers(-6, 8, n)
             if _jit.np_sum(a, n) != float(a.sum()):
@@ -351,8 +360,8 @@ _EXACT_SUM = _exact_sum()
 
 def _clock(t0: int, t1: int) -> dict[str, Any]:
     """The clock fields over times ``t0..t1`` (ms): exact, or bounds, or unknown across midnight."""
-    d0 = datetime.fromtimestamp((t0 // 60_000) * 60, tz=timezone.utc)
-    d1 = datetime.fromtimestamp((t1 // 60_000) * 60, tz=timezone.utc)
+    d0 = datetime.fromtimestamp((t0 // 60_000) * 60, tz=UTC)
+    d1 = datetime.fromtimestamp((t1 // 60_000) * 60, tz=UTC)
     if d0.date() != d1.date():
         return {}
     out: dict[str, Any] = {"clock.weekday": WEEKDAYS[d0.weekday()], "clock.hour": Interval(d0.hour, d1.hour)}
@@ -364,6 +373,6 @@ def _interval(lo: float, hi: float) -> Interval:
     return Interval(*_padded(lo, hi))
 
 
-def _padded(lo: Any, hi: Any) -> tuple[Any, Any]:
+def _padded(lo: Bound, hi: Bound) -> tuple[Bound, Bound]:
     with np.errstate(invalid="ignore"):
         return lo - _PAD * np.abs(lo) - 1e-15, hi + _PAD * np.abs(hi) + 1e-15

@@ -66,7 +66,7 @@ class Engine:
     rules: RuleSet
     equity0: float = 100_000.0
     broker: Broker | None = None
-    portfolio: PortfolioRules | None = None
+    portfolio: PortfolioRules = field(default_factory=PortfolioRules)
     on_problem: Callable[[str], None] | None = None
     book: Book = field(init=False)
     seq: int = field(init=False, default=0)
@@ -75,7 +75,6 @@ class Engine:
     targets: dict[str, float] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.portfolio = self.portfolio or PortfolioRules()
         self.version = self.portfolio.load(self.rules)
         self.converter = Converter(self.rules.instruments)
         self.book = Book(self.converter)
@@ -102,6 +101,7 @@ class Engine:
 
     @property
     def equity(self) -> float:
+        """The starting equity plus the realized and open PnL, in the account currency."""
         return self.equity0 + self.book.realized() + self.unrealized()
 
     @property
@@ -151,9 +151,8 @@ class Engine:
             self._on_closed(event, out)
         elif isinstance(event, Fill):
             self._on_fill(event, out)
-        elif isinstance(event, Clock):
-            if self._last_ts is None or event.ts >= self._last_ts:
-                self._roll(event.ts)
+        elif isinstance(event, Clock) and (self._last_ts is None or event.ts >= self._last_ts):
+            self._roll(event.ts)
         self.counts["actions"] += len(out)
         return out
 
@@ -163,7 +162,7 @@ class Engine:
         (``execute=False``: the book already reflects it)."""
         action = self._append(out, (ts, type_, position_id, strategy, params, rule, reason))
         if self.broker is not None and execute:
-            self._settle(action, out)
+            self._settle(self.broker, action, out)
         return action
 
     def _append(self, out: list[Action], d: Decision) -> Action:
@@ -174,12 +173,12 @@ class Engine:
         out.append(action)
         return action
 
-    def _settle(self, action: Action, out: list[Action]) -> None:
+    def _settle(self, broker: Broker, action: Action, out: list[Action]) -> None:
         """Hand ``action`` to the broker and book the fills it reports; a fill's gain is locked
         (``lock_profit``), and that action goes to the broker in turn: a queue, worked in order."""
         pending = [action]
         while pending:
-            for fill in self.broker.execute(pending.pop(0), self.quotes):
+            for fill in broker.execute(pending.pop(0), self.quotes):
                 follow = self._book_fill(fill)
                 if follow is not None:
                     pending.append(self._append(out, follow))
