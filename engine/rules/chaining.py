@@ -71,6 +71,7 @@ from engine.rules.compile import (
     DAILY_LOSS,
     PORTFOLIO_LATCH_KEY,
     SID,
+    Json,
     check_compiles,
     compile_ruleset,
     durable_field,
@@ -78,18 +79,18 @@ from engine.rules.compile import (
     is_position_rule,
     ruleset_name,
 )
-from engine.rules.firing import Fired, LoadedVersion, halts, version_actions
+from engine.rules.firing import Fired, LoadedVersion, RuleAction, halts, version_actions
 
 __all__ = ["Fired", "PortfolioRules", "RulesCompileError", "RulesRuntimeError"]
 
-class _RiskHost(durable.Host):
+class _RiskHost(durable.Host):  # type: ignore[misc]  # durable-rules ships no type information: its Host is Any
     """A durable-rules Host that looks actions up by name, runs no timer threads, and can unregister."""
 
     def __init__(self) -> None:
-        self.actions: dict[str, Callable[[Any], None]] = {}
+        self.actions: dict[str, RuleAction] = {}
         super().__init__()
 
-    def get_action(self, action_name: str) -> Callable[[Any], None]:
+    def get_action(self, action_name: str) -> RuleAction:
         try:
             return self.actions[action_name]
         except KeyError:
@@ -258,12 +259,12 @@ class PortfolioRules:
         found = halts(self._facts(self._version(version)))
         return "; ".join(h["reason"] for h in found) if found else None
 
-    def facts(self, version: str) -> list[dict]:
+    def facts(self, version: str) -> list[Json]:
         """Return the version's facts (breach, halt, latch), sorted for display and comparison."""
         facts = [{k: v for k, v in f.items() if k != "sid"} for f in self._facts(self._version(version))]
         return sorted(facts, key=lambda f: sorted((k, str(v)) for k, v in f.items()))
 
-    def restore_facts(self, version: str, facts: list[dict]) -> None:
+    def restore_facts(self, version: str, facts: list[Json]) -> None:
         """Assert facts read by ``facts`` (of another version, or saved before a restart) into a version.
 
         Breach, halt and latch facts alone fire no rule: each rule also needs an event or a context.
@@ -277,13 +278,14 @@ class PortfolioRules:
             if fired:
                 raise RulesRuntimeError(f"restoring the fact {fact} fired {fired[0].rule}; facts alone must fire nothing")
 
-    def pending_events(self, version: str) -> list[dict]:
+    def pending_events(self, version: str) -> list[Json]:
         """Return the events waiting in the version's session for a partner (always none by design)."""
         ver = self._version(version)
         try:
-            return self._host.get_pending_events(ver.name, SID)
+            events: list[Json] = self._host.get_pending_events(ver.name, SID)
         except durable_rules_engine.error:
             return []
+        return events
 
     # --- internals -----------------------------------------------------------------------------------
 
@@ -298,18 +300,19 @@ class PortfolioRules:
         except KeyError:
             raise RulesRuntimeError(f"rules version {version!r} is not loaded; loaded: {', '.join(self._versions) or 'none'}") from None
 
-    def _facts(self, ver: LoadedVersion) -> list[dict]:
+    def _facts(self, ver: LoadedVersion) -> list[Json]:
         try:
-            return self._host.get_facts(ver.name, SID)
+            facts: list[Json] = self._host.get_facts(ver.name, SID)
         except durable_rules_engine.error:
             return []  # 309: no session yet, so no facts
+        return facts
 
-    def _retract(self, ver: LoadedVersion, fact: dict) -> None:
+    def _retract(self, ver: LoadedVersion, fact: Json) -> None:
         self._call(ver, self._host.retract_fact, fact)
 
     def _post_context(self, ver: LoadedVersion, kind: str, context: Mapping[str, Any]) -> list[Fired]:
         ver.seq += 1
-        fact: dict[str, Any] = {"t": kind, "sid": SID, "seq": ver.seq}
+        fact: Json = {"t": kind, "sid": SID, "seq": ver.seq}
         for key, value in context.items():
             if key == "ts":
                 fact["ts"] = int(value)
@@ -330,7 +333,8 @@ class PortfolioRules:
             self._call(ver, self._host.retract_fact, fact)
         return fired
 
-    def _call(self, ver: LoadedVersion, op: Callable, message: dict, check: bool = True) -> tuple[list[Fired], dict | None]:
+    def _call(self, ver: LoadedVersion, op: Callable[[str, Json], Json | None], message: Json,
+              check: bool = True) -> tuple[list[Fired], Json | None]:
         ver.fired = []
         state = None
         try:
@@ -345,22 +349,22 @@ class PortfolioRules:
             self._check(ver, state)
         return fired, state
 
-    def _check(self, ver: LoadedVersion, state: dict | None) -> None:
+    def _check(self, ver: LoadedVersion, state: Json | None) -> None:
         failure, ver.failure = ver.failure, None
-        raised = state is not None and "exception" in state
-        if raised:
+        raised = state if state is not None and "exception" in state else None
+        if raised is not None:
             # The exception stays in the session state until cleared; clear it so it is reported once.
-            self._host.update_state(ver.name, {k: v for k, v in state.items() if k != "exception"})
+            self._host.update_state(ver.name, {k: v for k, v in raised.items() if k != "exception"})
         if failure is not None:
             rule, exc = failure
             raise RulesRuntimeError(f"rule {rule!r} raised {type(exc).__name__}: {exc}", rule) from exc
-        if raised:
-            raise RulesRuntimeError(f"a rule action raised: {state['exception']}")
+        if raised is not None:
+            raise RulesRuntimeError(f"a rule action raised: {raised['exception']}")
 
 def _finite(name: str, value: float) -> None:
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
         raise RulesRuntimeError(f"expected a finite number for {name}, found {value!r}")
 
 
-def _fact_key(fact: dict) -> tuple:
+def _fact_key(fact: Json) -> tuple[tuple[str, str], ...]:
     return tuple(sorted((k, str(v)) for k, v in fact.items() if k != "sid"))

@@ -55,21 +55,22 @@ from engine.config.conditions import AllOf, AnyOf, Compare, Condition, In, Not, 
 from engine.config.load import RuleSet
 from engine.config.models import CustomRule
 from engine.rules._errors import RulesCompileError
-from engine.rules.compile_check import WarmChecker, check_compiles, explain_durable_error, operators
+from engine.rules.compile_check import Json, WarmChecker, check_compiles, explain_durable_error, operators
 
 __all__ = [
-    "RulesCompileError",
     "SID",
-    "compile_ruleset",
-    "compile_condition",
-    "check_compiles",
-    "ruleset_name",
-    "action_name",
-    "durable_field",
-    "is_position_rule",
-    "custom_key",
-    "explain_durable_error",
+    "Json",
+    "RulesCompileError",
     "WarmChecker",
+    "action_name",
+    "check_compiles",
+    "compile_condition",
+    "compile_ruleset",
+    "custom_key",
+    "durable_field",
+    "explain_durable_error",
+    "is_position_rule",
+    "ruleset_name",
 ]
 
 SID = "book"
@@ -126,12 +127,12 @@ def is_position_rule(rule: CustomRule) -> bool:
 # --- conditions --------------------------------------------------------------------------------------
 
 
-def compile_condition(cond: Condition, rule: str = "<condition>") -> dict:
+def compile_condition(cond: Condition, rule: str = "<condition>") -> Json:
     """Return the durable-rules expression of a condition tree, negations pushed down to the leaves."""
     return _expr(cond, False, rule)
 
 
-def _expr(cond: Condition, negate: bool, rule: str) -> dict:
+def _expr(cond: Condition, negate: bool, rule: str) -> Json:
     if isinstance(cond, Compare):
         op = cond.op
         if op not in _NEGATE:
@@ -151,14 +152,14 @@ def _expr(cond: Condition, negate: bool, rule: str) -> dict:
         if len(items) == 1:
             return items[0]
         key = "$and" if conjunction else "$or"
-        flat: list[dict] = []
+        flat: list[Json] = []
         for item in items:
             flat.extend(item[key] if set(item) == {key} else [item])
         return {key: flat}
     raise RulesCompileError(f"rule {rule!r}: unknown condition node {type(cond).__name__}")
 
 
-def _leaf(field: str, op: str, value: object, rule: str) -> dict:
+def _leaf(field: str, op: str, value: object, rule: str) -> Json:
     if isinstance(value, float) and not math.isfinite(value):
         raise RulesCompileError(f"rule {rule!r}: expected a finite number for {field}, found {value!r}")
     if not isinstance(value, (bool, int, float, str)):
@@ -169,21 +170,21 @@ def _leaf(field: str, op: str, value: object, rule: str) -> dict:
     return {_COMPARE[op]: {name: value}}
 
 
-def _is_group(expr: dict) -> bool:
+def _is_group(expr: Json) -> bool:
     return len(expr) == 1 and next(iter(expr)) in ("$and", "$or")
 
 
-def leaves(expr: dict) -> int:
+def leaves(expr: Json) -> int:
     """Return the number of comparisons of an expression."""
     return sum(leaves(e) for e in next(iter(expr.values()))) if _is_group(expr) else 1
 
 
-def depth(expr: dict) -> int:
+def depth(expr: Json) -> int:
     """Return how deeply ``$and``/``$or`` nest in an expression (a single comparison is 0)."""
     return 1 + max(depth(e) for e in next(iter(expr.values()))) if _is_group(expr) else 0
 
 
-def branches(expr: dict, cap: int = 10**9) -> int:
+def branches(expr: Json, cap: int = 10**9) -> int:
     """Return the number of terms of the expression's disjunctive normal form (capped at ``cap``)."""
     if not _is_group(expr):
         return 1
@@ -203,7 +204,7 @@ def _pri(priority: int) -> int:
     return 1000 - priority + 1
 
 
-def compile_ruleset(rules: RuleSet) -> dict:
+def compile_ruleset(rules: RuleSet) -> Json:
     """Return the durable-rules JSON ruleset definition of one rules version (see the module docstring)."""
     name = ruleset_name(rules.version)
     limit = rules.limits.daily_loss.max
@@ -216,7 +217,7 @@ def compile_ruleset(rules: RuleSet) -> dict:
     beyond = {"$and": [{"t": "daily_pnl"}, {"$lte": {"pnl_pct": -limit}}]}
     within = {"$and": [{"t": "daily_pnl"}, {"$gt": {"pnl_pct": -limit}}]}
     same_day_breach = {"$and": [{"t": "breach"}, {"day": {"m": "day"}}]}
-    rs: dict[str, dict] = {
+    rs: dict[str, Json] = {
         DAILY_LOSS: {"all": [{"m": beyond}, {"b$not": same_day_breach}], "pri": 0, "run": run(DAILY_LOSS)},
         DAILY_PNL_RECORDED: {"all": [{"m": beyond}, {"b": same_day_breach}], "pri": 0, "run": run(DAILY_PNL_RECORDED)},
         DAILY_PNL_WITHIN: {"all": [{"m": within}], "pri": 0, "run": run(DAILY_PNL_WITHIN)},
@@ -244,10 +245,12 @@ def compile_ruleset(rules: RuleSet) -> dict:
         cond = compile_condition(rule.when, rule.name)
         n_leaves, n_depth, n_branches = leaves(cond), depth(cond), branches(cond, cap=MAX_BRANCHES + 1)
         if n_depth > MAX_DEPTH:
-            raise RulesCompileError(f"rule {rule.name!r}: expected all/any/not nested at most {MAX_DEPTH} deep once negations are pushed down, found {n_depth}")
+            raise RulesCompileError(f"rule {rule.name!r}: expected all/any/not nested at most {MAX_DEPTH} deep once negations "
+                                    f"are pushed down, found {n_depth}")
         if n_branches > MAX_BRANCHES_PER_RULE:
+            found = n_branches if n_branches <= MAX_BRANCHES else f"more than {MAX_BRANCHES}"
             raise RulesCompileError(
-                f"rule {rule.name!r}: the condition expands to {n_branches if n_branches <= MAX_BRANCHES else 'more than ' + str(MAX_BRANCHES)} "
+                f"rule {rule.name!r}: the condition expands to {found} "
                 f"alternatives, expected at most {MAX_BRANCHES_PER_RULE} (durable-rules freezes above 512 under one node); "
                 "split the rule or use fewer values in 'in' lists"
             )

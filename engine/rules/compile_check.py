@@ -16,9 +16,14 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from typing import IO, Any, TypedDict
 
 from engine.rules import _durable_json
 from engine.rules._errors import RulesCompileError
+
+#: A JSON object as durable-rules takes and gives it: a ruleset definition, a rule, an expression, a
+#: message or a fact.
+Json = dict[str, Any]
 
 # Every $-key of durable-rules' JSON grammar; 2.0.28 accepts an unknown one silently when its operand
 # is a string, and the rule then matches unrelated messages.
@@ -49,6 +54,15 @@ DURABLE_ERRORS = {
     303: "the evaluation stack is too deep",
     309: "an unknown session id",
 }
+
+
+class _Reply(TypedDict, total=False):
+    """What a compile child prints, one JSON line each: ``ready`` once started, then ``ok`` (and
+    ``error``, when not) per definition."""
+
+    ready: bool
+    ok: bool
+    error: str
 
 
 def operators(node: object) -> Iterator[str]:
@@ -97,7 +111,7 @@ def explain_durable_error(message: str) -> str:
     return f"durable-rules refused the ruleset with code {code}: {meaning} ({message})"
 
 
-def check_compiles(definition: dict, timeout: float = 10.0, checker: WarmChecker | None = None) -> None:
+def check_compiles(definition: Json, timeout: float = 10.0, checker: WarmChecker | None = None) -> None:
     """Register ``definition`` on a fresh durable-rules ``Host`` in a child process; raise on failure.
 
     A definition that durable-rules rejects raises ``RulesCompileError`` with its error code explained,
@@ -123,7 +137,7 @@ def check_compiles(definition: dict, timeout: float = 10.0, checker: WarmChecker
         )
 
 
-def _payload(definition: dict) -> str:
+def _payload(definition: Json) -> str:
     try:
         json.dumps(definition, allow_nan=False)  # refuses inf and nan
         return _durable_json.dumps(definition)
@@ -141,7 +155,7 @@ def _timed_out(timeout: float) -> RulesCompileError:
     )
 
 
-def _run_child(payload: str, timeout: float) -> dict:
+def _run_child(payload: str, timeout: float) -> _Reply:
     try:
         proc = subprocess.run(
             [sys.executable, "-c", _CHILD], input=payload, capture_output=True, text=True, timeout=timeout,
@@ -150,7 +164,8 @@ def _run_child(payload: str, timeout: float) -> dict:
         raise _timed_out(timeout) from None
     lines = proc.stdout.strip().splitlines()
     try:
-        return json.loads(lines[-1])
+        reply: _Reply = json.loads(lines[-1])
+        return reply
     except (IndexError, ValueError):
         tail = (proc.stderr or proc.stdout).strip()[-500:]
         raise RulesCompileError(f"the child process compiling the ruleset failed (exit {proc.returncode}): {tail}") from None
@@ -199,7 +214,7 @@ class WarmChecker:
 
     def __init__(self, recycle: int = 200) -> None:
         self.recycle = recycle
-        self._proc: subprocess.Popen | None = None
+        self._proc: subprocess.Popen[str] | None = None
         self._lines: queue.Queue[str | None] = queue.Queue()
         self._used = 0
 
@@ -208,24 +223,25 @@ class WarmChecker:
         if self._proc is None or self._proc.poll() is not None:
             self._start(timeout)
 
-    def _start(self, timeout: float) -> None:
-        self._proc = subprocess.Popen([sys.executable, "-u", "-c", _WARM_CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                      stderr=subprocess.DEVNULL, text=True, bufsize=1)
+    def _start(self, timeout: float) -> subprocess.Popen[str]:
+        proc = self._proc = subprocess.Popen([sys.executable, "-u", "-c", _WARM_CHILD], stdin=subprocess.PIPE,
+                                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1)
         self._lines = queue.Queue()
         self._used = 0
 
-        def pump(stream, lines):
+        def pump(stream: IO[str], lines: queue.Queue[str | None]) -> None:
             for line in stream:
                 lines.put(line)
             lines.put(None)
 
-        threading.Thread(target=pump, args=(self._proc.stdout, self._lines), daemon=True).start()
+        threading.Thread(target=pump, args=(proc.stdout, self._lines), daemon=True).start()
         first = self._read(max(timeout, 30.0))
         if not first.get("ready"):
             self.close()
             raise RulesCompileError(str(first.get("error", "the compile child did not start")))
+        return proc
 
-    def _read(self, timeout: float) -> dict:
+    def _read(self, timeout: float) -> _Reply:
         try:
             line = self._lines.get(timeout=timeout)
         except queue.Empty:
@@ -234,28 +250,35 @@ class WarmChecker:
         if line is None:
             self.close()
             raise RulesCompileError("the child process compiling the ruleset died")
-        return json.loads(line)
+        reply: _Reply = json.loads(line)
+        return reply
 
-    def run(self, payload: str, timeout: float) -> dict:
-        if self._proc is None or self._proc.poll() is not None or self._used >= self.recycle:
+    def run(self, payload: str, timeout: float) -> _Reply:
+        """Compile ``payload`` (a serialised definition) in the child; return its reply."""
+        proc = self._proc
+        if proc is None or proc.poll() is not None or self._used >= self.recycle:
             self.close()
-            self._start(timeout)
+            proc = self._start(timeout)
         self._used += 1
+        stdin = proc.stdin
+        assert stdin is not None  # a pipe: the child was started with stdin=PIPE
         try:
-            self._proc.stdin.write(f"{len(payload)}\n{payload}")
-            self._proc.stdin.flush()
+            stdin.write(f"{len(payload)}\n{payload}")
+            stdin.flush()
         except OSError:
             self.close()
             return _run_child(payload, timeout)
         return self._read(timeout)
 
     def close(self) -> None:
+        """Stop the child, if one runs (the next check starts another)."""
         if self._proc is not None:
             self._proc.kill()
             self._proc.wait()
             for f in (self._proc.stdin, self._proc.stdout):
                 try:
-                    f.close()
+                    if f is not None:
+                        f.close()
                 except OSError:
                     pass
             self._proc = None

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from durable import engine as durable
 
 from engine.config.load import RuleSet
-from engine.config.models import CustomRule
+from engine.config.models import AlertParams, CloseParams, CustomRule, LevelParams, ReasonParams
 from engine.rules._errors import RulesRuntimeError
 from engine.rules.compile import (
     DAILY_LOSS,
@@ -26,6 +26,7 @@ from engine.rules.compile import (
     PROPOSAL_FAILED,
     PROPOSAL_HALTED,
     SID,
+    Json,
     action_name,
     custom_key,
     durable_field,
@@ -38,6 +39,29 @@ ACTION_TYPES = (
 )
 
 
+class Message(Protocol):
+    """A message matched by a rule, as durable-rules hands it to the action (its ``Content``)."""
+
+    _d: Json  # the message's plain data
+
+
+class Closure(Protocol):
+    """What an action uses of the object durable-rules hands it: the messages its rule matched, by
+    the names of the rule's patterns (``m``, ``p``), and the facts of the session."""
+
+    m: Message
+    p: Message
+
+    def get_facts(self) -> list[Json]: ...
+
+    def assert_fact(self, fact: Json) -> None: ...
+
+    def retract_fact(self, fact: Json) -> None: ...
+
+
+RuleAction = Callable[[Closure], None]
+
+
 @dataclass(frozen=True)
 class Fired:
     """One action a rule emitted: which rule, what to do, to which position or strategy, and why."""
@@ -46,7 +70,7 @@ class Fired:
     type: str  # one of ACTION_TYPES
     position_id: str | None
     strategy: str | None
-    params: dict = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
     reason: str = ""
 
 
@@ -66,11 +90,11 @@ class LoadedVersion:
     proposals_handled: int = 0
 
 
-def version_actions(ver: LoadedVersion, enabled: list[CustomRule]) -> dict[str, Callable[[Any], None]]:
+def version_actions(ver: LoadedVersion, enabled: list[CustomRule]) -> dict[str, RuleAction]:
     """Return the actions of one version's rules by durable action name: each emits ``Fired`` into ``ver``
     during a post, and records in ``ver`` the first exception a rule raised."""
-    def wrap(rule: str, body: Callable[[Any], None]) -> Callable[[Any], None]:
-        def action(c):
+    def wrap(rule: str, body: RuleAction) -> RuleAction:
+        def action(c: Closure) -> None:
             try:
                 body(c)
             except BaseException as exc:
@@ -85,7 +109,7 @@ def version_actions(ver: LoadedVersion, enabled: list[CustomRule]) -> dict[str, 
 
     limits = ver.rules.limits.daily_loss
 
-    def daily_loss(c):
+    def daily_loss(c: Closure) -> None:
         m = c.m._d
         reason = f"daily loss {m['pnl_pct']:.2%} breached the limit of {limits.max * 100:g}%"
         _assert(c, {"t": "breach", "day": m["day"], "pnl_pct": m["pnl_pct"], "sid": SID})
@@ -98,22 +122,22 @@ def version_actions(ver: LoadedVersion, enabled: list[CustomRule]) -> dict[str, 
                 params = {"message": reason, "level": "critical"}
             emit(Fired(DAILY_LOSS, kind, None, None, params, reason))
 
-    def consumed(c):
+    def consumed(c: Closure) -> None:
         pass
 
-    def proposal_halted(c):
+    def proposal_halted(c: Closure) -> None:
         p = c.p._d
         reasons = [h["reason"] for h in halts(c.get_facts())] + list(p.get("reasons") or [])
         ver.proposals_handled += 1
         emit(Fired("halt", "reject_position", p["position_id"], p.get("strategy"), {"reasons": reasons}, "; ".join(reasons)))
 
-    def proposal_failed(c):
+    def proposal_failed(c: Closure) -> None:
         p = c.p._d
         reasons = list(p.get("reasons") or []) or [f"{p['n_failed']} pre-trade check(s) failed"]
         ver.proposals_handled += 1
         emit(Fired("pre_trade", "reject_position", p["position_id"], p.get("strategy"), {"reasons": reasons}, "; ".join(reasons)))
 
-    def proposal_accepted(c):
+    def proposal_accepted(c: Closure) -> None:
         ver.proposals_handled += 1
 
     name = ver.name
@@ -131,30 +155,32 @@ def version_actions(ver: LoadedVersion, enabled: list[CustomRule]) -> dict[str, 
     return actions
 
 
-def _custom_action(rule: CustomRule, emit: Callable[[Fired], None]) -> Callable[[Any], None]:
+def _custom_action(rule: CustomRule, emit: Callable[[Fired], None]) -> RuleAction:
     key = custom_key(rule.name)
     position = is_position_rule(rule)
     default_reason = rule.description or f"rule {rule.name}: {rule.when.text()}"
 
-    def action(c):
+    def action(c: Closure) -> None:
         m = c.m._d
         pid = m.get(durable_field("position.id")) if position else None
         strategy = m.get(durable_field("position.strategy_type")) or m.get(durable_field("strategy.name"))
         _assert(c, {"t": "latch", "rule": rule.name, "key": pid if position else PORTFOLIO_LATCH_KEY, "sid": SID})
         for item in rule.then:
             kind, p = item.kind, item.params
-            reason = getattr(p, "reason", None) or default_reason
+            given = p.reason if isinstance(p, ReasonParams) else None
+            reason = given or default_reason
             params: dict[str, Any]
-            if kind == "close":
+            # each kind has its own parameters model: close, set_stop_loss/set_take_profit, alert, the rest a reason
+            if isinstance(p, CloseParams):
                 params = {"fraction": p.fraction}
-            elif kind in ("set_stop_loss", "set_take_profit"):
+            elif isinstance(p, LevelParams):
                 params = {"profit": p.profit}
-            elif kind == "alert":
+            elif isinstance(p, AlertParams):
                 params, reason = {"message": p.message, "level": p.level}, p.message
             elif kind == "reject_position":
                 params = {"reasons": [reason]}
             else:
-                params = {"reason": reason} if getattr(p, "reason", None) else {}
+                params = {"reason": reason} if given else {}
             if kind == "halt_new_positions":
                 _assert(c, {"t": "halt", "source": key, "reason": reason, "sid": SID})
             elif kind == "resume":
@@ -166,13 +192,14 @@ def _custom_action(rule: CustomRule, emit: Callable[[Fired], None]) -> Callable[
     return action
 
 
-def _assert(c, fact: dict) -> None:
+def _assert(c: Closure, fact: Json) -> None:
     try:
         c.assert_fact(fact)
     except durable.MessageObservedException:
         pass  # the same fact is already there (e.g. a second halt by the same rule)
 
 
-def halts(facts: list[dict]) -> list[dict]:
+def halts(facts: list[Json]) -> list[Json]:
+    """Return the halt facts among ``facts``: the daily-loss halt first, then by source, day and reason."""
     halts = [f for f in facts if f.get("t") == "halt"]
     return sorted(halts, key=lambda h: (h.get("source") != DAILY_LOSS, h.get("source", ""), h.get("day", ""), h.get("reason", "")))
