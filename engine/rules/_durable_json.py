@@ -13,12 +13,12 @@ import json as _json
 import math
 import numbers
 from decimal import Decimal
-from typing import Any
+from typing import Any, SupportsFloat
 
 import numpy as np
 
 
-def _float(x: float) -> str:
+def _float(x: SupportsFloat) -> str:
     if not math.isfinite(x):
         raise ValueError(f"durable-rules cannot take {x!r}")
     text = repr(float(x))  # float(): numpy's float64 repr is "np.float64(...)"

@@ -12,6 +12,7 @@ least ``MIN_BARS`` common returns, and skips positions on the proposal's own sym
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections import deque
@@ -55,8 +56,7 @@ class Bars:
     def returns(self) -> dict[int, float]:
         """Return bar index -> return from the previous bar, for consecutive bars."""
         out = {}
-        items = list(self.closes)
-        for (b0, p0), (b1, p1) in zip(items, items[1:]):
+        for (_, p0), (b1, p1) in itertools.pairwise(self.closes):
             if p0 > 0:
                 out[b1] = p1 / p0 - 1
         return out
@@ -130,20 +130,23 @@ def check_proposal(e: PositionOpened, rules: RuleSet, converter: Converter, book
     n_open = book.open_count.get(e.strategy_type, 0)
     max_pos = rules.max_positions(e.strategy_type)
     if n_open >= max_pos:
-        failed.append(Failed("max_positions", f"strategy {e.strategy_type} already has {n_open} open positions (max_positions {max_pos})"))
+        failed.append(Failed("max_positions",
+                             f"strategy {e.strategy_type} already has {n_open} open positions (max_positions {max_pos})"))
     ccy = converter.spec(e.symbol).quote_currency
     if math.isnan(converter.rate(ccy)):
         failed.append(Failed("conversion", f"no quote yet to convert {ccy} to {converter.account}"))
         return PreTrade(tuple(failed), e.volume, stop, tp)
     limit = rules.limits.max_position_size
-    reason, volume, resized_from = size_check(converter.notional(e.symbol, e.entry_price, e.volume), equity, limit.max, limit.on_breach, e.volume)
+    notional = converter.notional(e.symbol, e.entry_price, e.volume)
+    reason, volume, resized_from = size_check(notional, equity, limit.max, limit.on_breach, e.volume)
     if reason:
         failed.append(Failed("max_position_size", reason))
     new_risk = converter.risk(e.symbol, e.entry_price, stop, volume)
     allowed = rules.risk_allocation(e.strategy_type)
     total = (open_risk(converter, book.open_positions(e.strategy_type)) + new_risk) / equity if equity > 0 else math.inf
     if total > allowed:
-        failed.append(Failed("risk_allocation", f"open risk of {e.strategy_type} would be {pct(total)} of equity (risk_allocation {pct(allowed)})"))
+        failed.append(Failed("risk_allocation",
+                             f"open risk of {e.strategy_type} would be {pct(total)} of equity (risk_allocation {pct(allowed)})"))
     corr_max = rules.limits.max_correlation.max
     mine = bars.get(e.symbol)
     if mine is not None:
@@ -152,11 +155,13 @@ def check_proposal(e: PositionOpened, rules: RuleSet, converter: Converter, book
                 continue
             c = correlation(mine.returns(), bars[p.symbol].returns())
             if c is not None and c * e.side * p.side > corr_max:
-                failed.append(Failed("max_correlation", f"correlation {c * e.side * p.side:.2f} with open position {p.id} ({p.symbol}) exceeds max_correlation {corr_max:g}"))
+                failed.append(Failed("max_correlation", f"correlation {c * e.side * p.side:.2f} with open position {p.id} "
+                                                        f"({p.symbol}) exceeds max_correlation {corr_max:g}"))
     return PreTrade(tuple(failed), volume, stop, tp, resized_from)
 
 
 def pct(x: float) -> str:
+    """Format a fraction as a percentage of four significant digits (0.0125 -> ``1.25%``)."""
     return f"{x * 100:.4g}%"
 
 

@@ -19,13 +19,13 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import numpy as np
 
-from engine.book.metrics import max_drawdown
 from engine.book.ledgers import Day
+from engine.book.metrics import max_drawdown
 from engine.book.positions import Book, Position
 from engine.book.valuation import Converter
 from engine.config.conditions import fields_of, negation_normal_form
@@ -118,7 +118,7 @@ class CustomRules:
         peak = account.peak_equity
         minute = t.ts // 60_000
         if self._clock[0] != minute:
-            dt = datetime.fromtimestamp(minute * 60, tz=timezone.utc)
+            dt = datetime.fromtimestamp(minute * 60, tz=UTC)
             self._clock = (minute, {"clock.weekday": WEEKDAYS[dt.weekday()], "clock.hour": dt.hour, "clock.minute": dt.minute})
 
         def exposure() -> float:
@@ -144,13 +144,15 @@ class CustomRules:
         """Makers of the ``strategy.*`` fields (and ``position.strategy_name``) the position rules read."""
         makers: dict[str, Callable[[], np.ndarray]] = {}
         if "position.strategy_name" in self.fields:
-            makers["position.strategy_name"] = lambda: np.array([account.book.positions[pid].strategy_name for pid in kernel.ids], dtype=object)
+            makers["position.strategy_name"] = lambda: np.array(
+                [account.book.positions[pid].strategy_name for pid in kernel.ids], dtype=object)
         wanted = [f for f in self.fields if f.startswith("strategy.")]
         if wanted:
             per = functools.cache(lambda: {name: strategy_context(account, name) for name in set(kernel.strategies)})
             for f in wanted:
                 makers[f] = functools.partial(
-                    lambda f: np.array([per()[name][f] for name in kernel.strategies], dtype=object if f == "strategy.name" else np.float64), f)
+                    lambda f: np.array([per()[name][f] for name in kernel.strategies],
+                                       dtype=object if f == "strategy.name" else np.float64), f)
         return makers
 
 

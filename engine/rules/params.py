@@ -6,7 +6,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from engine.config.models import Strategy
+from engine.config.models import ExitLevel, Strategy
 
 #: bound on exit levels per strategy (the model allows at most 20)
 MAX_LEVELS = 20
@@ -76,7 +76,7 @@ def strategy_params(s: Strategy) -> StrategyParams:
         trail_k=t.volatility_multiple,
         trail_window=t.volatility_window,
         level_is_r=is_r,
-        level_trigger=tuple(float(lv.r_multiple if is_r else lv.profit_target) for lv in levels),
+        level_trigger=tuple(_trigger(lv, is_r) for lv in levels),
         level_pct=tuple(lv.exit_percentage for lv in levels),
         level_sl=tuple(lv.sl_adjustment if lv.sl_adjustment is not None else math.nan for lv in levels),
         level_all=tuple(level_all),
@@ -86,6 +86,13 @@ def strategy_params(s: Strategy) -> StrategyParams:
         dyn_tp_k=s.dynamic_sltp.take_profit_multiple,
         dyn_only_tighten=s.dynamic_sltp.only_tighten,
     )
+
+
+def _trigger(level: ExitLevel, is_r: bool) -> float:
+    value = level.r_multiple if is_r else level.profit_target
+    if value is None:  # the rule files' lint holds every level to the first one's kind
+        raise TypeError(f"expected every exit level to use {'r_multiple' if is_r else 'profit_target'} like the first one")
+    return float(value)
 
 
 def compile_params(strategies: Mapping[str, Strategy]) -> dict[str, StrategyParams]:

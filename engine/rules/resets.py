@@ -8,7 +8,7 @@ a weekly_reset job the week rolls on Monday 00:00 UTC.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from engine.config.models import Job, Schedules
@@ -38,21 +38,22 @@ class ResetClock:
 
     @staticmethod
     def _next(trigger: CronTrigger, ts: int) -> int:
-        now = datetime.fromtimestamp(ts / 1000, tz=timezone.utc)
+        now = datetime.fromtimestamp(ts / 1000, tz=UTC)
         fire = trigger.get_next_fire_time(None, now)
         return int(fire.timestamp() * 1000)
 
     def advance(self, ts: int) -> tuple[bool, bool]:
         """Return (daily reset due, weekly reset due) for an event at ``ts``; the first event starts the clock."""
-        if self.next_daily is None:
+        next_daily, next_weekly = self.next_daily, self.next_weekly
+        if next_daily is None or next_weekly is None:
             self.next_daily = self._next(self._daily, ts + 1)
             self.next_weekly = self._next(self._weekly, ts + 1)
             return False, False
         daily = weekly = False
-        if ts >= self.next_daily:
+        if ts >= next_daily:
             daily = True
             self.next_daily = self._next(self._daily, ts + 1)
-        if ts >= self.next_weekly:
+        if ts >= next_weekly:
             weekly = True
             self.next_weekly = self._next(self._weekly, ts + 1)
         return daily, weekly

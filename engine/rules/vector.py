@@ -17,11 +17,14 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from engine.config.conditions import AllOf, AnyOf, Compare, Condition, In, fields_of, negation_normal_form
 
 _OPS = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 _PER_ROW = ("position.", "strategy.")
+
+Mask = NDArray[np.bool_]
 
 
 class LazyColumns(Mapping[str, Any]):
@@ -52,13 +55,13 @@ def _shared_only(cond: Condition) -> bool:
     return not any(f.startswith(_PER_ROW) for f in fields_of(cond))
 
 
-def mask(cond: Condition, columns: Mapping[str, Any], n: int, normalized: bool = False) -> np.ndarray:
+def mask(cond: Condition, columns: Mapping[str, Any], n: int, normalized: bool = False) -> Mask:
     """Return which of ``n`` rows satisfy ``cond`` (``normalized``: already in negation normal form)."""
     out = _mask(cond if normalized else negation_normal_form(cond), columns, n)
     return out if isinstance(out, np.ndarray) else np.full(n, bool(out))
 
 
-def _mask(cond: Condition, columns: Mapping[str, Any], n: int) -> np.ndarray | bool:
+def _mask(cond: Condition, columns: Mapping[str, Any], n: int) -> Mask | bool:
     if isinstance(cond, Compare):
         if cond.field not in columns:
             return False
@@ -66,7 +69,8 @@ def _mask(cond: Condition, columns: Mapping[str, Any], n: int) -> np.ndarray | b
         if isinstance(col, np.ndarray):
             if col.dtype.kind in "fc":
                 with np.errstate(invalid="ignore"):
-                    return _OPS[cond.op](col, cond.value) & ~np.isnan(col)
+                    held: Mask = _OPS[cond.op](col, cond.value) & ~np.isnan(col)
+                    return held
             return np.asarray(_OPS[cond.op](col, cond.value), dtype=bool)
         try:
             return bool(_OPS[cond.op](col, cond.value))
@@ -85,7 +89,7 @@ def _mask(cond: Condition, columns: Mapping[str, Any], n: int) -> np.ndarray | b
         return hit
     if isinstance(cond, (AllOf, AnyOf)):
         is_all = isinstance(cond, AllOf)
-        acc: np.ndarray | bool = is_all
+        acc: Mask | bool = is_all
         # shared scalars first: they decide for every row at once
         for item in sorted(cond.items, key=lambda c: not _shared_only(c)):
             part = _mask(item, columns, n)
@@ -98,12 +102,16 @@ def _mask(cond: Condition, columns: Mapping[str, Any], n: int) -> np.ndarray | b
     raise TypeError(f"not a condition in negation normal form: {cond!r}")
 
 
+#: one bound of an interval: a scalar, or an array of one bound per row
+Bound = float | NDArray[np.float64]
+
+
 class Interval:
     """A numeric field known only to lie within ``[lo, hi]`` (scalars, or arrays of one bound per row)."""
 
-    __slots__ = ("lo", "hi")
+    __slots__ = ("hi", "lo")
 
-    def __init__(self, lo: Any, hi: Any) -> None:
+    def __init__(self, lo: Bound, hi: Bound) -> None:
         self.lo, self.hi = lo, hi
 
 
@@ -119,10 +127,12 @@ def could_hold(cond: Condition, columns: Mapping[str, Any], n: int) -> np.ndarra
     return out if isinstance(out, np.ndarray) else np.full(n, bool(out))
 
 
-def _could(cond: Condition, columns: Mapping[str, Any], n: int) -> np.ndarray | bool:
+def _could(cond: Condition, columns: Mapping[str, Any], n: int) -> np.ndarray | int:
+    # an answer is read by its truth: ``!=`` on scalar bounds gives ``~`` of a bool (an int), and an int
+    # ``&`` an array of bools gives an array of ints
     if isinstance(cond, (AllOf, AnyOf)):
         is_all = isinstance(cond, AllOf)
-        acc: np.ndarray | bool = is_all
+        acc: np.ndarray | int = is_all
         for item in sorted(cond.items, key=lambda c: not _shared_only(c)):  # shared scalars first, as mask does
             part = _could(item, columns, n)
             acc = (acc & part) if is_all else (acc | part)
@@ -142,9 +152,9 @@ def _could(cond: Condition, columns: Mapping[str, Any], n: int) -> np.ndarray | 
             numbers = [v for v in cond.values if isinstance(v, (int, float)) and not isinstance(v, bool)]
             if cond.negated:  # fails only where the field is pinned to one of the values
                 return ~np.isin(lo, numbers) | (lo != hi) if numbers else True
-            inside = False
-            for v in numbers:
-                inside = inside | ((lo <= v) & (v <= hi))
+            inside: Mask | bool = False
+            for x in numbers:
+                inside = inside | ((lo <= x) & (x <= hi))
             return inside
         v = cond.value
         if not isinstance(v, (int, float)) or isinstance(v, bool):

@@ -11,12 +11,13 @@ import math
 
 import numpy as np
 from numba import njit
+from numpy.typing import NDArray
 
 _RESYNC = 1024
 
 
 @njit(cache=True)
-def _push(r, sizes, bufs, S):
+def _push(r: float, sizes: NDArray[np.int64], bufs: NDArray[np.float64], S: NDArray[np.float64]) -> int:
     """Add return ``r`` to every window; return how many windows (a prefix) have enough history.
 
     ``S`` rows: position in the ring, count, ticks since resync (ints as floats), sum, squares,
@@ -53,7 +54,7 @@ def _push(r, sizes, bufs, S):
 
 
 @njit(cache=True)
-def update(bid, ask, sizes, bufs, S):
+def update(bid: float, ask: float, sizes: NDArray[np.int64], bufs: NDArray[np.float64], S: NDArray[np.float64]) -> None:
     """Add a quote: the return of its mid from the last one (the first quote only sets the mid)."""
     mid = (bid + ask) / 2
     if sizes.shape[0] > 0 and S[6, 0] > 0:  # nan > 0 is False
@@ -86,7 +87,7 @@ class Volatility:
         """Add a quote."""
         update(bid, ask, self.sizes, self.bufs, self.S)
 
-    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+    def arrays(self) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
         """Return (windows, volatilities) of the windows with enough history, for the kernel."""
         ready = int(self.S[6, 1])
         return self.sizes[:ready], self.value_array[:ready]
@@ -94,4 +95,4 @@ class Volatility:
     def sigma(self) -> dict[int, float]:
         """Return, for each window with enough history, the volatility of returns (a fraction per tick)."""
         ready = int(self.S[6, 1])
-        return {int(w): float(v) for w, v in zip(self.sizes[:ready], self.value_array[:ready])}
+        return {int(w): float(v) for w, v in zip(self.sizes[:ready], self.value_array[:ready], strict=True)}
