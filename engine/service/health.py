@@ -52,7 +52,7 @@ def snapshot(service, scrub=lambda text: text) -> Health:
     except redis.RedisError:
         redis_ok = False
     accounts: dict[str, dict[str, Any]] = {}
-    for account, worker in sorted(list(service.workers.items())):
+    for account, worker in sorted(service.workers.items()):
         try:
             h = dict(worker.health())
         except Exception as exc:  # a health check must answer even when the worker is broken

@@ -79,11 +79,12 @@ def optimize(engine: Engine, ts: int) -> dict[str, Any]:
         "ts": ts,
         "rules_version": engine.version,
         "observations": int(returns.shape[0]),
-        "methods": {r.method: {"weights": dict(zip(names, map(float, r.weights))), **{k: _f(v) for k, v in r.performance.as_dict().items()}}
+        "methods": {r.method: {"weights": dict(zip(names, map(float, r.weights), strict=True)),
+                               **{k: _f(v) for k, v in r.performance.as_dict().items()}}
                     for r in results},
         "failed_methods": failures,
-        "targets": dict(zip(names, map(float, cons.weights))),
-        "current": dict(zip(names, map(float, current))),
+        "targets": dict(zip(names, map(float, cons.weights), strict=True)),
+        "current": dict(zip(names, map(float, current), strict=True)),
         "recommendations": [
             {"strategy": s.name, "current": s.current, "target": s.target, "drift": s.drift, "threshold": s.threshold,
              "action": s.action, "priority": s.priority}
@@ -100,7 +101,7 @@ def optimize(engine: Engine, ts: int) -> dict[str, Any]:
             "risk_contributions_after": recs.impact.risk_contributions_after,
         },
         "agreement": {"mean_pairwise_l1": _f(cons.agreement.mean_pairwise_l1), "max_pairwise_l1": _f(cons.agreement.max_pairwise_l1),
-                      "max_deviation": dict(zip(names, map(float, cons.agreement.max_deviation)))},
+                      "max_deviation": dict(zip(names, map(float, cons.agreement.max_deviation), strict=True))},
         "auto_apply": alloc.auto_apply,
         "applied": False,
     }
@@ -119,7 +120,7 @@ def apply(engine: Engine, result: dict[str, Any], seq: int, key: str) -> list:
     out = []
     for i, t in enumerate(result["implementation_plan"]):
         params = {"step": t["step"], "from": t["from"], "to": t["to"], "amount": t["amount"], "amount_equity": t["amount_equity"]}
-        out.append(Action(action_id(engine.version, seq, f"{t['to']}#{key}", "rebalance", "optimize_portfolio", i), result["ts"], "rebalance", None,
-                          t["to"], params, "optimize_portfolio", engine.version,
+        aid = action_id(engine.version, seq, f"{t['to']}#{key}", "rebalance", "optimize_portfolio", i)
+        out.append(Action(aid, result["ts"], "rebalance", None, t["to"], params, "optimize_portfolio", engine.version,
                           f"stage {t['step']}: move {t['amount']:.2%} of equity from {t['from']} to {t['to']} (auto_apply)"))
     return out

@@ -70,7 +70,7 @@ def test_monitoring_endpoints_follow_the_live_book(api, redis_server) -> None:
 
 
 def test_proposing_over_http_returns_the_managed_position_or_every_failed_check(api, redis_server) -> None:
-    a, svc, _ = api
+    a, _, _ = api
     publish(redis_server, "acct", demo_events()[:50])  # quotes first
     wait_for(lambda: drained(redis_server, "acct"))
     ok = a.client.post("/api/positions", json={"position_id": "H1", "symbol": "EURUSD", "strategy_type": "scalp_trend",

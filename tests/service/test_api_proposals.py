@@ -27,8 +27,8 @@ def api(redis_server, scalping):
 
 
 @pytest.mark.parametrize("body, word", [
-    (b'{"position_id": "p-x", "symbol": "EURUSD", "strategy_type": "scalp_trend", "action": "BUY", "volume": 0.01, '
-     b'"entry_price": 1.1457, "note": NaN}', "note: expected a finite number, found NaN"),
+    ((b'{"position_id": "p-x", "symbol": "EURUSD", "strategy_type": "scalp_trend", "action": "BUY", "volume": 0.01, '
+      b'"entry_price": 1.1457, "note": NaN}'), "note: expected a finite number, found NaN"),
     (json.dumps({**GOOD, "ts": 10**18}).encode(), "nanoseconds"),
     (json.dumps({**GOOD, "ts": "9999-12-31T23:59:59+00:00"}).encode(), "between 2000-01-01 and 2100-01-01"),
     (json.dumps({**GOOD, "ts": 10**30}).encode(), "digits"),

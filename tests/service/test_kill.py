@@ -52,7 +52,8 @@ def test_sigkill_mid_replay_loses_nothing_and_emits_nothing_twice(tmp_path: Path
         feeder.start()
         proc = start(tmp_path, scalping, url_of(redis_server))
         try:
-            wait_for(lambda: redis_server.xlen(journal_key) > before or proc.poll() is not None, 120, "the engine to decide events")
+            wait_for(lambda before=before, proc=proc: redis_server.xlen(journal_key) > before or proc.poll() is not None, 120,
+                     "the engine to decide events")
             assert proc.poll() is None, proc.stderr.read()
             time.sleep(rng.uniform(0.05, 0.6))
         finally:
@@ -66,7 +67,7 @@ def test_sigkill_mid_replay_loses_nothing_and_emits_nothing_twice(tmp_path: Path
         wait_for(lambda: drained(redis_server, "acct"), 120, "the restarted engine to decide everything")
     finally:
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)
+        _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err  # SIGTERM: a clean stop
     want_actions, want_positions = reference(scalping, events)
     got_actions, got_positions = stored(redis_server, "acct")
@@ -102,17 +103,18 @@ def test_sigkill_after_each_kind_of_poison_event_recovers_and_decides_the_next_g
             redis_server.xadd(key, {"event": poison[kind]})
             redis_server.xadd(key, {"event": next(good)})
             if i % 2:  # decided before the kill; else killed with them pending (or half-way)
-                wait_for(lambda: drained(redis_server, "acct") or proc.poll() is not None, 120, f"the engine to decide past {kind}")
+                wait_for(lambda proc=proc: drained(redis_server, "acct") or proc.poll() is not None, 120,
+                         f"the engine to decide past {kind}")
             assert proc.poll() is None, proc.stderr.read()
             proc.send_signal(signal.SIGKILL)
             proc.wait(10)
             proc = start(tmp_path, scalping, url_of(redis_server))
             redis_server.xadd(key, {"event": next(good)})
-            wait_for(lambda: drained(redis_server, "acct") or proc.poll() is not None, 120, f"the next good event after {kind}")
+            wait_for(lambda proc=proc: drained(redis_server, "acct") or proc.poll() is not None, 120, f"the next good event after {kind}")
             assert proc.poll() is None, proc.stderr.read()
     finally:
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)
+        _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "Traceback" not in err
     dead = [f for _, f in redis_server.xrange(k.stream("acct", "dead"))]

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from engine.service.store import Keys, text
 from tests.service.conftest import demo_events, drained, publish, reference, start_service, stored, wait_for
 
@@ -63,7 +61,7 @@ def test_every_kind_of_poison_event_is_dead_lettered_and_the_account_decides_as_
         svc.stop()
     dead = _dead(redis_server)
     assert len(dead) == len(POISON)
-    for (name, _, word), d in zip(POISON, dead):
+    for (name, _, word), d in zip(POISON, dead, strict=True):
         assert word in d["reason"], (name, d["reason"])
         assert "internal error" not in d["reason"] and "Traceback" not in d["reason"], name
     assert stored(redis_server, "acct") == reference(scalping, events)
@@ -124,7 +122,8 @@ def test_the_dead_letters_and_failed_events_survive_a_restart_and_are_not_decide
     monkeypatch.setattr(Engine, "_on_closed", original)
 
 
-def test_a_batch_whose_commit_fails_is_decided_again_one_by_one_and_the_poison_entry_is_dead_lettered(redis_server, scalping, monkeypatch) -> None:
+def test_a_batch_whose_commit_fails_is_decided_again_one_by_one_and_the_poison_entry_is_dead_lettered(
+        redis_server, scalping, monkeypatch) -> None:
     """A failure outside the engine's own guard (here: writing one position's record) aborts the whole
     batch; after the rebuild the batch is decided one entry at a time, the entry that fails on its own
     is dead-lettered undecided, and everything else is decided exactly as without it."""
@@ -143,7 +142,7 @@ def test_a_batch_whose_commit_fails_is_decided_again_one_by_one_and_the_poison_e
     monkeypatch.setattr(views, "record", record)
     svc = start_service(redis_server, scalping)
     try:
-        publish(redis_server, "acct", events[:200] + [poison] + events[200:])
+        publish(redis_server, "acct", [*events[:200], poison, *events[200:]])
         wait_for(lambda: drained(redis_server, "acct"), 60)
         health = svc.workers["acct"].health()
     finally:
@@ -154,7 +153,8 @@ def test_a_batch_whose_commit_fails_is_decided_again_one_by_one_and_the_poison_e
     assert health["state"] == "deciding" and health["failures"] == 0
 
 
-def test_health_says_stalled_with_the_reason_while_the_engine_cannot_rebuild_and_deciding_once_it_can(redis_server, scalping, monkeypatch) -> None:
+def test_health_says_stalled_with_the_reason_while_the_engine_cannot_rebuild_and_deciding_once_it_can(
+        redis_server, scalping, monkeypatch) -> None:
     svc = start_service(redis_server, scalping, lease_ms=60_000, renew_ms=500)  # the same worker all along
     try:
         w = svc.workers["acct"]
@@ -184,7 +184,7 @@ def test_a_takeover_needs_allow_takeover_and_is_journaled(redis_server, scalping
            "strategy_name": "s", "action": "BUY", "volume": 1000.0, "entry_price": 1.1457, "existing": True}
     svc = start_service(redis_server, scalping)
     try:
-        publish(redis_server, "acct", events + [big])
+        publish(redis_server, "acct", [*events, big])
         wait_for(lambda: drained(redis_server, "acct"))
         assert svc.workers["acct"].call(lambda e: "BIG" in e.book.positions) is False
     finally:
@@ -224,7 +224,7 @@ def test_riskrail_run_takes_positions_over_only_with_allow_takeover(tmp_path, re
         try:
             assert proc.stdout.readline().startswith("riskrail run:"), proc.stderr.read()
             publish(redis_server, "acct", [{**existing, "position_id": pid}])
-            wait_for(lambda: drained(redis_server, "acct") or proc.poll() is not None, 60)
+            wait_for(lambda proc=proc: drained(redis_server, "acct") or proc.poll() is not None, 60)
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.communicate(timeout=30)

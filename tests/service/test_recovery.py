@@ -77,7 +77,7 @@ def test_bad_input_goes_to_the_dead_letter_stream_with_its_reason_and_nothing_el
     assert "bid: expected a finite number, found NaN" in dead[1]["reason"]
     assert any("unknown symbol 'XAUUSD'" in p for p in problems)  # valid but unknown: journaled, reported, ignored
     # the valid events, the unknown symbol's tick among them (it takes its sequence number), decided as always
-    assert stored(redis_server, "acct") == reference(scalping, events[:200] + [gold] + events[200:])
+    assert stored(redis_server, "acct") == reference(scalping, [*events[:200], gold, *events[200:]])
     journal = [json.loads(f[b"record"]) for _, f in redis_server.xrange(k.stream("acct", "journal"))]
     assert sum(r["kind"] == "refused" for r in journal) == 4
     assert sum(r["kind"] == "event" for r in journal) == len(events) + 1
@@ -95,7 +95,8 @@ def test_an_event_the_engine_fails_on_is_journaled_and_dead_lettered_and_the_eng
     monkeypatch.setattr(Engine, "_on_closed", broken)
     svc = start_service(redis_server, scalping)
     try:
-        publish(redis_server, "acct", events[:150] + [{"type": "position_closed", "ts": events[150]["ts"], "position_id": "T1"}] + events[150:])
+        closed = {"type": "position_closed", "ts": events[150]["ts"], "position_id": "T1"}
+        publish(redis_server, "acct", [*events[:150], closed, *events[150:]])
         wait_for(lambda: drained(redis_server, "acct"))
         assert svc.workers["acct"].call(lambda e: e.counts["events"]) == 301
     finally:

@@ -35,7 +35,8 @@ def test_editing_a_strategy_changes_the_version_and_the_next_tick(redis_server, 
         wait_for(lambda: len(actions_of(redis_server)) == 2)
         assert [a["type"] for a in actions_of(redis_server)] == ["set_stop_loss", "set_take_profit"]
         edit(scalping / "strategies" / "scalp_trend.yaml", "{profit_target: 0.0001,", "{profit_target: 0.00005,")
-        wait_for(lambda: (api.client.get("/api/rules").json()["last_reload"] or {}).get("version") not in (None, old), 10, "the new version")
+        wait_for(lambda: (api.client.get("/api/rules").json()["last_reload"] or {}).get("version") not in (None, old), 10,
+                 "the new version")
         new = api.client.get("/api/rules").json()
         assert new["version"] == new["last_reload"]["version"] != old
         assert new["last_reload"]["ok"] and new["last_reload"]["trigger"] == "file change"
@@ -47,7 +48,8 @@ def test_editing_a_strategy_changes_the_version_and_the_next_tick(redis_server, 
         # the position kept its state across the swap: the partial close is of its original volume
         assert acts[0]["params"]["volume"] == 0.03
         journal = [json.loads(f[b"record"]) for _, f in redis_server.xrange(Keys().stream("acct", "journal"))]
-        assert {"kind": "reload", "version": new["version"], "previous": old} .items() <= next(r for r in journal if r["kind"] == "reload").items()
+        swap = next(r for r in journal if r["kind"] == "reload")
+        assert {"kind": "reload", "version": new["version"], "previous": old}.items() <= swap.items()
     finally:
         api.close()
         svc.stop()

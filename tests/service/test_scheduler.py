@@ -54,8 +54,10 @@ def test_a_job_that_raises_is_counted_and_the_runner_goes_on(redis_server, scalp
 def test_the_optimizer_job_recommends_within_the_bands_and_auto_apply_emits_rebalancing(redis_server, scalping) -> None:
     (scalping / "rules" / "allocation.yaml").write_text("auto_apply: true\nmethods: [risk_parity, min_volatility, max_sharpe]\n")
     # allocations far from what the optimizers find (about even): the plan has transfers to make
-    edit(scalping / "strategies" / "scalp_trend.yaml", "allocation: {target: 0.5, min: 0.3, max: 0.7}", "allocation: {target: 0.3, min: 0.3, max: 0.7, rebalance_threshold: 0.01}")
-    edit(scalping / "strategies" / "scalp_revert.yaml", "allocation: {target: 0.5, min: 0.3, max: 0.7}", "allocation: {target: 0.7, min: 0.3, max: 0.7, rebalance_threshold: 0.01}")
+    edit(scalping / "strategies" / "scalp_trend.yaml", "allocation: {target: 0.5, min: 0.3, max: 0.7}",
+         "allocation: {target: 0.3, min: 0.3, max: 0.7, rebalance_threshold: 0.01}")
+    edit(scalping / "strategies" / "scalp_revert.yaml", "allocation: {target: 0.5, min: 0.3, max: 0.7}",
+         "allocation: {target: 0.7, min: 0.3, max: 0.7, rebalance_threshold: 0.01}")
     svc = start_service(redis_server, scalping, scheduler=True)
     try:
         publish(redis_server, "acct", demo_events())  # one hour of ticks: 60 one-minute samples of each strategy
