@@ -134,9 +134,9 @@ class BodyLimit:
             remaining = deadline - loop.time()
             try:
                 if remaining <= 0:
-                    raise asyncio.TimeoutError
+                    raise TimeoutError
                 message = await asyncio.wait_for(receive(), remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise _Refused(408, f"the request body did not arrive within {lim.body_timeout:g} s") from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
@@ -153,7 +153,7 @@ class BodyLimit:
                 started = True
             try:
                 await asyncio.wait_for(send(message), lim.send_timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise _SendTimeout(f"the client did not take the response within {lim.send_timeout:g} s") from None
 
         try:

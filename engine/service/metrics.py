@@ -31,7 +31,8 @@ class Metrics:
                                         buckets=LATENCY_BUCKETS, registry=r)
         self.jobs = Counter("riskrail_job_runs_total", "scheduled job runs, by job and result", ["job", "result"], registry=r)
         self.redis_errors = Counter("riskrail_redis_errors_total", "Redis failures the engine recovered from", registry=r)
-        self.recoveries = Counter("riskrail_recoveries_total", "account engines rebuilt from Redis (start, takeover, Redis restart)", registry=r)
+        self.recoveries = Counter("riskrail_recoveries_total", "account engines rebuilt from Redis (start, takeover, Redis restart)",
+                                  registry=r)
         self.rules_info = Gauge("riskrail_rules_version_info", "the active rules version (value 1)", ["version"], registry=r)
         # health, set when /metrics or /readyz is read (engine.service.health)
         self.accounts_stalled = Gauge("riskrail_accounts_stalled", "accounts of this process that are not deciding "

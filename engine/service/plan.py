@@ -65,7 +65,8 @@ def plan(service, files: dict[str, str], *, account: str | None = None, max_even
                                    "--equity", repr(service.equity0), "--format", "json"],
                                   capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
-            raise PlanRequestError(504, f"the plan did not finish within {timeout:g} s over {n} events; ask for fewer (max_events)") from None
+            raise PlanRequestError(504, f"the plan did not finish within {timeout:g} s over {n} events; "
+                                        "ask for fewer (max_events)") from None
         if proc.returncode not in (0, 2):
             raise PlanRequestError(422, {"message": "the plan failed", "error": proc.stderr.strip()[-2000:]})
         report = json.loads(proc.stdout)

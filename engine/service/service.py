@@ -176,7 +176,8 @@ class Service:
         with self._workers_lock:
             w = self.workers.get(account)
         if w is None or w.stopped.is_set():
-            raise RiskrailError(f"account {account!r} is not run by this process (accounts here: {', '.join(sorted(self.workers)) or 'none'})")
+            raise RiskrailError(f"account {account!r} is not run by this process "
+                                f"(accounts here: {', '.join(sorted(self.workers)) or 'none'})")
         return w
 
     def _lease(self, account: str) -> Lease:
@@ -238,7 +239,8 @@ class Service:
             try:
                 w.reload(rules)
             except Exception as exc:
-                log.error("account %s: the reload did not reach its engine: %s (it picks the active version up when it recovers)", w.account, exc)
+                log.error("account %s: the reload did not reach its engine: %s (it picks the active version up when it recovers)",
+                          w.account, exc)
         self.metrics.set_version(rules.version)
         if self.jobs is not None and (previous is None or previous.schedules != rules.schedules):
             self.jobs.set_schedules(rules.schedules)

@@ -168,7 +168,8 @@ def portfolio_summary(engine: Engine, optimization: dict[str, Any] | None = None
     for name, s in sorted(engine.rules.strategies.items()):
         strategy_equity = engine.strategy_equity(name)
         allocations[name] = {
-            "target": engine.targets.get(name, s.allocation.target), "configured_target": s.allocation.target, "min": s.allocation.min, "max": s.allocation.max,
+            "target": engine.targets.get(name, s.allocation.target), "configured_target": s.allocation.target,
+            "min": s.allocation.min, "max": s.allocation.max,
             "current": strategy_equity / equity if equity else None, "equity": strategy_equity,
             "open_positions": engine.book.open_count.get(name, 0),
         }
@@ -178,7 +179,8 @@ def portfolio_summary(engine: Engine, optimization: dict[str, Any] | None = None
         "allocations": allocations,
         "pnl": {
             "realized": summary["portfolio"]["realized_pnl"], "unrealized": summary["portfolio"]["unrealized_pnl"],
-            "by_strategy": {n: {"realized": s["realized_pnl"], "unrealized": s["unrealized_pnl"]} for n, s in summary["strategies"].items()},
+            "by_strategy": {n: {"realized": s["realized_pnl"], "unrealized": s["unrealized_pnl"]}
+                            for n, s in summary["strategies"].items()},
         },
         "metrics": {k: _num(v) if isinstance(v, float) else v for k, v in summary["portfolio"].items()},
         "rebalancing_recommendations": (optimization or {}).get("recommendations", []),

@@ -156,10 +156,10 @@ class AccountWorker:
         """
         lag = self._lag()
         state, reason = self.state, self.reason
-        if self.stopped.is_set() or not self.thread.is_alive() and self.thread.ident is not None:
+        if self.stopped.is_set() or (not self.thread.is_alive() and self.thread.ident is not None):
             state, reason = "stopped", reason or "the engine thread has stopped"
-        elif state == "deciding" and lag and time.monotonic() - self._beat > STALL_AFTER_S:
-            state, reason = "stalled", f"the engine has not come back for {time.monotonic() - self._beat:.0f} s while {lag} input entries wait"
+        elif state == "deciding" and lag and (idle := time.monotonic() - self._beat) > STALL_AFTER_S:
+            state, reason = "stalled", f"the engine has not come back for {idle:.0f} s while {lag} input entries wait"
         engine = self.engine
         return {"account": self.account, "state": state, "lag": lag,
                 "last_decision_age_s": None if self.last_decision is None else round(max(time.time() - self.last_decision, 0.0), 3),
