@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 from engine.config.load import load_config
 from engine.errors import OptimizationError, RiskrailError
@@ -33,6 +34,8 @@ from engine.events import EventError, PositionOpened, parse_event
 from engine.ports import Broker
 from engine.rules.evaluator import Engine
 from engine.service import views
+
+T = TypeVar("T")
 
 
 class Coordinator:
@@ -65,19 +68,20 @@ class Coordinator:
 
     async def start(self) -> None:
         """Load and validate the rules (raises ``ConfigError`` with every problem)."""
-        await self._run(lambda: None)
+        await self._run(lambda _: None)
 
     async def close(self) -> None:
         self._pool.shutdown(wait=True)
 
-    async def _run(self, fn) -> Any:
-        def call():
+    async def _run(self, fn: Callable[[Engine], T]) -> T:
+        """``fn(engine)`` on the engine's thread (the engine is made on first use)."""
+        def call() -> T:
             if self._engine is None:
                 from engine.adapters.paper import PaperBroker
 
                 self._engine = Engine(load_config(self.config_dir), equity0=self._equity,
                                       broker=self._broker if self._broker is not None else PaperBroker(), on_problem=self._problem)
-            return fn()
+            return fn(self._engine)
 
         return await asyncio.get_running_loop().run_in_executor(self._pool, call)
 
@@ -95,7 +99,7 @@ class Coordinator:
         """Decide one event (a JSON object as on the input stream); return the actions, as JSON."""
         parsed = parse_event(event)
         self._check_takeover(parsed)
-        return await self._run(lambda: [a.to_json() for a in self._engine.process(parsed)])
+        return await self._run(lambda e: [a.to_json() for a in e.process(parsed)])
 
     async def tick(self, symbol: str, bid: float, ask: float | None = None, ts: int | None = None) -> list[dict[str, Any]]:
         """A quote; return the actions the rules took on it."""
@@ -111,8 +115,7 @@ class Coordinator:
         _, event = views.proposal(position, _now())
         self._check_takeover(event)
 
-        def decide() -> dict[str, Any]:
-            e = self._engine
+        def decide(e: Engine) -> dict[str, Any]:
             if event.position_id in e.book.positions:
                 raise EventError(f"position {event.position_id!r} already exists")
             return views.outcome(e, event.position_id, e.process(event))
@@ -127,15 +130,15 @@ class Coordinator:
 
     async def status(self) -> dict[str, Any]:
         """As ``GET /api/risk-management/status``."""
-        return await self._run(lambda: views.risk_status(self._engine))
+        return await self._run(views.risk_status)
 
     async def portfolio_summary(self) -> dict[str, Any]:
         """As ``GET /api/position-management/portfolio-summary``."""
-        return await self._run(lambda: views.portfolio_summary(self._engine, self.last_optimization))
+        return await self._run(lambda e: views.portfolio_summary(e, self.last_optimization))
 
     async def positions(self, status: str | None = None) -> list[dict[str, Any]]:
         """As ``GET /api/positions``."""
-        return await self._run(lambda: views.positions(self._engine, status))
+        return await self._run(lambda e: views.positions(e, status))
 
     async def optimize(self) -> dict[str, Any]:
         """Run the optimizers of rules/allocation.yaml now; as ``GET /api/position-management/optimization-results``.
@@ -145,8 +148,7 @@ class Coordinator:
         """
         from engine.service.optimizer import apply, optimize
 
-        def run() -> dict[str, Any]:
-            e = self._engine
+        def run(e: Engine) -> dict[str, Any]:
             result = optimize(e, e.last_ts or _now())
             actions = apply(e, result, e.seq, f"coordinator-{time.monotonic_ns()}") if result["auto_apply"] else []
             result = {"status": "ok", **result, "actions": [a.to_json() for a in actions]}
@@ -163,9 +165,9 @@ class Coordinator:
         if rules is None:
             raise RiskrailError("the rules were not reloaded: " + "; ".join(e["text"] for e in errors))
 
-        def swap() -> str:
-            self._engine.reload(rules)
-            return self._engine.version
+        def swap(e: Engine) -> str:
+            e.reload(rules)
+            return e.version
 
         return await self._run(swap)
 

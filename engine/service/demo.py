@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 from engine.adapters.files import read_ticks
 from engine.errors import RiskrailError
-from engine.events import EventError
+from engine.events import EventError, Tick
 from engine.service.threads import Background
 
 log = logging.getLogger("riskrail.demo")
@@ -36,7 +36,7 @@ def load_ticks(path: str) -> list[tuple[int, float, float]]:
         for source, line, tick in read_ticks(path, "EURUSD"):
             if isinstance(tick, EventError):
                 first_error = first_error or f"{source}:{line}: {tick}"
-            else:
+            elif isinstance(tick, Tick):  # all a tick file holds
                 out.append((tick.ts, tick.bid, tick.ask))
     except OSError as exc:
         raise RiskrailError(f"the demo needs the EURUSD tick file {path} ({exc.strerror}); run it from the riskrail checkout "

@@ -24,7 +24,7 @@ from typing import Any, TextIO
 from engine.actions import Action
 from engine.events import Event, to_json
 from engine.ports import Broker, FillReport
-from engine.service.store import text
+from engine.service.store import Fields, text
 
 #: fills by action id, each ``[position_id, ts, volume, price, rule]``
 Fills = dict[str, list[list[Any]]]
@@ -71,7 +71,7 @@ def reload_record(version: str, previous: str, seq: int) -> dict[str, Any]:
     return {"kind": "reload", "version": version, "previous": previous, "seq": seq}
 
 
-def encode(rec: dict[str, Any]) -> dict[str, str]:
+def encode(rec: dict[str, Any]) -> Fields:
     """The stream fields of a record."""
     return {"record": json.dumps(rec, allow_nan=False)}
 

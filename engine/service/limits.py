@@ -206,7 +206,7 @@ def http_protocol(limits: Limits) -> type:
             self._head_timer: asyncio.TimerHandle | None = None
             self._idle_since = 0.0
 
-        def connection_made(self, transport) -> None:  # type: ignore[override]
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # as uvicorn's own
             if len(self.connections) >= cap and not self._evict():
                 self._refused = True
                 if refusals.due():
@@ -291,5 +291,5 @@ def server_config(app: Any, host: str, port: int, limits: Limits | None = None, 
     limits = limits or Limits()
     return uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="off", http=http_protocol(limits),
                           limit_concurrency=limits.connections() + 1, backlog=limits.backlog,
-                          timeout_keep_alive=limits.keep_alive,  # type: ignore[arg-type]  (a float works)
+                          timeout_keep_alive=limits.keep_alive,  # type: ignore[arg-type]  # uvicorn annotates int; a float works
                           h11_max_incomplete_event_size=limits.header_bytes, **kwargs)

@@ -26,7 +26,7 @@ MIN_SECRET = 3
 def hide(*secrets: str | None) -> None:
     """Never print these in this process: ``scrub`` replaces each (as is, URL-quoted and JSON-escaped)."""
     global _secrets
-    forms = set()
+    forms: set[str] = set()
     for s in secrets:
         if s and len(s) >= MIN_SECRET:
             forms.update((s, quote(s, safe=""), json.dumps(s)[1:-1]))

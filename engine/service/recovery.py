@@ -28,7 +28,7 @@ from engine.rules.evaluator import Engine
 from engine.service import journal
 from engine.service import snapshot as codec
 from engine.service.commit import AccountKeys
-from engine.service.store import text
+from engine.service.store import read_range, text
 
 log = logging.getLogger("riskrail.worker")
 
@@ -73,7 +73,7 @@ class Rebuild:
                         "rebuilding the engine from the whole journal", self.k.account, text(snap.get(b"format")) or "1", FORMAT)
             return self.new_engine(), Position()
         rules = self.rules_for(text(snap[b"version"]))
-        data = codec.loads(snap[b"engine"])
+        data = codec.loads(snap[b"engine"])  # type: ignore[arg-type]  # replies are not decoded: bytes
         engine = Engine.__new__(Engine)
         engine.__dict__.update(data["engine"])
         engine.rules, engine.broker, engine.on_problem = rules, self.recording, self.on_problem
@@ -86,7 +86,7 @@ class Rebuild:
         """Apply the journal after ``at`` to ``engine`` (``at`` moves along); return the records applied."""
         n, start = 0, f"({at.journal_id}" if at.journal_id != "0-0" else "-"
         while True:
-            entries = self.r.xrange(self.k.journal, min=start, max="+", count=1000)
+            entries = read_range(self.r, self.k.journal, start, count=1000)
             if not entries:
                 return n
             for entry_id, fields in entries:

@@ -27,7 +27,7 @@ from engine.config.problems import Problem
 from engine.errors import RiskrailError
 from engine.rules.compile import compile_ruleset
 from engine.rules.compile_check import WarmChecker, check_compiles
-from engine.service.store import sources
+from engine.service.store import Fields, sources
 
 log = logging.getLogger("riskrail.reload")
 
@@ -185,5 +185,5 @@ class Reloader:
             return res
 
 
-def encode(res: ReloadResult) -> dict[str, str]:
+def encode(res: ReloadResult) -> Fields:
     return {"result": json.dumps(res.to_json(), allow_nan=False)}

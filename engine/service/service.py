@@ -112,7 +112,7 @@ class Service:
         if self.reloader is not None:
             self.reloader.start()
         if self._want_scheduler:
-            self.jobs = JobRunner(self.redis, self.keys, self.consumer, self.metrics, self._active.schedules, accounts=self.accounts,
+            self.jobs = JobRunner(self.redis, self.keys, self.consumer, self.metrics, self.active_rules().schedules, accounts=self.accounts,
                                   ttl_ms=self.lease_ms)
             self.jobs.start()
 

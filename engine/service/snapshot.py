@@ -22,7 +22,7 @@ import numpy as np
 try:
     from numpy.lib.array_utils import byte_bounds
 except ImportError:  # numpy < 2
-    from numpy import byte_bounds
+    from numpy import byte_bounds  # type: ignore[attr-defined,no-redef]  # numpy 1.x only: numpy 2's stubs lack it
 
 View = tuple[str, int, tuple[int, ...], tuple[int, ...]]
 
@@ -45,7 +45,7 @@ def _views(d: dict[str, Any]) -> dict[str, View]:
     return out
 
 
-def _rebuild(cls: type, state: dict[str, Any], views: dict[str, View]) -> Any:
+def _rebuild(cls: type[object], state: dict[str, Any], views: dict[str, View]) -> Any:
     obj = cls.__new__(cls)
     obj.__dict__.update(state)
     for name, (container, offset, shape, strides) in views.items():

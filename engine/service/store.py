@@ -31,10 +31,11 @@ import json
 import os
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 from urllib.parse import unquote
 
 import redis
+from redis.typing import EncodableT, FieldT, KeyT, StreamIdT
 
 from engine.errors import RiskrailError
 
@@ -145,6 +146,28 @@ class Embedded:
 def publish(client: redis.Redis, keys: Keys, account: str, event: dict[str, Any]) -> str:
     """Append an input event (JSON object) to an account's stream, as a pipeline would; return the entry id."""
     return text(client.xadd(keys.stream(account, "in"), {"event": json.dumps(event, allow_nan=False)}))
+
+
+#: a stream entry as the service's clients read it: its id and its fields (replies are not decoded)
+Entry = tuple[bytes, dict[bytes, bytes]]
+#: the fields of a stream entry to add, as redis-py's ``xadd`` takes them
+Fields = dict[FieldT, EncodableT]
+
+# redis-py's stubs allow a None reply, a None id and None fields in every stream entry (XCLAIM and
+# XAUTOCLAIM answer a deleted entry so), and RESP3's dict for XREADGROUP; XRANGE and XREADGROUP over
+# RESP2 answer neither, so the two readers below state what they do answer.
+
+
+def read_range(client: redis.Redis, key: str, start: str = "-", end: str = "+", count: int | None = None) -> list[Entry]:
+    """The entries of stream ``key`` from ``start`` to ``end`` (``XRANGE``; ``(ID`` leaves ID out), at most ``count``."""
+    return client.xrange(key, min=start, max=end, count=count)  # type: ignore[return-value]  # see above
+
+
+def read_group(client: redis.Redis, group: str, consumer: str, streams: dict[KeyT, StreamIdT], count: int,
+               block: int) -> list[tuple[bytes, list[Entry]]]:
+    """New entries for ``consumer`` of ``group`` (``XREADGROUP``): per stream that has some, its name and
+    its entries; none after ``block`` ms."""
+    return client.xreadgroup(group, consumer, streams, count=count, block=block) or []  # type: ignore[return-value]  # see above
 
 
 def stop_server(client, timeout: float = 10.0) -> None:
@@ -291,8 +314,12 @@ def write_files(folder: str, files: dict[str, str]) -> None:
             fh.write(text)
 
 
+@overload
+def text(value: None) -> None: ...
+@overload
+def text(value: bytes | str | int | float) -> str: ...
 def text(value: Any) -> str | None:
-    """Decode a Redis reply (bytes) to text."""
+    """Decode a Redis reply (bytes) to text; None stays None."""
     if value is None:
         return None
     return value.decode() if isinstance(value, bytes) else str(value)

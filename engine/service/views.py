@@ -114,7 +114,7 @@ def daily(engine: Engine) -> dict[str, Any]:
 def risk_status(engine: Engine) -> dict[str, Any]:
     """``GET /api/risk-management/status``: active positions, trailing stops, partial profits, dynamic SL/TP."""
     open_ = [position(engine, p) for p in engine.book.open_positions()]
-    dynamic = []
+    dynamic: list[dict[str, Any]] = []
     for p in engine.book.positions.values():
         for a in p.audit:
             if a.rule == "dynamic_sltp":

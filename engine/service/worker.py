@@ -40,15 +40,15 @@ import redis
 
 from engine.config.load import RuleSet
 from engine.errors import RiskrailError
-from engine.events import Event, Fill, PositionOpened, to_json
-from engine.rules.chaining import PortfolioRules
+from engine.events import Fill, PositionOpened, to_json
 from engine.ports import Broker
+from engine.rules.chaining import PortfolioRules
 from engine.rules.evaluator import Engine
 from engine.service import intake, recovery
 from engine.service.commit import AccountKeys, LeaseLost, commit
 from engine.service.journal import Decision, Recording, encode, reload_record
-from engine.service.metrics import Metrics
-from engine.service.store import GROUP, Keys, publish, text
+from engine.service.metrics import Metrics, event_type
+from engine.service.store import GROUP, Keys, publish, read_group, read_range, text
 
 __all__ = ["AccountWorker", "Decision", "LeaseLost", "Runtime"]
 
@@ -127,10 +127,15 @@ class AccountWorker:
         if self.thread.is_alive() and threading.current_thread() is not self.thread:
             self.thread.join(timeout)
 
+    @property
+    def _live(self) -> Engine:  # the engine thread's, from the first rebuild on
+        assert self.engine is not None, f"account {self.account}: the engine is used before it was rebuilt"
+        return self.engine
+
     def call(self, fn: Callable[[Engine], Any], timeout: float = 10.0) -> Any:
         """Run ``fn(engine)`` on the engine thread between two batches; return its result."""
         if threading.current_thread() is self.thread:
-            return fn(self.engine)
+            return fn(self._live)
         if not self.ready.wait(timeout):
             raise RiskrailError(f"account {self.account}: the engine is not ready (still recovering?)")
         if self.stopped.is_set():
@@ -178,7 +183,7 @@ class AccountWorker:
             if text(g["name"]) == GROUP:
                 last = text(g["last-delivered-id"])
                 try:
-                    later = len(r.xrange(self.k.input, min=f"({last}", max="+", count=10_000))
+                    later = len(read_range(r, self.k.input, f"({last}", count=10_000))
                 except redis.RedisError:
                     return None
                 return int(g["pending"]) + later
@@ -249,8 +254,7 @@ class AccountWorker:
             self._beat = time.monotonic()
             self._run_commands()
             self._poll_broker()
-            reply = r.xreadgroup(GROUP, self.rt.consumer, {self.k.input: ">", self.k.wake: ">"}, count=self.batch, block=self.block_ms)
-            for stream, entries in reply or []:
+            for stream, entries in read_group(r, GROUP, self.rt.consumer, {self.k.input: ">", self.k.wake: ">"}, self.batch, self.block_ms):
                 if text(stream) == self.k.wake:
                     r.xack(self.k.wake, GROUP, *[e[0] for e in entries])
                 elif entries:
@@ -319,13 +323,13 @@ class AccountWorker:
             return self._job(entry_id, what.name)
         if isinstance(what, intake.Refused):
             return Decision(entry_id, None, what.raw, error=what.reason, subject=what.subject)
-        event, raw = what, fields.get(b"event", fields.get("event"))
+        event, raw = what, fields[b"event"] if b"event" in fields else fields["event"]  # read_entry found it
         self.at.seq += 1
         seq = self.at.seq
         self._recording.fills = {}
         start = time.perf_counter()
         try:
-            actions = self.engine.process(event, seq=seq)
+            actions = self._live.process(event, seq=seq)
         except RiskrailError as exc:
             log.error("account %s: event %s failed: %s", self.account, entry_id, exc)
             return Decision(entry_id, event, raw, error=f"the engine failed on this event: {exc}", seq=seq)
@@ -343,26 +347,27 @@ class AccountWorker:
         from engine.service.optimizer import apply, optimize
 
         d = Decision(entry_id, None, json.dumps({"job": job}), job=job)
-        ts = self.engine.last_ts or int(entry_id.split("-")[0])
+        ts = self._live.last_ts or int(entry_id.split("-")[0])
         try:
-            result = optimize(self.engine, ts)
+            result = optimize(self._live, ts)
         except OptimizationError as exc:
             self.rt.metrics.optimizations.labels(result="failed").inc()
             self.rt.metrics.jobs.labels(job=job, result="failed").inc()
-            result = {"ts": ts, "rules_version": self.engine.version, "error": str(exc)}
+            result = {"ts": ts, "rules_version": self._live.version, "error": str(exc)}
             log.warning("account %s: optimizer: %s", self.account, exc)
         else:
             self.rt.metrics.optimizations.labels(result="ok").inc()
             self.rt.metrics.jobs.labels(job=job, result="ok").inc()
             if result["auto_apply"]:
-                d.actions = apply(self.engine, result, self.at.seq, entry_id)
+                d.actions = apply(self._live, result, self.at.seq, entry_id)
         result["account"] = self.account
-        self.last_optimization = result if "error" not in result or self.last_optimization is None else {**self.last_optimization, "last_error": result["error"]}
+        last = self.last_optimization  # a failed run keeps the last good result, with the error
+        self.last_optimization = {**last, "last_error": result["error"]} if "error" in result and last is not None else result
         d.result = result
         return d
 
     def _commit(self, decisions: list[Decision]) -> None:
-        m, engine = self.rt.metrics, self.engine
+        m, engine = self.rt.metrics, self._live
         with self.commit_lock:  # this process's own lease renewal never lands between WATCH and EXEC
             last = commit(self.rt.redis, self.k, self.rt.consumer, engine, decisions, self.at.seq)
         if last is not None:
@@ -378,7 +383,7 @@ class AccountWorker:
                 m.dead_letters.inc()
                 log.warning("account %s: input %s refused: %s", self.account, d.entry_id, d.error)
             else:
-                m.risk_events.labels(type=_kind(d.event)).inc()
+                m.risk_events.labels(type=event_type(d.event)).inc()
                 if d.actions:
                     m.tick_to_action.observe(max(now_ms - int(d.entry_id.split("-")[0]), 0) / 1000)
                 for a in d.actions:
@@ -401,7 +406,7 @@ class AccountWorker:
     # --- snapshots and recovery --------------------------------------------------------------------
 
     def _snapshot(self) -> None:
-        recovery.save(self.rt.redis, self.k, self.engine, self.at)
+        recovery.save(self.rt.redis, self.k, self._live, self.at)
         self.since_snapshot = 0
 
     def _new_engine(self, rules: RuleSet) -> Engine:
@@ -476,7 +481,7 @@ class AccountWorker:
         return self.call(lambda _: self._reload(rules))
 
     def _reload(self, rules: RuleSet) -> str:
-        e = self.engine
+        e = self._live
         if rules.version == e.version:
             return e.version
         old = e.version
@@ -491,9 +496,3 @@ class AccountWorker:
     def publish(self, event: dict[str, Any]) -> str:
         """Append an input event for this account; return its entry id (any thread)."""
         return publish(self.rt.redis, self.rt.keys, self.account, event)
-
-
-def _kind(event: Event) -> str:
-    return {"Tick": "tick", "PositionOpened": "position_opened", "PositionClosed": "position_closed",
-            "Fill": "fill", "Clock": "clock"}[type(event).__name__]
-
