@@ -5,9 +5,20 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Union
+from typing import TypedDict
 
-Path = tuple[Union[str, int], ...]
+#: A key path into a rule file: mapping keys and list indices, outermost first.
+Path = tuple[str | int, ...]
+
+
+class ProblemJSON(TypedDict):
+    """A problem as one object of ``riskrail validate --format json``."""
+
+    file: str
+    line: int
+    column: int
+    path: str
+    message: str
 
 
 def dotted(path: Sequence[str | int]) -> str:
@@ -26,10 +37,11 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
+        """Return the problem on one line: ``file:line:column: path: message``."""
         where = f"{self.file}:{self.line}:{self.column}"
         return f"{where}: {dotted(self.path) + ': ' if self.path else ''}{self.message}"
 
-    def to_json(self) -> dict:
+    def to_json(self) -> ProblemJSON:
         """Return the problem as the JSON object of ``riskrail validate --format json``."""
         return {
             "file": self.file,

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
+
+from pydantic import JsonValue
 
 from engine.config.models import AllocationRules, CustomRules, Instruments, Limits, ProfitRules, Schedules, Strategy
 from engine.config.problems import Problem
@@ -25,7 +27,7 @@ class RuleSet:
     version: str = ""
     files: tuple[str, ...] = ()
 
-    def canonical(self) -> dict:
+    def canonical(self) -> dict[str, JsonValue]:
         """Return the meaning of the rule files as plain JSON data (no comments, no layout, defaults filled)."""
         return {
             "strategies": {name: s.model_dump(mode="json") for name, s in sorted(self.strategies.items())},
@@ -69,4 +71,5 @@ class Validation:
 
     @property
     def ok(self) -> bool:
+        """Tell whether the files gave no problem."""
         return not self.problems

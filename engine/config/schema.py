@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import os
 
+from pydantic import JsonValue
+
 from engine.config.models import KINDS
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 
-def json_schema(kind: str) -> dict:
+def json_schema(kind: str) -> dict[str, JsonValue]:
     """Return the JSON Schema of one file kind (a key of ``KINDS``)."""
     model = KINDS[kind]
     schema = model.model_json_schema(mode="validation")
