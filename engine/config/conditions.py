@@ -24,8 +24,8 @@ from __future__ import annotations
 import difflib
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Union
 
 # The field catalogue, re-exported: conditions and their fields are read from here.
 from engine.config.fields import FIELDS as FIELDS
@@ -37,7 +37,7 @@ from engine.config.fields import FieldType as FieldType
 OPERATORS = ("==", "!=", "<", "<=", ">", ">=")
 _FLIP = {"==": "==", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
 
-Scalar = Union[bool, int, float, str]
+Scalar = bool | int | float | str
 
 
 # --- the tree --------------------------------------------------------------------------------------
@@ -52,6 +52,7 @@ class Compare:
     value: Scalar
 
     def text(self) -> str:
+        """Return the comparison as the expression grammar writes it."""
         return f"{self.field} {self.op} {_literal_text(self.value)}"
 
 
@@ -64,6 +65,7 @@ class In:
     negated: bool = False
 
     def text(self) -> str:
+        """Return the membership test as the expression grammar writes it."""
         items = ", ".join(_literal_text(v) for v in self.values)
         return f"{self.field} {'not in' if self.negated else 'in'} [{items}]"
 
@@ -75,6 +77,7 @@ class AllOf:
     items: tuple[Condition, ...]
 
     def text(self) -> str:
+        """Return the items joined by ``and``, in parentheses."""
         return "(" + " and ".join(i.text() for i in self.items) + ")"
 
 
@@ -85,6 +88,7 @@ class AnyOf:
     items: tuple[Condition, ...]
 
     def text(self) -> str:
+        """Return the items joined by ``or``, in parentheses."""
         return "(" + " or ".join(i.text() for i in self.items) + ")"
 
 
@@ -95,10 +99,11 @@ class Not:
     item: Condition
 
     def text(self) -> str:
+        """Return the negated item as the expression grammar writes it."""
         return f"not {self.item.text()}"
 
 
-Condition = Union[Compare, In, AllOf, AnyOf, Not]
+Condition = Compare | In | AllOf | AnyOf | Not
 
 
 def _literal_text(value: Scalar) -> str:
@@ -154,7 +159,7 @@ class ConditionError:
     offset: int = 0
 
 
-def suggest(name: str, candidates) -> str:
+def suggest(name: str, candidates: Iterable[str]) -> str:
     """Return ``"; did you mean 'x'?"`` for the closest candidates, or ``""``."""
     close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
     if not close:
@@ -330,7 +335,8 @@ class _Parser:
                 msg = (f"unknown name {name!r}: expected a field of {', '.join(NAMESPACES)} "
                        f"(e.g. position.profit) or a quoted string{suggest(name, FIELDS)}")
             else:
-                msg = f"unknown field {name!r}{suggest(name, FIELDS) or '; fields of ' + ns + ': ' + ', '.join(f for f in FIELDS if f.startswith(ns + '.'))}"
+                siblings = ", ".join(f for f in FIELDS if f.startswith(ns + "."))
+                msg = f"unknown field {name!r}{suggest(name, FIELDS) or f'; fields of {ns}: {siblings}'}"
             self.errors.append(ConditionError(msg, tok.offset))
         return spec
 
@@ -394,20 +400,21 @@ def parse_expression(text: str) -> tuple[Condition | None, list[ConditionError]]
 
 
 # A located problem of a structured condition: the path below ``when``, the offset in that string.
-Located = tuple[tuple[Union[str, int], ...], ConditionError]
+Located = tuple[tuple[str | int, ...], ConditionError]
 
 
 def parse_condition(value: object) -> tuple[Condition | None, list[Located]]:
     """Parse a ``when`` value (a string, or ``all``/``any``/``not`` mappings of conditions)."""
     errors: list[Located] = []
 
-    def walk(v: object, path: tuple) -> Condition | None:
+    def walk(v: object, path: tuple[str | int, ...]) -> Condition | None:
         if isinstance(v, str):
             tree, errs = parse_expression(v)
             errors.extend((path, e) for e in errs)
             return tree
         if isinstance(v, bool) or v is None or isinstance(v, (int, float)):
-            errors.append((path, ConditionError(f"expected a condition (a string, or all/any/not), found {_literal_text(v) if v is not None else 'nothing'}")))
+            found = _literal_text(v) if v is not None else "nothing"
+            errors.append((path, ConditionError(f"expected a condition (a string, or all/any/not), found {found}")))
             return None
         if isinstance(v, list):
             errors.append((path, ConditionError("expected a condition, found a list; wrap it in 'all:' or 'any:'")))
@@ -425,10 +432,12 @@ def parse_condition(value: object) -> tuple[Condition | None, list[Located]]:
             if not isinstance(inner, list) or not inner:
                 errors.append(((*path, kind), ConditionError(f"expected a non-empty list of conditions under '{kind}'")))
                 return None
+            # Every item is walked, so that one run reports the problems of all of them.
             items = [walk(x, (*path, kind, i)) for i, x in enumerate(inner)]
-            if any(i is None for i in items):
+            parsed = tuple(i for i in items if i is not None)
+            if len(parsed) != len(items):
                 return None
-            return (AllOf if kind == "all" else AnyOf)(tuple(items))
+            return AllOf(parsed) if kind == "all" else AnyOf(parsed)
         errors.append((path, ConditionError(f"expected a condition, found {type(v).__name__}")))
         return None
 
