@@ -29,7 +29,7 @@ class Consensus(Model):
 class AllocationRules(Model):
     """rules/allocation.yaml: the optimizer run by the optimize_portfolio job."""
 
-    methods: Annotated[list[Method], Field(min_length=1)] = ["risk_parity", "min_volatility", "max_sharpe"]
+    methods: Annotated[list[Method], Field(min_length=1)] = Field(["risk_parity", "min_volatility", "max_sharpe"])
     consensus: Consensus = Consensus()
     lookback: Annotated[int, Field(ge=20, le=100_000)] = Field(250, description="return observations used")
     expected_returns: Literal["mean", "cagr", "ewma"] = "mean"

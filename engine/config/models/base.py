@@ -8,7 +8,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class Model(BaseModel):
-    """Base of every rule-file model: frozen, strict, no unknown keys, no inf/nan."""
+    """Base of every rule-file model: frozen, strict, no unknown keys, no inf/nan.
+
+    A list or mapping default is written ``Field([...])``: pydantic copies it for every instance (it is
+    no shared class attribute), and unlike ``default_factory`` the JSON Schema still shows it.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
 

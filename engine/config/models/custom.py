@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypedDict
 
 from pydantic import BaseModel, Field, PlainSerializer, PlainValidator, WithJsonSchema, model_validator
 from pydantic_core import PydanticCustomError
@@ -11,12 +11,24 @@ from engine.config import conditions
 from engine.config.models.base import Model, PositiveFraction
 
 
+class LocatedError(TypedDict):
+    """One problem of a condition as a ``condition`` validation error carries it in its context.
+
+    ``subpath`` leads from the ``when`` value to the string at fault, ``offset`` is the 0-based
+    character in that string; ``engine.config._errors`` turns each into a located problem.
+    """
+
+    subpath: list[str | int]
+    offset: int
+    message: str
+
+
 def _condition(value: object) -> conditions.Condition:
     if isinstance(value, (conditions.Compare, conditions.In, conditions.AllOf, conditions.AnyOf, conditions.Not)):
         return value
     tree, errors = conditions.parse_condition(value)
     if errors:
-        located = [{"subpath": list(sub), "offset": e.offset, "message": e.message} for sub, e in errors]
+        located = [LocatedError(subpath=list(sub), offset=e.offset, message=e.message) for sub, e in errors]
         raise PydanticCustomError("condition", "{summary}", {"summary": located[0]["message"], "located": located})
     assert tree is not None
     return tree
@@ -99,7 +111,9 @@ class Action(Model):
     @classmethod
     def _shorthands(cls, data: object) -> object:
         if isinstance(data, str):
-            raise PydanticCustomError("action", "expected an action mapping such as '{name}:' (note the colon), found the string {value}", {"name": data, "value": repr(data)})
+            raise PydanticCustomError(
+                "action", "expected an action mapping such as '{name}:' (note the colon), found the string {value}",
+                {"name": data, "value": repr(data)})
         if not isinstance(data, dict):
             return data
         out = {}
@@ -116,18 +130,25 @@ class Action(Model):
         names = [n for n in type(self).model_fields if getattr(self, n) is not None]
         if len(names) != 1:
             found = ", ".join(names) if names else "none"
-            raise PydanticCustomError("action", "expected exactly one action ({choices}), found {found}", {"choices": ", ".join(type(self).model_fields), "found": found})
+            raise PydanticCustomError(
+                "action", "expected exactly one action ({choices}), found {found}",
+                {"choices": ", ".join(type(self).model_fields), "found": found})
         return self
 
     @property
     def kind(self) -> str:
         """The action's name, e.g. ``close``."""
-        return next(n for n in type(self).model_fields if getattr(self, n) is not None)
+        return self._chosen()[0]
 
     @property
     def params(self) -> BaseModel:
         """The action's parameters."""
-        return getattr(self, self.kind)
+        return self._chosen()[1]
+
+    def _chosen(self) -> tuple[str, BaseModel]:
+        # Every field holds a parameters model or None, and validation leaves exactly one set.
+        fields = ((name, getattr(self, name)) for name in type(self).model_fields)
+        return next((name, params) for name, params in fields if isinstance(params, BaseModel))
 
 
 class CustomRule(Model):
@@ -144,4 +165,4 @@ class CustomRule(Model):
 class CustomRules(Model):
     """rules/custom.yaml: the desk's own when/then rules."""
 
-    rules: Annotated[list[CustomRule], Field(max_length=200)] = []
+    rules: Annotated[list[CustomRule], Field(max_length=200)] = Field([])

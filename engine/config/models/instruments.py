@@ -30,12 +30,13 @@ class StrategyMap(Model):
     magic: dict[Annotated[int, Field(ge=0)], Name] = Field({}, description="magic number of the opening order -> strategy")
     comment_prefix: dict[Annotated[str, Field(min_length=1, max_length=31)], Name] = Field(
         {}, description="start of the position's comment -> strategy (MetaTrader 5 comments hold 31 characters)")
-    default: Name | None = Field(None, description="strategy of broker positions that no magic number or prefix names; none: leave them alone")
+    default: Name | None = Field(
+        None, description="strategy of broker positions that no magic number or prefix names; none: leave them alone")
 
 
 class Instruments(Model):
     """rules/instruments.yaml: the account currency, instruments and the broker strategy mapping."""
 
     account_currency: Currency = "USD"
-    instruments: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9._#-]{1,32}$")], Instrument] = {}
+    instruments: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9._#-]{1,32}$")], Instrument] = Field({})
     strategy_map: StrategyMap = StrategyMap()

@@ -15,7 +15,7 @@ class DailyLoss(Model):
     """Daily loss limit, as a fraction of the day-start equity, realized and unrealized."""
 
     max: PositiveFraction = 0.02
-    on_breach: Annotated[list[BreachAction], Field(min_length=1)] = ["halt_new_positions", "close_all", "alert"]
+    on_breach: Annotated[list[BreachAction], Field(min_length=1)] = Field(["halt_new_positions", "close_all", "alert"])
 
 
 class MaxPositionSize(Model):
@@ -67,6 +67,8 @@ class Limits(Model):
     """rules/limits.yaml: portfolio-wide limits."""
 
     daily_loss: DailyLoss = DailyLoss()
-    max_position_size: Annotated[MaxPositionSize, BeforeValidator(_position_size), WithJsonSchema(_POSITION_SIZE_SCHEMA)] = MaxPositionSize()
+    max_position_size: Annotated[
+        MaxPositionSize, BeforeValidator(_position_size), WithJsonSchema(_POSITION_SIZE_SCHEMA)
+    ] = MaxPositionSize()
     max_correlation: MaxCorrelation = MaxCorrelation()
     per_strategy: PerStrategy = PerStrategy()

@@ -18,7 +18,8 @@ def _timezone(value: str) -> str:
     try:
         zoneinfo.ZoneInfo(value)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise PydanticCustomError("timezone", "expected an IANA time zone such as 'UTC' or 'America/New_York', found {tz}", {"tz": repr(value)}) from None
+        raise PydanticCustomError(
+            "timezone", "expected an IANA time zone such as 'UTC' or 'America/New_York', found {tz}", {"tz": repr(value)}) from None
     return value
 
 
@@ -61,12 +62,17 @@ class Job(Model):
         cron = [f for f in _CRON if getattr(self, f) is not None]
         if self.trigger == "interval":
             if cron:
-                raise PydanticCustomError("job", "expected interval fields ({allowed}) for an interval trigger, found cron field(s) {found}", {"allowed": ", ".join(_INTERVAL), "found": ", ".join(cron)})
+                raise PydanticCustomError(
+                    "job", "expected interval fields ({allowed}) for an interval trigger, found cron field(s) {found}",
+                    {"allowed": ", ".join(_INTERVAL), "found": ", ".join(cron)})
             if not any(getattr(self, f) for f in interval):
-                raise PydanticCustomError("job", "expected an interval above zero (one of {allowed}), found none", {"allowed": ", ".join(_INTERVAL)})
+                raise PydanticCustomError(
+                    "job", "expected an interval above zero (one of {allowed}), found none", {"allowed": ", ".join(_INTERVAL)})
         else:
             if interval:
-                raise PydanticCustomError("job", "expected cron fields ({allowed}) for a cron trigger, found interval field(s) {found}", {"allowed": ", ".join(_CRON), "found": ", ".join(interval)})
+                raise PydanticCustomError(
+                    "job", "expected cron fields ({allowed}) for a cron trigger, found interval field(s) {found}",
+                    {"allowed": ", ".join(_CRON), "found": ", ".join(interval)})
             if not cron:
                 raise PydanticCustomError("job", "expected at least one cron field ({allowed}), found none", {"allowed": ", ".join(_CRON)})
             try:

@@ -31,11 +31,13 @@ class Trailing(Model):
     """A trailing stop: arms at ``activation_threshold`` profit, then follows the best price."""
 
     trailing_enabled: bool = False
-    trailing_distance: PositiveFraction | None = Field(None, description="distance from the best price (fixed mode; floor in volatility mode)")
+    trailing_distance: PositiveFraction | None = Field(
+        None, description="distance from the best price (fixed mode; floor in volatility mode)")
     activation_threshold: Fraction = Field(0.0, description="profit (fraction of entry) at which the stop starts trailing")
     max_trailing_distance: PositiveFraction | None = Field(None, description="cap on the distance (volatility mode)")
     mode: Literal["fixed", "volatility"] = "fixed"
-    volatility_multiple: Annotated[float, Field(gt=0, le=100)] = Field(2.0, description="k in distance = clamp(k * sigma, trailing_distance, max_trailing_distance)")
+    volatility_multiple: Annotated[float, Field(gt=0, le=100)] = Field(
+        2.0, description="k in distance = clamp(k * sigma, trailing_distance, max_trailing_distance)")
     volatility_window: Annotated[int, Field(ge=2, le=100_000)] = Field(100, description="ticks in the volatility estimate")
 
     @model_validator(mode="after")
@@ -48,16 +50,20 @@ class Trailing(Model):
 class ExitLevel(Model):
     """A partial exit: close ``exit_percentage`` of the original volume at a profit target."""
 
-    profit_target: PositiveFraction | None = Field(None, description="profit (fraction of entry) that triggers this level")
-    r_multiple: Annotated[float, Field(gt=0, le=100)] | None = Field(None, description="or: profit in multiples of the initial risk (2 = 1:2 risk-reward)")
+    profit_target: PositiveFraction | None = Field(
+        None, description="profit (fraction of entry) that triggers this level")
+    r_multiple: Annotated[float, Field(gt=0, le=100)] | None = Field(
+        None, description="or: profit in multiples of the initial risk (2 = 1:2 risk-reward)")
     exit_percentage: PositiveFraction = Field(description="share of the original volume to close")
-    sl_adjustment: Annotated[float, Field(ge=-1, lt=1)] | None = Field(None, description="move the stop to entry * (1 + sl_adjustment) after the exit")
+    sl_adjustment: Annotated[float, Field(ge=-1, lt=1)] | None = Field(
+        None, description="move the stop to entry * (1 + sl_adjustment) after the exit")
 
     @model_validator(mode="after")
     def _one_trigger(self) -> ExitLevel:
         if (self.profit_target is None) == (self.r_multiple is None):
             found = "both" if self.profit_target is not None else "neither"
-            raise PydanticCustomError("exit_level", "expected exactly one of 'profit_target' or 'r_multiple', found {found}", {"found": found})
+            raise PydanticCustomError(
+                "exit_level", "expected exactly one of 'profit_target' or 'r_multiple', found {found}", {"found": found})
         return self
 
 
@@ -79,9 +85,10 @@ class Strategy(Model):
     description: str | None = None
     allocation: Band
     max_positions: Annotated[int, Field(ge=1, le=10_000)] | None = Field(None, description="default: limits.per_strategy.max_positions")
-    risk_allocation: PositiveFraction | None = Field(None, description="max open risk / equity; default: limits.per_strategy.risk_allocation")
+    risk_allocation: PositiveFraction | None = Field(
+        None, description="max open risk / equity; default: limits.per_strategy.risk_allocation")
     defaults: StopDefaults
     trailing: Trailing = Trailing()
-    exit_levels: Annotated[list[ExitLevel], Field(max_length=20)] = []
+    exit_levels: Annotated[list[ExitLevel], Field(max_length=20)] = Field([])
     dynamic_sltp: DynamicSLTP = DynamicSLTP()
     profit_locking: ProfitSplit | None = Field(None, description="overrides rules/profit.yaml split for this strategy")
