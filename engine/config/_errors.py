@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import types
 import typing
-from typing import Any
+from typing import NotRequired, TypedDict
 
 from pydantic import BaseModel, ValidationError
 
-from engine.config._yaml import Document, Mark
+from engine.config._yaml import Document, Mark, Plain
 from engine.config.conditions import suggest
+from engine.config.models.custom import LocatedError
 from engine.config.problems import Path, Problem
 
 _PATTERNS = {
@@ -39,7 +40,15 @@ _EXPECTED = {
 }
 
 
-def describe(value: Any) -> str:
+class _Merged(TypedDict):
+    """The errors at one place, merged: every value expected there, the one found, a spelling hint."""
+
+    expected: list[str]
+    found: str
+    hint: NotRequired[str]
+
+
+def describe(value: object) -> str:
     """Describe a found value the way a YAML author wrote it."""
     if value is None:
         return "nothing (null)"
@@ -54,7 +63,7 @@ def describe(value: Any) -> str:
     return repr(value)
 
 
-def _unwrap(tp: Any) -> list[Any]:
+def _unwrap(tp: object) -> list[object]:
     """Return the concrete alternatives of an annotation (Annotated and Optional stripped)."""
     origin = typing.get_origin(tp)
     if origin is typing.Annotated:
@@ -66,9 +75,9 @@ def _unwrap(tp: Any) -> list[Any]:
 
 def model_at(model: type[BaseModel], path: Path) -> type[BaseModel] | None:
     """Return the model class that validates the mapping at ``path``, if one does."""
-    current: list[Any] = [model]
+    current: list[object] = [model]
     for item in path:
-        nxt: list[Any] = []
+        nxt: list[object] = []
         for tp in current:
             origin = typing.get_origin(tp)
             if isinstance(tp, type) and issubclass(tp, BaseModel):
@@ -85,28 +94,35 @@ def model_at(model: type[BaseModel], path: Path) -> type[BaseModel] | None:
     return None
 
 
-def _resolve(loc: tuple, data: Any) -> tuple[Path, list, bool]:
+def _child(node: Plain, item: str | int) -> tuple[bool, Plain]:
+    """Return whether ``node`` holds ``item`` (a key, or an index of a list) and the value there."""
+    if isinstance(node, dict) and item in node:
+        return True, node[item]
+    if isinstance(node, list) and isinstance(item, int) and 0 <= item < len(node):
+        return True, node[item]
+    return False, None
+
+
+def _resolve(loc: tuple[str | int, ...], data: Plain) -> tuple[Path, list[str | int], bool]:
     """Walk ``loc`` through ``data``: (path present in the data, loc items left over, a dict-key error)."""
-    path: list = []
-    rest: list = []
+    path: list[str | int] = []
+    rest: list[str | int] = []
     key_error = False
     node = data
     for item in loc:
         if item == "[key]":
             key_error = True
             continue
-        if not rest and isinstance(node, dict) and item in node:
+        found, child = _child(node, item) if not rest else (False, None)
+        if found:
             path.append(item)
-            node = node[item]
-        elif not rest and isinstance(node, list) and isinstance(item, int) and 0 <= item < len(node):
-            path.append(item)
-            node = node[item]
+            node = child
         else:
             rest.append(item)
     return tuple(path), rest, key_error
 
 
-def _located_condition(doc: Document, base: Path, located: list[dict]) -> list[Problem]:
+def _located_condition(doc: Document, base: Path, located: list[LocatedError]) -> list[Problem]:
     problems = []
     for entry in located:
         path = (*base, *entry["subpath"])
@@ -119,11 +135,10 @@ def _located_condition(doc: Document, base: Path, located: list[dict]) -> list[P
     return problems
 
 
-def _get(data: Any, path: Path) -> Any:
+def _get(data: Plain, path: Path) -> Plain:
     for item in path:
-        try:
-            data = data[item]
-        except (KeyError, IndexError, TypeError):
+        found, data = _child(data, item)
+        if not found:
             return None
     return data
 
@@ -131,7 +146,7 @@ def _get(data: Any, path: Path) -> Any:
 def problems_from(exc: ValidationError, doc: Document, model: type[BaseModel]) -> list[Problem]:
     """Return one located problem per distinct error of ``exc`` (raised validating ``doc.data``)."""
     # Errors at the same place from the alternatives of a union are merged into one "expected A or B".
-    merged: dict[tuple[Path, bool], dict] = {}
+    merged: dict[tuple[Path, bool], _Merged] = {}
     problems: list[Problem] = []
     for err in exc.errors(include_url=False):
         kind = err["type"]
@@ -145,7 +160,7 @@ def problems_from(exc: ValidationError, doc: Document, model: type[BaseModel]) -
         if kind == "missing":
             key = rest[-1] if rest else "?"
             parent = model_at(model, path)
-            desc = parent.model_fields[key].description if parent and key in parent.model_fields else None
+            desc = parent.model_fields[key].description if parent and isinstance(key, str) and key in parent.model_fields else None
             message = f"missing required key '{key}'" + (f" ({desc})" if desc else "")
             mark = doc.mark(path, key=True)
             problems.append(Problem(doc.file, mark.line, mark.column, (*path, key), message))
@@ -155,7 +170,8 @@ def problems_from(exc: ValidationError, doc: Document, model: type[BaseModel]) -
             parent = model_at(model, path[:-1])
             allowed = list(parent.model_fields) if parent else []
             hint = suggest(str(key), allowed)
-            message = f"unknown key '{key}'" + (hint or (f"; expected one of: {', '.join(allowed)}" if allowed else ""))
+            listing = f"; expected one of: {', '.join(allowed)}" if allowed else ""
+            message = f"unknown key '{key}'{hint or listing}"
             mark = doc.mark(path, key=True)
             problems.append(Problem(doc.file, mark.line, mark.column, path, message))
             continue
@@ -184,11 +200,12 @@ def problems_from(exc: ValidationError, doc: Document, model: type[BaseModel]) -
             found_text = f"the key {found!r}"
         else:
             found_text = describe(found)
-        slot = merged.setdefault((path, at_key), {"expected": [], "found": found_text})
+        slot = merged.setdefault((path, at_key), _Merged(expected=[], found=found_text))
         if expected not in slot["expected"]:
             slot["expected"].append(expected)
         if kind == "literal_error" and isinstance(found, str):
-            slot["hint"] = suggest(found, [s.strip().strip("'") for s in str(ctx.get("expected", "")).replace(" or ", ",").split(",")])
+            choices = str(ctx.get("expected", "")).replace(" or ", ",").split(",")
+            slot["hint"] = suggest(found, [s.strip().strip("'") for s in choices])
     for (path, at_key), slot in merged.items():
         message = f"expected {' or '.join(slot['expected'])}, found {slot['found']}{slot.get('hint', '')}"
         mark = doc.mark(path, key=at_key)

@@ -31,8 +31,9 @@ stops at once. No input costs more than the limits allow:
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Literal, TypeAlias
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
@@ -47,6 +48,7 @@ from ruamel.yaml.events import (
 )
 from ruamel.yaml.nodes import CollectionNode, MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
+from ruamel.yaml.tag import Tag
 
 from engine.config.problems import Path, Problem
 from engine.config.read import MAX_FILE_BYTES, read_rule_file, too_big
@@ -84,7 +86,15 @@ _HINTS = {
 # The tag the composer gives a node it has reported (unsupported tag, bad value, too long): the
 # builder makes it None without a second problem, and goes on to find the file's other problems.
 _REPORTED = "tag:riskrail,2024:reported"
-_INVALID = object()
+
+
+class _Invalid(enum.Enum):
+    """A scalar whose value could not be constructed (its problem is reported)."""
+
+    INVALID = enum.auto()
+
+
+_INVALID = _Invalid.INVALID
 _TOO_DEEP = f"expected at most {MAX_DEPTH} levels of nesting, found values nested too deeply to read"
 
 
@@ -96,13 +106,17 @@ class Mark:
     column: int
 
 
+#: A plain value built from a rule file: what YAML's mappings, lists and scalars become here.
+Plain: TypeAlias = bool | int | float | str | list["Plain"] | dict[str | int, "Plain"] | None
+
+
 @dataclass
 class Document:
     """A loaded YAML file: its plain value, and the positions of its keys and values by path."""
 
     file: str
     text: str
-    data: Any = None
+    data: Plain = None
     values: dict[Path, Mark] = field(default_factory=dict)
     keys: dict[Path, Mark] = field(default_factory=dict)
     # Where a string scalar's text starts (after an opening quote); conditions use it to point
@@ -133,6 +147,11 @@ def _mark(node: Node | Event) -> Mark:
 
 def _show_tag(tag: str) -> str:
     return "!!" + tag.removeprefix(_YAML_TAG) if tag.startswith(_YAML_TAG) else tag
+
+
+def _tag_name(node: Node) -> str:
+    # ruamel.yaml types ``Node.tag`` as optional; a Node always holds one (its constructor wraps any tag in a Tag).
+    return str(node.ctag)
 
 
 class _Refused(Exception):
@@ -223,13 +242,11 @@ class _Composer:
         if len(self.stack) + height > MAX_DEPTH:  # no key path: it would be MAX_DEPTH keys long
             raise _Refused(self._problem(event, (), f"expected at most {MAX_DEPTH} levels of nesting, found more{expanded}"))
 
-    def _tag(self, event: Event, kind: type[Node], path: Path) -> Any:
+    def _tag(self, event: ScalarEvent | CollectionStartEvent, kind: type[Node], path: Path) -> Tag | str:
         """Return the node's tag (resolved when the text gives none), or ``_REPORTED`` after a problem."""
-        value = event.value if kind is ScalarNode else None
-        if event.ctag is None:
-            tag = self.yaml.resolver.resolve(kind, value, event.implicit)
-        else:
-            tag = event.ctag
+        value = event.value if isinstance(event, ScalarEvent) else None
+        # ruamel.yaml leaves both untyped: an event's tag and the resolver's answer are Tags.
+        tag: Tag = self.yaml.resolver.resolve(kind, value, event.implicit) if event.ctag is None else event.ctag
         name = str(tag)
         if name in _TAGS[kind] and (name != _MERGE_TAG or self._at_key()):
             if kind is ScalarNode and name in (_INT, _FLOAT, _BOOL, _NULL):
@@ -263,8 +280,9 @@ class _Composer:
         path = self._path()
         if len(event.value) > MAX_SCALAR_CHARS:
             what = "key" if self._at_key() else "value"
-            self.problems.append(self._problem(event, path, f"expected a {what} of at most {MAX_SCALAR_CHARS} characters, found {len(event.value)}"))
-            tag: Any = _REPORTED
+            message = f"expected a {what} of at most {MAX_SCALAR_CHARS} characters, found {len(event.value)}"
+            self.problems.append(self._problem(event, path, message))
+            tag: Tag | str = _REPORTED
         else:
             tag = self._tag(event, ScalarNode, path)
         node = ScalarNode(tag, event.value, event.start_mark, event.end_mark, style=event.style, anchor=event.anchor)
@@ -313,7 +331,7 @@ class _Builder:
         m = _mark(node)
         self.problems.append(Problem(self.doc.file, m.line, m.column, path, message))
 
-    def build(self, node: Node, path: Path) -> Any:
+    def build(self, node: Node, path: Path) -> Plain:
         self.doc.values.setdefault(path, _mark(node))
         if node.tag == _REPORTED:
             return None
@@ -333,11 +351,12 @@ class _Builder:
         self.problem(node, path, f"expected a YAML value, found {type(node).__name__}")
         return None
 
-    def _scalar(self, node: ScalarNode, path: Path) -> Any:
-        if node.tag not in _SCALAR_TAGS:
-            self.problem(node, path, f"expected a plain value, found unsupported tag {_show_tag(node.tag)!r}")
+    def _scalar(self, node: ScalarNode, path: Path) -> Plain:
+        tag = _tag_name(node)
+        if tag not in _SCALAR_TAGS:
+            self.problem(node, path, f"expected a plain value, found unsupported tag {_show_tag(tag)!r}")
             return None
-        if node.tag == _STR:
+        if tag == _STR:
             m = _mark(node)
             quoted = node.style in ("'", '"')
             self.doc.string_starts[path] = Mark(m.line, m.column + (1 if quoted else 0))
@@ -345,17 +364,19 @@ class _Builder:
         value = self._construct(node, path)
         return None if value is _INVALID else value
 
-    def _construct(self, node: ScalarNode, path: Path) -> Any:
+    def _construct(self, node: ScalarNode, path: Path) -> Plain | Literal[_Invalid.INVALID]:
         """Return the value of a scalar that is no string, or ``_INVALID`` once its problem is reported."""
         try:
-            return self._scalars.construct_object(node, deep=True)
+            # ruamel.yaml's constructor is untyped; for the scalar tags allowed here it makes a plain value.
+            value: Plain = self._scalars.construct_object(node, deep=True)
         except (YAMLError, ValueError, KeyError, OverflowError) as exc:
-            self.problem(node, path, f"expected a valid {node.tag.removeprefix(_YAML_TAG)}, found {node.value!r} ({exc})")
+            self.problem(node, path, f"expected a valid {_tag_name(node).removeprefix(_YAML_TAG)}, found {node.value!r} ({exc})")
             return _INVALID
+        return value
 
-    def _mapping(self, node: MappingNode, path: Path) -> dict:
-        result: dict = {}
-        explicit: set = set()
+    def _mapping(self, node: MappingNode, path: Path) -> dict[str | int, Plain]:
+        result: dict[str | int, Plain] = {}
+        explicit: set[str | int] = set()
         merged: list[tuple[Node, Node]] = []
         for key_node, value_node in node.value:
             if key_node.tag == _MERGE_TAG:
@@ -369,7 +390,7 @@ class _Builder:
             key = str(key_node.value) if key_node.tag == _STR else self._construct(key_node, path)
             if key is _INVALID:
                 continue
-            if key is None or isinstance(key, (float, bool)):
+            if isinstance(key, bool) or not isinstance(key, (str, int)):  # null, a boolean or a float
                 self.problem(key_node, path, f"expected a name or a number as key, found {key_node.value!r}")
                 continue
             if key in explicit:
@@ -393,7 +414,7 @@ class _Builder:
                     continue
                 self._active.add(id(source))
                 try:
-                    values = self._mapping(source, path + ("<<",))
+                    values = self._mapping(source, (*path, "<<"))
                 finally:
                     self._active.discard(id(source))
                 for key, value in values.items():
