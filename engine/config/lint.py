@@ -12,26 +12,30 @@ On reload: a change that removes a strategy with open positions is refused (``ch
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, TypeGuard, TypeVar
 
 from engine.config import conditions
 from engine.config._yaml import Document
 from engine.config.models import (
     AllocationRules,
+    Band,
     CustomRules,
+    ExitLevel,
     Instruments,
     Limits,
     Model,
     ProfitRules,
     ProfitSplit,
+    StopDefaults,
     Strategy,
     StrategyMap,
 )
 from engine.config.problems import Path, Problem
 
 M = TypeVar("M", bound=Model)
+T = TypeVar("T")
 _EPS = 1e-9
 
 
@@ -46,6 +50,11 @@ class Loaded(Generic[M]):
     partial: bool = False
 
 
+def holds(item: Loaded[Model], model_cls: type[M]) -> TypeGuard[Loaded[M]]:
+    """Tell whether ``item`` holds a ``model_cls`` model (a partial one included): its file's kind."""
+    return isinstance(item.model, model_cls)
+
+
 def at(doc: Document, path: Path, message: str, *, key: bool = False) -> Problem:
     """Return a problem located at ``path`` of ``doc`` (its key with ``key=True``)."""
     mark = doc.mark(path, key=key)
@@ -56,71 +65,102 @@ def _fmt(x: float) -> str:
     return f"{x:g}"
 
 
+def _field(model: M, read: Callable[[M], T]) -> T | None:
+    """Return a field of a possibly partial model (see ``Loaded.partial``), None when it is missing."""
+    try:
+        return read(model)
+    except AttributeError:  # a required field that did not validate is no attribute of a partial model
+        return None
+
+
+def _items(model: M, read: Callable[[M], Sequence[T]]) -> list[T | None]:
+    """Return a list field of models of a possibly partial model: an item that did not validate is None."""
+    return list(_field(model, read) or [])
+
+
 def check_strategy(item: Loaded[Strategy]) -> list[Problem]:
     """Return the problems of one strategy file."""
     doc, s = item.doc, item.model
     out: list[Problem] = []
-    band = _field(s, "allocation")
-    if band is None:
-        pass
-    elif band.min > band.target:
-        out.append(at(doc, ("allocation", "min"), f"expected min <= target, found min {_fmt(band.min)} above target {_fmt(band.target)}"))
-    if band is not None and band.target > band.max:
-        out.append(at(doc, ("allocation", "max"), f"expected target <= max, found max {_fmt(band.max)} below target {_fmt(band.target)}"))
-    elif band is not None and band.min > band.max:
-        out.append(at(doc, ("allocation", "max"), f"expected min <= max, found max {_fmt(band.max)} below min {_fmt(band.min)}"))
+    band = _field(s, lambda m: m.allocation)
+    if band is not None:
+        out.extend(_check_band(doc, band))
+    listed = _items(s, lambda m: m.exit_levels)
+    # Some levels did not validate (see Loaded.partial): the set is unknown, and so are its checks.
+    levels = [lv for lv in listed if lv is not None] if None not in listed else []
+    out.extend(_check_levels(doc, levels, _field(s, lambda m: m.defaults)))
+    t = _field(s, lambda m: m.trailing)
+    distance, cap = (t.trailing_distance, t.max_trailing_distance) if t is not None else (None, None)
+    if distance is not None and cap is not None and distance > cap:
+        message = f"expected trailing_distance <= max_trailing_distance {_fmt(cap)}, found {_fmt(distance)}"
+        out.append(at(doc, ("trailing", "trailing_distance"), message))
+    split = _field(s, lambda m: m.profit_locking)
+    if split is not None:
+        out.extend(_check_split(doc, ("profit_locking",), split))
+    return out
 
-    levels = _field(s, "exit_levels") or []
-    if None in levels:  # some levels did not validate (see Loaded.partial): the set is unknown
-        levels = []
-    defaults = _field(s, "defaults")
-    kinds = {"profit_target" if lv.profit_target is not None else "r_multiple" for lv in levels}
+
+def _check_band(doc: Document, band: Band) -> list[Problem]:
+    out: list[Problem] = []
+    lo, target, hi = _fmt(band.min), _fmt(band.target), _fmt(band.max)
+    if band.min > band.target:
+        out.append(at(doc, ("allocation", "min"), f"expected min <= target, found min {lo} above target {target}"))
+    if band.target > band.max:
+        out.append(at(doc, ("allocation", "max"), f"expected target <= max, found max {hi} below target {target}"))
+    elif band.min > band.max:
+        out.append(at(doc, ("allocation", "max"), f"expected min <= max, found max {hi} below min {lo}"))
+    return out
+
+
+def _trigger(level: ExitLevel) -> tuple[str, float]:
+    """Return what triggers an exit level: ``profit_target`` or ``r_multiple``, and its value."""
+    if level.profit_target is not None:
+        return "profit_target", level.profit_target
+    if level.r_multiple is not None:
+        return "r_multiple", level.r_multiple
+    raise ValueError("expected an exit level with a profit_target or an r_multiple")  # ExitLevel validates one
+
+
+def _check_levels(doc: Document, levels: Sequence[ExitLevel], defaults: StopDefaults | None) -> list[Problem]:
+    out: list[Problem] = []
+    triggers = [_trigger(lv) for lv in levels]
+    kinds = {kind for kind, _ in triggers}
     if len(kinds) > 1:
-        first = "profit_target" if levels[0].profit_target is not None else "r_multiple"
-        for i, lv in enumerate(levels):
-            kind = "profit_target" if lv.profit_target is not None else "r_multiple"
+        first = triggers[0][0]
+        for i, (kind, _) in enumerate(triggers):
             if kind != first:
-                out.append(at(doc, ("exit_levels", i, kind), f"expected every exit level to use {first} like the first one, found {kind}", key=True))
+                message = f"expected every exit level to use {first} like the first one, found {kind}"
+                out.append(at(doc, ("exit_levels", i, kind), message, key=True))
     else:
-        kind = next(iter(kinds), "profit_target")
-        previous = None
-        for i, lv in enumerate(levels):
-            trigger = getattr(lv, kind)
+        previous: float | None = None
+        for i, (kind, trigger) in enumerate(triggers):
             if previous is not None and trigger <= previous:
-                out.append(at(doc, ("exit_levels", i, kind), f"expected exit levels strictly increasing, found {kind} {_fmt(trigger)} after {_fmt(previous)}"))
+                message = f"expected exit levels strictly increasing, found {kind} {_fmt(trigger)} after {_fmt(previous)}"
+                out.append(at(doc, ("exit_levels", i, kind), message))
             previous = trigger
     total = 0.0
     for i, lv in enumerate(levels):
         total += lv.exit_percentage
         if total > 1 + _EPS:
             shares = " + ".join(_fmt(x.exit_percentage) for x in levels[: i + 1])
-            out.append(at(doc, ("exit_levels", i, "exit_percentage"), f"expected exit percentages summing to at most 1, found {shares} = {_fmt(total)}"))
+            message = f"expected exit percentages summing to at most 1, found {shares} = {_fmt(total)}"
+            out.append(at(doc, ("exit_levels", i, "exit_percentage"), message))
             break
-    for i, lv in enumerate(levels):
+    for i, (lv, (kind, trigger)) in enumerate(zip(levels, triggers, strict=True)):
         if lv.sl_adjustment is None:
             continue
-        if lv.profit_target is not None:
-            target, what = lv.profit_target, f"its profit_target {_fmt(lv.profit_target)}"
+        if kind == "profit_target":
+            target, what = trigger, f"its profit_target {_fmt(trigger)}"
         elif defaults is None:
             continue
         else:
             # An r_multiple level's profit, in entry terms, with the default stop as the initial risk.
-            target = lv.r_multiple * defaults.stop_loss
-            what = f"its target {_fmt(lv.r_multiple)}R = {_fmt(target)} at the default stop_loss {_fmt(defaults.stop_loss)}"
+            target = trigger * defaults.stop_loss
+            what = f"its target {_fmt(trigger)}R = {_fmt(target)} at the default stop_loss {_fmt(defaults.stop_loss)}"
         if lv.sl_adjustment >= target:
-            out.append(at(doc, ("exit_levels", i, "sl_adjustment"), f"expected sl_adjustment below {what}, found {_fmt(lv.sl_adjustment)}"))
-
-    t = _field(s, "trailing")
-    if t is not None and t.trailing_distance is not None and t.max_trailing_distance is not None and t.trailing_distance > t.max_trailing_distance:
-        out.append(at(doc, ("trailing", "trailing_distance"), f"expected trailing_distance <= max_trailing_distance {_fmt(t.max_trailing_distance)}, found {_fmt(t.trailing_distance)}"))
-    if _field(s, "profit_locking") is not None:
-        out.extend(_check_split(doc, ("profit_locking",), s.profit_locking))
+            message = f"expected sl_adjustment below {what}, found {_fmt(lv.sl_adjustment)}"
+            out.append(at(doc, ("exit_levels", i, "sl_adjustment"), message))
     return out
-
-
-def _field(model: Model, name: str):
-    """Return a field of a possibly partial model (see ``Loaded.partial``), None when it is missing."""
-    return getattr(model, name, None)
 
 
 def _check_split(doc: Document, path: Path, split: ProfitSplit) -> list[Problem]:
@@ -135,27 +175,31 @@ def check_strategy_set(items: Sequence[Loaded[Strategy]]) -> list[Problem]:
     out: list[Problem] = []
     seen: dict[str, Loaded[Strategy]] = {}
     for item in items:
-        name = _field(item.model, "name")
+        name = _field(item.model, lambda m: m.name)
         if name is None:
             continue
         if name in seen:
-            out.append(at(item.doc, ("name",), f"expected a unique strategy name, found {name!r} again (also in {seen[name].doc.file})"))
+            message = f"expected a unique strategy name, found {name!r} again (also in {seen[name].doc.file})"
+            out.append(at(item.doc, ("name",), message))
         else:
             seen[name] = item
     # A strategy whose allocation did not validate has its own error; the sums are then unknown.
-    if not items or any(_field(i.model, "allocation") is None or _field(i.model, "name") is None for i in items):
+    if not items or any(_field(i.model, lambda m: m.allocation) is None or _field(i.model, lambda m: m.name) is None for i in items):
         return out
     first = items[0]
     targets = sum(i.model.allocation.target for i in items)
     if abs(targets - 1) > 1e-6:
         listing = ", ".join(f"{i.model.name} {_fmt(i.model.allocation.target)}" for i in items)
-        out.append(at(first.doc, ("allocation", "target"), f"expected allocation targets summing to 1 across strategies, found {_fmt(targets)} ({listing})"))
+        message = f"expected allocation targets summing to 1 across strategies, found {_fmt(targets)} ({listing})"
+        out.append(at(first.doc, ("allocation", "target"), message))
     mins = sum(i.model.allocation.min for i in items)
     maxes = sum(i.model.allocation.max for i in items)
     if mins > 1 + 1e-6:
-        out.append(at(first.doc, ("allocation", "min"), f"expected the sum of allocation mins <= 1 across strategies, found {_fmt(mins)}"))
+        message = f"expected the sum of allocation mins <= 1 across strategies, found {_fmt(mins)}"
+        out.append(at(first.doc, ("allocation", "min"), message))
     if maxes < 1 - 1e-6:
-        out.append(at(first.doc, ("allocation", "max"), f"expected the sum of allocation maxes >= 1 across strategies, found {_fmt(maxes)}"))
+        message = f"expected the sum of allocation maxes >= 1 across strategies, found {_fmt(maxes)}"
+        out.append(at(first.doc, ("allocation", "max"), message))
     return out
 
 
@@ -168,22 +212,26 @@ def check_custom(item: Loaded[CustomRules], strategies: Iterable[str] | None) ->
     known = set(strategies) if strategies is not None else None
     out: list[Problem] = []
     names: dict[str, int] = {}
-    for i, rule in enumerate(_field(custom, "rules") or []):
+    for i, rule in enumerate(_items(custom, lambda m: m.rules)):
         if rule is None:  # did not validate; its own errors are reported
             continue
         if rule.name in names:
-            out.append(at(doc, ("rules", i, "name"), f"expected a unique rule name, found {rule.name!r} again (first at rules.{names[rule.name]})"))
+            message = f"expected a unique rule name, found {rule.name!r} again (first at rules.{names[rule.name]})"
+            out.append(at(doc, ("rules", i, "name"), message))
         names.setdefault(rule.name, i)
         read = conditions.fields_of(rule.when)
         for j, action in enumerate(rule.then):
             if action.kind in _POSITION_ACTIONS and not any(f.startswith("position.") for f in read):
-                out.append(at(doc, ("rules", i, "then", j, action.kind), f"'{action.kind}' acts on a position: expected a position.* field in 'when', found only {', '.join(sorted(read))}", key=True))
+                message = (f"'{action.kind}' acts on a position: expected a position.* field in 'when', "
+                           f"found only {', '.join(sorted(read))}")
+                out.append(at(doc, ("rules", i, "then", j, action.kind), message, key=True))
         if known is not None:
             for field in ("position.strategy_type", "strategy.name"):
                 for value in conditions.literals_of(rule.when, field):
                     if isinstance(value, str) and value not in known:
                         hint = conditions.suggest(value, known)
-                        out.append(_in_condition(doc, ("rules", i, "when"), value, f"expected a known strategy for {field}, found {value!r}{hint}"))
+                        message = f"expected a known strategy for {field}, found {value!r}{hint}"
+                        out.append(_in_condition(doc, ("rules", i, "when"), value, message))
     return out
 
 
@@ -203,26 +251,31 @@ def check_allocation(item: Loaded[AllocationRules], strategies: Iterable[str] | 
     """Return the problems of rules/allocation.yaml."""
     doc, a = item.doc, item.model
     out: list[Problem] = []
-    needs = {"efficient_risk": ("target_volatility", _field(a, "target_volatility")), "efficient_return": ("target_return", _field(a, "target_return"))}
-    methods = _field(a, "methods") or []
+    needs = {
+        "efficient_risk": ("target_volatility", _field(a, lambda m: m.target_volatility)),
+        "efficient_return": ("target_return", _field(a, lambda m: m.target_return)),
+    }
+    methods = _field(a, lambda m: m.methods) or []
     for i, method in enumerate(methods):
         if method in needs and needs[method][1] is None:
             out.append(at(doc, ("methods", i), f"method {method} needs '{needs[method][0]}', found none"))
         if method in methods[:i]:
             out.append(at(doc, ("methods", i), f"expected each method once, found {method!r} again"))
-    if _field(a, "risk_budgets") is not None and strategies is not None:
+    budgets = _field(a, lambda m: m.risk_budgets)
+    if budgets is not None and strategies is not None:
         known = set(strategies)
-        for name in a.risk_budgets:
+        for name in budgets:
             if name not in known:
-                out.append(at(doc, ("risk_budgets", name), f"expected a known strategy, found {name!r}{conditions.suggest(name, known)}", key=True))
+                message = f"expected a known strategy, found {name!r}{conditions.suggest(name, known)}"
+                out.append(at(doc, ("risk_budgets", name), message, key=True))
     return out
 
 
 def check_limits(item: Loaded[Limits]) -> list[Problem]:
     """Return the problems of rules/limits.yaml."""
     doc, limits = item.doc, item.model
-    out = []
-    daily = _field(limits, "daily_loss")
+    out: list[Problem] = []
+    daily = _field(limits, lambda m: m.daily_loss)
     actions = daily.on_breach if daily is not None else []
     for i, action in enumerate(actions):
         if action in actions[:i]:
@@ -232,7 +285,7 @@ def check_limits(item: Loaded[Limits]) -> list[Problem]:
 
 def check_profit(item: Loaded[ProfitRules]) -> list[Problem]:
     """Return the problems of rules/profit.yaml."""
-    split = _field(item.model, "split")
+    split = _field(item.model, lambda m: m.split)
     return _check_split(item.doc, ("split",), split) if split is not None else []
 
 
@@ -240,16 +293,19 @@ def check_instruments(item: Loaded[Instruments], strategies: Iterable[str] | Non
     """Return the problems of rules/instruments.yaml."""
     doc, inst = item.doc, item.model
     out: list[Problem] = []
-    account = _field(inst, "account_currency")
-    instruments = _field(inst, "instruments") or {}
+    account = _field(inst, lambda m: m.account_currency)
+    instruments = _field(inst, lambda m: m.instruments) or {}
     symbols = set(instruments)
     for symbol, spec in instruments.items():
         if spec.min_volume > spec.max_volume:
-            out.append(at(doc, ("instruments", symbol, "min_volume"), f"expected min_volume <= max_volume {_fmt(spec.max_volume)}, found {_fmt(spec.min_volume)}"))
+            message = f"expected min_volume <= max_volume {_fmt(spec.max_volume)}, found {_fmt(spec.min_volume)}"
+            out.append(at(doc, ("instruments", symbol, "min_volume"), message))
         quote = spec.quote_currency
         if account is not None and quote != account and not ({quote + account, account + quote} & symbols):
-            out.append(at(doc, ("instruments", symbol, "quote_currency"), f"expected a conversion pair {account}{quote} or {quote}{account} among the instruments to value {quote} PnL in {account}, found none"))
-    mapping = _field(inst, "strategy_map")
+            message = (f"expected a conversion pair {account}{quote} or {quote}{account} among the instruments "
+                       f"to value {quote} PnL in {account}, found none")
+            out.append(at(doc, ("instruments", symbol, "quote_currency"), message))
+    mapping = _field(inst, lambda m: m.strategy_map)
     if strategies is not None and mapping is not None:
         out += check_strategy_map(doc, mapping, strategies)
     return out
@@ -259,14 +315,19 @@ def check_strategy_map(doc: Document, mapping: StrategyMap, strategies: Iterable
     """Return the problems of the broker strategy map: every strategy it names (by magic number, comment
     prefix or as the default) must exist, or the broker's positions would go unmanaged."""
     known = set(strategies)
-    out = []
-    for section in ("magic", "comment_prefix"):
-        for key, name in getattr(mapping, section).items():
-            if name not in known:
-                out.append(at(doc, ("strategy_map", section, key), f"expected a known strategy, found {name!r}{conditions.suggest(name, known)}"))
-    default = getattr(mapping, "default", None)
+    out: list[Problem] = []
+    named: list[tuple[str, int | str, str]] = [
+        *(("magic", key, name) for key, name in mapping.magic.items()),
+        *(("comment_prefix", key, name) for key, name in mapping.comment_prefix.items()),
+    ]
+    for section, key, name in named:
+        if name not in known:
+            message = f"expected a known strategy, found {name!r}{conditions.suggest(name, known)}"
+            out.append(at(doc, ("strategy_map", section, key), message))
+    default = mapping.default
     if default is not None and default not in known:
-        out.append(at(doc, ("strategy_map", "default"), f"expected a known strategy, found {default!r}{conditions.suggest(default, known)}"))
+        message = f"expected a known strategy, found {default!r}{conditions.suggest(default, known)}"
+        out.append(at(doc, ("strategy_map", "default"), message))
     return out
 
 
@@ -275,7 +336,7 @@ def check_removed_strategies(old: Iterable[str], new: Iterable[str], open_positi
 
     ``open_positions`` maps a strategy name to the ids of its open positions.
     """
-    reasons = []
+    reasons: list[str] = []
     for name in sorted(set(old) - set(new)):
         ids = list(open_positions.get(name, ()))
         if ids:

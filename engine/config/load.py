@@ -17,10 +17,11 @@ nesting, unsupported tags, huge texts) within its limits.
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
-from typing import Mapping
+from typing import TypeVar
 
 from engine.config import lint
 from engine.config._yaml import load_text
@@ -41,6 +42,8 @@ from engine.config.problems import Problem, sort_problems
 from engine.config.read import read_rule_file
 from engine.config.ruleset import RuleSet, Validation, rules_version
 from engine.errors import ConfigError
+
+M = TypeVar("M", bound=Model)
 
 # Names that other code imports from here: the loader is the configuration's front door.
 __all__ = [
@@ -175,10 +178,11 @@ def _validate(entries: Mapping[str, str | Problem], folders: frozenset[str], sho
         count = c.strategies([(show(rel), entries[rel]) for rel in sorted(placed[_STRATEGIES])], show(_STRATEGIES))
     else:
         c.problem(show(_STRATEGIES), "expected a strategies/ folder with one YAML file per strategy, found none")
-    strategies = c.loaded.get("strategy", [])
+    strategies = c.loaded_as("strategy", Strategy)
     c.result.problems.extend(lint.check_strategy_set(strategies))
-    names = [getattr(s.model, "name", None) for s in strategies]
-    if count and len(strategies) == count and None not in names:
+    # A partial strategy may lack its name; the names are known only when every strategy has one.
+    names = [s.model.name for s in strategies if hasattr(s.model, "name")]
+    if count and len(strategies) == count and len(names) == count:
         c.names = names
     if _RULES in folders:
         for rel in sorted(placed[_RULES]):
@@ -197,27 +201,28 @@ def _validate(entries: Mapping[str, str | Problem], folders: frozenset[str], sho
         c.load(show(_SCHEDULES), "schedules", entries[_SCHEDULES])
     c.result.problems = sort_problems(c.result.problems)
     if not c.result.problems:
-        c.result.ruleset = _assemble(c.loaded, tuple(c.result.files))
+        c.result.ruleset = _assemble(c, tuple(c.result.files))
     return c.result
 
 
-def _single(loaded: dict[str, list[lint.Loaded]], kind: str, default: Model) -> Model:
-    items = loaded.get(kind)
-    return items[0].model if items else default
+def _single(c: Collector, kind: str, model_cls: type[M]) -> M:
+    """Return the model of the file of ``kind``, else the defaults of ``model_cls`` (the file is optional)."""
+    items = c.loaded_as(kind, model_cls)
+    return items[0].model if items else model_cls()
 
 
-def _assemble(loaded: dict[str, list[lint.Loaded]], files: tuple[str, ...]) -> RuleSet:
+def _assemble(c: Collector, files: tuple[str, ...]) -> RuleSet:
     ruleset = RuleSet(
-        strategies=MappingProxyType({i.model.name: i.model for i in loaded.get("strategy", [])}),
-        limits=_single(loaded, "limits", Limits()),
-        allocation=_single(loaded, "allocation", AllocationRules()),
-        profit=_single(loaded, "profit", ProfitRules()),
-        custom=_single(loaded, "custom", CustomRules()),
-        instruments=_single(loaded, "instruments", Instruments()),
-        schedules=_single(loaded, "schedules", Schedules()),
+        strategies=MappingProxyType({i.model.name: i.model for i in c.loaded_as("strategy", Strategy)}),
+        limits=_single(c, "limits", Limits),
+        allocation=_single(c, "allocation", AllocationRules),
+        profit=_single(c, "profit", ProfitRules),
+        custom=_single(c, "custom", CustomRules),
+        instruments=_single(c, "instruments", Instruments),
+        schedules=_single(c, "schedules", Schedules),
         files=files,
     )
-    return RuleSet(**{**ruleset.__dict__, "version": rules_version(ruleset)})
+    return dataclasses.replace(ruleset, version=rules_version(ruleset))
 
 
 def validate_paths(paths: Sequence[str], config_dir: str = ".") -> Validation:
@@ -241,11 +246,11 @@ def validate_paths(paths: Sequence[str], config_dir: str = ".") -> Validation:
                 c.result.sources.update(sub.sources)
                 c.result.files.extend(sub.files)
             elif _yaml_names(path):
-                before = len(c.loaded.get("strategy", []))
+                before = len(c.loaded_as("strategy", Strategy))
                 for f in _yaml_names(path):
                     full = os.path.join(path, f)
                     c.load(display_path(full), kind_of(full) or "strategy", _read(full))
-                strategies = c.loaded.get("strategy", [])[before:]
+                strategies = c.loaded_as("strategy", Strategy)[before:]
                 c.result.problems.extend(lint.check_strategy_set(strategies))
             else:
                 c.problem(display_path(path), "expected rule files (*.yaml) in this folder, found none")
@@ -311,8 +316,9 @@ def load_strategies(folder: str) -> dict[str, Strategy]:
     if not os.path.isdir(folder):
         raise ConfigError([Problem(display_path(folder), 1, 1, (), "expected a folder of strategy files, found none")])
     c = Collector()
-    c.strategies([(display_path(p), _read(p)) for p in (os.path.join(folder, f) for f in _yaml_names(folder))], display_path(folder))
-    strategies = c.loaded.get("strategy", [])
+    paths = [os.path.join(folder, f) for f in _yaml_names(folder)]
+    c.strategies([(display_path(p), _read(p)) for p in paths], display_path(folder))
+    strategies = c.loaded_as("strategy", Strategy)
     c.result.problems.extend(lint.check_strategy_set(strategies))
     if c.result.problems:
         raise ConfigError(sort_problems(c.result.problems))
