@@ -20,7 +20,10 @@ MAX_FILE_BYTES = 1 << 20
 
 # How much of a file ``read_head`` reads to tell its kind from its first line.
 _HEAD_BYTES = 4096
-_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+_OPEN_FLAGS: int = (
+    os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+    | getattr(os, "O_BINARY", 0)
+)
 
 
 class _Unreadable(Exception):
