@@ -97,7 +97,8 @@ def test_custom_rule_naming_an_unknown_strategy_is_an_error(config_copy: Path) -
     edit(config_copy / "rules" / "custom.yaml", '"trend_following"', '"trend_folowing"')
     result = validate_config(str(config_copy))
     [problem] = result.problems
-    assert problem.message == "expected a known strategy for position.strategy_type, found 'trend_folowing'; did you mean 'trend_following'?"
+    assert problem.message == (
+        "expected a known strategy for position.strategy_type, found 'trend_folowing'; did you mean 'trend_following'?")
     # points inside the expression, at the literal
     assert (problem.line, problem.column, dotted(problem.path)) == (9, 37, "rules.0.when.all.0")
 

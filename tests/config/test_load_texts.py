@@ -80,8 +80,10 @@ def test_texts_missing_a_required_file_or_lying_nowhere_are_problems_not_left_ou
     result = load_texts({**MINIMAL, "notes.txt": "hello", "strategies/old/solo.yaml": "name: old\n"})
     assert located(result.problems) == [
         "notes.txt:1:1: expected a rule file at strategies/NAME.yaml, rules/NAME.yaml or schedules.yaml, found 'notes.txt'",
-        "strategies/old/solo.yaml:1:1: expected a rule file at strategies/NAME.yaml, rules/NAME.yaml or schedules.yaml, "
-        "found 'strategies/old/solo.yaml'",
+        (
+            "strategies/old/solo.yaml:1:1: expected a rule file at strategies/NAME.yaml, rules/NAME.yaml or schedules.yaml, "
+            "found 'strategies/old/solo.yaml'"
+        ),
     ]
     result = load_texts({"strategies/solo.yaml": MINIMAL["strategies/solo.yaml"]})
     assert located(result.problems) == ["rules:1:1: expected a rules/ folder (rules/limits.yaml at least), found none"]

@@ -13,8 +13,8 @@ from engine.cli import main
 from engine.config.load import kind_of
 from engine.config.models import KINDS
 from engine.config.schema import json_schema
-from tests.conftest import ROOT
 from tests.config.test_cases import INVALID, VALID, expected_errors
+from tests.conftest import ROOT
 
 SHIPPED = sorted([*ROOT.glob("strategies/*.yaml"), *ROOT.glob("rules/*.yaml"), ROOT / "schedules.yaml"])
 

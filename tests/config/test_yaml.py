@@ -42,7 +42,7 @@ def test_syntax_error_is_one_problem_with_its_position() -> None:
 
 def test_tabs_and_bad_indentation_are_syntax_problems_not_exceptions() -> None:
     for text in ("a:\n\t- 1\n", "a: 1\n  b: 2\n", "a: 'unterminated\n", "? [a]\n: 1\n", "*undefined\n"):
-        doc, problems = load_text(text, "f.yaml")
+        _, problems = load_text(text, "f.yaml")
         assert problems, text
 
 
