@@ -140,7 +140,7 @@ class Service:
         """Keep the texts of a version (those that were validated) so a restart can load it again."""
         key = self.keys.rules(rules.version)
         if not self.redis.exists(key):
-            self.redis.hset(key, mapping=files)
+            self.redis.hset(key, mapping=files)  # type: ignore[arg-type]  # redis-py: Mapping[FieldT, …] refuses str keys
         self._rules_cache[rules.version] = rules
         self.redis.set(self.keys.active, rules.version)
 
