@@ -194,7 +194,8 @@ def test_a_batch_stops_before_the_quote_that_hits_and_leaves_it_to_the_evaluator
     events: list[Event] = [Tick(ts, "EURUSD", 1.14500, 1.14502),
                            PositionOpened(ts, "L", "EURUSD", "scalp_revert", "x", 1, 0.1, 1.14502, 1.14480, 1.14560)]
     for k in range(1, 40):
-        events.append(Tick(ts + k * 100, "EURUSD", 1.14495 + (k % 3) * 1e-5, 1.14497 + (k % 3) * 1e-5))  # below the entry: no new equity peak
+        # below the entry: no new equity peak
+        events.append(Tick(ts + k * 100, "EURUSD", 1.14495 + (k % 3) * 1e-5, 1.14497 + (k % 3) * 1e-5))
     events.append(Tick(ts + 4_000, "EURUSD", 1.14479, 1.14481))  # through the stop
     events += [Tick(ts + 4_000 + k * 100, "EURUSD", 1.14490, 1.14492) for k in range(1, 10)]
     one, batched, want, got, singles = both(scalping, events, 100_000.0)

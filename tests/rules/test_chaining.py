@@ -117,7 +117,8 @@ def test_a_custom_rule_added_to_custom_yaml_takes_effect_and_fires_once_per_posi
     ctx = {"position.id": "a", "position.strategy_type": "arbitrage", "position.profit": -0.005, "ts": 1}
     assert rules.post_position(v, ctx) == []
     (alert,) = rules.post_position(v, {**ctx, "position.profit": -0.011})
-    assert alert == Fired("custom:warn-on-loss", "alert", "a", "arbitrage", {"message": "position down 1 %", "level": "info"}, "position down 1 %")
+    assert alert == Fired("custom:warn-on-loss", "alert", "a", "arbitrage", {"message": "position down 1 %", "level": "info"},
+                          "position down 1 %")
     assert rules.post_position(v, {**ctx, "position.profit": -0.02}) == []  # latched for position a
     assert [f.position_id for f in rules.post_position(v, {**ctx, "position.id": "b", "position.profit": -0.02})] == ["b"]
     rules.forget_position(v, "a")
@@ -128,7 +129,8 @@ def test_the_shipped_weekend_rule_closes_then_alerts_once(rules, shipped):
     v = rules.load(shipped)
     assert rules.post_position(v, {**LOSING_TREND, "clock.hour": 19}) == []
     fired = rules.post_position(v, LOSING_TREND)
-    assert [(f.type, f.params) for f in fired] == [("close", {"fraction": 1.0}), ("alert", {"message": "closed losing trend position before the weekend", "level": "warning"})]
+    assert [(f.type, f.params) for f in fired] == [
+        ("close", {"fraction": 1.0}), ("alert", {"message": "closed losing trend position before the weekend", "level": "warning"})]
     assert {f.rule for f in fired} == {"custom:flatten-losing-trend-before-weekend"}
     assert rules.post_position(v, LOSING_TREND) == []
 
@@ -172,7 +174,8 @@ def test_a_portfolio_rule_fires_once_per_day_and_rearms_at_the_daily_reset(rules
     rules.reset_day(v, DAY2)
     assert rules.halted(v) == "portfolio drawdown above 5 %"  # a custom halt waits for resume
     assert rules.post_portfolio(v, {"portfolio.drawdown": 0.07}) == []  # portfolio.halted read from the facts
-    assert [f.type for f in rules.post_portfolio(v, {"portfolio.drawdown": 0.07, "portfolio.halted": False})] == ["halt_new_positions", "alert"]
+    fired = rules.post_portfolio(v, {"portfolio.drawdown": 0.07, "portfolio.halted": False})
+    assert [f.type for f in fired] == ["halt_new_positions", "alert"]
 
 
 def test_a_field_missing_from_the_context_makes_the_rule_not_match(rules, shipped):
@@ -183,7 +186,7 @@ def test_a_field_missing_from_the_context_makes_the_rule_not_match(rules, shippe
 
 def test_an_unknown_context_field_is_an_error_with_the_closest_name(rules, shipped):
     v = rules.load(shipped)
-    with pytest.raises(RulesRuntimeError, match="did you mean 'position.profit'"):
+    with pytest.raises(RulesRuntimeError, match=r"did you mean 'position.profit'"):
         rules.post_position(v, {"position.id": "x", "position.proft": 0.1})
 
 
@@ -294,7 +297,7 @@ def test_a_post_from_another_thread_is_refused(rules, shipped):
 def _capture(errors: list, fn) -> None:
     try:
         fn()
-    except BaseException as exc:  # noqa: BLE001 - the test inspects it
+    except BaseException as exc:  # the test inspects it
         errors.append(exc)
 
 

@@ -13,6 +13,7 @@ import pytest
 from engine.config.conditions import AllOf, AnyOf, Compare, In, Not, parse_expression
 from engine.config.load import load_config
 from engine.config.models import CustomRules
+from engine.rules.chaining import PortfolioRules
 from engine.rules.compile import (
     MAX_BRANCHES,
     MAX_RULES,
@@ -23,7 +24,6 @@ from engine.rules.compile import (
     compile_ruleset,
     ruleset_name,
 )
-from engine.rules.chaining import PortfolioRules
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,7 +43,8 @@ def constructed(ruleset, when, name: str = "r", version: str = "rv-test", **extr
     """A rule set with one custom rule whose condition tree is built by hand (no validation)."""
     from engine.config.models import Action, CustomRule
 
-    rule = CustomRule.model_construct(name=name, enabled=True, priority=0, when=when, then=[Action.model_validate({"alert": "x"})], description=None, **extra)
+    rule = CustomRule.model_construct(name=name, enabled=True, priority=0, when=when, then=[Action.model_validate({"alert": "x"})],
+                                      description=None, **extra)
     return dataclasses.replace(ruleset, custom=CustomRules.model_construct(rules=[rule]), version=version)
 
 
@@ -207,7 +208,7 @@ def test_more_rules_than_the_bound_are_refused(shipped):
     from engine.config.models import CustomRule
 
     many = CustomRules.model_construct(rules=[CustomRule.model_validate(r) for r in rules])
-    with pytest.raises(RulesCompileError, match="at most .* enabled custom rules"):
+    with pytest.raises(RulesCompileError, match=r"at most .* enabled custom rules"):
         compile_ruleset(dataclasses.replace(shipped, custom=many, version="rv-many"))
 
 
@@ -256,7 +257,8 @@ def test_alternatives_count_the_terms_of_the_disjunctive_normal_form():
 def test_rules_at_the_bound_compile_in_durable_without_freezing(shipped):
     per_rule = (MAX_BRANCHES - 8) // 2
     rules = [
-        {"name": f"w{j}", "when": "position.symbol in [" + ", ".join(f"'S{j}_{i}'" for i in range(per_rule)) + "]", "then": [{"alert": "a"}]}
+        {"name": f"w{j}", "when": "position.symbol in [" + ", ".join(f"'S{j}_{i}'" for i in range(per_rule)) + "]",
+         "then": [{"alert": "a"}]}
         for j in range(2)
     ]
     check_compiles(compile_ruleset(with_custom(shipped, rules)), timeout=10)

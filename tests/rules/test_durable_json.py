@@ -37,10 +37,11 @@ def test_durable_matches_an_event_with_a_tiny_float() -> None:
 
 
 def test_a_rule_with_a_tiny_literal_compiles_in_a_child_process(tmp_path) -> None:
+    import shutil
+
     from engine.config import load_config
     from engine.rules.compile import check_compiles, compile_ruleset
     from tests.conftest import ROOT
-    import shutil
 
     for name in ("strategies", "rules"):
         shutil.copytree(ROOT / name, tmp_path / name)

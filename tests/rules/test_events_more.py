@@ -49,7 +49,7 @@ def test_an_existing_position_is_taken_over_without_checks_and_gets_the_default_
     p = e.book.positions["p1"]
     assert p.is_open and p.volume == 50.0 and p.take_profit == 1.10
     out = e.process(Tick(TS + 2, "EURUSD", 1.0790, 1.0791))  # through the stop
-    assert [(a.type, a.rule) for a in out if a.position_id == "p1"][0] == ("close", "stop_loss")
+    assert next((a.type, a.rule) for a in out if a.position_id == "p1") == ("close", "stop_loss")
     assert not e.book.positions["p1"].is_open
 
 
@@ -136,6 +136,6 @@ def test_volume0_belongs_to_a_taken_over_position_and_is_never_below_the_volume(
             "action": "BUY", "volume": 0.1, "entry_price": 1.08}
     with pytest.raises(EventError, match="volume0: only a position taken over"):
         parse_event({**base, "volume0": 0.2})
-    with pytest.raises(EventError, match="volume0: expected at least the volume 0.1"):
+    with pytest.raises(EventError, match=r"volume0: expected at least the volume 0.1"):
         parse_event({**base, "existing": True, "volume0": 0.05})
     assert parse_event({**base, "existing": True, "volume0": 0.2}).volume0 == 0.2

@@ -20,7 +20,8 @@ NAN = math.nan
 
 
 def key(h: Hit) -> tuple:
-    return tuple(None if isinstance(v, float) and math.isnan(v) else v for v in (h.position_id, h.kind, h.rule, h.price, h.volume, h.fraction, h.previous))
+    fields = (h.position_id, h.kind, h.rule, h.price, h.volume, h.fraction, h.previous)
+    return tuple(None if isinstance(v, float) and math.isnan(v) else v for v in fields)
 
 
 def by_position(hits: list[Hit]) -> dict[str, list[tuple]]:
@@ -83,7 +84,7 @@ def test_kernel_emits_exactly_the_reference_hits(sc) -> None:
     refs: dict[str, RefPosition] = {}
     vol, fused_vol = Volatility((5, 20)), Volatility((5, 20))
     mid = 1.0
-    for t, (move, spread) in enumerate(zip(moves, spreads)):
+    for t, (move, spread) in enumerate(zip(moves, spreads, strict=True)):
         if reload_at == t:
             book.reload(new_prm)
             fused.reload(new_prm)
@@ -98,7 +99,8 @@ def test_kernel_emits_exactly_the_reference_hits(sc) -> None:
                 target = entry * (1 + side * tp) if not math.isnan(tp) else NAN
                 book.add(pid, strat, side, entry, volume, stop, target)
                 fused.add(pid, strat, side, entry, volume, stop, target)
-                refs[pid] = RefPosition(pid, (new_prm if reload_at is not None and t >= reload_at else prm)[strat], side, entry, volume, stop, target)
+                current = new_prm if reload_at is not None and t >= reload_at else prm
+                refs[pid] = RefPosition(pid, current[strat], side, entry, volume, stop, target)
         vol.update(bid, ask)
         sigma = vol.sigma()
         got = book.on_tick(bid, ask, sigma)
@@ -129,12 +131,14 @@ def test_long_arbitrage_position_takes_levels_trails_and_closes_as_section_4_pre
     book.add("p1", "arbitrage", +1, entry, 1.0, entry * (1 - 0.005), entry * (1 + 0.01))
     assert book.on_tick(1.0860, 1.0861) == []          # +0.09 %: nothing
     hits = book.on_tick(1.09043, 1.09045)              # +0.5 %: level 0, stop to entry*(1.002), trailing arms
-    assert [(h.kind, h.rule) for h in hits] == [("close_partial", "exit_levels.0"), ("set_stop_loss", "exit_levels.0"), ("set_stop_loss", "trailing")]
+    assert [(h.kind, h.rule) for h in hits] == [
+        ("close_partial", "exit_levels.0"), ("set_stop_loss", "exit_levels.0"), ("set_stop_loss", "trailing")]
     assert hits[0].volume == 0.25 and hits[0].price == 1.09043
     assert hits[1].price == entry * 1.002
     assert hits[2].price == 1.09043 * (1 - 0.002)
     hits = book.on_tick(1.0937, 1.0938)                # +0.8 %: level 1; entry*1.003 = 1.088255 just beats the trail 1.088249
-    assert [(h.kind, h.rule) for h in hits] == [("close_partial", "exit_levels.1"), ("set_stop_loss", "exit_levels.1"), ("set_stop_loss", "trailing")]
+    assert [(h.kind, h.rule) for h in hits] == [
+        ("close_partial", "exit_levels.1"), ("set_stop_loss", "exit_levels.1"), ("set_stop_loss", "trailing")]
     assert hits[1].price == entry * 1.003 and hits[1].previous == 1.09043 * (1 - 0.002)
     assert hits[2].price == 1.0937 * (1 - 0.002)
     assert book.on_tick(1.0930, 1.0931) == []          # pull-back above the stop: the stop never loosens
@@ -148,7 +152,8 @@ def test_gap_through_two_levels_fires_both_on_one_tick() -> None:
     entry = 1.0850
     book.add("p1", "arbitrage", +1, entry, 1.0, entry * 0.995, math.nan)
     hits = book.on_tick(1.0940, 1.0941)  # +0.83 %: through 0.5 % and 0.8 %
-    assert [(h.kind, h.rule) for h in hits][:3] == [("close_partial", "exit_levels.0"), ("set_stop_loss", "exit_levels.0"), ("close_partial", "exit_levels.1")]
+    assert [(h.kind, h.rule) for h in hits][:3] == [
+        ("close_partial", "exit_levels.0"), ("set_stop_loss", "exit_levels.0"), ("close_partial", "exit_levels.1")]
     assert sum(h.volume for h in hits if h.kind == "close_partial") == 0.5
 
 
@@ -161,7 +166,7 @@ def test_short_mirrors_long() -> None:
         lh = long_book.on_tick(entry * (1 + up), entry * (1 + up))
         sh = short_book.on_tick(entry * (1 - up), entry * (1 - up))
         assert [(h.kind, h.rule, round(h.volume, 12)) for h in lh] == [(h.kind, h.rule, round(h.volume, 12)) for h in sh]
-        for a, b in zip(lh, sh):
+        for a, b in zip(lh, sh, strict=True):
             if a.rule.startswith("exit_levels") and a.kind == "set_stop_loss":  # entry * (1 +- sl_adjustment)
                 assert math.isclose(a.price - entry, entry - b.price, rel_tol=1e-9)
             if a.rule == "trailing":  # best * (1 -+ d): the same distance from each side's best price
@@ -179,7 +184,8 @@ def test_reload_keeps_position_state_and_applies_new_parameters() -> None:
     wider = {**prm, "arbitrage": StrategyParams(**{**prm["arbitrage"].__dict__, "trail_distance": 0.004})}
     book.reload(wider)
     after = book.state("p1")
-    assert (after.hits, after.armed, after.best, after.stop, after.volume) == (before.hits, before.armed, before.best, before.stop, before.volume)
+    assert (after.hits, after.armed, after.best, after.stop, after.volume) == (
+        before.hits, before.armed, before.best, before.stop, before.volume)
     # a wider trail at +0.7 % would loosen the stop (1.007 * 0.996 < 1.0051 * 0.998): it stays
     assert [h for h in book.on_tick(1.0070, 1.0071) if h.rule == "trailing"] == []
     hits = book.on_tick(1.0090, 1.0091)

@@ -16,7 +16,8 @@ ALLOWED = {"engine.ports", "engine.events", "engine.actions", "engine.errors"}
 def _engine_imports(path: Path) -> set[str]:
     out = set()
     for node in ast.walk(ast.parse(path.read_text())):
-        names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+        names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                 else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
         out |= {n for n in names if n == "engine" or n.startswith("engine.")}
     return out
 

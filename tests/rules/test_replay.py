@@ -70,7 +70,8 @@ def test_demo_replay_on_real_eurusd_ticks_exercises_every_rule(tmp_path: Path) -
     assert "exceeds max_position_size" in rejected["BIG"][0]
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert set(summary) == {"portfolio", "strategies", "positions"}
-    assert {"sharpe", "sortino", "max_drawdown", "win_rate", "profit_factor", "avg_holding_s", "median_holding_s", "time_in_profit"} <= set(summary["portfolio"])
+    metrics = {"sharpe", "sortino", "max_drawdown", "win_rate", "profit_factor", "avg_holding_s", "median_holding_s", "time_in_profit"}
+    assert metrics <= set(summary["portfolio"])
     assert summary["portfolio"]["ticks"] == 3733 and summary["portfolio"]["rejected"] == 2
     realized = sum(p["realized_pnl"] for p in summary["positions"].values())
     assert summary["portfolio"]["realized_pnl"] == pytest.approx(realized)
@@ -137,7 +138,8 @@ def test_parse_event_accepts_iso_and_epoch_times_and_refuses_bad_fields() -> Non
     b = parse_event({"type": "tick", "ts": 1549238400994, "symbol": "EURUSD", "bid": 1.1, "ask": 1.1})
     assert a == b
     for bad, message in [({"type": "tick", "ts": 1549238400994, "symbol": "X", "bid": 2, "ask": 1}, "below bid"),
-                         ({"type": "position_opened", "ts": 1549238400994, "position_id": "p", "symbol": "X", "strategy_type": "s", "action": "HOLD", "volume": 1, "entry_price": 1}, "BUY or SELL"),
+                         ({"type": "position_opened", "ts": 1549238400994, "position_id": "p", "symbol": "X", "strategy_type": "s",
+                           "action": "HOLD", "volume": 1, "entry_price": 1}, "BUY or SELL"),
                          ({"type": "order", "ts": 1549238400994}, "expected tick, position_opened, position_closed, fill or clock"),
                          ({"type": "tick", "symbol": "X", "price": 1}, "ts: missing")]:
         with pytest.raises(Exception, match=message):

@@ -3,7 +3,7 @@ the same way: the model's validation, the engine's resets and the service's sche
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -15,9 +15,9 @@ from tests.conftest import ROOT
 
 NEW_YORK_CLOSE = Schedules(jobs=Jobs(daily_reset=Job(trigger="cron", hour=17, minute=0, timezone="America/New_York")))
 # Across the start and the end of US daylight saving time in 2026 (8 March, 1 November), a weekend and a leap day ahead.
-INSTANTS = [datetime(2026, 3, 6, 21, 59, tzinfo=timezone.utc) + timedelta(hours=7 * i) for i in range(40)] + [
-    datetime(2026, 10, 30, 12, 0, tzinfo=timezone.utc) + timedelta(hours=5 * i) for i in range(40)] + [
-    datetime(2028, 2, 28, 23, 0, tzinfo=timezone.utc)]
+INSTANTS = [datetime(2026, 3, 6, 21, 59, tzinfo=UTC) + timedelta(hours=7 * i) for i in range(40)] + [
+    datetime(2026, 10, 30, 12, 0, tzinfo=UTC) + timedelta(hours=5 * i) for i in range(40)] + [
+    datetime(2028, 2, 28, 23, 0, tzinfo=UTC)]
 
 
 def ms(t: datetime) -> int:
@@ -44,11 +44,11 @@ def test_the_engine_and_the_scheduler_agree_on_every_reset_time(schedules: Sched
 
 
 def test_a_new_york_close_rolls_the_day_at_17_00_local_in_winter_and_summer() -> None:
-    winter, summer = datetime(2026, 3, 6, 12, 0, tzinfo=timezone.utc), datetime(2026, 3, 9, 12, 0, tzinfo=timezone.utc)
-    assert engine_fires(NEW_YORK_CLOSE, winter)[0] == ms(datetime(2026, 3, 6, 22, 0, tzinfo=timezone.utc))
-    assert engine_fires(NEW_YORK_CLOSE, summer)[0] == ms(datetime(2026, 3, 9, 21, 0, tzinfo=timezone.utc))
+    winter, summer = datetime(2026, 3, 6, 12, 0, tzinfo=UTC), datetime(2026, 3, 9, 12, 0, tzinfo=UTC)
+    assert engine_fires(NEW_YORK_CLOSE, winter)[0] == ms(datetime(2026, 3, 6, 22, 0, tzinfo=UTC))
+    assert engine_fires(NEW_YORK_CLOSE, summer)[0] == ms(datetime(2026, 3, 9, 21, 0, tzinfo=UTC))
     # no weekly_reset job: the week rolls on Monday 00:00 UTC
-    assert engine_fires(NEW_YORK_CLOSE, winter)[1] == ms(datetime(2026, 3, 9, 0, 0, tzinfo=timezone.utc))
+    assert engine_fires(NEW_YORK_CLOSE, winter)[1] == ms(datetime(2026, 3, 9, 0, 0, tzinfo=UTC))
 
 
 def test_validation_resets_and_the_scheduler_all_build_cron_triggers_through_the_job(monkeypatch: pytest.MonkeyPatch) -> None:
