@@ -285,8 +285,9 @@ class MT5Broker:
         if spec is None:
             return self._defer(order, f"cannot read symbol {p.symbol}: {self.conn.last_error()[1]}")
         want = self._levels.get(order.ticket, {})
-        sl = spec.round_price(want["sl"]) if want.get("sl") is not None else float(p.sl)
-        tp = spec.round_price(want["tp"]) if want.get("tp") is not None else float(p.tp)
+        want_sl, want_tp = want.get("sl"), want.get("tp")
+        sl = spec.round_price(want_sl) if want_sl is not None else float(p.sl)
+        tp = spec.round_price(want_tp) if want_tp is not None else float(p.tp)
         for attempt in range(2):
             if sl == float(p.sl) and tp == float(p.tp):
                 self._finish(order)

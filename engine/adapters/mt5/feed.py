@@ -184,7 +184,7 @@ class MT5Feed:
         return names.get(reason, "broker")
 
     def _ticks(self) -> list[dict[str, Any]]:
-        out = []
+        out: list[dict[str, Any]] = []
         for symbol in sorted({t.symbol for t in self._known.values()} | set(self.symbols)):
             if symbol not in self._selected:
                 self._selected.add(symbol)
