@@ -28,10 +28,12 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple, TypeAlias, TypedDict, TypeGuard
 
 import numpy as np
+import numpy.typing as npt
 
 # --- constants (values of the MetaTrader5 package) ------------------------------------------------
 
@@ -306,27 +308,106 @@ class TerminalInfo(NamedTuple):
     commondata_path: str
 
 
-_SYMBOL_FIELDS = (
-    "custom chart_mode select visible session_deals session_buy_orders session_sell_orders volume volumehigh "
-    "volumelow time digits spread spread_float ticks_bookdepth trade_calc_mode trade_mode start_time "
-    "expiration_time trade_stops_level trade_freeze_level trade_exemode swap_mode swap_rollover3days "
-    "margin_hedged_use_leg expiration_mode filling_mode order_mode order_gtc_mode option_mode option_right bid "
-    "bidhigh bidlow ask askhigh asklow last lasthigh lastlow volume_real volumehigh_real volumelow_real "
-    "option_strike point trade_tick_value trade_tick_value_profit trade_tick_value_loss trade_tick_size "
-    "trade_contract_size trade_accrued_interest trade_face_value trade_liquidity_rate volume_min volume_max "
-    "volume_step volume_limit swap_long swap_short margin_initial margin_maintenance session_volume "
-    "session_turnover session_interest session_buy_orders_volume session_sell_orders_volume session_open "
-    "session_close session_aw session_price_settlement session_price_limit_min session_price_limit_max "
-    "margin_hedged price_change price_volatility price_theoretical price_greeks_delta price_greeks_theta "
-    "price_greeks_gamma price_greeks_vega price_greeks_rho price_greeks_omega price_sensitivity basis category "
-    "currency_base currency_profit currency_margin bank description exchange formula isin name page path"
-).split()
+class SymbolInfo(NamedTuple):
+    """The 96 fields of ``symbol_info``, typed as the package returns them; a field the fake does not
+    model keeps its zero."""
 
-_SymbolInfoBase = NamedTuple("SymbolInfo", [(f, Any) for f in _SYMBOL_FIELDS])
-
-
-class SymbolInfo(_SymbolInfoBase):
-    """The 96 fields of ``symbol_info``."""
+    custom: bool = False
+    chart_mode: int = 0
+    select: bool = False
+    visible: bool = False
+    session_deals: int = 0
+    session_buy_orders: int = 0
+    session_sell_orders: int = 0
+    volume: int = 0
+    volumehigh: int = 0
+    volumelow: int = 0
+    time: int = 0
+    digits: int = 0
+    spread: int = 0
+    spread_float: bool = False
+    ticks_bookdepth: int = 0
+    trade_calc_mode: int = 0
+    trade_mode: int = 0
+    start_time: int = 0
+    expiration_time: int = 0
+    trade_stops_level: int = 0
+    trade_freeze_level: int = 0
+    trade_exemode: int = 0
+    swap_mode: int = 0
+    swap_rollover3days: int = 0
+    margin_hedged_use_leg: bool = False
+    expiration_mode: int = 0
+    filling_mode: int = 0
+    order_mode: int = 0
+    order_gtc_mode: int = 0
+    option_mode: int = 0
+    option_right: int = 0
+    bid: float = 0.0
+    bidhigh: float = 0.0
+    bidlow: float = 0.0
+    ask: float = 0.0
+    askhigh: float = 0.0
+    asklow: float = 0.0
+    last: float = 0.0
+    lasthigh: float = 0.0
+    lastlow: float = 0.0
+    volume_real: float = 0.0
+    volumehigh_real: float = 0.0
+    volumelow_real: float = 0.0
+    option_strike: float = 0.0
+    point: float = 0.0
+    trade_tick_value: float = 0.0
+    trade_tick_value_profit: float = 0.0
+    trade_tick_value_loss: float = 0.0
+    trade_tick_size: float = 0.0
+    trade_contract_size: float = 0.0
+    trade_accrued_interest: float = 0.0
+    trade_face_value: float = 0.0
+    trade_liquidity_rate: float = 0.0
+    volume_min: float = 0.0
+    volume_max: float = 0.0
+    volume_step: float = 0.0
+    volume_limit: float = 0.0
+    swap_long: float = 0.0
+    swap_short: float = 0.0
+    margin_initial: float = 0.0
+    margin_maintenance: float = 0.0
+    session_volume: float = 0.0
+    session_turnover: float = 0.0
+    session_interest: float = 0.0
+    session_buy_orders_volume: float = 0.0
+    session_sell_orders_volume: float = 0.0
+    session_open: float = 0.0
+    session_close: float = 0.0
+    session_aw: float = 0.0
+    session_price_settlement: float = 0.0
+    session_price_limit_min: float = 0.0
+    session_price_limit_max: float = 0.0
+    margin_hedged: float = 0.0
+    price_change: float = 0.0
+    price_volatility: float = 0.0
+    price_theoretical: float = 0.0
+    price_greeks_delta: float = 0.0
+    price_greeks_theta: float = 0.0
+    price_greeks_gamma: float = 0.0
+    price_greeks_vega: float = 0.0
+    price_greeks_rho: float = 0.0
+    price_greeks_omega: float = 0.0
+    price_sensitivity: float = 0.0
+    basis: str = ""
+    category: str = ""
+    currency_base: str = ""
+    currency_profit: str = ""
+    currency_margin: str = ""
+    bank: str = ""
+    description: str = ""
+    exchange: str = ""
+    formula: str = ""
+    isin: str = ""
+    name: str = ""
+    page: str = ""
+    path: str = ""
 
 
 TICK_DTYPE = np.dtype([("time", "<i8"), ("bid", "<f8"), ("ask", "<f8"), ("last", "<f8"), ("volume", "<u8"),
@@ -335,7 +416,54 @@ TICK_DTYPE = np.dtype([("time", "<i8"), ("bid", "<f8"), ("ask", "<f8"), ("last",
 _REQUEST_KEYS = set(TradeRequest._fields)
 
 
-def _seconds(value: Any) -> float:
+class _Request(TypedDict, total=False):
+    """An ``order_send`` request: any of the ``TradeRequest`` fields, by name."""
+
+    action: int
+    magic: int
+    order: int
+    symbol: str
+    volume: float
+    price: float
+    stoplimit: float
+    sl: float
+    tp: float
+    deviation: int
+    type: int
+    type_filling: int
+    type_time: int
+    expiration: int
+    comment: str
+    position: int
+    position_by: int
+
+
+def _is_request(request: object) -> TypeGuard[_Request]:
+    return isinstance(request, dict) and request.keys() <= _REQUEST_KEYS
+
+
+class _Symbol(TypedDict):
+    """A symbol as the fake's trade server knows it (``add_symbol``'s arguments); tests may change it."""
+
+    digits: int
+    contract_size: float
+    volume_step: float
+    volume_min: float
+    volume_max: float
+    stops_level: int  # points
+    freeze_level: int  # points
+    filling_mode: int  # SYMBOL_FILLING_* flags
+    trade_mode: int
+    execution: int  # SYMBOL_TRADE_EXECUTION_*
+    base: str
+    profit: str
+
+
+# A scripted order_send outcome (see FakeTerminal.script_order_send).
+_Outcome: TypeAlias = int | Literal["lost"] | tuple[Literal["partial"], float] | Callable[[], object] | None
+
+
+def _seconds(value: datetime | float) -> float:
     if isinstance(value, datetime):
         if value.tzinfo is None:
             value = value.replace(tzinfo=UTC)
@@ -343,9 +471,19 @@ def _seconds(value: Any) -> float:
     return float(value)
 
 
+@dataclass(kw_only=True)
 class _Position:
-    def __init__(self, **kw: Any) -> None:
-        self.__dict__.update(kw)
+    ticket: int
+    symbol: str
+    type: int  # POSITION_TYPE_*
+    volume: float
+    price_open: float
+    sl: float
+    tp: float
+    magic: int
+    comment: str
+    time_msc: int
+    time_update_msc: int
 
 
 class FakeTerminal:
@@ -372,17 +510,17 @@ class FakeTerminal:
         self.balance = balance
         self.currency = currency
         self.hedging = hedging
-        self.symbols: dict[str, dict[str, Any]] = {}
+        self.symbols: dict[str, _Symbol] = {}
         self.selected: set[str] = set()
         self.quotes: dict[str, Tick] = {}
         self.history: dict[str, list[Tick]] = {}
         self.positions: dict[int, _Position] = {}
         self.deals: list[TradeDeal] = []
-        self.requests: list[dict[str, Any]] = []
+        self.requests: list[_Request] = []
         self.calls: list[str] = []
         self.now_msc = 0
         self._error: tuple[int, str] = (RES_S_OK, "Success")
-        self._script: deque[Any] = deque()
+        self._script: deque[_Outcome] = deque()
         self._partial: float | None = None
         self._back_after = 0
         self._next_ticket = 1_000_000
@@ -449,7 +587,7 @@ class FakeTerminal:
             price = (q.bid if p.type == POSITION_TYPE_BUY else q.ask) if q else p.price_open
         self._close(p, p.volume if volume is None else volume, price, reason, "", self._ticket())
 
-    def script_order_send(self, *outcomes: Any) -> None:
+    def script_order_send(self, *outcomes: _Outcome) -> None:
         """Outcomes of the next ``order_send`` calls, in order: a retcode (returned, nothing executed),
         ``None`` (the call fails, nothing executed), ``"lost"`` (executed, but the reply is lost: ``None``),
         ``("partial", volume)`` (a close fills only that volume: ``DONE_PARTIAL``), or a callable run
@@ -522,7 +660,8 @@ class FakeTerminal:
         if not self._up():
             return None
         if not self.logged_in:
-            return self._fail(RES_E_AUTH_FAILED, "Terminal: Authorization failed")
+            self._fail(RES_E_AUTH_FAILED, "Terminal: Authorization failed")
+            return None
         profit = sum(self._profit(p, p.volume, self._exit_price(p)) for p in self.positions.values())
         equity = self.balance + profit
         login, _, server = self.credentials
@@ -544,11 +683,11 @@ class FakeTerminal:
             return None
         s = self.symbols.get(symbol)
         if s is None:
-            return self._fail(RES_E_NOT_FOUND, "Terminal: Not found")
+            self._fail(RES_E_NOT_FOUND, "Terminal: Not found")
+            return None
         q = self.quotes.get(symbol)
         point = 10.0 ** -s["digits"]
-        values = dict.fromkeys(_SYMBOL_FIELDS, 0)
-        values.update(
+        return SymbolInfo(
             custom=False, select=symbol in self.selected, visible=symbol in self.selected, time=q.time if q else 0,
             digits=s["digits"], spread=round((q.ask - q.bid) / point) if q else 0, spread_float=True,
             trade_mode=s["trade_mode"], trade_stops_level=s["stops_level"], trade_freeze_level=s["freeze_level"],
@@ -560,22 +699,25 @@ class FakeTerminal:
             description=symbol, path=f"Forex\\{symbol}", basis="", category="", bank="", exchange="", formula="",
             isin="", page="",
         )
-        return SymbolInfo(**values)
 
     def symbol_info_tick(self, symbol: str) -> Tick | None:
         if not self._up():
             return None
         if symbol not in self.symbols:
-            return self._fail(RES_E_NOT_FOUND, "Terminal: Not found")
+            self._fail(RES_E_NOT_FOUND, "Terminal: Not found")
+            return None
         if symbol not in self.selected:
-            return self._fail(RES_E_NOT_FOUND, "Terminal: Not found")
+            self._fail(RES_E_NOT_FOUND, "Terminal: Not found")
+            return None
         return self.quotes.get(symbol) or Tick(0, 0.0, 0.0, 0.0, 0, 0, 0, 0.0)
 
-    def copy_ticks_range(self, symbol: str, date_from: Any, date_to: Any, flags: int) -> np.ndarray | None:
+    def copy_ticks_range(self, symbol: str, date_from: datetime | float, date_to: datetime | float,
+                         flags: int) -> npt.NDArray[np.void] | None:
         if not self._up():
             return None
         if symbol not in self.symbols:
-            return self._fail(RES_E_NOT_FOUND, "Terminal: Not found")
+            self._fail(RES_E_NOT_FOUND, "Terminal: Not found")
+            return None
         lo, hi = _seconds(date_from) * 1000, _seconds(date_to) * 1000
         rows = [tuple(t) for t in self.history.get(symbol, []) if lo <= t.time_msc <= hi]
         return np.array(rows, dtype=TICK_DTYPE)
@@ -598,7 +740,8 @@ class FakeTerminal:
                                      p.symbol, p.comment, ""))
         return tuple(out)
 
-    def history_deals_get(self, date_from: Any = None, date_to: Any = None, group: str | None = None, *,
+    def history_deals_get(self, date_from: datetime | float | None = None, date_to: datetime | float | None = None,
+                          group: str | None = None, *,
                           ticket: int | None = None, position: int | None = None) -> tuple[TradeDeal, ...] | None:
         if not self._up():
             return None
@@ -607,18 +750,21 @@ class FakeTerminal:
         if ticket is not None:  # the ticket of an order: its deals
             return tuple(d for d in self.deals if d.order == ticket)
         if date_from is None or date_to is None:
-            return self._fail(RES_E_INVALID_PARAMS, "Invalid arguments")
+            self._fail(RES_E_INVALID_PARAMS, "Invalid arguments")
+            return None
         lo, hi = _seconds(date_from), _seconds(date_to)
         return tuple(d for d in self.deals if lo <= d.time <= hi)
 
-    def order_send(self, request: Any) -> OrderSendResult | None:
+    def order_send(self, request: object) -> OrderSendResult | None:
         if not self._up():
             return None
-        if not isinstance(request, dict) or set(request) - _REQUEST_KEYS:
-            return self._fail(RES_E_INVALID_PARAMS, "Invalid arguments")
+        if not _is_request(request):
+            self._fail(RES_E_INVALID_PARAMS, "Invalid arguments")
+            return None
         if len(str(request.get("comment", ""))) > 31:
-            return self._fail(RES_E_INVALID_PARAMS, 'Invalid "comment" argument')
-        self.requests.append(dict(request))
+            self._fail(RES_E_INVALID_PARAMS, 'Invalid "comment" argument')
+            return None
+        self.requests.append(request.copy())
         lost = False
         self._partial = None
         while self._script:
@@ -626,23 +772,25 @@ class FakeTerminal:
             if callable(outcome):
                 outcome()
                 continue
-            if isinstance(outcome, tuple) and outcome[0] == "partial":
+            if isinstance(outcome, tuple):  # ("partial", volume)
                 self._partial = float(outcome[1])
                 break
             if outcome is None:
-                return self._fail(RES_E_INTERNAL_FAIL_TIMEOUT, "IPC timeout")
+                self._fail(RES_E_INTERNAL_FAIL_TIMEOUT, "IPC timeout")
+                return None
             if outcome == "lost":
                 lost = True
                 break
             return self._result(int(outcome), request)
         result = self._handle(request)
         if lost:
-            return self._fail(RES_E_INTERNAL_FAIL_TIMEOUT, "IPC timeout")
+            self._fail(RES_E_INTERNAL_FAIL_TIMEOUT, "IPC timeout")
+            return None
         return result
 
     # --- the trade server --------------------------------------------------------------------------
 
-    def _handle(self, r: dict[str, Any]) -> OrderSendResult:
+    def _handle(self, r: _Request) -> OrderSendResult:
         if not self.terminal_trade_allowed or self.tradeapi_disabled:
             return self._result(TRADE_RETCODE_CLIENT_DISABLES_AT, r)
         if not self.account_trade_allowed or not self.account_trade_expert:
@@ -699,7 +847,7 @@ class FakeTerminal:
         retcode = TRADE_RETCODE_DONE if filled >= volume else TRADE_RETCODE_DONE_PARTIAL
         return self._result(retcode, r, deal=deal, order=order, volume=filled, price=market)
 
-    def _sltp(self, p: _Position, r: dict[str, Any]) -> OrderSendResult:
+    def _sltp(self, p: _Position, r: _Request) -> OrderSendResult:
         s = self.symbols[p.symbol]
         q = self.quotes.get(p.symbol)
         sl, tp = float(r.get("sl", 0.0)), float(r.get("tp", 0.0))
@@ -738,12 +886,18 @@ class FakeTerminal:
                                     float(price), 0.0, 0.0, round(profit, 2), 0.0, symbol, comment, ""))
         return ticket
 
-    def _result(self, retcode: int, r: dict[str, Any], *, deal: int = 0, order: int = 0, volume: float = 0.0,
+    def _result(self, retcode: int, r: _Request, *, deal: int = 0, order: int = 0, volume: float = 0.0,
                 price: float = 0.0) -> OrderSendResult:
         self._request_id += 1
         q = self.quotes.get(r.get("symbol") or "") or (self.quotes.get(self.positions[r["position"]].symbol)
                                                       if r.get("position") in self.positions else None)
-        request = TradeRequest(**{k: r.get(k, "" if k in ("symbol", "comment") else 0) for k in TradeRequest._fields})
+        request = TradeRequest(
+            action=r.get("action", 0), magic=r.get("magic", 0), order=r.get("order", 0), symbol=r.get("symbol", ""),
+            volume=r.get("volume", 0), price=r.get("price", 0), stoplimit=r.get("stoplimit", 0), sl=r.get("sl", 0),
+            tp=r.get("tp", 0), deviation=r.get("deviation", 0), type=r.get("type", 0), type_filling=r.get("type_filling", 0),
+            type_time=r.get("type_time", 0), expiration=r.get("expiration", 0), comment=r.get("comment", ""),
+            position=r.get("position", 0), position_by=r.get("position_by", 0),
+        )
         self._error = (RES_S_OK, "Success")
         return OrderSendResult(retcode, deal, order, volume, price, q.bid if q else 0.0, q.ask if q else 0.0,
                                _COMMENTS.get(retcode, "Request rejected"), self._request_id, 0, request)
@@ -773,7 +927,6 @@ class FakeTerminal:
 
     def _fail(self, code: int, message: str) -> None:
         self._error = (code, message)
-        return None
 
     def _refuse(self, code: int, message: str) -> bool:
         self._error = (code, message)
