@@ -49,6 +49,8 @@ class ResetClock:
             self.next_daily = self._next(self._daily, ts + 1)
             self.next_weekly = self._next(self._weekly, ts + 1)
             return False, False
+        if ts < next_daily and ts < next_weekly:
+            return False, False  # the common case, decided without building a new result
         daily = weekly = False
         if ts >= next_daily:
             daily = True
