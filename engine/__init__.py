@@ -51,7 +51,32 @@ _EXPORTS = {
     "EventError": "engine.events",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = [  # spelled out for readers and linters; tests/test_public_api.py resolves every name
+    "Action",
+    "Broker",
+    "Clock",
+    "ConfigError",
+    "Coordinator",
+    "Engine",
+    "Event",
+    "EventError",
+    "Fill",
+    "FillReport",
+    "OptimizationError",
+    "PositionClosed",
+    "PositionOpened",
+    "Problem",
+    "RiskrailError",
+    "RuleSet",
+    "Tick",
+    "Validation",
+    "__version__",
+    "decode",
+    "load_config",
+    "load_texts",
+    "parse_event",
+    "validate_config",
+]
 
 
 def __getattr__(name: str) -> Any:
