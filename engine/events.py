@@ -37,8 +37,8 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Union
+from datetime import UTC, datetime
+from typing import Any
 
 from engine.errors import RiskrailError
 
@@ -110,7 +110,7 @@ class Clock:
     ts: int
 
 
-Event = Union[Tick, PositionOpened, PositionClosed, Fill, Clock]
+Event = Tick | PositionOpened | PositionClosed | Fill | Clock
 
 
 def parse_ts(value: Any) -> int:
@@ -135,9 +135,9 @@ def parse_ts(value: Any) -> int:
         except ValueError:
             raise EventError(f"ts: expected epoch milliseconds or an ISO-8601 time, found {value!r}") from None
         if dt.tzinfo is None:
-            dt = dt.replace(tzinfo=timezone.utc)
+            dt = dt.replace(tzinfo=UTC)
         try:
-            ms = int(round(dt.timestamp() * 1000))
+            ms = round(dt.timestamp() * 1000)
         except (OverflowError, ValueError):
             raise EventError(f"ts: expected a time between 2000-01-01 and 2100-01-01, found {value!r}") from None
         return _in_range(ms, repr(value))
@@ -160,10 +160,14 @@ def _show(value: Any) -> str:
     return text if len(text) <= 80 else text[:60] + f"… ({len(text)} characters)"
 
 
-def _num(obj: dict, key: str, *, positive: bool = True, optional: bool = False) -> float | None:
+def _opt_num(obj: dict, key: str) -> float | None:
+    """``obj[key]`` checked as ``_num`` does, or ``None`` when it is missing or null."""
+    return None if obj.get(key) is None else _num(obj, key)
+
+
+def _num(obj: dict, key: str, *, positive: bool = True) -> float:
+    """``obj[key]`` as a finite float within ``LIMITS`` (above 0 when ``positive``); ``EventError`` otherwise."""
     if key not in obj or obj[key] is None:
-        if optional:
-            return None
         raise EventError(f"{key}: missing")
     v = obj[key]
     if isinstance(v, bool) or not isinstance(v, (int, float)):
@@ -314,13 +318,14 @@ def parse_event(obj: Any) -> Event:
             raise EventError(f"action: expected BUY or SELL, found {_show(action)}")
         return PositionOpened(
             ts, _str(obj, "position_id"), _str(obj, "symbol"), _str(obj, "strategy_type"),
-            _str(obj, "strategy_name") if isinstance(obj.get("strategy_name"), str) and obj["strategy_name"] else _str(obj, "strategy_type"),
+            _str(obj, "strategy_name") if isinstance(obj.get("strategy_name"), str) and obj["strategy_name"]
+            else _str(obj, "strategy_type"),
             1 if action == "BUY" else -1, _num(obj, "volume"), _num(obj, "entry_price"),
-            _num(obj, "stop_loss", optional=True), _num(obj, "take_profit", optional=True),
+            _opt_num(obj, "stop_loss"), _opt_num(obj, "take_profit"),
             _bool(obj, "existing"), _volume0(obj),
         )
     if kind == "position_closed":
-        return PositionClosed(ts, _str(obj, "position_id"), _num(obj, "price", optional=True))
+        return PositionClosed(ts, _str(obj, "position_id"), _opt_num(obj, "price"))
     if kind == "fill":
         rule = obj.get("rule", "broker")
         if not isinstance(rule, str) or not rule:
@@ -338,7 +343,7 @@ def parse_event(obj: Any) -> Event:
 
 
 def _volume0(obj: dict) -> float | None:
-    v = _num(obj, "volume0", optional=True)
+    v = _opt_num(obj, "volume0")
     if v is None:
         return None
     if not obj.get("existing"):
