@@ -147,7 +147,7 @@ def properties(res: Resources) -> list[Property]:
         Property("rules: load_text CPU time", "rules", 2, lambda: fs.yaml_texts, rules_fuzz.check_load_time,
                  lambda i: rules_fuzz.check_load_time(seeds[i % len(seeds)].text)),
         Property("rules: validate_text", "rules", 6, lambda: fs.rule_files, lambda case: rules_fuzz.check_validate_text(*case),
-                 lambda i: rules_fuzz.check_validate_text(seeds[i % len(seeds)].kind, seeds[i % len(seeds)].name, seeds[i % len(seeds)].text)),
+                 lambda i: rules_fuzz.check_validate_text(*_seed_case(seeds[i % len(seeds)]))),
         Property("api: POST /api/positions", "api", 4, fs.position_requests, lambda r: res.api.check(r),
                  lambda i: res.api.check(res.proposal(i))),
         Property("api: positions, unknown account", "api", 1, lambda: fs.position_requests(fs.unknown_accounts),
@@ -158,6 +158,11 @@ def properties(res: Resources) -> list[Property]:
         Property("api: POST /api/rules/plan", "api", 3, fs.plan_requests, lambda r: res.api.check(r),
                  lambda i: res.api.check(fs.Request("/api/rules/plan", {"account": "quiet"}, res.plan_body))),
     ]
+
+
+def _seed_case(seed_file: Any) -> tuple[str, str, str]:
+    """A shipped rule file as a ``check_validate_text`` case: (kind, name, text)."""
+    return seed_file.kind, seed_file.name, seed_file.text
 
 
 def _refused_type(value: Any) -> None:
@@ -244,7 +249,8 @@ def main() -> int:
         total = sum(p.share for p in props)
         results: list[tuple[Property, Result]] = []
         started = time.perf_counter()
-        print(f"fuzz: {args.cases} cases across {len(props)} properties (OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']})", flush=True)
+        threads = os.environ["OPENBLAS_NUM_THREADS"]
+        print(f"fuzz: {args.cases} cases across {len(props)} properties (OPENBLAS_NUM_THREADS={threads})", flush=True)
         for p in props:
             n = max(p.batch, round(args.cases * p.share / total))
             r = run(p, n, args.seed)
@@ -275,7 +281,7 @@ def table(results: list[tuple[Property, Result]]) -> str:
         rows.append((p.name + (f" (runs of {p.batch})" if p.batch > 1 else ""), str(r.cases), str(r.failures), f"{r.seconds:.1f}",
                      f"{mean:.2f}", f"{worst:.1f}", f"{base:.2f}", f"{worst / base:.0f}" if base else "-"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
-    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))) for row in rows]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))) for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 

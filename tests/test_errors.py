@@ -21,7 +21,8 @@ def _exception_classes() -> dict[str, type]:
             continue
         module = importlib.import_module(info.name)
         for name, obj in vars(module).items():
-            if inspect.isclass(obj) and issubclass(obj, BaseException) and not issubclass(obj, Warning) and obj.__module__ == info.name and not name.startswith("_"):
+            is_error = inspect.isclass(obj) and issubclass(obj, BaseException) and not issubclass(obj, Warning)
+            if is_error and obj.__module__ == info.name and not name.startswith("_"):
                 found[f"{info.name}.{name}"] = obj
     return found
 

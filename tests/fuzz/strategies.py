@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,7 @@ IDENTIFIERS = {"symbol", "position_id", "strategy_type", "strategy_name", "rule"
 valid_ts = st.integers(TS_MIN_MS, TS_MAX_MS - 1)
 # ISO-8601 times inside the accepted range, to the millisecond, in the spellings parse_ts reads
 _iso_datetimes = st.datetimes(min_value=datetime(2000, 1, 2), max_value=datetime(2099, 12, 30)).map(
-    lambda d: d.replace(microsecond=d.microsecond // 1000 * 1000, tzinfo=timezone.utc))
+    lambda d: d.replace(microsecond=d.microsecond // 1000 * 1000, tzinfo=UTC))
 _offsets = st.sampled_from([timedelta(0), timedelta(hours=5, minutes=30), timedelta(hours=-8), timedelta(hours=14)])
 iso_ts = st.one_of(
     _iso_datetimes.map(lambda d: d.isoformat()),
@@ -348,7 +348,10 @@ def mutated_seeds(draw: st.DrawFn) -> tuple[str, str, str]:
             lines.insert(i + 1, f"{indent}alias_{i}: *{draw(st.sampled_from(anchors))}")
         elif op == "merge":
             indent = re.match(r"\s*", lines[i]).group(0)
-            target = f"*{draw(st.sampled_from(anchors))}" if anchors and draw(st.booleans()) else draw(st.sampled_from(["{}", "[]", "1", "*nowhere"]))
+            if anchors and draw(st.booleans()):
+                target = f"*{draw(st.sampled_from(anchors))}"
+            else:
+                target = draw(st.sampled_from(["{}", "[]", "1", "*nowhere"]))
             lines.insert(i + 1, f"{indent}<<: {target}")
         elif op == "delete":
             del lines[i]
@@ -368,7 +371,7 @@ def _flow(items: list[str], mapping: bool) -> str:
 
 
 _leaves = st.one_of(
-    st.sampled_from(BAD_SCALARS[:40] + ["0.25", "0.005", "EURUSD", "true", "x", "5", "-1", "1e-9"]),
+    st.sampled_from([*BAD_SCALARS[:40], "0.25", "0.005", "EURUSD", "true", "x", "5", "-1", "1e-9"]),
     st.builds(str.__add__, st.sampled_from(TAGS), st.sampled_from(["x", "1", "maybe", "1.5", "[]", "{}", "2024-01-05"])),
     st.sampled_from(["*a0", "*a1", "*a2", "&a0 1", "&a1 [1, 2]", "&a2 {k: v}", "*a0", "&a0 x"]),
 )
@@ -377,7 +380,8 @@ generated_nodes = st.recursive(
     lambda inner: st.one_of(
         st.builds(lambda a, items: a + _flow(items, False), st.sampled_from(["", "", "&a0 ", "&a1 ", "!!seq ", "!!set "]),
                   st.lists(inner, max_size=5)),
-        st.builds(lambda a, kv: a + _flow([f"{k}: {v}" for k, v in kv], True), st.sampled_from(["", "", "&a2 ", "&a0 ", "!!map ", "!!omap "]),
+        st.builds(lambda a, kv: a + _flow([f"{k}: {v}" for k, v in kv], True),
+                  st.sampled_from(["", "", "&a2 ", "&a0 ", "!!map ", "!!omap "]),
                   st.lists(st.tuples(st.sampled_from(_KEYS), inner), max_size=5)),
     ),
     max_leaves=25,

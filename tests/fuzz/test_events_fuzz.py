@@ -17,13 +17,11 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 import tempfile
-import time
 import tracemalloc
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +30,7 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.events import EventError, MAX_EVENT_BYTES, PositionOpened, decode, loads, parse_ts, to_json
+from engine.events import EventError, PositionOpened, decode, loads, parse_ts, to_json
 from engine.service.store import Keys, text
 from tests.fuzz import embedded_redis, scalping_copy
 from tests.fuzz.strategies import dumps, events, mutated_events, raw_events, valid_events
@@ -137,7 +135,8 @@ def test_a_well_formed_event_of_every_type_is_accepted_as_sent(obj: dict) -> Non
 
 
 @settings(FAST, max_examples=30)
-@given(value=st.one_of(st.none(), st.integers(), st.floats(), st.lists(st.binary(max_size=4), max_size=2), st.dictionaries(st.text(max_size=3), st.none(), max_size=2)))
+@given(value=st.one_of(st.none(), st.integers(), st.floats(), st.lists(st.binary(max_size=4), max_size=2),
+                       st.dictionaries(st.text(max_size=3), st.none(), max_size=2)))
 def test_decode_of_anything_but_bytes_or_text_is_an_event_error(value: Any) -> None:
     with pytest.raises(EventError):
         decode(value)
@@ -217,7 +216,8 @@ def scalping_rules(tmp_path_factory):
     return load_config(str(scalping_copy(tmp_path_factory.mktemp("fuzz-engine"))))
 
 
-def hostile_batches(entries: st.SearchStrategy, max_size: int, good: int = GOOD, min_size: int = 1) -> st.SearchStrategy[list[tuple[int, Any]]]:
+def hostile_batches(entries: st.SearchStrategy, max_size: int, good: int = GOOD,
+                    min_size: int = 1) -> st.SearchStrategy[list[tuple[int, Any]]]:
     """Lists of ``(index, entry)``: entries to place before ``good[index]``."""
     return st.lists(st.tuples(st.integers(0, good), entries), min_size=min_size, max_size=max_size)
 
@@ -239,7 +239,7 @@ def refused(fields: dict[bytes, bytes]) -> bool:
     if b"event" not in fields:
         return True
     event = outcome(fields[b"event"])
-    return event is EventError or isinstance(event, PositionOpened) and event.existing
+    return event is EventError or (isinstance(event, PositionOpened) and event.existing)
 
 
 _junk_field = st.sampled_from([b"evnt", b"Event", b"", b"x", b"\xff"])
@@ -264,7 +264,7 @@ class PoisonRun:
     config: Path
     good: list[dict]
     expected: tuple[list[str], dict]
-    runs: Iterator[int] = itertools.count()
+    runs: Iterator[int] = field(default_factory=itertools.count)
 
     def check(self, hostile: list[tuple[int, dict[bytes, bytes]]]) -> None:
         """Start a service of its own (its own key prefix), put ``good`` with ``hostile`` interleaved on
@@ -274,7 +274,7 @@ class PoisonRun:
         rebuilt only at its start."""
         entries = interleave([{b"event": json.dumps(obj).encode()} for obj in self.good], hostile)
         bad = [refused(fields) for fields in entries]
-        decided = [to_json(decode(fields[b"event"])) for fields, b in zip(entries, bad) if not b]
+        decided = [to_json(decode(fields[b"event"])) for fields, b in zip(entries, bad, strict=True) if not b]
         expected = self.expected if decided == self.good else reference(self.config, decided)
         prefix = f"fuzz{next(self.runs)}"
         k = Keys(prefix)
@@ -291,7 +291,8 @@ class PoisonRun:
         finally:
             svc.stop()
         dead = [{text(a): b for a, b in f.items()} for _, f in self.client.xrange(k.stream("acct", "dead"))]
-        assert [text(d["entry"]) for d in dead] == [i for i, b in zip(ids, bad) if b], "every bad entry dead-lettered, and nothing else"
+        should_die = [i for i, b in zip(ids, bad, strict=True) if b]
+        assert [text(d["entry"]) for d in dead] == should_die, "every bad entry dead-lettered, and nothing else"
         for d in dead:
             reason = text(d["reason"])
             assert reason and "internal error" not in reason and "Traceback" not in reason, reason
