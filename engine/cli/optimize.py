@@ -131,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
         cons = opt.consensus_of(list(results.values()), S, bands.lo, bands.hi, mu=mu, rule=args.consensus,
                                 risk_free=args.risk_free)
     recs = None
-    if bands.targets is not None:
+    if bands.targets is not None and bands.thresholds is not None:
         final = cons.weights if cons is not None else next(iter(results.values())).weights
         recs = opt.recommend(names, bands.targets, final, bands.thresholds, covariance=S, expected_returns=mu,
                              risk_free=args.risk_free)

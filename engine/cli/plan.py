@@ -63,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
         portfolio = PortfolioRules()
         # the proposed rules are untrusted: compile them in a child process first (DESIGN 9)
         for result in results.values():
+            assert result.ruleset is not None  # invalid rules returned above
             portfolio.load(result.ruleset, check=True)
     def skip(source: str, line: int, error: Exception) -> None:
         print(f"{source}:{line}: skipped: {error}", file=sys.stderr)
@@ -72,7 +73,9 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"riskrail plan: cannot read {exc.filename}: {exc.strerror}", file=sys.stderr)
         return 1
-    plan = make_plan(results["base"].ruleset, results["proposed"].ruleset, events, args.equity, portfolio,
+    base, proposed = results["base"].ruleset, results["proposed"].ruleset
+    assert base is not None and proposed is not None  # both validated above
+    plan = make_plan(base, proposed, events, args.equity, portfolio,
                      progress_bar(len(events)))
     if args.format == "json":
         print(json.dumps(to_json(plan), indent=2, allow_nan=False))

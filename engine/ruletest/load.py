@@ -9,6 +9,7 @@ models and validated again with the rule files' own checks. Every problem names 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -146,6 +147,11 @@ _PORTFOLIO: dict[str, tuple[str, type[Model], Callable[[lint.Loaded, list[str]],
 }
 
 
+def _check_with_names(check: Callable[[lint.Loaded, list[str]], list[Problem]], names: list[str],
+                      item: lint.Loaded) -> list[Problem]:
+    return check(item, names)
+
+
 def deep_merge(base: Any, override: Any) -> Any:
     """Return ``base`` with ``override`` merged in: mappings key by key, anything else replaced."""
     if isinstance(base, dict) and isinstance(override, dict):
@@ -205,7 +211,7 @@ def apply_overrides(doc: Document, base: Path, case: Case, rules: RuleSet) -> tu
     for key, (attr, model_cls, check) in _PORTFOLIO.items():
         if key in case.overrides:
             model, found = _revalidate(doc, (*prefix, key), model_cls, getattr(rules, attr), case.overrides[key],
-                                       lambda item, check=check: check(item, names))
+                                       functools.partial(_check_with_names, check, names))
             problems.extend(found)
             if model is not None:
                 changes[attr] = model
