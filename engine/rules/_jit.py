@@ -22,9 +22,12 @@ first quote on which anything would happen (see engine/rules/batch.py).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 import numpy as np
 from numba import njit
+from numpy.typing import NDArray
 
 from engine.rules import volatility
 
@@ -33,11 +36,37 @@ _EMPTY = 1e-9
 
 # rows of SymbolBook's float, int and bool matrices (kept in step with SymbolBook._FLOATS, _INTS, _BOOLS)
 _SIDE, _ENTRY, _VOL0, _VOL, _STOP, _TP, _BEST = 0, 1, 2, 3, 4, 5, 6
-_HITS, _TIP, _CODE = 0, 1, 2
-_ARMED, _TRAILED, _INPROF = 0, 1, 2
+_TRAIL_D, _TRAIL_ACT, _TRAIL_MAX, _TRAIL_K, _DYN_SK, _DYN_TK = 8, 9, 10, 11, 12, 13
+_HITS, _TIP, _CODE, _TRAIL_W, _DYN_W = 0, 1, 2, 4, 5
+_ARMED, _TRAILED, _INPROF, _TRAIL_VOL, _DYN_ON, _DYN_TIGHT = 0, 1, 2, 3, 4, 5
+# rows of the exit levels array (SymbolBook._alloc_levels)
+_TRIGGER, _PERCENT, _ADJUST, _CLOSES_ALL = 0, 1, 2, 3
+
+Floats = NDArray[np.float64]
+Ints = NDArray[np.int64]
+Bools = NDArray[np.bool_]
+
+_Fn = TypeVar("_Fn", bound=Callable[..., Any])
+_njit: Callable[..., Callable[[Callable[..., Any]], Any]] = njit  # numba's decorator carries no annotations
 
 
-@njit(cache=True)
+def _numba(**options: Any) -> Callable[[_Fn], _Fn]:
+    """numba's ``njit`` with ``options``, cached on disk; to a type checker the compiled function keeps its signature."""
+    def compile_(fn: _Fn) -> _Fn:
+        return cast(_Fn, _njit(cache=True, **options)(fn))
+    return compile_
+
+
+_compiled = _numba()
+# The per-position helpers are inlined by numba into ``_sweep`` before it is typed: the split step costs no call.
+# ``_sweep`` runs without reference counting (numba's ``_nrt=False``, as numba's own hot helpers do): it allocates nothing
+# and only reads and writes arrays its caller holds. With counting on, each array an inlined helper takes gains an incref
+# and a decref per position that LLVM cannot prune across the helper's branches (numba #2350): seven times slower.
+_inlined = _numba(inline="always")
+_uncounted = _numba(_nrt=False)
+
+
+@_compiled
 def _moves(delta: float, tighten: bool, point: float) -> bool:
     if math.isnan(delta):
         return True
@@ -46,15 +75,15 @@ def _moves(delta: float, tighten: bool, point: float) -> bool:
     return delta != 0 and abs(delta) >= point
 
 
-@njit(cache=True)
+@_compiled
 def _tighter(s: float, cand: float, cur: float) -> bool:
     if math.isnan(cur):
         return True
     return cand > cur if s > 0 else cand < cur
 
 
-@njit(cache=True)
-def _hit(out, k, i, kind, level, price, volume, fraction, prev):
+@_compiled
+def _hit(out: Floats, k: int, i: int, kind: int, level: int, price: float, volume: float, fraction: float, prev: float) -> int:
     """Write hit ``k``: position, kind, level, price, volume, fraction, previous level. Return k + 1."""
     out[k, 0] = i
     out[k, 1] = kind
@@ -66,107 +95,147 @@ def _hit(out, k, i, kind, level, price, volume, fraction, prev):
     return k + 1
 
 
-@njit(cache=True)
-def _sweep(n, bid, ask, elapsed, point, F, I, B, L, sig_windows, sig_values, out, gone_out, probe, idx, use_idx):
+@_inlined
+def _stop_or_target(i: int, s: float, bid: float, ask: float, price: float, floats: Floats, bools: Bools,
+                    out: Floats, k: int) -> tuple[int, bool]:
+    """Close position ``i`` whole at its stop (1.) or else its take profit (2.); return (hits written, whether it closed)."""
+    st = floats[_STOP, i]
+    tp = floats[_TP, i]
+    if (bid <= st) if s > 0 else (ask >= st):
+        kind = K_TRAIL_STOP if bools[_TRAILED, i] else K_STOP
+    elif (bid >= tp) if s > 0 else (ask <= tp):
+        kind = K_TP
+    else:
+        return k, False
+    vol = floats[_VOL, i]
+    k = _hit(out, k, i, kind, -1, price, vol, vol / floats[_VOL0, i], np.nan)
+    floats[_VOL, i] = 0.0
+    return k, True
+
+
+@_inlined
+def _best_and_arming(i: int, s: float, bid: float, ask: float, profit: float, floats: Floats, bools: Bools) -> None:
+    """Record a new best price; arm the trail once the profit reaches its activation (4., first half, whatever the levels do)."""
+    if s > 0:
+        if bid > floats[_BEST, i]:
+            floats[_BEST, i] = bid
+    elif ask < floats[_BEST, i]:
+        floats[_BEST, i] = ask
+    if profit >= floats[_TRAIL_ACT, i]:
+        bools[_ARMED, i] = True
+
+
+@_inlined
+def _exit_levels(i: int, s: float, price: float, profit: float, floats: Floats, ints: Ints, levels: Floats,
+                 out: Floats, k: int) -> tuple[int, bool]:
+    """Take the exit levels ``profit`` reaches, lowest first, each at most once (3.); a level may then
+    tighten the stop. Return (hits written, whether the position closed)."""
+    vol0 = floats[_VOL0, i]
+    j = ints[_HITS, i]
+    while j < levels.shape[2] and profit >= levels[_TRIGGER, i, j]:
+        remaining = floats[_VOL, i]
+        if levels[_CLOSES_ALL, i, j] != 0.0:
+            volume = remaining
+        else:
+            volume = min(levels[_PERCENT, i, j] * vol0, remaining)
+        left = remaining - volume
+        if left <= vol0 * _EMPTY:
+            volume = remaining
+            left = 0.0
+        floats[_VOL, i] = left
+        ints[_HITS, i] = j + 1
+        k = _hit(out, k, i, K_PARTIAL, j, price, volume, volume / vol0, np.nan)
+        if left == 0.0:
+            return k, True
+        adj = levels[_ADJUST, i, j]
+        if not math.isnan(adj):
+            cand = floats[_ENTRY, i] * (1 + s * adj)
+            if _tighter(s, cand, floats[_STOP, i]):
+                k = _hit(out, k, i, K_LEVEL_STOP, j, cand, 0.0, 0.0, floats[_STOP, i])
+                floats[_STOP, i] = cand
+        j += 1
+    return k, False
+
+
+@_inlined
+def _trail(i: int, s: float, floats: Floats, ints: Ints, bools: Bools, sig_windows: Ints, sig_values: Floats, out: Floats,
+           k: int) -> int:
+    """Pull an armed trailing stop up to its distance behind the best price (fixed, or its multiple of the
+    volatility within bounds) when that tightens it (4.); return hits written."""
+    if not bools[_ARMED, i]:
+        return k
+    d: float = floats[_TRAIL_D, i]
+    if bools[_TRAIL_VOL, i]:
+        for w in range(sig_windows.shape[0]):
+            if sig_windows[w] == ints[_TRAIL_W, i]:
+                d = min(max(floats[_TRAIL_K, i] * sig_values[w], floats[_TRAIL_D, i]), floats[_TRAIL_MAX, i])
+    cand = floats[_BEST, i] * (1 - s * d)
+    if _tighter(s, cand, floats[_STOP, i]):
+        k = _hit(out, k, i, K_TRAIL, -1, cand, 0.0, 0.0, floats[_STOP, i])
+        floats[_STOP, i] = cand
+        bools[_TRAILED, i] = True
+    return k
+
+
+@_inlined
+def _dynamic(i: int, s: float, price: float, point: float, floats: Floats, ints: Ints, bools: Bools,
+             sig_windows: Ints, sig_values: Floats, out: Floats, k: int) -> int:
+    """Move the stop and take profit to their multiples of the volatility from the price (5.), each when it
+    moves by a point or more (only tighter if so configured); return hits written."""
+    if not bools[_DYN_ON, i]:
+        return k
+    for w in range(sig_windows.shape[0]):
+        if sig_windows[w] == ints[_DYN_W, i]:
+            sig = sig_values[w]
+            cand_stop = price * (1 - s * floats[_DYN_SK, i] * sig)
+            cand_tp = price * (1 + s * floats[_DYN_TK, i] * sig)
+            if _moves(s * cand_stop - s * floats[_STOP, i], bools[_DYN_TIGHT, i], point):
+                k = _hit(out, k, i, K_DYN_STOP, -1, cand_stop, 0.0, 0.0, floats[_STOP, i])
+                floats[_STOP, i] = cand_stop
+            if _moves(s * floats[_TP, i] - s * cand_tp, bools[_DYN_TIGHT, i], point):
+                k = _hit(out, k, i, K_DYN_TP, -1, cand_tp, 0.0, 0.0, floats[_TP, i])
+                floats[_TP, i] = cand_tp
+    return k
+
+
+@_inlined
+def _step(i: int, bid: float, ask: float, elapsed: int, point: float, floats: Floats, ints: Ints, bools: Bools,
+          levels: Floats, sig_windows: Ints, sig_values: Floats, out: Floats, k: int) -> tuple[int, bool]:
+    """Apply one quote to position ``i``, DESIGN section 4 in order; return (hits written, whether it closed)."""
+    s = floats[_SIDE, i]
+    price = bid if s > 0 else ask
+    e = floats[_ENTRY, i]
+    profit = s * (price - e) / e
+    if elapsed >= 0:
+        if bools[_INPROF, i]:
+            ints[_TIP, i] += elapsed
+        bools[_INPROF, i] = profit > 0
+    k, gone = _stop_or_target(i, s, bid, ask, price, floats, bools, out, k)
+    if gone:
+        return k, True
+    _best_and_arming(i, s, bid, ask, profit, floats, bools)
+    k, gone = _exit_levels(i, s, price, profit, floats, ints, levels, out, k)
+    if gone:
+        return k, True
+    k = _trail(i, s, floats, ints, bools, sig_windows, sig_values, out, k)
+    k = _dynamic(i, s, price, point, floats, ints, bools, sig_windows, sig_values, out, k)
+    return k, False
+
+
+@_uncounted
+def _sweep(n: int, bid: float, ask: float, elapsed: int, point: float, floats: Floats, ints: Ints, bools: Bools, levels: Floats,
+           sig_windows: Ints, sig_values: Floats, out: Floats, gone_out: Ints, probe: bool, idx: Ints, use_idx: bool) -> tuple[int, int]:
     """Apply one quote to positions 0..n-1 (``use_idx``: to positions ``idx[:n]``); return (hits
     written, positions closed).
 
     With ``probe`` the sweep stops at the first hit (the caller, ``scan``, then restores the state it
     saved before the quote).
     """
-    side, entry, vol0, vol, stop, tp, best = F[0], F[1], F[2], F[3], F[4], F[5], F[6]
-    trail_d, trail_act, trail_max, trail_k, dyn_sk, dyn_tk = F[8], F[9], F[10], F[11], F[12], F[13]
-    hits, tip, trail_w, dyn_w = I[0], I[1], I[4], I[5]
-    armed, trailed, inprof, trail_vol, dyn_on, dyn_tight = B[0], B[1], B[2], B[3], B[4], B[5]
     k = 0
     c = 0
-    nlev = L.shape[2]
-    nsig = sig_windows.shape[0]
     for t in range(n):
         i = idx[t] if use_idx else t
-        gone = False
-        s = side[i]
-        price = bid if s > 0 else ask
-        e = entry[i]
-        profit = s * (price - e) / e
-        if elapsed >= 0:
-            if inprof[i]:
-                tip[i] += elapsed
-            inprof[i] = profit > 0
-        # 1. stop
-        st = stop[i]
-        if (bid <= st) if s > 0 else (ask >= st):
-            k = _hit(out, k, i, K_TRAIL_STOP if trailed[i] else K_STOP, -1, price, vol[i], vol[i] / vol0[i], np.nan)
-            vol[i] = 0.0
-            gone = True
-        # 2. take profit
-        if not gone:
-            t = tp[i]
-            if (bid >= t) if s > 0 else (ask <= t):
-                k = _hit(out, k, i, K_TP, -1, price, vol[i], vol[i] / vol0[i], np.nan)
-                vol[i] = 0.0
-                gone = True
-        if not gone:
-            # 4 (first half): best price and arming, whatever the levels do
-            if s > 0:
-                if bid > best[i]:
-                    best[i] = bid
-            else:
-                if ask < best[i]:
-                    best[i] = ask
-            if profit >= trail_act[i]:
-                armed[i] = True
-            # 3. exit levels, lowest first, each at most once
-            j = hits[i]
-            while j < nlev and profit >= L[0, i, j]:
-                remaining = vol[i]
-                if L[3, i, j] != 0.0:
-                    volume = remaining
-                else:
-                    volume = min(L[1, i, j] * vol0[i], remaining)
-                left = remaining - volume
-                if left <= vol0[i] * _EMPTY:
-                    volume = remaining
-                    left = 0.0
-                vol[i] = left
-                hits[i] = j + 1
-                k = _hit(out, k, i, K_PARTIAL, j, price, volume, volume / vol0[i], np.nan)
-                if left == 0.0:
-                    gone = True
-                    break
-                adj = L[2, i, j]
-                if not math.isnan(adj):
-                    cand = e * (1 + s * adj)
-                    if _tighter(s, cand, stop[i]):
-                        k = _hit(out, k, i, K_LEVEL_STOP, j, cand, 0.0, 0.0, stop[i])
-                        stop[i] = cand
-                j += 1
-        if not gone:
-            # 4. trailing
-            if armed[i]:
-                d = trail_d[i]
-                if trail_vol[i]:
-                    for w in range(nsig):
-                        if sig_windows[w] == trail_w[i]:
-                            d = min(max(trail_k[i] * sig_values[w], trail_d[i]), trail_max[i])
-                cand = best[i] * (1 - s * d)
-                if _tighter(s, cand, stop[i]):
-                    k = _hit(out, k, i, K_TRAIL, -1, cand, 0.0, 0.0, stop[i])
-                    stop[i] = cand
-                    trailed[i] = True
-            # 5. dynamic SL/TP
-            if dyn_on[i]:
-                for w in range(nsig):
-                    if sig_windows[w] == dyn_w[i]:
-                        sig = sig_values[w]
-                        cand_stop = price * (1 - s * dyn_sk[i] * sig)
-                        cand_tp = price * (1 + s * dyn_tk[i] * sig)
-                        if _moves(s * cand_stop - s * stop[i], dyn_tight[i], point):
-                            k = _hit(out, k, i, K_DYN_STOP, -1, cand_stop, 0.0, 0.0, stop[i])
-                            stop[i] = cand_stop
-                        if _moves(s * tp[i] - s * cand_tp, dyn_tight[i], point):
-                            k = _hit(out, k, i, K_DYN_TP, -1, cand_tp, 0.0, 0.0, tp[i])
-                            tp[i] = cand_tp
+        k, gone = _step(i, bid, ask, elapsed, point, floats, ints, bools, levels, sig_windows, sig_values, out, k)
         if probe and k > 0:
             return k, c
         if gone:
@@ -175,51 +244,71 @@ def _sweep(n, bid, ask, elapsed, point, F, I, B, L, sig_windows, sig_values, out
     return k, c
 
 
-@njit(cache=True)
-def tick(n, bid, ask, elapsed, point, F, I, B, L, sig_windows, sig_values, out, gone):
+@_compiled
+def tick(n: int, bid: float, ask: float, elapsed: int, point: float, floats: Floats, ints: Ints, bools: Bools,
+         levels: Floats, sig_windows: Ints, sig_values: Floats, out: Floats, gone: Ints) -> tuple[int, int]:
     """Apply one quote to positions 0..n-1; return (hits written, positions closed).
 
-    ``F``, ``I``, ``B``: the float, int and bool columns, in the row order of ``SymbolBook``; the
-    indices of the closed positions are in ``gone[:closed]``.
+    ``floats``, ``ints``, ``bools``: the columns, in the row order of ``SymbolBook``; the indices of the
+    closed positions are in ``gone[:closed]``.
     """
-    return _sweep(n, bid, ask, elapsed, point, F, I, B, L, sig_windows, sig_values, out, gone, False, gone, False)
+    return _sweep(n, bid, ask, elapsed, point, floats, ints, bools, levels, sig_windows, sig_values, out, gone, False, gone, False)
 
 
-@njit(cache=True)
-def quote(n, bid, ask, elapsed, point, F, I, B, L, sizes, bufs, S, out, gone):
+@_compiled
+def quote(n: int, bid: float, ask: float, elapsed: int, point: float, floats: Floats, ints: Ints, bools: Bools,
+          levels: Floats, sizes: Ints, bufs: Floats, S: Floats, out: Floats, gone: Ints) -> tuple[int, int]:
     """Add the quote to the symbol's volatility (``Volatility``'s arrays), then apply it as ``tick`` does."""
     volatility.update(bid, ask, sizes, bufs, S)
     ready = int(S[6, 1])
-    return _sweep(n, bid, ask, elapsed, point, F, I, B, L, sizes[:ready], S[5, :ready], out, gone, False, gone, False)
+    sig_windows, sig_values = sizes[:ready], S[5, :ready]
+    return _sweep(n, bid, ask, elapsed, point, floats, ints, bools, levels, sig_windows, sig_values, out, gone, False, gone, False)
 
 
-@njit(cache=True)
-def _copy_state(n, F, I, B, F_save, I_save, B_save, back):
-    """Copy the mutable columns of positions 0..n-1 (vol, stop, tp, best; hits, tip; armed, trailed,
-    inprof) to the save arrays, or ``back`` from them."""
-    for r in range(4):
-        if back:
-            F[3 + r, :n] = F_save[r, :n]
-        else:
-            F_save[r, :n] = F[3 + r, :n]
-    for r in range(2):
-        if back:
-            I[r, :n] = I_save[r, :n]
-        else:
-            I_save[r, :n] = I[r, :n]
-    for r in range(3):
-        if back:
-            B[r, :n] = B_save[r, :n]
-        else:
-            B_save[r, :n] = B[r, :n]
+@_compiled
+def _copy_state(n: int, idx: Ints, use_idx: bool, floats: Floats, ints: Ints, bools: Bools, floats_save: Floats, ints_save: Ints,
+                bools_save: Bools, back: bool) -> None:
+    """Copy the mutable columns (vol, stop, tp, best; hits, tip; armed, trailed, inprof) of positions 0..n-1
+    (``use_idx``: of positions ``idx[:n]``) to the first n columns of the save arrays, or ``back`` from them."""
+    for q in range(n):
+        i = idx[q] if use_idx else q
+        for r in range(4):
+            if back:
+                floats[3 + r, i] = floats_save[r, q]
+            else:
+                floats_save[r, q] = floats[3 + r, i]
+        for r in range(2):
+            if back:
+                ints[r, i] = ints_save[r, q]
+            else:
+                ints_save[r, q] = ints[r, i]
+        for r in range(3):
+            if back:
+                bools[r, i] = bools_save[r, q]
+            else:
+                bools_save[r, q] = bools[r, i]
 
 
-@njit(cache=True)
-def np_sum(a, n):
+@_compiled
+def _copy_volatility(sizes: Ints, bufs: Floats, S: Floats, S_save: Floats, slot_save: Floats, back: bool) -> None:
+    """Save what adding a quote changes in ``Volatility``'s arrays (the sums, and the ring slot each
+    window overwrites), or put it ``back``."""
+    if back:
+        for w in range(sizes.shape[0]):
+            bufs[w, int(S_save[0, w])] = slot_save[w]
+        S[:, :] = S_save
+    else:
+        S_save[:, :] = S
+        for w in range(sizes.shape[0]):
+            slot_save[w] = bufs[w, int(S[0, w])]
+
+
+@_compiled
+def np_sum(a: Floats, n: int) -> float:
     """``float(a[:n].sum())`` bit for bit, for n <= 128: numpy's pairwise summation (eight accumulators
     from eight values on, a plain loop below). ``engine.rules.batch`` checks it against numpy at import."""
     if n < 8:
-        res = 0.0
+        res: float = 0.0
         for i in range(n):
             res += a[i]
         return res
@@ -242,8 +331,8 @@ def np_sum(a, n):
     return res
 
 
-@njit(cache=True)
-def _bands(n, F, I, B, L, band, full):
+@_compiled
+def _bands(n: int, floats: Floats, ints: Ints, bools: Bools, levels: Floats, band: Floats, full: Ints) -> int:
     """Sort the positions for ``scan``: return the number of positions needing the whole step on every
     quote (listed in ``full``) and fill ``band``, the prices between which a quote changes nothing on
     any other position but its time in profit.
@@ -254,11 +343,11 @@ def _bands(n, F, I, B, L, band, full):
     trail would tighten the stop now. Thresholds on profit (arming, the next exit level) become prices
     with a margin of 1e-9, far above rounding, so a quote near one takes the whole step.
     """
-    side, entry, stop, tp, best = F[0], F[1], F[4], F[5], F[6]
-    trail_d, trail_act = F[8], F[9]
-    hits = I[0]
-    armed, trail_vol, dyn_on = B[0], B[3], B[4]
-    nlev = L.shape[2]
+    side, entry, stop, tp, best = floats[_SIDE], floats[_ENTRY], floats[_STOP], floats[_TP], floats[_BEST]
+    trail_d, trail_act = floats[_TRAIL_D], floats[_TRAIL_ACT]
+    hits = ints[_HITS]
+    armed, trail_vol, dyn_on = bools[_ARMED], bools[_TRAIL_VOL], bools[_DYN_ON]
+    nlev = levels.shape[2]
     band[0], band[1], band[2] = -np.inf, np.inf, np.inf
     band[3], band[4], band[5] = -np.inf, np.inf, -np.inf
     m = 0
@@ -279,8 +368,8 @@ def _bands(n, F, I, B, L, band, full):
             x = trail_act[i]
             reach = min(reach, e * (1 + x) * (1 - 1e-9)) if s > 0 else max(reach, e * (1 - x) * (1 + 1e-9))
         j = hits[i]
-        if j < nlev and not math.isnan(L[0, i, j]):
-            x = L[0, i, j]
+        if j < nlev and not math.isnan(levels[_TRIGGER, i, j]):
+            x = levels[_TRIGGER, i, j]
             reach = min(reach, e * (1 + x) * (1 - 1e-9)) if s > 0 else max(reach, e * (1 - x) * (1 + 1e-9))
         st = stop[i]
         t = tp[i]
@@ -301,10 +390,61 @@ def _bands(n, F, I, B, L, band, full):
     return m
 
 
-@njit(cache=True)
-def scan(lo, hi, ts, bids, asks, last_ts, limit_ts, minute_ms, minute, bar_ms, bar,
-         n, point, F, I, B, L, sizes, bufs, S, out, gone, F_save, I_save, B_save, S_save, slot_save,
-         scale, old, total, new, totals, base, peak, start, limit_loss, breached, exact, full, band):
+@_compiled
+def _equity_stays_inside(n: int, bid: float, ask: float, floats: Floats, ints: Ints, scale: float, old: Floats, total: Floats,
+                         new: Floats, totals: Floats, base: float, peak: float, start: float, limit_loss: float, breached: bool,
+                         exact: bool) -> bool:
+    """Put the open PnL per strategy code at this quote in ``new`` (this symbol's) and ``totals`` (all
+    symbols'); return whether the equity stays below the ``peak`` and above the daily loss limit (see
+    ``scan``)."""
+    ncodes = old.shape[0]
+    for q in range(ncodes):
+        new[q] = 0.0
+    for i in range(n):
+        s = floats[_SIDE, i]
+        px = bid if s > 0 else ask
+        new[ints[_CODE, i]] += s * (px - floats[_ENTRY, i]) * floats[_VOL, i]
+    mag = abs(base)
+    for q in range(ncodes):
+        new[q] = new[q] * scale
+        totals[q] = (total[q] - old[q]) + new[q]
+        mag += abs(totals[q])
+    equity = base + np_sum(totals, ncodes)
+    margin = 0.0 if exact else 1e-9 * mag + 1e-9
+    if equity > peak - margin or math.isnan(equity):
+        return False
+    if breached:
+        return True
+    # not "loss > limit": a nan limit (a nan start) stops nothing
+    return not (equity - start) / start <= -limit_loss + margin / start
+
+
+@_compiled
+def _time_in_profit(n: int, m: int, full: Ints, bid: float, ask: float, elapsed: int, floats: Floats, ints: Ints,
+                    bools: Bools) -> None:
+    """Count the time in profit of positions 0..n-1 but those in ``full[:m]`` (ascending), as the whole
+    step does."""
+    if elapsed < 0:
+        return
+    q = 0
+    for i in range(n):
+        if q < m and full[q] == i:
+            q += 1
+            continue
+        if bools[_INPROF, i]:
+            ints[_TIP, i] += elapsed
+        s = floats[_SIDE, i]
+        price = bid if s > 0 else ask
+        e = floats[_ENTRY, i]
+        bools[_INPROF, i] = s * (price - e) / e > 0
+
+
+@_compiled
+def scan(lo: int, hi: int, ts: Ints, bids: Floats, asks: Floats, last_ts: int, limit_ts: int, minute_ms: int, minute: int,
+         bar_ms: int, bar: int, n: int, point: float, floats: Floats, ints: Ints, bools: Bools, levels: Floats, sizes: Ints,
+         bufs: Floats, S: Floats, out: Floats, gone: Ints, floats_save: Floats, ints_save: Ints, bools_save: Bools, S_save: Floats,
+         slot_save: Floats, scale: float, old: Floats, total: Floats, new: Floats, totals: Floats, base: float, peak: float,
+         start: float, limit_loss: float, breached: bool, exact: bool, full: Ints, band: Floats) -> tuple[int, int, bool]:
     """Apply quotes ``lo..hi-1`` of one symbol while nothing happens on them; return (the end of the
     quotes applied, the time of the last one, whether the last one opened a sampling period or bar).
 
@@ -322,89 +462,35 @@ def scan(lo, hi, ts, bids, asks, last_ts, limit_ts, minute_ms, minute, bar_ms, b
     in ``full`` take the whole step, and the others gain their time in profit; any other quote takes
     the whole step on every position, after which the bands are drawn again.
     """
-    nw = sizes.shape[0]
-    ncodes = old.shape[0]
-    side, entry, vol = F[0], F[1], F[3]
-    tip, code = I[1], I[2]
-    inprof = B[2]
-    m = _bands(n, F, I, B, L, band, full)
+    m = _bands(n, floats, ints, bools, levels, band, full)
     for j in range(lo, hi):
         t = ts[j]
         if t >= limit_ts:
             return j, last_ts, False
-        boundary = t // minute_ms != minute or t // bar_ms != bar
         bid = bids[j]
         ask = asks[j]
         elapsed = t - last_ts
-        S_save[:, :] = S
-        for w in range(nw):
-            slot_save[w] = bufs[w, int(S[0, w])]
+        _copy_volatility(sizes, bufs, S, S_save, slot_save, False)
         volatility.update(bid, ask, sizes, bufs, S)
         ready = int(S[6, 1])
-        inside = (band[0] < bid < band[1] and bid <= band[2] and band[3] < ask < band[4] and ask >= band[5])
-        if inside:  # the whole step on the listed positions only
-            count = m
-            for q in range(m):
-                i = full[q]
-                F_save[0, q], F_save[1, q], F_save[2, q], F_save[3, q] = F[3, i], F[4, i], F[5, i], F[6, i]
-                I_save[0, q], I_save[1, q] = I[0, i], I[1, i]
-                B_save[0, q], B_save[1, q], B_save[2, q] = B[0, i], B[1, i], B[2, i]
-            k, c = _sweep(m, bid, ask, elapsed, point, F, I, B, L, sizes[:ready], S[5, :ready], out, gone, True, full, True)
-        else:
-            count = n
-            _copy_state(n, F, I, B, F_save, I_save, B_save, False)
-            k, c = _sweep(n, bid, ask, elapsed, point, F, I, B, L, sizes[:ready], S[5, :ready], out, gone, True, full, False)
-        quiet = k == 0
-        if quiet:
-            for q in range(ncodes):
-                new[q] = 0.0
-            for i in range(n):
-                s = side[i]
-                px = bid if s > 0 else ask
-                new[code[i]] += s * (px - entry[i]) * vol[i]
-            mag = abs(base)
-            for q in range(ncodes):
-                new[q] = new[q] * scale
-                totals[q] = (total[q] - old[q]) + new[q]
-                mag += abs(totals[q])
-            equity = base + np_sum(totals, ncodes)
-            margin = 0.0 if exact else 1e-9 * mag + 1e-9
-            if equity > peak - margin or math.isnan(equity):
-                quiet = False
-            elif not breached and (equity - start) / start <= -limit_loss + margin / start:
-                quiet = False
-        if not quiet:
-            if inside:
-                for q in range(count):
-                    i = full[q]
-                    F[3, i], F[4, i], F[5, i], F[6, i] = F_save[0, q], F_save[1, q], F_save[2, q], F_save[3, q]
-                    I[0, i], I[1, i] = I_save[0, q], I_save[1, q]
-                    B[0, i], B[1, i], B[2, i] = B_save[0, q], B_save[1, q], B_save[2, q]
-            else:
-                _copy_state(n, F, I, B, F_save, I_save, B_save, True)
-            for w in range(nw):
-                bufs[w, int(S_save[0, w])] = slot_save[w]
-            S[:, :] = S_save
+        inside = band[0] < bid < band[1] and bid <= band[2] and band[3] < ask < band[4] and ask >= band[5]
+        count = m if inside else n  # inside: the whole step on the listed positions only
+        _copy_state(count, full, inside, floats, ints, bools, floats_save, ints_save, bools_save, False)
+        k, _ = _sweep(count, bid, ask, elapsed, point, floats, ints, bools, levels, sizes[:ready], S[5, :ready], out, gone, True,
+                      full, inside)
+        if k > 0 or not _equity_stays_inside(n, bid, ask, floats, ints, scale, old, total, new, totals, base, peak, start,
+                                             limit_loss, breached, exact):
+            _copy_state(count, full, inside, floats, ints, bools, floats_save, ints_save, bools_save, True)
+            _copy_volatility(sizes, bufs, S, S_save, slot_save, True)
             return j, last_ts, False
-        if inside:  # time in profit of the banded positions, as the whole step computes it
-            if elapsed >= 0:
-                q = 0
-                for i in range(n):
-                    if q < m and full[q] == i:
-                        q += 1
-                        continue
-                    if inprof[i]:
-                        tip[i] += elapsed
-                    s = side[i]
-                    price = bid if s > 0 else ask
-                    e = entry[i]
-                    inprof[i] = s * (price - e) / e > 0
+        if inside:
+            _time_in_profit(n, m, full, bid, ask, elapsed, floats, ints, bools)
         else:
-            m = _bands(n, F, I, B, L, band, full)
-        for q in range(ncodes):
+            m = _bands(n, floats, ints, bools, levels, band, full)
+        for q in range(old.shape[0]):
             total[q] = totals[q]
             old[q] = new[q]
         last_ts = t
-        if boundary:
+        if t // minute_ms != minute or t // bar_ms != bar:
             return j + 1, last_ts, True
     return hi, last_ts, False
