@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from engine.actions import Action
 from engine.ports import FillReport
 
@@ -22,3 +24,8 @@ class PaperBroker:
                 out.append(FillReport(item["position_id"], action.ts, float(item["volume"]), float(item["price"]), action.rule))
         self.fills.extend(out)
         return out
+
+
+def broker_factory() -> Callable[[str], PaperBroker]:
+    """``account -> PaperBroker``: a broker of its own for each account (its ``fills`` are that account's)."""
+    return lambda account: PaperBroker()

@@ -40,7 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--broker", choices=("paper", "redis", "mt5"), default="paper",
                    help="who carries out the actions: the paper broker (fills at once), a pipeline reading the actions stream "
                    "and reporting fills as events (redis), or MetaTrader 5 (default paper)")
-    p.add_argument("--account", action="append", metavar="NAME", help="account(s) to run (repeatable; default: demo for the demo, else main)")
+    p.add_argument("--account", action="append", metavar="NAME",
+                   help="account(s) to run (repeatable; default: demo for the demo, else main)")
     p.add_argument("--allow-takeover", action="store_true",
                    help="accept position_opened events with existing: true (positions already open at the broker, adopted "
                    "without the pre-trade checks) from the input stream and the API; --feed mt5 sets it for its position sync")
@@ -92,9 +93,11 @@ def _listen(host: str, port: int, backlog: int) -> socket.socket:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from engine.adapters import factories
     from engine.service import logs
     from engine.service.api import create_app
     from engine.service.limits import Limits, server_config
+    from engine.service.pump import FeedPump
     from engine.service.service import Service
     from engine.service.store import Embedded, connect, redact, url_secrets
 
@@ -116,7 +119,8 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, on_stop)
         signal.signal(signal.SIGINT, on_stop)
     feed = args.feed or ("redis" if args.redis_url else "demo")
-    conn = _mt5_connection() if "mt5" in (feed, args.broker) else None  # first: it may say the package is missing
+    edges = factories.edges(feed, args.broker, on_alert=_alert, on_problem=_feed_problem,  # first: it may say MT5 is missing
+                            on_redactor=logs.add_redactor)
     sock = _listen(args.host, args.port, limits.backlog)  # and whether the port is free
     port = sock.getsockname()[1]
     embedded = None
@@ -128,96 +132,65 @@ def run(args: argparse.Namespace) -> int:
         client = embedded.client
         where = f"the embedded Redis ({os.path.join(args.data_dir, 'redis')})"
     accounts = tuple(args.account or (["demo"] if feed == "demo" else ["main"]))
-    broker_factory = _broker_factory(args.broker, conn)
     service = Service(args.config, client, accounts=accounts, prefix=args.prefix, equity0=args.equity,
                       snapshot_every=args.snapshot_every, consumer=args.name or f"{socket.gethostname()}:{port}",
                       allow_takeover=args.allow_takeover or feed == "mt5",
-                      broker_factory=broker_factory)
+                      broker_factory=edges.broker_factory)
     token, new_token = api_token(args.data_dir)
     logs.hide(token)  # printed once below, on purpose; never in a log line
-    feeder = None  # the demo feed or the MetaTrader 5 pump
+    feeder = None  # the demo feed or the pump of a polled feed (MetaTrader 5)
     try:
         service.start()
         if feed == "demo":
             feeder = _start_demo(service, accounts[0], args)
-        elif feed == "mt5":
-            feeder = _mt5_pump(service, accounts[0], conn)
+        elif edges.feed is not None:
+            feeder = FeedPump(edges.feed(service.active_rules()), lambda obj: service.publish(obj, accounts[0]),
+                              label=f"{feed} feed")
             feeder.start()
         app = create_app(service, token, limits)
         server = uvicorn.Server(server_config(app, args.host, port, limits, timeout_graceful_shutdown=5))
         if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGHUP, lambda *_: service.reloader and service.reloader.request())
-        base = f"http://{args.host}:{port}"
+            signal.signal(signal.SIGHUP, lambda *_: _request_reload(service))
         print(f"riskrail run: rules {service.version} from {os.path.abspath(args.config)}, state in {where}, "
               f"feed {feed}, broker {args.broker}, accounts {', '.join(accounts)}", flush=True)
-        print(f"  API        {base}   (OpenAPI: {base}/docs)", flush=True)
-        if new_token:
-            print(f"  token      {token}   (shown once; kept in {os.path.join(args.data_dir, 'api-token')})", flush=True)
-        else:
-            print(f"  token      {'from RISKRAIL_API_TOKEN' if os.environ.get('RISKRAIL_API_TOKEN') else 'in ' + os.path.join(args.data_dir, 'api-token')}",
-                  flush=True)
-        print(f"  dashboard  {base}/dashboard" + (f"#token={token}" if new_token else ""), flush=True)
-        print(f"  try        curl -H 'Authorization: Bearer $TOKEN' {base}/api/risk-management/status", flush=True)
+        _print_addresses(f"http://{args.host}:{port}", token, new_token, args.data_dir)
         if not stopping.is_set():
             server.run(sockets=[sock])
     finally:
         if feeder is not None:
             feeder.stop()
         service.stop()
+        edges.close()
         if embedded is not None:
             embedded.close()
     log.info("stopped cleanly")
     return 0
 
 
-def _broker_factory(kind: str, conn=None):
-    if kind == "paper":
-        return None  # the service's default: a paper broker per account
-    if kind == "redis":
-        return lambda account: None  # actions go to the stream; a pipeline reports fills as `fill` events
-    from engine.adapters.mt5 import MT5Broker
-
-    def alert(a: dict) -> None:
-        log.warning("MetaTrader 5: %s", a.get("message"))
-
-    return lambda account: MT5Broker(conn, on_alert=alert)
-
-
-def _mt5_connection():
-    """The terminal's connection (the MetaTrader5 package is imported here, and only here)."""
-    from engine.adapters.mt5 import MT5Connection
-    from engine.service import logs
-
-    conn = MT5Connection()
-    logs.add_redactor(conn.redact)
-    conn.connect()
-    return conn
+def _print_addresses(base: str, token: str, new_token: bool, data_dir: str) -> None:
+    """The API's address, where the token is (the token itself only when it was just made), the dashboard."""
+    print(f"  API        {base}   (OpenAPI: {base}/docs)", flush=True)
+    if new_token:
+        print(f"  token      {token}   (shown once; kept in {os.path.join(data_dir, 'api-token')})", flush=True)
+    else:
+        kept = "from RISKRAIL_API_TOKEN" if os.environ.get("RISKRAIL_API_TOKEN") else "in " + os.path.join(data_dir, "api-token")
+        print(f"  token      {kept}", flush=True)
+    print(f"  dashboard  {base}/dashboard" + (f"#token={token}" if new_token else ""), flush=True)
+    print(f"  try        curl -H 'Authorization: Bearer $TOKEN' {base}/api/risk-management/status", flush=True)
 
 
-def _mt5_pump(service, account: str, conn, interval: float = 0.1):
-    """Polls the MetaTrader 5 terminal and feeds what it finds into the account's input stream."""
-    from engine.adapters.mt5 import MT5Feed
-    from engine.service.threads import Background
+def _request_reload(service) -> None:
+    """SIGHUP: reload the rules now (when the service watches them)."""
+    if service.reloader is not None:
+        service.reloader.request()
 
-    class Pump(Background):
-        name = "mt5-feed"
 
-        def __init__(self) -> None:
-            self.feed = MT5Feed(conn, service.active_rules(), on_problem=lambda m: log.warning("MetaTrader 5 feed: %s", m))
-            super().__init__()
+def _alert(alert: dict) -> None:
+    log.warning("broker alert: %s", alert.get("message"))
 
-        def _run(self) -> None:
-            backoff = interval
-            while not self._stop.wait(backoff):
-                try:
-                    for obj in self.feed.poll():
-                        service.publish(obj, account)
-                    backoff = interval
-                except RiskrailError as exc:
-                    log.error("MetaTrader 5 feed: %s; retrying in %.0f s", exc, backoff)
-                    backoff = min(max(backoff * 2, 1.0), 30.0)
 
-    return Pump()
+def _feed_problem(message: str) -> None:
+    log.warning("feed: %s", message)
 
 
 def _start_demo(service, account: str, args: argparse.Namespace):

@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from engine.adapters.mt5 import MT5Connection
-from engine.cli.run import _broker_factory, _mt5_pump
+from engine.adapters import factories
+from engine.service.pump import FeedPump
 from engine.service.store import Keys
 from engine.testing.mt5 import FakeTerminal
 from tests.service.conftest import start_service, wait_for
@@ -23,11 +23,11 @@ def test_the_service_manages_a_terminal_account_through_the_feed_pump_and_the_br
     fake = FakeTerminal(login=LOGIN, password=PASSWORD, server=SERVER)
     fake.add_symbol("EURUSD", digits=5, volume_step=0.01, volume_min=0.01)
     fake.tick("EURUSD", 1.14500, 1.14502, T0)
-    conn = MT5Connection(fake, env={"MT5_LOGIN": str(LOGIN), "MT5_PASSWORD": PASSWORD, "MT5_SERVER": SERVER})
-    conn.connect()
+    edges = factories.edges("mt5", "mt5", mt5_module=fake,
+                            env={"MT5_LOGIN": str(LOGIN), "MT5_PASSWORD": PASSWORD, "MT5_SERVER": SERVER})
     ticket = fake.open_position("EURUSD", "BUY", 0.10, price=1.14502, magic=TREND)
-    svc = start_service(redis_server, scalping, broker_factory=_broker_factory("mt5", conn), allow_takeover=True)
-    pump = _mt5_pump(svc, "acct", conn, interval=0.02)
+    svc = start_service(redis_server, scalping, broker_factory=edges.broker_factory, allow_takeover=True)
+    pump = FeedPump(edges.feed(svc.active_rules()), lambda obj: svc.publish(obj, "acct"), interval=0.02)
     pump.start()
     try:
         # taken over: the default stop and target reach the terminal as its SL and TP
@@ -41,5 +41,6 @@ def test_the_service_manages_a_terminal_account_through_the_feed_pump_and_the_br
     finally:
         pump.stop()
         svc.stop()
+        edges.close()
     actions = [json.loads(f[b"action"]) for _, f in redis_server.xrange(Keys().stream("acct", "actions"))]
     assert [a["type"] for a in actions][:3] == ["set_stop_loss", "set_take_profit", "close_partial"]

@@ -1,0 +1,48 @@
+"""What the CLI calls to wire MetaTrader 5 into the service: a connection, a broker per account, a feed.
+
+The CLI builds nothing of this adapter itself: ``riskrail run --feed mt5 --broker mt5`` and the tests
+that drive a fake terminal call these three functions, so both wire the adapter the same way.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from engine.adapters.mt5.broker import MT5Broker
+from engine.adapters.mt5.connection import MT5Connection
+from engine.adapters.mt5.feed import MT5Feed
+
+
+def connection(module: Any = None, env: Mapping[str, str] = os.environ, *,
+               on_redactor: Callable[[Callable[[str], str]], None] | None = None) -> MT5Connection:
+    """A connected ``MT5Connection``: credentials from ``env`` (``MT5_PATH``, ``MT5_LOGIN``, ``MT5_PASSWORD``,
+    ``MT5_SERVER``), ``module`` the MetaTrader5 package or a fake (default: the package, imported now).
+
+    ``on_redactor`` receives the connection's scrubber before it connects, so that no log line written
+    while connecting can carry a credential. Raises ``MT5Unavailable`` when the package is missing and
+    ``MT5Error`` when the terminal does not answer or refuses the login.
+    """
+    conn = MT5Connection(module, env)
+    if on_redactor is not None:
+        on_redactor(conn.redact)
+    conn.connect()
+    return conn
+
+
+def broker_factory(conn: MT5Connection, *, on_alert: Callable[[dict[str, Any]], None] | None = None
+                   ) -> Callable[[str], MT5Broker]:
+    """``account -> MT5Broker`` on ``conn`` (one terminal is one account: every account name gets a broker
+    on the same connection, so run one account per terminal). ``on_alert`` receives each broker alert
+    (``{ts, action_id, position_id, message}``)."""
+    return lambda account: MT5Broker(conn, on_alert=on_alert)
+
+
+def feed(conn: MT5Connection, strategy_map: Any, *, on_problem: Callable[[str], None] | None = None) -> MT5Feed:
+    """The account's ``MT5Feed``: positions, deals and quotes as raw event dicts (see ``MT5Feed.poll``);
+    ``strategy_map`` is the active ``RuleSet`` (its instruments name each strategy's magic numbers)."""
+    return MT5Feed(conn, strategy_map, on_problem=on_problem)
+
+
+__all__ = ["broker_factory", "connection", "feed"]

@@ -1,0 +1,40 @@
+"""A feed the service polls (the ``Feed`` port, e.g. MetaTrader 5) put on an account's input stream."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from engine.errors import RiskrailError
+from engine.ports import Feed
+from engine.service.threads import Background
+
+log = logging.getLogger("riskrail.feed")
+
+
+class FeedPump(Background):
+    """Polls ``feed`` every ``interval`` seconds and hands each raw event dict to ``publish`` (the service's
+    ``publish(obj, account)``, which puts it on the input stream; the engine's intake validates it there).
+
+    A ``RiskrailError`` from the feed (the terminal went away) is logged and retried with a backoff that
+    doubles from 1 s up to ``max_backoff`` seconds; the first successful poll returns to ``interval``.
+    """
+
+    name = "feed-pump"
+
+    def __init__(self, feed: Feed, publish: Callable[[dict[str, Any]], Any], *, interval: float = 0.1,
+                 max_backoff: float = 30.0, label: str = "feed") -> None:
+        self.feed, self.publish, self.interval, self.max_backoff, self.label = feed, publish, interval, max_backoff, label
+        super().__init__()
+
+    def _run(self) -> None:
+        backoff = self.interval
+        while not self._stop.wait(backoff):
+            try:
+                for obj in self.feed.poll():
+                    self.publish(obj)
+                backoff = self.interval
+            except RiskrailError as exc:
+                log.error("%s: %s; retrying in %.0f s", self.label, exc, backoff)
+                backoff = min(max(backoff * 2, 1.0), self.max_backoff)
