@@ -1,4 +1,4 @@
-"""The ports between the engine and the outside: what a broker and a feed do, and the reports they exchange.
+"""The ports between the engine and the outside: what a broker, a feed and a store do, and the reports they exchange.
 
 The engine (``engine.rules``) and every adapter (``engine.adapters.paper``, ``engine.adapters.mt5``,
 the service's journal) import this module; neither owns it, so an adapter never imports the engine
@@ -51,4 +51,32 @@ class Feed(Protocol):
     def poll(self) -> list[dict[str, Any]]: ...
 
 
-__all__ = ["Broker", "Feed", "FillReport", "Quotes"]
+class Store(Protocol):
+    """Keeps the texts of every rule version the engines ran, and which version is active.
+
+    A restart or a takeover rebuilds an account's engine with the version it ran, loaded from these
+    texts (``engine.config.ruleset_from_texts``), never from the files on disk, which may have changed.
+    Texts are ``{relative path: YAML text}`` (``strategies/NAME.yaml``, ``rules/NAME.yaml``,
+    ``schedules.yaml``). The service's implementation is ``engine.service.rulestore.RedisStore``. An
+    account's journal and snapshots are not behind this port: they are written in one Redis transaction
+    with the account's lease (``engine.service.commit``), which is what makes a commit exactly-once.
+    """
+
+    def texts(self, version: str) -> dict[str, str]:
+        """The texts of ``version``; empty when it was never kept."""
+        ...
+
+    def keep(self, version: str, texts: dict[str, str]) -> None:
+        """Keep the texts of ``version`` (once: the texts of a version never change)."""
+        ...
+
+    def active(self) -> str | None:
+        """The version the service runs, or ``None`` before the first start."""
+        ...
+
+    def activate(self, version: str) -> None:
+        """Make ``version`` (kept before) the active one."""
+        ...
+
+
+__all__ = ["Broker", "Feed", "FillReport", "Quotes", "Store"]

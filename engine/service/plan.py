@@ -23,7 +23,7 @@ from engine.config.load import load_texts
 from engine.errors import RiskrailError
 from engine.service.journal import export_history
 from engine.service.reload import problem_json
-from engine.service.store import text, write_files
+from engine.service.store import write_files
 
 
 class PlanRequestError(RiskrailError):
@@ -46,7 +46,7 @@ def plan(service, files: dict[str, str], *, account: str | None = None, max_even
             raise PlanRequestError(422, f"{rel!r}: expected strategies/NAME.yaml, rules/NAME.yaml or schedules.yaml")
     account = account or service.default_account
     version = service.version
-    stored = {text(k): text(v) for k, v in service.redis.hgetall(service.keys.rules(version)).items()}
+    stored = service.rule_store.texts(version)
     result = load_texts({**stored, **files})
     if result.ruleset is None:
         problems = [problem_json(p) for p in result.problems]

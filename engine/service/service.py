@@ -23,9 +23,10 @@ import redis
 
 from engine.config.load import RuleSet, ruleset_from_texts, validate_config
 from engine.errors import ConfigError, RiskrailError
-from engine.ports import Broker
+from engine.ports import Broker, Store
 from engine.service.metrics import Metrics
 from engine.service.reload import Reloader, ReloadResult, encode, problem_json
+from engine.service.rulestore import RedisStore
 from engine.service.scheduler import JobRunner
 from engine.service.store import Keys, Lease, publish, sources, text
 from engine.service.worker import AccountWorker
@@ -50,6 +51,7 @@ class Service:
         self.allow_takeover = allow_takeover
         self.redis = client
         self.keys = Keys(prefix)
+        self.rule_store: Store = RedisStore(client, self.keys)
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.metrics = Metrics()
         self.equity0, self.snapshot_every, self.lease_ms = equity0, snapshot_every, lease_ms
@@ -76,7 +78,7 @@ class Service:
         """The rule set of a version: loaded from its texts in Redis (a restart, a takeover)."""
         if version in self._rules_cache:
             return self._rules_cache[version]
-        files = {text(k): text(v) for k, v in self.redis.hgetall(self.keys.rules(version)).items()}
+        files = self.rule_store.texts(version)
         if not files:
             raise RiskrailError(f"the rules of version {version} are not in Redis; cannot rebuild the engine that ran them")
         rules = ruleset_from_texts(files)
@@ -121,7 +123,7 @@ class Service:
         result = validate_config(self.config_dir)
         rules, files = result.ruleset, sources(result, self.config_dir)
         if rules is None:
-            stored = text(self.redis.get(self.keys.active))
+            stored = self.rule_store.active()
             if not stored:
                 raise ConfigError(result.problems)
             rules = self.rules_for(stored)
@@ -138,11 +140,9 @@ class Service:
 
     def _store_rules(self, rules: RuleSet, files: dict[str, str]) -> None:
         """Keep the texts of a version (those that were validated) so a restart can load it again."""
-        key = self.keys.rules(rules.version)
-        if not self.redis.exists(key):
-            self.redis.hset(key, mapping=files)  # type: ignore[arg-type]  # redis-py: Mapping[FieldT, …] refuses str keys
+        self.rule_store.keep(rules.version, files)
         self._rules_cache[rules.version] = rules
-        self.redis.set(self.keys.active, rules.version)
+        self.rule_store.activate(rules.version)
 
     def stop(self) -> None:
         """Finish the events in hand, snapshot every engine, release the leases."""
