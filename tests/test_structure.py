@@ -3,7 +3,7 @@
 Read from the source with ``ast`` alone (nothing is imported or run):
 
 - no module under ``engine/`` longer than ``MAX_MODULE_LINES`` (a file past it is usually two concepts);
-- no function longer than ``MAX_FUNCTION_LINES``, but for the few named in ``LONG_FUNCTIONS``;
+- no function longer than ``MAX_FUNCTION_LINES`` (``LONG_FUNCTIONS`` would name an exception; it is empty);
 - the adapters import only the ports, events, actions, errors and config, and their own package;
 - no private name crosses a module boundary: ``from engine.x import _name`` only from a module of the
   same package, and ``obj._name`` (not on ``self``/``cls``) only for a name the module itself defines,
@@ -27,13 +27,8 @@ LONG_MODULES = {
     "engine/testing/mt5.py": "the MetaTrader 5 test kit: one fake, kept whole so a test reads it top to bottom",
 }
 
-#: Functions allowed past ``MAX_FUNCTION_LINES``, as "path:qualified name".
-LONG_FUNCTIONS = {
-    # numba compiles each kernel as one unit: splitting one changes what is compiled and the hot path's speed.
-    "engine/rules/_jit.py:scan": "numba-compiled tick kernel",
-    "engine/rules/_jit.py:_sweep": "numba-compiled batch kernel",
-    "engine/service/api.py:create_app": "route table; split into routers is pending",
-}
+#: Functions allowed past ``MAX_FUNCTION_LINES``, as "path:qualified name" (none today).
+LONG_FUNCTIONS: dict[str, str] = {}
 
 #: What a module under ``engine/adapters`` may import from the engine, besides its own package.
 ADAPTER_IMPORTS = ("engine.ports", "engine.events", "engine.actions", "engine.errors", "engine.config", "engine.adapters")
