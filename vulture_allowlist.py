@@ -106,4 +106,34 @@ _allowed = (
     _.community_account, _.community_connection, _.dlls_allowed, _.email_enabled, _.ftp_enabled,
     _.notifications_enabled, _.mqid, _.maxbars, _.codepage, _.ping_last, _.community_balance, _.retransmission,
     _.language, _.data_path, _.commondata_path,
+    # engine/config/_errors.py: a key of the LocatedError TypedDict, read as entry["subpath"]
+    _.subpath,
+    # engine/testing/mt5.py: the fields of the fake's SymbolInfo, the package's own record, in its order
+    _.chart_mode, _.session_deals, _.session_buy_orders, _.session_sell_orders, _.volumehigh, _.volumelow,
+    _.spread_float, _.ticks_bookdepth, _.trade_calc_mode, _.start_time, _.expiration_time, _.trade_exemode,
+    _.swap_mode, _.swap_rollover3days, _.margin_hedged_use_leg, _.expiration_mode, _.order_mode, _.order_gtc_mode,
+    _.option_mode, _.option_right, _.bidhigh, _.bidlow, _.askhigh, _.asklow, _.lasthigh, _.lastlow,
+    _.volumehigh_real, _.volumelow_real, _.option_strike, _.trade_tick_value, _.trade_tick_value_profit,
+    _.trade_tick_value_loss, _.trade_tick_size, _.trade_accrued_interest, _.trade_face_value,
+    _.trade_liquidity_rate, _.volume_limit, _.swap_long, _.swap_short, _.session_volume, _.session_turnover,
+    _.session_interest, _.session_buy_orders_volume, _.session_sell_orders_volume, _.session_open, _.session_close,
+    _.session_aw, _.session_price_settlement, _.session_price_limit_min, _.session_price_limit_max, _.margin_hedged,
+    _.price_change, _.price_volatility, _.price_theoretical, _.price_greeks_delta, _.price_greeks_theta,
+    _.price_greeks_gamma, _.price_greeks_vega, _.price_greeks_rho, _.price_greeks_omega, _.price_sensitivity,
+    _.basis, _.category, _.currency_margin, _.bank, _.exchange, _.formula,
+    # durable-rules' Host calls get_action(name) to find a rule's action (engine/rules/chaining.py)
+    _.get_action,
+    # the public API of Coordinator (engine/service/coordinator.py), documented there and in docs/api.md
+    _.from_config,
+    _.add_position,
+    # SymbolBook.on_tick: the kernel's one-quote entry point, which the differential kernel tests drive
+    # (the engine calls on_quote, which also advances volatility)
+    _.on_tick,
+    # PortfolioRules.pending_events: durable-rules' queue of a version, which the tests check is drained
+    _.pending_events,
+    # rules/allocation.yaml consensus.resample: validated and documented; the optimizer does not read it yet
+    _.resample,
+    # engine/config/lint.py: the reload guard for removed strategies with open positions; tested, and
+    # not yet called by the reload path
+    _.check_removed_strategies,
 )

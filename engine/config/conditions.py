@@ -34,7 +34,6 @@ from engine.config.fields import WEEKDAYS as WEEKDAYS
 from engine.config.fields import FieldSpec as FieldSpec
 from engine.config.fields import FieldType as FieldType
 
-OPERATORS = ("==", "!=", "<", "<=", ">", ">=")
 _FLIP = {"==": "==", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
 
 Scalar = bool | int | float | str

@@ -8,8 +8,6 @@ from dataclasses import dataclass
 
 from engine.config.models import ExitLevel, Strategy
 
-#: bound on exit levels per strategy (the model allows at most 20)
-MAX_LEVELS = 20
 _ALL = 1e-9  # cumulative exit percentages within this of 1 close all that remains
 
 

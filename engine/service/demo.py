@@ -64,7 +64,6 @@ class DemoFeed(Background):
         super().__init__()
 
     def _run(self) -> None:
-        n = 0
         base = max(int(self.clock() * 1000), (self.after_ts or 0) + 1000)  # event time of the first tick
         ts0 = self.ticks[0][0]
         while not self._stop.is_set():
@@ -77,8 +76,7 @@ class DemoFeed(Background):
                 try:
                     self.publish({"type": "tick", "ts": self.now, "symbol": self.symbol, "bid": bid, "ask": ask})
                     self.sent += 1
-                    n += 1
-                    if n % 50 == 1:
+                    if self.sent % 50 == 1:
                         self._trade(bid, ask)
                 except Exception as exc:  # Redis away: keep trying, the engine catches up
                     log.warning("demo feed: %s", exc)

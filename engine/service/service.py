@@ -262,10 +262,6 @@ class Service:
             raise RiskrailError("hot reload is off in this process")
         return self.reloader.reload(trigger)
 
-    @property
-    def last_reload(self) -> ReloadResult | None:
-        return self.reloader.last if self.reloader is not None else None
-
     def rules_state(self) -> tuple[str, float | None, ReloadResult | None]:
         """The active version, when it was loaded, and the last reload, consistent with each other
         (waits for a reload in progress)."""

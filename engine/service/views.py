@@ -11,7 +11,7 @@ import math
 from typing import Any
 
 from engine.actions import Action
-from engine.book.positions import Position, Status
+from engine.book.positions import Position
 from engine.events import EventError, PositionOpened, parse_event
 from engine.rules.evaluator import Engine
 
@@ -188,6 +188,3 @@ def portfolio_summary(engine: Engine, optimization: dict[str, Any] | None = None
         "profit_locking": {n: s["profit_locking"] for n, s in summary["strategies"].items()},
     }
 
-
-def closed_count(engine: Engine) -> int:
-    return sum(1 for p in engine.book.positions.values() if p.status == Status.CLOSED)
