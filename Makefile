@@ -33,7 +33,9 @@ replay: $(STAMP)
 		--ticks $(DEMO_TICKS) --summary .riskrail/demo-summary.json > .riskrail/demo-actions.jsonl
 	@echo "actions: .riskrail/demo-actions.jsonl, metrics: .riskrail/demo-summary.json"
 
+# the static checks (ruff, mypy, vulture: tools/lint.sh), then the tests
 test: $(STAMP)
+	BIN=$(BIN) tools/lint.sh
 	$(BIN)/python -m pytest
 
 bench: $(BENCH_STAMP)
