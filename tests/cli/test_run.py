@@ -19,7 +19,7 @@ from tests.conftest import ROOT, edit
 from tests.service.conftest import redis_server, scalping, url_of, wait_for  # noqa: F401  (fixtures)
 
 
-def riskrail(*args: str, cwd: Path = ROOT, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def riskrail(*args: str, cwd: Path = ROOT, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "engine", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **(env or {})})
 

@@ -20,7 +20,7 @@ HISTORY = ("--history", str(ROOT / "examples" / "replay" / "positions.jsonl"),
 
 
 def plan(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "engine", "plan", *args], capture_output=True, text=True, timeout=180, cwd=cwd)
+    return subprocess.run([sys.executable, "-m", "engine", "plan", *args], capture_output=True, text=True, timeout=900, cwd=cwd)
 
 
 @pytest.fixture

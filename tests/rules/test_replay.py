@@ -20,7 +20,7 @@ DEMO = ROOT / "examples" / "replay" / "positions.jsonl"
 
 
 def replay(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "engine", "replay", *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "engine", "replay", *args], capture_output=True, text=True, timeout=600)
 
 
 def actions(proc: subprocess.CompletedProcess[str]) -> list[dict]:

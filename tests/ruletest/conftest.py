@@ -34,4 +34,4 @@ def run_text(tmp_path: Path, rules: RuleSet, text: str) -> list[CaseResult]:
 
 def riskrail_test(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "engine", "test", *args], capture_output=True, text=True,
-                          timeout=120, cwd=cwd)
+                          timeout=600, cwd=cwd)

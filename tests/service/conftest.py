@@ -112,7 +112,8 @@ def start_service(client: redis.Redis, config: Path, **kw) -> Service:
     kw.setdefault("accounts", ("acct",))
     kw.setdefault("watch", False)
     kw.setdefault("scheduler", False)
-    kw.setdefault("lease_ms", 1500)
+    # a lease that outlives a busy machine's pauses: a test of takeover sets a short one and says so
+    kw.setdefault("lease_ms", 30_000)
     svc = Service(str(config), client, **kw)
     svc.start()
     for account in kw["accounts"]:

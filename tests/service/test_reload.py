@@ -87,15 +87,14 @@ def test_a_thousand_reloads_leak_no_ruleset_and_no_thread(redis_server, scalping
         svc._apply(b, b_files)
         svc._apply(a, a_files)
         threads = threading.active_count()
-        started = time.perf_counter()
         for i in range(1000):
             svc._apply(*((b, b_files) if i % 2 == 0 else (a, a_files)))
-        per_reload = (time.perf_counter() - started) / 1000
         engine_versions = svc.workers["acct"].call(lambda e: e.portfolio.versions)
         assert engine_versions == (a.version,)
-        assert threading.active_count() == threads
+        # a thread that ends on its own is no leak: wait for the count to settle (a leak never does);
+        # the reload latency is measured in bench/reload.py
+        wait_for(lambda: threading.active_count() <= threads, 30, f"the thread count back to {threads}")
         assert text(redis_server.get(Keys().active)) == a.version
-        assert per_reload < 1.0  # sanity only; the latency is measured in bench/reload.py
     finally:
         svc.stop()
 
