@@ -121,6 +121,8 @@ _allowed = (
     _.price_change, _.price_volatility, _.price_theoretical, _.price_greeks_delta, _.price_greeks_theta,
     _.price_greeks_gamma, _.price_greeks_vega, _.price_greeks_rho, _.price_greeks_omega, _.price_sensitivity,
     _.basis, _.category, _.currency_margin, _.bank, _.exchange, _.formula,
+    # Service.last_reload: the last reload attempt, for embedding programs and the reload tests
+    _.last_reload,
     # durable-rules' Host calls get_action(name) to find a rule's action (engine/rules/chaining.py)
     _.get_action,
     # the public API of Coordinator (engine/service/coordinator.py), documented there and in docs/api.md

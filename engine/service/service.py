@@ -262,6 +262,11 @@ class Service:
             raise RiskrailError("hot reload is off in this process")
         return self.reloader.reload(trigger)
 
+    @property
+    def last_reload(self) -> ReloadResult | None:
+        """The last reload attempt of this process (``None`` before the first, or with hot reload off)."""
+        return self.reloader.last if self.reloader is not None else None
+
     def rules_state(self) -> tuple[str, float | None, ReloadResult | None]:
         """The active version, when it was loaded, and the last reload, consistent with each other
         (waits for a reload in progress)."""
