@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis
+from redis.typing import EncodableT, FieldT
 
 from engine.config.load import RuleSet
 from engine.events import EventError, parse_event
@@ -47,12 +48,31 @@ class Position:
     seq: int = 0  # the sequence number of the last event it decided
 
 
-def save(r: redis.Redis, k: AccountKeys, engine: Engine, at: Position) -> None:
-    """Write the engine's snapshot (state, facts, journal position, rules version)."""
+def save(r: redis.Redis, k: AccountKeys, engine: Engine, at: Position, owner: str | None = None) -> bool:
+    """Write the engine's snapshot (state, facts, journal position, rules version); return whether it was written.
+
+    With ``owner``, only while ``owner`` holds the account's lease (checked under WATCH, as a commit is):
+    a process that lost the account must not overwrite the snapshot of the one that took it over.
+    The engine must stand exactly at ``at`` (no decided batch left uncommitted).
+    """
     state = {name: v for name, v in engine.__dict__.items() if name not in _NOT_STATE}
     blob = codec.dumps({"engine": state, "facts": engine.portfolio.facts(engine.version)})
-    r.hset(k.snapshot, mapping={"engine": blob, "journal": at.journal_id, "seq": str(at.seq), "version": engine.version,
-                                "format": FORMAT})
+    mapping: dict[FieldT, EncodableT] = {"engine": blob, "journal": at.journal_id, "seq": str(at.seq), "version": engine.version,
+                                         "format": FORMAT}
+    if owner is None:
+        r.hset(k.snapshot, mapping=mapping)
+        return True
+    with r.pipeline(transaction=True) as pipe:
+        pipe.watch(k.lease)
+        if text(pipe.get(k.lease)) != owner:
+            return False
+        pipe.multi()
+        pipe.hset(k.snapshot, mapping=mapping)
+        try:
+            pipe.execute()
+        except redis.WatchError:  # the lease changed hands meanwhile: nothing written
+            return False
+    return True
 
 
 class Rebuild:

@@ -92,11 +92,11 @@ class AccountWorker:
         self.k = AccountKeys.of(rt.keys, account)
         self.engine: Engine | None = None
         self.at = recovery.Position()  # the journal entry and sequence number the engine stands at
-        self.since_snapshot = 0
+        # _ahead: the engine decided a batch that is not committed (a stale engine: never snapshot it)
+        self.since_snapshot, self._ahead = 0, False
         self.problems: list[str] = []
         self._logged: dict[str, float] = {}
-        self.ready = threading.Event()
-        self.stopped = threading.Event()
+        self.ready, self.stopped = threading.Event(), threading.Event()
         self._stop = threading.Event()
         self._commands: queue.Queue[tuple[Callable[[Engine], Any], Future]] = queue.Queue()
         self._waiters: dict[str, Future] = {}
@@ -235,7 +235,7 @@ class AccountWorker:
             finally:
                 self._in_flight = []
         try:
-            if self.engine is not None and self.since_snapshot:
+            if self.engine is not None and self.since_snapshot and not self._ahead:
                 self._snapshot()
         except redis.RedisError:
             pass
@@ -302,7 +302,7 @@ class AccountWorker:
             for entry in entries:
                 self._decide([entry])
             return
-        self._in_flight = [text(entry_id) for entry_id, _ in entries]
+        self._in_flight, self._ahead = [text(entry_id) for entry_id, _ in entries], True
         decisions = []
         for entry_id, fields in entries:
             entry_id = text(entry_id)
@@ -372,7 +372,7 @@ class AccountWorker:
             last = commit(self.rt.redis, self.k, self.rt.consumer, engine, decisions, self.at.seq)
         if last is not None:
             self.at.journal_id = last
-        self.last_decision, self.failures = time.time(), 0
+        self.last_decision, self.failures, self._ahead = time.time(), 0, False
         now_ms = time.time() * 1000
         for d in decisions:
             if d.job is not None:
@@ -406,7 +406,8 @@ class AccountWorker:
     # --- snapshots and recovery --------------------------------------------------------------------
 
     def _snapshot(self) -> None:
-        recovery.save(self.rt.redis, self.k, self._live, self.at)
+        with self.commit_lock:  # under the lease (a process that lost it writes no snapshot), as a commit is
+            recovery.save(self.rt.redis, self.k, self._live, self.at, owner=self.rt.consumer)
         self.since_snapshot = 0
 
     def _new_engine(self, rules: RuleSet) -> Engine:
@@ -435,7 +436,7 @@ class AccountWorker:
         self._recording = Recording(rt.broker_for(self.account))
         rebuild = recovery.Rebuild(r, self.k, rt.rules_for, lambda: self._new_engine(rt.active_rules()), self._portfolio,
                                    self._recording, self._problem)
-        self.engine, self.at = rebuild.restore()
+        (self.engine, self.at), self._ahead = rebuild.restore(), False
         replayed = rebuild.replay(self.engine, self.at)
         if replayed:
             log.info("account %s: replayed %d journal entries after the snapshot", self.account, replayed)

@@ -150,3 +150,30 @@ def test_a_snapshot_of_another_format_is_not_loaded_and_the_engine_is_rebuilt_fr
         svc.stop()
     assert recoveries == 1
     assert stored(redis_server, "acct") == reference(scalping, events)
+
+
+def test_a_process_that_loses_its_lease_mid_batch_leaves_no_snapshot_ahead_of_the_journal(redis_server, scalping) -> None:
+    """The lease moves to another process while this one decides a batch: the commit is refused, and the
+    engine, which decided a batch that is not journaled, must write no snapshot (on a busy machine a
+    lease lapses; the snapshot it wrote made the next owner apply that batch twice)."""
+    events = demo_events()[:900]
+    k = Keys()
+    first = start_service(redis_server, scalping, consumer="first", snapshot_every=100_000)
+    try:
+        publish(redis_server, "acct", events[:300])
+        wait_for(lambda: drained(redis_server, "acct"))
+        worker = first.workers["acct"]
+        snapshot_before = redis_server.hgetall(k.stream("acct", "snapshot"))
+        redis_server.set(k.lease("acct"), "second")  # taken over: "first" finds out at its next commit
+        publish(redis_server, "acct", events[300:600])
+        wait_for(worker.stopped.is_set, 60, "the engine that lost its lease to stop")
+        assert redis_server.hgetall(k.stream("acct", "snapshot")) == snapshot_before
+    finally:
+        first.stop()
+    second = start_service(redis_server, scalping, consumer="second")
+    try:
+        publish(redis_server, "acct", events[600:])
+        wait_for(lambda: drained(redis_server, "acct"))
+    finally:
+        second.stop()
+    assert stored(redis_server, "acct") == reference(scalping, events)
