@@ -10,9 +10,12 @@ tried again; a lease held by another process raises ``LeaseLost``.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import redis
+from redis.client import Pipeline
 
 from engine.errors import RiskrailError
 from engine.rules.evaluator import Engine
@@ -24,6 +27,9 @@ ACTIONS_MAXLEN = 1_000_000
 JOURNAL_MAXLEN = 5_000_000
 DEAD_MAXLEN = 100_000
 OPTIMIZATIONS_MAXLEN = 10_000
+
+
+T = TypeVar("T")
 
 
 class LeaseLost(RiskrailError):
@@ -94,20 +100,29 @@ def _queue(pipe, k: AccountKeys, engine: Engine, decisions: list[journal.Decisio
     return journal_at
 
 
-def commit(r: redis.Redis, k: AccountKeys, owner: str, engine: Engine, decisions: list[journal.Decision], seq: int,
-           attempts: int = 10) -> str | None:
-    """Write a batch in one transaction if ``owner`` holds the lease; return the last journal entry id
-    written (None when the batch had none). Raises ``LeaseLost``, ``redis.RedisError``."""
+def under_lease(r: redis.Redis, k: AccountKeys, owner: str, queue: Callable[[Pipeline], T],
+                attempts: int = 10) -> tuple[T, list[Any]]:
+    """Run the writes ``queue(pipe)`` queues in one ``MULTI``/``EXEC`` that watches the account's lease,
+    if ``owner`` holds it; return what ``queue`` returned and the replies. A change of the lease between
+    ``WATCH`` and ``EXEC`` applies nothing and is checked again (``attempts`` times). Raises ``LeaseLost``
+    when another process holds the lease, ``redis.RedisError``."""
     for _ in range(attempts):
         with r.pipeline(transaction=True) as pipe:
             pipe.watch(k.lease)
             if text(pipe.get(k.lease)) != owner:
                 raise LeaseLost(k.account)
             pipe.multi()
-            journal_at = _queue(pipe, k, engine, decisions, seq)
+            queued = queue(pipe)
             try:
-                results = pipe.execute()
+                return queued, pipe.execute()
             except redis.WatchError:
                 continue  # the lease was renewed (or taken) between WATCH and EXEC: nothing applied, check again
-            return text(results[journal_at[-1]]) if journal_at else None
     raise LeaseLost(k.account)
+
+
+def commit(r: redis.Redis, k: AccountKeys, owner: str, engine: Engine, decisions: list[journal.Decision], seq: int,
+           attempts: int = 10) -> str | None:
+    """Write a batch in one transaction if ``owner`` holds the lease; return the last journal entry id
+    written (None when the batch had none). Raises ``LeaseLost``, ``redis.RedisError``."""
+    journal_at, results = under_lease(r, k, owner, lambda pipe: _queue(pipe, k, engine, decisions, seq), attempts)
+    return text(results[journal_at[-1]]) if journal_at else None

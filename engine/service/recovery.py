@@ -28,7 +28,7 @@ from engine.rules.chaining import PortfolioRules
 from engine.rules.evaluator import Engine
 from engine.service import journal
 from engine.service import snapshot as codec
-from engine.service.commit import AccountKeys
+from engine.service.commit import AccountKeys, LeaseLost, under_lease
 from engine.service.store import read_range, text
 
 log = logging.getLogger("riskrail.worker")
@@ -62,16 +62,10 @@ def save(r: redis.Redis, k: AccountKeys, engine: Engine, at: Position, owner: st
     if owner is None:
         r.hset(k.snapshot, mapping=mapping)
         return True
-    with r.pipeline(transaction=True) as pipe:
-        pipe.watch(k.lease)
-        if text(pipe.get(k.lease)) != owner:
-            return False
-        pipe.multi()
-        pipe.hset(k.snapshot, mapping=mapping)
-        try:
-            pipe.execute()
-        except redis.WatchError:  # the lease changed hands meanwhile: nothing written
-            return False
+    try:
+        under_lease(r, k, owner, lambda pipe: pipe.hset(k.snapshot, mapping=mapping))
+    except LeaseLost:
+        return False
     return True
 
 
