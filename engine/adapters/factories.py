@@ -11,10 +11,13 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.errors import RiskrailError
 from engine.ports import Broker, Feed
+
+if TYPE_CHECKING:
+    from engine.adapters.mt5.connection import MT5Connection
 
 FEEDS = ("demo", "redis", "mt5")
 BROKERS = ("paper", "redis", "mt5")
@@ -50,11 +53,7 @@ def edges(feed: str, broker: str, *, on_alert: Callable[[dict[str, Any]], None] 
     if "mt5" in (feed, broker):
         return _mt5_edges(feed, broker, on_alert=on_alert, on_problem=on_problem, on_redactor=on_redactor,
                           module=mt5_module, env=env)
-    if broker == "paper":
-        from engine.adapters.paper import broker_factory
-
-        return Edges(broker_factory())
-    return Edges(_no_broker)  # --broker redis: actions go to the stream; a pipeline reports fills as `fill` events
+    return Edges(_broker_factory(broker, None, on_alert))
 
 
 def _mt5_edges(feed: str, broker: str, *, on_alert: Callable[[dict[str, Any]], None] | None,
@@ -64,20 +63,26 @@ def _mt5_edges(feed: str, broker: str, *, on_alert: Callable[[dict[str, Any]], N
     from engine.adapters.mt5 import factories as mt5_factories  # imports nothing of MetaTrader5 until connecting
 
     conn = mt5_factories.connection(module, env, on_redactor=on_redactor)
-    factory: Callable[[str], Broker | None]
-    if broker == "mt5":
-        factory = mt5_factories.broker_factory(conn, on_alert=on_alert)
-    elif broker == "paper":
-        from engine.adapters.paper import broker_factory
-
-        factory = broker_factory()
-    else:
-        factory = _no_broker
 
     def make_feed(strategy_map: Any) -> Feed:
         return mt5_factories.feed(conn, strategy_map, on_problem=on_problem)
 
-    return Edges(factory, make_feed if feed == "mt5" else None, conn.close)
+    return Edges(_broker_factory(broker, conn, on_alert), make_feed if feed == "mt5" else None, conn.close)
+
+
+def _broker_factory(broker: str, conn: MT5Connection | None,
+                    on_alert: Callable[[dict[str, Any]], None] | None) -> Callable[[str], Broker | None]:
+    """``account -> Broker`` for ``broker``; ``conn``: the MetaTrader 5 connection, made when it is asked for."""
+    if broker == "paper":
+        from engine.adapters.paper import broker_factory
+
+        return broker_factory()
+    if broker == "redis":
+        return _no_broker  # actions go to the stream; a pipeline reports fills as `fill` events
+    from engine.adapters.mt5 import factories as mt5_factories
+
+    assert conn is not None, "edges() connects to MetaTrader 5 whenever it is the broker"
+    return mt5_factories.broker_factory(conn, on_alert=on_alert)
 
 
 def _no_broker(account: str) -> None:
