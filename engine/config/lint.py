@@ -18,11 +18,13 @@ from typing import Generic, TypeGuard, TypeVar
 
 from engine.config import conditions
 from engine.config._yaml import Document
+from engine.config.grid import Grid
 from engine.config.models import (
     AllocationRules,
     Band,
     CustomRules,
     ExitLevel,
+    Instrument,
     Instruments,
     Limits,
     Model,
@@ -297,9 +299,7 @@ def check_instruments(item: Loaded[Instruments], strategies: Iterable[str] | Non
     instruments = _field(inst, lambda m: m.instruments) or {}
     symbols = set(instruments)
     for symbol, spec in instruments.items():
-        if spec.min_volume > spec.max_volume:
-            message = f"expected min_volume <= max_volume {_fmt(spec.max_volume)}, found {_fmt(spec.min_volume)}"
-            out.append(at(doc, ("instruments", symbol, "min_volume"), message))
+        out += _check_steps(doc, symbol, spec)
         quote = spec.quote_currency
         if account is not None and quote != account and not ({quote + account, account + quote} & symbols):
             message = (f"expected a conversion pair {account}{quote} or {quote}{account} among the instruments "
@@ -308,6 +308,24 @@ def check_instruments(item: Loaded[Instruments], strategies: Iterable[str] | Non
     mapping = _field(inst, lambda m: m.strategy_map)
     if strategies is not None and mapping is not None:
         out += check_strategy_map(doc, mapping, strategies)
+    return out
+
+
+def _check_steps(doc: Document, symbol: str, spec: Instrument) -> list[Problem]:
+    """Return the problems of an instrument's tick size and volumes: a tick of whole points, and a
+    volume range on the lot step, lowest first."""
+    out: list[Problem] = []
+    if spec.tick_size is not None and (spec.tick_size < spec.point or not Grid(1, 10 ** spec.digits).on(spec.tick_size)):
+        message = f"expected a tick size of whole points ({_fmt(spec.point)} with digits {spec.digits}), found {_fmt(spec.tick_size)}"
+        out.append(at(doc, ("instruments", symbol, "tick_size"), message))
+    if spec.volume_min > spec.volume_max:
+        message = f"expected volume_min <= volume_max {_fmt(spec.volume_max)}, found {_fmt(spec.volume_min)}"
+        out.append(at(doc, ("instruments", symbol, "volume_min"), message))
+    lots = spec.lots
+    for name, value in (("volume_min", spec.volume_min), ("volume_max", spec.volume_max)):
+        if not lots.on(value):
+            message = f"expected a multiple of the volume_step {_fmt(spec.volume_step)}, found {_fmt(value)}"
+            out.append(at(doc, ("instruments", symbol, name), message))
     return out
 
 

@@ -56,7 +56,7 @@ class SymbolSpec:
             "base_currency": self.base_currency if _CURRENCY.match(self.base_currency) else None,
             "quote_currency": self.quote_currency, "contract_size": self.contract_size,
             "pip_size": float(f"{pip:.10g}"), "digits": self.digits, "volume_step": self.volume_step,
-            "min_volume": self.volume_min, "max_volume": self.volume_max, "stops_level": self.stops_level,
+            "volume_min": self.volume_min, "volume_max": self.volume_max, "stops_level": self.stops_level,
         }
 
 

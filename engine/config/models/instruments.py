@@ -6,21 +6,45 @@ from typing import Annotated
 
 from pydantic import Field
 
+from engine.config.grid import Grid
 from engine.config.models.base import Currency, Model, Name
 
 
 class Instrument(Model):
-    """Contract specification of one symbol (MT5 symbol_info overrides it when connected)."""
+    """Contract specification of one symbol: the one model every component reads (engine, paper broker,
+    MetaTrader 5 adapter, API). A connected MetaTrader 5 terminal's ``symbol_info`` overrides it.
+
+    Prices move on ``tick_size`` (default: one point, ``10 ** -digits``); volumes, in lots, on
+    ``volume_step`` between ``volume_min`` and ``volume_max``. ``prices`` and ``lots`` are their exact
+    grids (``engine.config.grid``).
+    """
 
     base_currency: Currency | None = None
     quote_currency: Currency
     contract_size: Annotated[float, Field(gt=0)] = 100_000.0
     pip_size: Annotated[float, Field(gt=0, le=10_000)]
-    digits: Annotated[int, Field(ge=0, le=10)] = 5
-    volume_step: Annotated[float, Field(gt=0)] = 0.01
-    min_volume: Annotated[float, Field(gt=0)] = 0.01
-    max_volume: Annotated[float, Field(gt=0)] = 100.0
+    digits: Annotated[int, Field(ge=0, le=10)] = Field(5, description="decimals of a price (a point is 10 ** -digits)")
+    tick_size: Annotated[float, Field(gt=0, le=10_000)] | None = Field(
+        None, description="smallest price move, a multiple of the point (default: one point, 10 ** -digits)")
+    volume_step: Annotated[float, Field(gt=0)] = Field(0.01, description="lots: every volume is a multiple of it")
+    volume_min: Annotated[float, Field(gt=0)] = Field(0.01, description="smallest volume in lots")
+    volume_max: Annotated[float, Field(gt=0)] = Field(100.0, description="largest volume in lots")
     stops_level: Annotated[int, Field(ge=0)] = Field(0, description="minimum stop distance in points")
+
+    @property
+    def point(self) -> float:
+        """One point, ``10 ** -digits``: the unit of ``stops_level`` and of displayed prices."""
+        return 1 / 10 ** self.digits
+
+    @property
+    def prices(self) -> Grid:
+        """The tick grid every price of the symbol lies on."""
+        return Grid.of(self.tick_size) if self.tick_size is not None else Grid(1, 10 ** self.digits)
+
+    @property
+    def lots(self) -> Grid:
+        """The lot-step grid every volume of the symbol lies on."""
+        return Grid.of(self.volume_step)
 
 
 class StrategyMap(Model):
