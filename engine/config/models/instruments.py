@@ -34,7 +34,7 @@ class Instrument(Model):
     @property
     def point(self) -> float:
         """One point, ``10 ** -digits``: the unit of ``stops_level`` and of displayed prices."""
-        return 1 / 10 ** self.digits
+        return 1.0 / 10.0 ** self.digits
 
     @property
     def prices(self) -> Grid:
