@@ -86,14 +86,16 @@ class Failed:
 @dataclass(frozen=True)
 class PreTrade:
     """The outcome of the pre-trade checks of one proposal: every failed check, in the order checked,
-    the volume to open (resized by ``max_position_size: {on_breach: resize}``, else as proposed) and
-    the stop and target it opens with (its own, else the strategy's defaults; nan when unknown)."""
+    the volume to open (resized by ``max_position_size: {on_breach: resize}``, else as proposed),
+    the stop and target it opens with (its own, else the strategy's defaults; nan when unknown) and the
+    entry price it opens at (nan: as proposed; else re-priced at the quote)."""
 
     failed: tuple[Failed, ...]
     volume: float
     stop_loss: float
     take_profit: float
     resized_from: float | None = None  # the proposed volume, when it was resized
+    entry_price: float = math.nan  # the entry when re-priced at the quote, else nan (as proposed)
 
     @property
     def passed(self) -> bool:

@@ -28,6 +28,7 @@ fired and the rules version; ids are deterministic (see engine.actions).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -357,11 +358,13 @@ class Engine:
                        rejects[0].rule, "; ".join(all_reasons))
             return
         volume, stop, tp, resized_from = result.volume, result.stop_loss, result.take_profit, result.resized_from
+        entry = e.entry_price if math.isnan(result.entry_price) else result.entry_price
         pos.volume0 = pos.volume = volume
+        pos.entry = entry
         self.book.accept(e.position_id, e.ts, stop, tp, self.version, "passed the pre-trade checks")
-        self._kernel(e.symbol).add(e.position_id, e.strategy_type, e.side, e.entry_price, volume, stop, tp, e.ts)
+        self._kernel(e.symbol).add(e.position_id, e.strategy_type, e.side, entry, volume, stop, tp, e.ts)
         if resized_from is not None:
-            self._emit(out, *decisions.resized(e.ts, pos, resized_from, volume, e.entry_price), execute=False)
+            self._emit(out, *decisions.resized(e.ts, pos, resized_from, volume, entry), execute=False)
         self._emit_defaults(e, stop, tp, "", out)
         for f in fired:
             if f.type == "alert":
