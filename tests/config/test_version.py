@@ -39,11 +39,18 @@ def test_equivalent_conditions_give_the_same_version(config_copy: Path) -> None:
     assert version(config_copy) == before
 
 
+def test_a_duration_written_in_another_unit_keeps_the_version(config_copy: Path) -> None:
+    before = version(config_copy)
+    edit(config_copy / "rules" / "limits.yaml", "max_quote_age: 60s", "max_quote_age: 1m")
+    assert version(config_copy) == before
+
+
 def test_any_change_of_meaning_changes_the_version(config_copy: Path) -> None:
     seen = {version(config_copy)}
     changes = [
         ("strategies/trend_following.yaml", "trailing_distance: 0.015", "trailing_distance: 0.016"),
-        ("rules/limits.yaml", "on_breach: reject", "on_breach: resize"),
+        ("rules/limits.yaml", "on_breach: reject              # or resize", "on_breach: resize"),
+        ("rules/limits.yaml", "max_quote_age: 60s", "max_quote_age: 30s"),
         ("rules/custom.yaml", "position.profit <= -0.01", "position.profit < -0.01"),
         ("schedules.yaml", "seconds: 300", "seconds: 600"),
         ("strategies/htf.yaml", "label: Higher-timeframe swing", "label: HTF swing"),

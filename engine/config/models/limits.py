@@ -1,7 +1,9 @@
-"""rules/limits.yaml: the portfolio-wide limits (daily loss, position size, correlation, per strategy)."""
+"""rules/limits.yaml: the portfolio-wide limits (daily loss, position size, correlation, per strategy)
+and the pre-trade checks of a proposal's price (its distance from the quote, the quote's age)."""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, WithJsonSchema
@@ -56,6 +58,57 @@ class MaxCorrelation(Model):
     timeframe: Annotated[str, Field(pattern=r"^[1-9][0-9]*[smhd]$")] = Field("1m", description="bar size: 30s, 1m, 15m, 1h, 1d")
 
 
+class MaxEntryDeviation(Model):
+    """Largest distance of a proposal's entry from the current quote (BUY: the ask, SELL: the bid), as a
+    fraction of that quote; beyond it the proposal is rejected, or opened at the quote (``reprice``)."""
+
+    max: PositiveFraction = 0.005
+    on_breach: Literal["reject", "reprice"] = "reject"
+
+
+def _entry_deviation(value: object) -> object:
+    # Shorthand, as for max_position_size: ``max_entry_deviation: 0.005`` means ``{max: 0.005}``.
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return {"max": value}
+    return value
+
+
+_ENTRY_DEVIATION_SCHEMA = {
+    "anyOf": [
+        {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+        {
+            "type": "object",
+            "properties": {
+                "max": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+                "on_breach": {"enum": ["reject", "reprice"]},
+            },
+            "additionalProperties": False,
+        },
+        {"type": "null"},
+    ],
+    "description": "|entry - quote| / quote of a proposal (BUY: ask, SELL: bid); a number, {max, on_breach} "
+                   "(reject | reprice) or null (no check)",
+}
+
+_DURATION = re.compile(r"([1-9][0-9]{0,8})(ms|s|m|h)")
+_DURATION_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000}
+
+
+def _duration_ms(value: object) -> object:
+    # ``30s``, ``5m``, ``1h``, ``500ms`` -> milliseconds, so 60s and 1m are one meaning (and one rules version).
+    if value is None:
+        return None
+    if isinstance(value, str) and (m := _DURATION.fullmatch(value.strip())):
+        return int(m.group(1)) * _DURATION_MS[m.group(2)]
+    raise ValueError(f"expected a duration such as 30s, 5m or 1h (or null: no limit), found {value!r}")
+
+
+_QUOTE_AGE_SCHEMA = {
+    "anyOf": [{"type": "string", "pattern": "^[1-9][0-9]{0,8}(ms|s|m|h)$"}, {"type": "null"}],
+    "description": "oldest quote of its symbol a proposal may be checked against (30s, 5m, 1h); null: no limit",
+}
+
+
 class PerStrategy(Model):
     """Defaults for strategies that do not set their own."""
 
@@ -72,3 +125,9 @@ class Limits(Model):
     ] = MaxPositionSize()
     max_correlation: MaxCorrelation = MaxCorrelation()
     per_strategy: PerStrategy = PerStrategy()
+    max_entry_deviation: Annotated[
+        MaxEntryDeviation | None, BeforeValidator(_entry_deviation), WithJsonSchema(_ENTRY_DEVIATION_SCHEMA)
+    ] = MaxEntryDeviation()
+    # milliseconds, written 30s, 5m, 1h in the file; None: no limit
+    max_quote_age: Annotated[int | None, BeforeValidator(_duration_ms), WithJsonSchema(_QUOTE_AGE_SCHEMA)] = Field(
+        "60s", validate_default=True)
