@@ -36,18 +36,21 @@ def test_a_sound_proposal_passes_with_the_strategy_defaults(config_copy: Path):
 
 
 def test_every_failed_check_is_listed_in_the_order_checked(config_copy: Path):
-    # a stop above a long's entry, and a size far beyond max_position_size (shipped: reject) with the risk it carries
+    # a stop above a long's entry, and a size far beyond volume_max and max_position_size (shipped: reject)
+    # with the risk it carries
     result = engine_with_quote(config_copy).check(proposal(volume=500.0, stop=1.2))
-    assert [f.check for f in result.failed] == ["stop_side", "max_position_size", "risk_allocation"]
+    assert [f.check for f in result.failed] == ["stop_side", "volume_max", "max_position_size", "risk_allocation"]
     assert all(isinstance(f, Failed) and f.reason for f in result.failed)
     assert result.reasons == [f.reason for f in result.failed] and not result.passed
 
 
-def test_an_unknown_strategy_or_symbol_fails_alone(config_copy: Path):
+def test_an_unknown_strategy_and_an_unknown_symbol_are_reported_together(config_copy: Path):
     engine = engine_with_quote(config_copy)
     unknown = engine.check(proposal(strategy="nope"))
     assert [f.check for f in unknown.failed] == ["strategy"] and math.isnan(unknown.stop_loss)
     assert [f.check for f in engine.check(proposal(symbol="XAUUSD")).failed] == ["symbol"]
+    both = engine.check(proposal(strategy="nope", symbol="XAUUSD"))
+    assert both.reasons == ["unknown strategy 'nope'", "unknown symbol 'XAUUSD': add it to rules/instruments.yaml"]
 
 
 def test_the_result_is_frozen(config_copy: Path):

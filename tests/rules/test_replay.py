@@ -41,7 +41,7 @@ def test_arbitrage_long_gets_the_actions_section_4_predicts() -> None:
         ("close", "trailing_stop"),                                              # 1.0910 < 1.0937 * 0.998
     ]
     by = {(a["type"], a["rule"]): a for a in got}
-    assert got[0]["params"]["stop_loss"] == pytest.approx(entry * 0.995)
+    assert got[0]["params"]["stop_loss"] == 1.07958  # entry * 0.995 = 1.079575, a long's stop rounded up to the tick
     assert got[1]["params"]["take_profit"] == pytest.approx(entry * 1.01)
     assert by[("close_partial", "exit_levels.0")]["params"] == {"volume": 0.025, "fraction": 0.25, "price": 1.09043, "level": 0}
     assert by[("set_stop_loss", "exit_levels.0")]["params"]["stop_loss"] == pytest.approx(entry * 1.002)
@@ -103,9 +103,9 @@ def test_daily_loss_breach_halts_and_rejects_the_next_proposal_through_durable_r
     # small positions: 0.01 lot is 1 085 notional, within 15 % of a 10 000 equity
     out = engine.process(PositionOpened(ts + 1, "p1", "EURUSD", "trend_following", "tf-1", 1, 0.01, 1.0850, None, None))
     assert [a.type for a in out] == ["set_stop_loss", "set_take_profit"]
-    out = engine.process(PositionOpened(ts + 2, "p2", "EURUSD", "market_making", "mm-1", 1, 0.013, 1.0850, 0.9, 1.3))
+    out = engine.process(PositionOpened(ts + 2, "p2", "EURUSD", "market_making", "mm-1", 1, 0.01, 1.0850, 0.9, 1.3))
     assert [a.type for a in out] == []  # explicit SL/TP: nothing to set
-    out = engine.process(Tick(ts + 3, "EURUSD", 0.93, 0.9301))  # a crash: -356 on 10 000 equity is -3.6 % < -2 %
+    out = engine.process(Tick(ts + 3, "EURUSD", 0.93, 0.9301))  # a crash: -310 on 10 000 equity is -3.1 % < -2 %
     types = [a.type for a in out]
     assert "halt_new_positions" in types and "close_all" in types and "alert" in types
     halt = next(a for a in out if a.type == "halt_new_positions")
