@@ -207,13 +207,25 @@ def loads(raw: bytes | str, *, max_bytes: int = MAX_EVENT_BYTES) -> dict[str, An
     input, bytes that are not UTF-8, invalid JSON, ``NaN``/``Infinity``, integers of more than
     ``MAX_INT_DIGITS`` digits, nesting deeper than ``MAX_DEPTH``, and anything but an object.
     """
+    obj = parse_json(raw, max_bytes=max_bytes)
+    if not isinstance(obj, dict):
+        raise EventError(f"expected a JSON object, found {_json_kind(obj)}")
+    return obj
+
+
+def parse_json(raw: bytes | str, *, max_bytes: int | None = MAX_EVENT_BYTES, finite: bool = True) -> Any:
+    """Decode any JSON value with the checks of ``loads`` (size, UTF-8, digits, depth); raise ``EventError``.
+
+    ``max_bytes=None``: no size limit (a record file's row of many rows). ``finite=False`` reads
+    ``NaN`` and ``Infinity`` as floats, left for ``parse_event`` to refuse with the field's name.
+    """
     if isinstance(raw, str):
         size = len(raw) if raw.isascii() else len(raw.encode("utf-8", "surrogatepass"))
     elif isinstance(raw, (bytes, bytearray, memoryview)):
         size = len(raw)
     else:
         raise EventError(f"expected the JSON text of an event, found {type(raw).__name__}")
-    if size > max_bytes:
+    if max_bytes is not None and size > max_bytes:
         raise EventError(f"expected an event of at most {max_bytes} bytes, found {size} bytes")
     if not isinstance(raw, str):
         try:
@@ -224,16 +236,15 @@ def loads(raw: bytes | str, *, max_bytes: int = MAX_EVENT_BYTES) -> dict[str, An
         raise EventError("expected a JSON object, found nothing")
     _check_depth(raw)
     try:
-        obj = json.loads(raw, parse_constant=_constant, parse_int=_int)
+        obj = json.loads(raw, parse_constant=_constant if finite else float, parse_int=_int)
     except json.JSONDecodeError as exc:
         raise EventError(f"invalid JSON: {exc.msg} at column {exc.colno}") from None
     except RecursionError:  # _check_depth makes this unreachable; kept as the last line of defence
         raise EventError(f"expected JSON nested at most {MAX_DEPTH} deep") from None
     except UnicodeEncodeError:
         raise EventError("expected UTF-8 text, found a lone surrogate") from None
-    if not isinstance(obj, dict):
-        raise EventError(f"expected a JSON object, found {_json_kind(obj)}")
-    _refuse_non_finite(obj)  # nesting is bounded by MAX_DEPTH: this recursion is too
+    if finite:
+        _refuse_non_finite(obj)  # nesting is bounded by MAX_DEPTH: this recursion is too
     return obj
 
 
