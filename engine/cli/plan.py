@@ -1,7 +1,9 @@
 """``riskrail plan --base REF``: what a rule change would have done over recorded history.
 
 Exit 0 when both rule sets take exactly the same actions, 2 when they differ, 1 on error (invalid
-rules are reported like ``riskrail validate``).
+rules are reported like ``riskrail validate``; with ``--strict-order``, a history file whose lines go
+back in time). History is read as ``riskrail replay`` reads it: malformed lines reported and skipped,
+each file put in time order.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import sys
 import tempfile
 
 from engine.cli._common import add_config_option
+from engine.cli.replay import add_order_option, late_reporter
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,6 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--symbol", help="symbol of a Dukascopy tick file (default: from its file name)")
     add_config_option(p)
     p.add_argument("--equity", type=float, default=100_000.0, help="starting equity (default 100000)")
+    add_order_option(p)
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.add_argument("--plot", metavar="FILE.png",
                    help="draw the most changed positions (price, both stop paths, exits) and both equity curves")
@@ -69,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"{source}:{line}: skipped: {error}", file=sys.stderr)
 
     try:
-        events = [event for _, _, event in read_history(args.history, args.ticks, args.symbol, skip)]
+        events = [event for _, _, event in read_history(args.history, args.ticks, args.symbol, skip, late_reporter(),
+                                                              strict=args.strict_order)]
     except OSError as exc:
         print(f"riskrail plan: cannot read {exc.filename}: {exc.strerror}", file=sys.stderr)
         return 1
