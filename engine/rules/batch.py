@@ -2,7 +2,7 @@
 
 A replay (``riskrail plan``) knows its whole history in advance, and on most
 quotes nothing happens: no position is touched, no rule can fire, no period begins. ``replay_events``
-hands each run of consecutive quotes of one symbol to the compiled kernel (``_jit.scan``), which
+hands each run of consecutive quotes of one symbol to the compiled kernel (``_scan.scan``), which
 applies them while they stay quiet and stops before the first quote on which anything could happen:
 
 - a hit of any position (stop, target, exit level, trailing or dynamic stop move);
@@ -42,7 +42,7 @@ from numpy.typing import DTypeLike
 from engine.actions import Action
 from engine.book.metrics import max_drawdown
 from engine.events import Event, Tick
-from engine.rules import _jit
+from engine.rules import _scan
 from engine.rules.contexts import WEEKDAYS
 from engine.rules.evaluator import SAMPLE_MS, Engine
 from engine.rules.kernel import SymbolBook
@@ -160,10 +160,10 @@ class _Batch:
         vol = engine.vols[symbol]
         w = self._buffers(symbol, kernel, vol)
         unreal = old.copy()
-        j, last_ts, boundary = _jit.scan(
+        j, last_ts, boundary = _scan.scan(
             lo, hi, self.cols.ts, self.cols.bid, self.cols.ask, quoted, limit, SAMPLE_MS,
             engine.curve[-1][0] // SAMPLE_MS, bars.bar_ms, bars.closes[-1][0],
-            kernel.n, float(kernel.point), kernel.F, kernel.I, kernel.B, kernel.L, vol.sizes, vol.bufs, vol.S,
+            kernel.n, kernel.grid, kernel.F, kernel.I, kernel.B, kernel.L, vol.sizes, vol.bufs, vol.S,
             *kernel.scratch(), w["F"], w["I"], w["B"], w["S"], w["slots"],
             float(scale), unreal, engine.open_pnl.total, w["new"], w["totals"],
             engine.equity0 + engine.book.realized(), engine.peak_equity, engine.day.start_equity,
@@ -345,12 +345,12 @@ class _Known(LazyColumns):
 
 
 def _exact_sum() -> bool:
-    """Whether ``_jit.np_sum`` adds up as this numpy does (then the scan decides equity thresholds exactly)."""
+    """Whether ``_scan.np_sum`` adds up as this numpy does (then the scan decides equity thresholds exactly)."""
     rng = np.random.default_rng(0)
     for n in [*range(1, 20), 31, 64, 127, 128]:
         for _ in range(20):
             a = rng.normal(0, 1, n) * 10.0 ** rng.integers(-6, 8, n)
-            if _jit.np_sum(a, n) != float(a.sum()):
+            if _scan.np_sum(a, n) != float(a.sum()):
                 return False
     return True
 

@@ -16,6 +16,21 @@ from engine.rules.kernel import Hit
 # ts, type, position_id, strategy, params, rule, reason
 Decision = tuple[int, str, "str | None", "str | None", dict[str, Any], str, str]
 
+#: decimals of the shares and sums of money an action carries: far below any real figure, far above
+#: the noise a float quotient or sum leaves (0.02 / 0.1 is 0.19999999999999998)
+_DECIMALS = 10
+
+
+def share(volume: float, volume0: float) -> float:
+    """``volume`` as a fraction of ``volume0``, without float noise (0.02 of 0.1 is 0.2)."""
+    return round(volume / volume0, _DECIMALS)
+
+
+def clean(amount: float) -> float:
+    """A volume difference or a sum of money without float noise (27.499999999999748 is 27.5)."""
+    return round(amount, _DECIMALS - 2)
+
+
 _CLOSES = {"stop_loss": "stop", "trailing_stop": "trailing stop", "take_profit": "take profit"}
 _MOVERS = {"trailing": "trailing stop", "dynamic_sltp": "dynamic SL/TP"}
 
@@ -27,29 +42,29 @@ def of_hit(ts: int, p: Position, hit: Hit) -> Decision:
         side = "bid" if p.side > 0 else "ask"
         level = p.stop_loss if hit.rule != "take_profit" else p.take_profit
         return (ts, "close", p.id, p.strategy_type, {"price": hit.price, "volume": hit.volume, "reason": hit.rule},
-                hit.rule, f"{_CLOSES[hit.rule]} {level:.6g} reached: {side} {hit.price:.6g}")
+                hit.rule, f"{_CLOSES[hit.rule]} {level:.10g} reached: {side} {hit.price:.10g}")
     if hit.kind == "close_partial":
         level = int(hit.rule.rsplit(".", 1)[1])
         return (ts, "close_partial", p.id, p.strategy_type,
-                {"volume": hit.volume, "fraction": hit.fraction, "price": hit.price, "level": level},
-                hit.rule, f"exit level {level + 1} reached: closing {hit.fraction:.4g} of the original volume at {hit.price:.6g}")
+                {"volume": hit.volume, "fraction": share(hit.volume, p.volume0), "price": hit.price, "level": level},
+                hit.rule, f"exit level {level + 1} reached: closing {hit.fraction:.4g} of the original volume at {hit.price:.10g}")
     what = "stop_loss" if hit.kind == "set_stop_loss" else "take_profit"
     by = _MOVERS.get(hit.rule) or f"exit level {int(hit.rule.rsplit('.', 1)[1]) + 1}"
     return (ts, hit.kind, p.id, p.strategy_type, {what: hit.price, "previous": hit.previous}, hit.rule,
-            f"{by} moves the {what.replace('_', ' ')} from {hit.previous:.6g} to {hit.price:.6g}")
+            f"{by} moves the {what.replace('_', ' ')} from {hit.previous:.10g} to {hit.price:.10g}")
 
 
 def lock_profit(ts: int, p: Position, pnl: float, amounts: dict[str, float], split: Any) -> Decision:
     """The ``lock_profit`` of a realized gain of ``p``, split into ``amounts`` by ``split``'s shares."""
-    return (ts, "lock_profit", p.id, p.strategy_type, {"pnl": pnl, **amounts}, "profit_locking",
+    return (ts, "lock_profit", p.id, p.strategy_type, {"pnl": clean(pnl), **{k: clean(v) for k, v in amounts.items()}}, "profit_locking",
             f"realized {pnl:.2f} split {split.big_trades:g}/{split.weekly_target:g}/{split.compound:g}")
 
 
 def resized(ts: int, p: Position, proposed: float, volume: float, entry: float) -> Decision:
     """The ``close_partial`` telling the pipeline to reduce a proposal the size check resized."""
     return (ts, "close_partial", p.id, p.strategy_type,
-            {"volume": proposed - volume, "fraction": (proposed - volume) / proposed, "price": entry},
-            "max_position_size", f"resized from {proposed:g} to {volume:.6g} lots to respect max_position_size")
+            {"volume": clean(proposed - volume), "fraction": share(proposed - volume, proposed), "price": entry},
+            "max_position_size", f"resized from {proposed:g} to {volume:.10g} lots to respect max_position_size")
 
 
 def defaults(e: PositionOpened, stop: float, tp: float, d: Any, note: str = "") -> list[Decision]:

@@ -40,6 +40,7 @@ from engine.book.ledgers import Day, Ledger
 from engine.book.positions import Book, Position, Status
 from engine.book.summary import summarize
 from engine.book.valuation import Converter, OpenPnL, open_risk
+from engine.config.grid import NOISE
 from engine.config.load import RuleSet
 from engine.events import Clock, Event, Fill, PositionClosed, PositionOpened, Tick
 from engine.ports import Broker, FillReport
@@ -131,8 +132,7 @@ class Engine:
 
     def _kernel(self, symbol: str) -> SymbolBook:
         if symbol not in self.kernels:
-            point = 10.0 ** -self.converter.spec(symbol).digits
-            self.kernels[symbol] = SymbolBook(symbol, self.params, codes=self.codes, point=point)
+            self.kernels[symbol] = SymbolBook(symbol, self.params, codes=self.codes, instrument=self.converter.spec(symbol))
             windows = sorted({w for p in self.params.values() for w in p.windows})
             self.vols[symbol] = Volatility(tuple(windows))
         return self.kernels[symbol]
@@ -293,20 +293,30 @@ class Engine:
             bid, ask = self.quotes[p.symbol]
             price = bid if p.side > 0 else ask
             fraction = float(fired.params.get("fraction", 1.0))
-            volume = p.volume if fraction >= 1 else min(p.volume0 * fraction, p.volume)
+            spec = self.converter.spec(p.symbol)
+            # a partial close rounds down to the lot step, closes all when less than the minimum would remain,
+            # and closes nothing when it is below the minimum itself (docs/engine.md)
+            volume = p.volume if fraction >= 1 else min(spec.lots.down(p.volume0 * fraction), p.volume)
+            if p.volume - volume < spec.volume_min * (1 - NOISE):
+                volume = p.volume
+            elif volume < spec.volume_min * (1 - NOISE):
+                self._problem(f"{fired.rule}: closing {fraction:g} of {p.id} is {p.volume0 * fraction:g} lots, below the "
+                              f"minimum volume {spec.volume_min:g} of {p.symbol}: nothing closed")
+                return
             kind = "close" if volume >= p.volume else "close_partial"
             if kind == "close":
                 self.kernels[p.symbol].remove(p.id)
             else:
                 self.kernels[p.symbol].reduce(p.id, volume)
-            self._emit(out, ts, kind, p.id, p.strategy_type, {"price": price, "volume": volume, "fraction": volume / p.volume0},
-                       fired.rule, fired.reason)
+            params = {"price": price, "volume": volume, "fraction": decisions.share(volume, p.volume0)}
+            self._emit(out, ts, kind, p.id, p.strategy_type, params, fired.rule, fired.reason)
             return
         if fired.type in ("set_stop_loss", "set_take_profit") and fired.position_id in self.book.positions:
             p = self.book.positions[fired.position_id]
             if not p.is_open:
                 return
-            level = p.entry * (1 + p.side * float(fired.params.get("profit", 0.0)))
+            profit = float(fired.params.get("profit", 0.0))
+            level = self.converter.spec(p.symbol).prices.toward_profit(p.entry * (1 + p.side * profit), p.side)
             what = "stop_loss" if fired.type == "set_stop_loss" else "take_profit"
             previous = p.stop_loss if what == "stop_loss" else p.take_profit
             self.kernels[p.symbol].set_levels(p.id, **{"stop" if what == "stop_loss" else "take_profit": level})

@@ -2,11 +2,14 @@
 
 ``SymbolBook.on_tick`` applies DESIGN section 4 to every open position of the symbol, in this order:
 stop, take profit, exit levels (lowest first, each at most once, several on one tick), trailing,
-dynamic SL/TP. Only the positions where something happens produce ``Hit`` records (sparse), which the
-evaluator turns into actions. The positions live column by column in numpy arrays; the per-tick loop
-over them is compiled (``engine/rules/_jit.py``), because numpy's per-operation overhead, not the
-arithmetic, bounded the vectorised version. ``tests/rules/reference.py`` holds the plain
-per-position version of the same semantics; a property test checks both give identical hits.
+dynamic SL/TP. Prices and volumes are exact at the instrument (docs/engine.md): every level a position
+holds is a price on the symbol's tick grid, set here when the position is added (or the rules
+reloaded) by one rule, ``Grid.toward_profit``; every volume it closes is on the lot step. Only the
+positions where something happens produce ``Hit`` records (sparse), which the evaluator turns into
+actions. The positions live column by column in numpy arrays; the per-tick loop over them is compiled
+(``engine/rules/_jit.py``), because numpy's per-operation overhead, not the arithmetic, bounded the
+vectorised version. ``tests/rules/reference.py`` holds the plain per-position version of the same
+semantics; a property test checks both give identical hits.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from typing import ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
+from engine.config.grid import NOISE, Grid
+from engine.config.models import Instrument
 from engine.rules import _jit
 from engine.rules.params import StrategyParams
 from engine.rules.vector import LazyColumns
@@ -32,6 +37,8 @@ _RULES = {
 
 _LEVEL_KINDS = {_jit.K_PARTIAL: "close_partial", _jit.K_LEVEL_STOP: "set_stop_loss"}
 _LEVEL_RULES = [f"exit_levels.{j}" for j in range(64)]
+#: the instrument of a book built without one (tests, benchmarks): a five-digit currency pair
+FIVE_DIGITS = Instrument(quote_currency="USD", pip_size=0.0001, digits=5)
 
 Floats = NDArray[np.float64]
 Ints = NDArray[np.int64]
@@ -85,7 +92,8 @@ class SymbolBook:
     # ``_INTS`` and ``_BOOLS``, which the compiled loop's row numbers follow too.
     _FLOATS: ClassVar[dict[str, float]] = {
         "side": 0.0, "entry": 1.0, "vol0": 0.0, "vol": 0.0, "stop": np.nan, "tp": np.nan, "best": np.nan, "risk": np.nan,
-        "trail_d": np.nan, "trail_act": np.inf, "trail_max": np.inf, "trail_k": 0.0, "dyn_sk": 0.0, "dyn_tk": 0.0}
+        "trail_d": np.nan, "trail_act": np.inf, "trail_max": np.inf, "trail_k": 0.0, "dyn_sk": 0.0, "dyn_tk": 0.0,
+        "trail_move": 0.0, "dyn_move": 0.0}
     _INTS: ClassVar[tuple[str, ...]] = ("hits", "tip", "code", "opened", "trail_w", "dyn_w")
     _BOOLS: ClassVar[tuple[str, ...]] = ("armed", "trailed", "inprof", "trail_vol", "dyn_on", "dyn_tight")
 
@@ -102,11 +110,13 @@ class SymbolBook:
     risk: Floats  # the initial risk, a fraction of entry
     # the strategy's trailing and dynamic SL/TP parameters, copied per position (``_fill_params``)
     trail_d: Floats
-    trail_act: Floats
+    trail_act: Floats  # the price that arms the trail (on the grid; +inf long, -inf short: never)
     trail_max: Floats
     trail_k: Floats
     dyn_sk: Floats
     dyn_tk: Floats
+    trail_move: Floats  # the smallest trailing stop move, a price (min_step ticks)
+    dyn_move: Floats  # the smallest dynamic SL/TP move, a price
     hits: Ints  # exit levels taken
     tip: Ints  # time in profit, ms
     code: Ints  # strategy code
@@ -119,10 +129,10 @@ class SymbolBook:
     trail_vol: Bools
     dyn_on: Bools
     dyn_tight: Bools
-    # the exit levels, (4, capacity, levels): trigger, percentage, stop adjustment, closes-all flag
+    # the exit levels, (4, capacity, levels): trigger price, volume (lots), stop adjustment price, closes-all flag
     L: Floats
     thr: Floats
-    pct: Floats
+    lots: Floats
     sl: Floats
     closes_all: Floats
     # what the compiled call writes: hits (position, kind, level, price, volume, fraction, previous), closed positions
@@ -130,10 +140,14 @@ class SymbolBook:
     _gone: Ints
 
     def __init__(self, symbol: str, params: Mapping[str, StrategyParams], capacity: int = 16,
-                 codes: dict[str, int] | None = None, point: float = 0.0) -> None:
+                 codes: dict[str, int] | None = None, instrument: Instrument = FIVE_DIGITS) -> None:
         self.symbol = symbol
-        # the smallest price step of the symbol: dynamic SL/TP moves by less than this are not made
-        self.point = point
+        self.instrument = instrument
+        self.prices = instrument.prices
+        self.volumes = instrument.lots
+        # the grids as the compiled loop reads them (``_jit.G_*``)
+        self.grid = np.array([self.prices.units, self.prices.scale, self.prices.step / 2, self.volumes.units,
+                              self.volumes.scale, instrument.volume_min], dtype=np.float64)
         self._params = dict(params)
         # strategy name -> small int, for per-strategy sums (np.bincount); shared with the evaluator
         self.codes = codes if codes is not None else {name: i for i, name in enumerate(sorted(params))}
@@ -184,46 +198,60 @@ class SymbolBook:
 
     def _bind(self) -> None:
         (self.side, self.entry, self.vol0, self.vol, self.stop, self.tp, self.best, self.risk,
-         self.trail_d, self.trail_act, self.trail_max, self.trail_k, self.dyn_sk, self.dyn_tk) = self.F
+         self.trail_d, self.trail_act, self.trail_max, self.trail_k, self.dyn_sk, self.dyn_tk,
+         self.trail_move, self.dyn_move) = self.F
         self.hits, self.tip, self.code, self.opened, self.trail_w, self.dyn_w = self.I
         self.armed, self.trailed, self.inprof, self.trail_vol, self.dyn_on, self.dyn_tight = self.B
 
     def _alloc_levels(self, cap: int, levels: int, old: int) -> None:
-        # one array for the exit levels (the compiled loop's fourth argument): trigger, percentage,
-        # stop adjustment, closes-all flag (1.0 / 0.0)
+        # one array for the exit levels (the compiled loop's fourth argument): trigger price, volume,
+        # stop adjustment price, closes-all flag (1.0 / 0.0); ``_fill_params`` fills a position's row
         L = np.empty((4, cap, levels))
         L[0], L[1], L[2], L[3] = np.inf, 0.0, np.nan, 0.0
         if old:
             keep = min(levels, self.L.shape[2])
             L[:, :old, :keep] = self.L[:, :old, :keep]
         self.L = L
-        self.thr, self.pct, self.sl, self.closes_all = L[0], L[1], L[2], L[3]
+        self.thr, self.lots, self.sl, self.closes_all = L[0], L[1], L[2], L[3]
 
     def _fill_params(self, i: int) -> None:
+        """Copy position ``i``'s strategy parameters into its columns, its thresholds as prices on the
+        tick grid (``Grid.toward_profit``) and its exit levels' volumes on the lot step."""
         p = self._params[self.strategies[i]]
+        side, entry = int(self.side[i]), float(self.entry[i])
+        tick = self.prices.step
         self.trail_d[i] = p.trail_distance
         # a disabled trail never arms: its activation is out of reach
-        self.trail_act[i] = p.trail_activation if p.trail_on else math.inf
+        self.trail_act[i] = self._price(entry * (1 + side * p.trail_activation), side) if p.trail_on else side * math.inf
         self.trail_max[i] = p.trail_max
         self.trail_vol[i] = p.trail_volatility
         self.trail_k[i] = p.trail_k
         self.trail_w[i] = p.trail_window
+        self.trail_move[i] = p.trail_min_step * tick
         self.dyn_on[i] = p.dyn_on
         self.dyn_w[i] = p.dyn_window
         self.dyn_sk[i] = p.dyn_stop_k
         self.dyn_tk[i] = p.dyn_tp_k
         self.dyn_tight[i] = p.dyn_only_tighten
-        k = len(p.level_trigger)
-        self.thr[i, :] = np.inf
-        self.pct[i, :] = 0.0
+        self.dyn_move[i] = p.dyn_min_step * tick
+        self.thr[i, :] = side * math.inf
+        self.lots[i, :] = 0.0
         self.sl[i, :] = np.nan
         self.closes_all[i, :] = 0.0
-        if k:
-            trig = np.asarray(p.level_trigger, dtype=np.float64)
-            self.thr[i, :k] = trig * self.risk[i] if p.level_is_r else trig
-            self.pct[i, :k] = p.level_pct
-            self.sl[i, :k] = p.level_sl
-            self.closes_all[i, :k] = p.level_all
+        risk = float(self.risk[i])
+        volumes = level_volumes(float(self.vol0[i]), p.level_pct, self.volumes, self.instrument.volume_min)
+        for j, trigger in enumerate(p.level_trigger):
+            profit = trigger * risk if p.level_is_r else trigger
+            if not math.isnan(profit):
+                self.thr[i, j] = self._price(entry * (1 + side * profit), side)
+            self.lots[i, j] = volumes[j]
+            adjust = p.level_sl[j]
+            if not math.isnan(adjust):
+                self.sl[i, j] = self._price(entry * (1 + side * adjust), side)
+            self.closes_all[i, j] = p.level_all[j]
+
+    def _price(self, value: float, side: int) -> float:
+        return self.prices.toward_profit(value, side) if math.isfinite(value) else value
 
     def add(self, position_id: str, strategy: str, side: int, entry: float, volume: float,
             stop: float, take_profit: float, ts: int = 0) -> None:
@@ -292,7 +320,7 @@ class SymbolBook:
     def reduce(self, position_id: str, volume: float) -> None:
         """Take ``volume`` off a position closed partly from outside the kernel (its original volume stays)."""
         i = self.ids.index(position_id)
-        self.vol[i] = max(float(self.vol[i]) - volume, 0.0)
+        self.vol[i] = self.volumes.nearest(max(float(self.vol[i]) - volume, 0.0))
 
     def set_levels(self, position_id: str, stop: float | None = None, take_profit: float | None = None) -> None:
         """Set a position's stop or target from outside the kernel (a custom rule, a broker update)."""
@@ -339,7 +367,7 @@ class SymbolBook:
             values = np.fromiter(sigma.values(), dtype=np.float64, count=len(sigma))
         else:
             windows, values = _NO_WINDOWS, _NO_VALUES
-        k, c = _jit.tick(n, float(bid), float(ask), int(elapsed), float(self.point), self.F, self.I, self.B, self.L,
+        k, c = _jit.tick(n, float(bid), float(ask), int(elapsed), self.grid, self.F, self.I, self.B, self.L,
                          windows, values, self._hits, self._gone)
         return self._finish(k, c)
 
@@ -366,7 +394,7 @@ class SymbolBook:
         n = self.n
         if self._gone.shape[0] < n * (2 * self.L.shape[2] + 3):
             self._out(n * (2 * self.L.shape[2] + 3))
-        k, c = _jit.quote(n, float(bid), float(ask), int(elapsed), float(self.point), self.F, self.I, self.B, self.L,
+        k, c = _jit.quote(n, float(bid), float(ask), int(elapsed), self.grid, self.F, self.I, self.B, self.L,
                           vol.sizes, vol.bufs, vol.S, self._hits, self._gone)
         return self._finish(k, c)
 
@@ -427,6 +455,30 @@ class SymbolBook:
         }
         wanted = makers.keys() if fields is None else [f for f in fields if f in makers]
         return LazyColumns({}, {f: makers[f] for f in wanted})
+
+
+def level_volumes(volume0: float, shares: tuple[float, ...], lots: Grid, volume_min: float) -> list[float]:
+    """The volume each exit level closes of a position opened with ``volume0`` lots, on the lot step.
+
+    Level ``j`` closes up to the lot step at or below its cumulative share of ``volume0``, less what the
+    levels before it closed; a level whose volume falls below ``volume_min`` closes nothing and carries
+    its share to the next (0.0 here). So 4 x 25 % of 0.1 lot on a 0.01 step closes 0.02, 0.03, 0.02,
+    0.03: each level's cumulative share within a step of its rule. (What would be left below
+    ``volume_min`` closes with the level: the compiled step decides that against the volume then open.)
+    """
+    out: list[float] = []
+    closed = 0.0
+    cumulative = 0.0
+    for share in shares:
+        cumulative += share
+        target = lots.down(min(cumulative, 1.0) * volume0)
+        volume = lots.nearest(target - closed)
+        if volume < volume_min * (1 - NOISE) or volume <= 0.0:
+            out.append(0.0)
+            continue
+        out.append(volume)
+        closed = target
+    return out
 
 
 def _div(a: Floats, b: Floats) -> Floats:

@@ -40,6 +40,8 @@ class StrategyParams:
     dyn_stop_k: float
     dyn_tp_k: float
     dyn_only_tighten: bool
+    trail_min_step: int = 1  # ticks: the smallest trailing stop move
+    dyn_min_step: int = 1  # ticks: the smallest dynamic SL/TP move
 
     @property
     def windows(self) -> tuple[int, ...]:
@@ -83,6 +85,8 @@ def strategy_params(s: Strategy) -> StrategyParams:
         dyn_stop_k=s.dynamic_sltp.stop_multiple,
         dyn_tp_k=s.dynamic_sltp.take_profit_multiple,
         dyn_only_tighten=s.dynamic_sltp.only_tighten,
+        trail_min_step=t.min_step,
+        dyn_min_step=s.dynamic_sltp.min_step,
     )
 
 

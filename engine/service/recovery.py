@@ -37,7 +37,7 @@ log = logging.getLogger("riskrail.worker")
 _NOT_STATE = ("rules", "portfolio", "broker", "on_problem")
 #: the layout of the engine state a snapshot holds; a snapshot of another layout (an older riskrail)
 #: is not loaded: the engine is rebuilt from the whole journal instead
-FORMAT = "2"
+FORMAT = "3"  # 3: levels are prices on the tick grid, exit levels carry volumes (was: profits, shares)
 
 
 @dataclass

@@ -1,8 +1,9 @@
 """The plain, per-position reference of DESIGN section 4, written for reading, not for speed.
 
-Every rule is spelled out for one position at a time. The vectorised kernel
+Every rule is spelled out for one position at a time, every level computed from the rule where it is
+used (the kernel precomputes them when a position opens). The vectorised kernel
 (engine/rules/kernel.py) must produce exactly the same hits; tests/rules/test_kernel.py checks that
-on random price paths, positions and parameters.
+on random instruments, price paths, positions and parameters.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from engine.rules.kernel import Hit
+from engine.config.models import Instrument
+from engine.rules.kernel import FIVE_DIGITS, Hit
 from engine.rules.params import StrategyParams
 
 
@@ -23,6 +25,7 @@ class RefPosition:
     volume0: float
     stop: float
     take_profit: float
+    instrument: Instrument = FIVE_DIGITS
     volume: float = field(init=False)
     best: float = field(init=False)
     armed: bool = False
@@ -35,58 +38,83 @@ class RefPosition:
         self.best = self.entry
         self.risk = abs(self.entry - self.stop) / self.entry if not math.isnan(self.stop) else math.nan
 
+    def level(self, profit: float) -> float:
+        """The price at ``profit`` (a fraction of entry) from the entry, on the tick grid: a long's levels
+        round up, a short's down (docs/engine.md)."""
+        return self.instrument.prices.toward_profit(self.entry * (1 + self.side * profit), self.side)
 
-def tighter(side: int, candidate: float, current: float) -> bool:
-    """A stop is tighter when it is nearer the price: higher for a long, lower for a short."""
-    if math.isnan(current):
+    def level_volumes(self) -> list[float]:
+        """What each exit level closes: its cumulative share of the opened volume rounded down to the lot
+        step, less what the levels before closed; below the minimum volume, nothing (carried on)."""
+        lots = self.instrument.lots
+        out, closed, cumulative = [], 0.0, 0.0
+        for share in self.params.level_pct:
+            cumulative += share
+            target = lots.down(min(cumulative, 1.0) * self.volume0)
+            volume = lots.nearest(target - closed)
+            if volume <= 0.0 or volume < self.instrument.volume_min * (1 - 1e-6):
+                out.append(0.0)
+            else:
+                out.append(volume)
+                closed = target
+        return out
+
+
+def moves(delta: float, tighten: bool, step: float, half: float) -> bool:
+    """Whether a level moves by ``delta`` (> 0: tighter; nan: none yet): by ``step`` or more, on the grid."""
+    if math.isnan(delta):
         return True
-    return candidate > current if side > 0 else candidate < current
+    return delta >= step - half if tighten else abs(delta) >= step - half
 
 
-def on_tick(p: RefPosition, bid: float, ask: float, sigma: dict[int, float], point: float = 0.0) -> tuple[list[Hit], bool]:
+def on_tick(p: RefPosition, bid: float, ask: float, sigma: dict[int, float]) -> tuple[list[Hit], bool]:
     """Apply one quote to one position; return its hits and whether it is now closed.
 
-    ``point`` is the symbol's price step: a dynamic SL/TP move smaller than it is not made.
+    A quote reaches a level when it is at the level or beyond it, read on the tick grid (within half a
+    tick of the level counts as at it).
     """
     hits: list[Hit] = []
     s = p.side
     price = bid if s > 0 else ask
+    prices, lots = p.instrument.prices, p.instrument.lots
+    tick = prices.step
+    half = tick / 2
+
+    def reached(level: float) -> bool:  # a target or threshold: at it or beyond, toward profit
+        return s * price > s * level - half
+
     # 1. stop
-    stop_hit = (bid <= p.stop) if s > 0 else (ask >= p.stop)
-    if stop_hit:
+    if s * price < s * p.stop + half:
         hits.append(Hit(p.position_id, "close", "trailing_stop" if p.trailed else "stop_loss", price, p.volume, p.volume / p.volume0))
         return hits, True
     # 2. take profit
-    tp_hit = (bid >= p.take_profit) if s > 0 else (ask <= p.take_profit)
-    if tp_hit:
+    if reached(p.take_profit):
         hits.append(Hit(p.position_id, "close", "take_profit", price, p.volume, p.volume / p.volume0))
         return hits, True
-    profit = s * (price - p.entry) / p.entry
+    prm = p.params
     # 4 (first half). best price and arming happen whatever the levels do
     p.best = max(p.best, bid) if s > 0 else min(p.best, ask)
-    if p.params.trail_on and profit >= p.params.trail_activation:
+    if prm.trail_on and reached(p.level(prm.trail_activation)):
         p.armed = True
     # 3. exit levels, lowest first, each at most once
-    prm = p.params
+    volumes = p.level_volumes()
     for j in range(p.levels_taken, len(prm.level_trigger)):
-        trigger = prm.level_trigger[j] * p.risk if prm.level_is_r else prm.level_trigger[j]
-        if not profit >= trigger:
+        profit = prm.level_trigger[j] * p.risk if prm.level_is_r else prm.level_trigger[j]
+        if math.isnan(profit) or not reached(p.level(profit)):
             break
-        if prm.level_all[j]:
-            volume = p.volume
-        else:
-            volume = min(prm.level_pct[j] * p.volume0, p.volume)
-        left = p.volume - volume
-        if left <= p.volume0 * 1e-9:
+        volume = p.volume if prm.level_all[j] else min(volumes[j], p.volume)
+        left = lots.nearest(p.volume - volume)
+        if left <= 0.0 or left < p.instrument.volume_min * (1 - 1e-6):
             volume, left = p.volume, 0.0
         p.volume = left
         p.levels_taken = j + 1
-        hits.append(Hit(p.position_id, "close_partial", f"exit_levels.{j}", price, volume, volume / p.volume0))
+        if volume > 0.0:
+            hits.append(Hit(p.position_id, "close_partial", f"exit_levels.{j}", price, volume, volume / p.volume0))
         if left == 0.0:
             return hits, True
         if not math.isnan(prm.level_sl[j]):
-            candidate = p.entry * (1 + s * prm.level_sl[j])
-            if tighter(s, candidate, p.stop):
+            candidate = p.level(prm.level_sl[j])
+            if moves(s * candidate - s * p.stop, True, tick, half):
                 hits.append(Hit(p.position_id, "set_stop_loss", f"exit_levels.{j}", candidate, previous=p.stop))
                 p.stop = candidate
     # 4. trailing
@@ -94,29 +122,22 @@ def on_tick(p: RefPosition, bid: float, ask: float, sigma: dict[int, float], poi
         d = prm.trail_distance
         if prm.trail_volatility and prm.trail_window in sigma:
             d = min(max(prm.trail_k * sigma[prm.trail_window], prm.trail_distance), prm.trail_max)
-        candidate = p.best * (1 - s * d)
-        if tighter(s, candidate, p.stop):
+        candidate = prices.toward_profit(p.best * (1 - s * d), s)
+        if moves(s * candidate - s * p.stop, True, prm.trail_min_step * tick, half):
             hits.append(Hit(p.position_id, "set_stop_loss", "trailing", candidate, previous=p.stop))
             p.stop = candidate
             p.trailed = True
     # 5. dynamic SL/TP
     if prm.dyn_on and prm.dyn_window in sigma:
         sig = sigma[prm.dyn_window]
-        cand_stop = price * (1 - s * prm.dyn_stop_k * sig)
-        cand_tp = price * (1 + s * prm.dyn_tp_k * sig)
+        cand_stop = prices.toward_profit(price * (1 - s * prm.dyn_stop_k * sig), s)
+        cand_tp = prices.toward_profit(price * (1 + s * prm.dyn_tp_k * sig), s)
         # signed distances: > 0 is a tighter stop, a target nearer the price
-        d_stop = s * cand_stop - s * p.stop
-        d_tp = s * p.take_profit - s * cand_tp
-        if prm.dyn_only_tighten:
-            move_stop = math.isnan(d_stop) or (d_stop > 0 and d_stop >= point)
-            move_tp = math.isnan(d_tp) or (d_tp > 0 and d_tp >= point)
-        else:
-            move_stop = math.isnan(d_stop) or (d_stop != 0 and abs(d_stop) >= point)
-            move_tp = math.isnan(d_tp) or (d_tp != 0 and abs(d_tp) >= point)
-        if move_stop:
+        step = prm.dyn_min_step * tick
+        if moves(s * cand_stop - s * p.stop, prm.dyn_only_tighten, step, half):
             hits.append(Hit(p.position_id, "set_stop_loss", "dynamic_sltp", cand_stop, previous=p.stop))
             p.stop = cand_stop
-        if move_tp:
+        if moves(s * p.take_profit - s * cand_tp, prm.dyn_only_tighten, step, half):
             hits.append(Hit(p.position_id, "set_take_profit", "dynamic_sltp", cand_tp, previous=p.take_profit))
             p.take_profit = cand_tp
     return hits, False

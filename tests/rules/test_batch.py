@@ -268,8 +268,8 @@ def test_an_armed_trail_loosened_by_a_custom_rule_tightens_again_in_a_batch(tmp_
     events = _zero_profit_history()
     one, batched, want, got, singles = both(_trail_at_zero(tmp_path, loosen=True), events, 100_000.0)
     assert_same(one, batched, want, got)
-    moves = [(a.rule, round(a.params["stop_loss"], 6)) for a in got if a.type == "set_stop_loss"]
-    # the default stop, the custom loosening at the arming quote, the trail tightening it on the next one
-    assert moves == [("defaults", round(1.14502 * (1 - 0.0003), 6)), ("custom:loosen-once-armed", round(1.14502 * 0.999, 6)),
-                     ("trailing", round(1.14502 * (1 - 0.0005), 6))]
+    moves = [(a.rule, a.params["stop_loss"]) for a in got if a.type == "set_stop_loss"]
+    # the default stop, the custom loosening at the arming quote, the trail tightening it on the next one; each on
+    # the five-digit grid, rounded up for a long: 1.14502 * 0.9997 = 1.1446765, * 0.999 = 1.1438750, * 0.9995 = 1.1444475
+    assert moves == [("defaults", 1.14468), ("custom:loosen-once-armed", 1.14388), ("trailing", 1.14445)]
     assert singles < len(events) / 2

@@ -10,6 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.config import load_config
+from engine.config.grid import Grid
+from engine.config.models import Instrument
 from engine.rules.kernel import Hit, SymbolBook
 from engine.rules.params import StrategyParams, compile_params
 from engine.rules.volatility import Volatility
@@ -58,6 +60,20 @@ def params(draw: st.DrawFn, name: str) -> StrategyParams:
     )
 
 
+#: the instruments of the property tests: tick sizes and lot steps of currency pairs, metals, index futures
+TICKS = [0.00001, 0.001, 0.01, 0.25, 1.0]
+STEPS = [0.01, 0.1, 1.0]
+
+
+@st.composite
+def instruments(draw: st.DrawFn) -> Instrument:
+    tick = draw(st.sampled_from(TICKS))
+    step = draw(st.sampled_from(STEPS))
+    digits = Grid.of(tick).decimals
+    return Instrument(quote_currency="USD", pip_size=tick, digits=digits, tick_size=tick, volume_step=step,
+                      volume_min=step * draw(st.sampled_from([1, 1, 2, 5])))
+
+
 @st.composite
 def scenario(draw: st.DrawFn):
     names = ["a", "b", "c"]
@@ -68,52 +84,64 @@ def scenario(draw: st.DrawFn):
     moves = draw(st.lists(st.one_of(st.floats(-0.001, 0.001), st.floats(-0.02, 0.02)), min_size=n_ticks, max_size=n_ticks))
     spreads = draw(st.lists(st.floats(0.0, 0.0003), min_size=n_ticks, max_size=n_ticks))
     opens = draw(st.lists(
-        st.tuples(st.integers(0, n_ticks - 1), st.sampled_from(names), st.sampled_from([1, -1]), st.floats(0.01, 10.0),
+        st.tuples(st.integers(0, n_ticks - 1), st.sampled_from(names), st.sampled_from([1, -1]), st.integers(1, 1000),
                   st.one_of(st.just(NAN), st.floats(0.001, 0.03)), st.one_of(st.just(NAN), st.floats(0.001, 0.05))),
         min_size=1, max_size=12))
-    point = draw(st.sampled_from([0.0, 1e-5, 1e-4]))
-    return prm, new_prm, reload_at, moves, spreads, opens, point
+    inst = draw(instruments())
+    on_grid = draw(st.booleans())  # quotes on the tick grid (as brokers send them), or anywhere
+    return prm, new_prm, reload_at, moves, spreads, opens, inst, on_grid
 
 
 @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(scenario())
 def test_kernel_emits_exactly_the_reference_hits(sc) -> None:
-    prm, new_prm, reload_at, moves, spreads, opens, point = sc
-    book = SymbolBook("X", prm, capacity=2, point=point)
-    fused = SymbolBook("X", prm, capacity=2, point=point)  # on_quote: volatility and quote in one call
+    prm, new_prm, reload_at, moves, spreads, opens, inst, on_grid = sc
+    book = SymbolBook("X", prm, capacity=2, instrument=inst)
+    fused = SymbolBook("X", prm, capacity=2, instrument=inst)  # on_quote: volatility and quote in one call
     refs: dict[str, RefPosition] = {}
     vol, fused_vol = Volatility((5, 20)), Volatility((5, 20))
-    mid = 1.0
+    prices, lots = inst.prices, inst.lots
+    base = prices.step * 100_000  # some 100 000 ticks: 1.00000 for a five-digit pair, 25 000 for a 0.25 tick
+    mid = base
     for t, (move, spread) in enumerate(zip(moves, spreads, strict=True)):
         if reload_at == t:
             book.reload(new_prm)
             fused.reload(new_prm)
             for r in refs.values():
                 r.params = new_prm[r.params.name]
-        bid, ask = mid, mid + spread
-        for n, (at, strat, side, volume, sl, tp) in enumerate(opens):
+        bid, ask = mid, mid + spread * base
+        if on_grid:
+            bid, ask = prices.nearest(bid), prices.nearest(ask)
+        for n, (at, strat, side, steps, sl, tp) in enumerate(opens):
             if at == t:
                 pid = f"p{n}"
                 entry = ask if side > 0 else bid
-                stop = entry * (1 - side * sl) if not math.isnan(sl) else NAN
-                target = entry * (1 + side * tp) if not math.isnan(tp) else NAN
+                volume = max(lots.value(steps), inst.volume_min)  # the pre-trade checks hold volumes to the minimum
+                stop = prices.toward_profit(entry * (1 - side * sl), side) if not math.isnan(sl) else NAN
+                target = prices.toward_profit(entry * (1 + side * tp), side) if not math.isnan(tp) else NAN
                 book.add(pid, strat, side, entry, volume, stop, target)
                 fused.add(pid, strat, side, entry, volume, stop, target)
                 current = new_prm if reload_at is not None and t >= reload_at else prm
-                refs[pid] = RefPosition(pid, current[strat], side, entry, volume, stop, target)
+                refs[pid] = RefPosition(pid, current[strat], side, entry, volume, stop, target, inst)
         vol.update(bid, ask)
         sigma = vol.sigma()
         got = book.on_tick(bid, ask, sigma)
         assert [key(h) for h in fused.on_quote(bid, ask, fused_vol)] == [key(h) for h in got], f"tick {t}"
         want: list[Hit] = []
         for pid in list(refs):
-            hits, closed = on_tick(refs[pid], bid, ask, sigma, point)
+            hits, closed = on_tick(refs[pid], bid, ask, sigma)
             want.extend(hits)
             if closed:
                 del refs[pid]
         assert by_position(got) == by_position(want), f"tick {t}"
         assert sorted(book.ids) == sorted(refs)
-        mid = max(mid * (1 + move), 0.01)
+        for h in got:  # every level set is on the tick grid, every volume closed on the lot step
+            if h.kind in ("set_stop_loss", "set_take_profit"):
+                assert prices.on(h.price) and h.price == prices.nearest(h.price), h
+            else:
+                assert lots.on(h.volume) and h.volume == lots.nearest(h.volume), h
+                assert h.volume >= inst.volume_min * (1 - 1e-9) or h.kind == "close", h
+        mid = max(mid * (1 + move), base / 100)
 
 
 # --- section 4 on the shipped arbitrage rules ------------------------------------------------------
@@ -128,19 +156,20 @@ def test_long_arbitrage_position_takes_levels_trails_and_closes_as_section_4_pre
     book = arbitrage_book()
     entry = 1.0850
     # shipped arbitrage: SL 0.5 %, TP 1 %, trailing 0.2 % armed at 0.5 %, levels 0.5/0.8/1.2/1.5 % x 25 %
-    book.add("p1", "arbitrage", +1, entry, 1.0, entry * (1 - 0.005), entry * (1 + 0.01))
+    book.add("p1", "arbitrage", +1, entry, 1.0, 1.07958, 1.09585)  # 0.5 % and 1 % from entry, on the grid (up for a long)
     assert book.on_tick(1.0860, 1.0861) == []          # +0.09 %: nothing
+    assert book.on_tick(1.09042, 1.09044) == []        # one tick short of +0.5 % (1.090425 rounds up to 1.09043)
     hits = book.on_tick(1.09043, 1.09045)              # +0.5 %: level 0, stop to entry*(1.002), trailing arms
     assert [(h.kind, h.rule) for h in hits] == [
         ("close_partial", "exit_levels.0"), ("set_stop_loss", "exit_levels.0"), ("set_stop_loss", "trailing")]
     assert hits[0].volume == 0.25 and hits[0].price == 1.09043
-    assert hits[1].price == entry * 1.002
-    assert hits[2].price == 1.09043 * (1 - 0.002)
-    hits = book.on_tick(1.0937, 1.0938)                # +0.8 %: level 1; entry*1.003 = 1.088255 just beats the trail 1.088249
+    assert hits[1].price == 1.08717                    # entry * 1.002 = 1.087170
+    assert hits[2].price == 1.08825                    # 1.09043 * 0.998 = 1.0882491 rounds up (tighter) to the grid
+    hits = book.on_tick(1.0937, 1.0938)                # +0.8 %: level 1; entry*1.003 = 1.088255 -> 1.08826 beats the trail
     assert [(h.kind, h.rule) for h in hits] == [
         ("close_partial", "exit_levels.1"), ("set_stop_loss", "exit_levels.1"), ("set_stop_loss", "trailing")]
-    assert hits[1].price == entry * 1.003 and hits[1].previous == 1.09043 * (1 - 0.002)
-    assert hits[2].price == 1.0937 * (1 - 0.002)
+    assert hits[1].price == 1.08826 and hits[1].previous == 1.08825
+    assert hits[2].price == 1.09152                    # 1.0937 * 0.998 = 1.0915126
     assert book.on_tick(1.0930, 1.0931) == []          # pull-back above the stop: the stop never loosens
     hits = book.on_tick(1.0910, 1.0911)                # below the trailed stop: close at the bid
     assert [(h.kind, h.rule, h.price, h.volume) for h in hits] == [("close", "trailing_stop", 1.0910, 0.5)]
@@ -150,7 +179,7 @@ def test_long_arbitrage_position_takes_levels_trails_and_closes_as_section_4_pre
 def test_gap_through_two_levels_fires_both_on_one_tick() -> None:
     book = arbitrage_book()
     entry = 1.0850
-    book.add("p1", "arbitrage", +1, entry, 1.0, entry * 0.995, math.nan)
+    book.add("p1", "arbitrage", +1, entry, 1.0, 1.07958, math.nan)
     hits = book.on_tick(1.0940, 1.0941)  # +0.83 %: through 0.5 % and 0.8 %
     assert [(h.kind, h.rule) for h in hits][:3] == [
         ("close_partial", "exit_levels.0"), ("set_stop_loss", "exit_levels.0"), ("close_partial", "exit_levels.1")]
@@ -160,17 +189,21 @@ def test_gap_through_two_levels_fires_both_on_one_tick() -> None:
 def test_short_mirrors_long() -> None:
     long_book, short_book = arbitrage_book(), arbitrage_book()
     entry = 1.0850
-    long_book.add("L", "arbitrage", +1, entry, 1.0, entry * 0.995, entry * 1.01)
-    short_book.add("S", "arbitrage", -1, entry, 1.0, entry * 1.005, entry * 0.99)
+    grid = arbitrage_book().prices
+    long_book.add("L", "arbitrage", +1, entry, 1.0, grid.up(entry * 0.995), grid.up(entry * 1.01))
+    short_book.add("S", "arbitrage", -1, entry, 1.0, grid.down(entry * 1.005), grid.down(entry * 0.99))
     for up in (0.001, 0.0051, 0.0082, 0.0079, 0.006, 0.0055):
-        lh = long_book.on_tick(entry * (1 + up), entry * (1 + up))
-        sh = short_book.on_tick(entry * (1 - up), entry * (1 - up))
-        assert [(h.kind, h.rule, round(h.volume, 12)) for h in lh] == [(h.kind, h.rule, round(h.volume, 12)) for h in sh]
+        lh = long_book.on_tick(grid.nearest(entry * (1 + up)), grid.nearest(entry * (1 + up)))
+        sh = short_book.on_tick(grid.nearest(entry * (1 - up)), grid.nearest(entry * (1 - up)))
+        assert [(h.kind, h.rule, h.volume) for h in lh] == [(h.kind, h.rule, h.volume) for h in sh]
         for a, b in zip(lh, sh, strict=True):
-            if a.rule.startswith("exit_levels") and a.kind == "set_stop_loss":  # entry * (1 +- sl_adjustment)
-                assert math.isclose(a.price - entry, entry - b.price, rel_tol=1e-9)
-            if a.rule == "trailing":  # best * (1 -+ d): the same distance from each side's best price
-                assert math.isclose(1 - a.price / long_book.state("L").best, b.price / short_book.state("S").best - 1, rel_tol=1e-9)
+            assert grid.on(a.price) and grid.on(b.price)
+            if a.rule.startswith("exit_levels") and a.kind == "set_stop_loss":  # entry * (1 +- sl_adjustment), rounded toward profit
+                assert a.price == grid.up(entry * (1 + 0.002 if a.rule.endswith("0") else 1 + 0.003))
+                assert b.price == grid.down(entry * (1 - 0.002 if b.rule.endswith("0") else 1 - 0.003))
+            if a.rule == "trailing":  # best * (1 -+ d), each rounded toward its side's profit
+                assert a.price == grid.up(long_book.state("L").best * 0.998)
+                assert b.price == grid.down(short_book.state("S").best * 1.002)
     assert long_book.n == short_book.n == 0
 
 
@@ -178,7 +211,7 @@ def test_reload_keeps_position_state_and_applies_new_parameters() -> None:
     rules = load_config(str(ROOT))
     prm = compile_params(rules.strategies)
     book = SymbolBook("EURUSD", prm)
-    book.add("p1", "arbitrage", +1, 1.0, 1.0, 0.995, 1.01)
+    book.add("p1", "arbitrage", +1, 1.0, 1.0, 0.995, 1.01)  # on the five-digit grid already
     book.on_tick(1.0051, 1.0052)  # level 0 taken, armed
     before = book.state("p1")
     wider = {**prm, "arbitrage": StrategyParams(**{**prm["arbitrage"].__dict__, "trail_distance": 0.004})}
@@ -190,7 +223,7 @@ def test_reload_keeps_position_state_and_applies_new_parameters() -> None:
     assert [h for h in book.on_tick(1.0070, 1.0071) if h.rule == "trailing"] == []
     hits = book.on_tick(1.0090, 1.0091)
     trail = [h for h in hits if h.rule == "trailing"]
-    assert trail and trail[0].price == 1.0090 * (1 - 0.004) and trail[0].previous == 1.0051 * (1 - 0.002)
+    assert trail and trail[0].price == 1.00497 and trail[0].previous == 1.00309  # 1.0090 * 0.996 = 1.004964; 1.0051 * 0.998 = 1.0030898
 
 
 def test_levels_and_trailing_fire_at_exactly_their_threshold() -> None:

@@ -39,6 +39,8 @@ class Trailing(Model):
     volatility_multiple: Annotated[float, Field(gt=0, le=100)] = Field(
         2.0, description="k in distance = clamp(k * sigma, trailing_distance, max_trailing_distance)")
     volatility_window: Annotated[int, Field(ge=2, le=100_000)] = Field(100, description="ticks in the volatility estimate")
+    min_step: Annotated[int, Field(ge=1, le=1_000_000)] = Field(
+        1, description="ticks: the stop moves only when it tightens by this much or more (each move is a broker request)")
 
     @model_validator(mode="after")
     def _distance_when_enabled(self) -> Trailing:
@@ -75,6 +77,8 @@ class DynamicSLTP(Model):
     stop_multiple: Annotated[float, Field(gt=0, le=100)] = 2.0
     take_profit_multiple: Annotated[float, Field(gt=0, le=100)] = 4.0
     only_tighten: bool = Field(True, description="a new level never loosens the current one")
+    min_step: Annotated[int, Field(ge=1, le=1_000_000)] = Field(
+        1, description="ticks: a level moves only when it moves by this much or more (each move is a broker request)")
 
 
 class Strategy(Model):
