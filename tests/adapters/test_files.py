@@ -121,12 +121,10 @@ def test_lines_that_go_back_in_time_are_reported_and_sorted_stably(tmp_path: Pat
 
 def test_strict_order_refuses_naming_the_first_line_that_goes_back(tmp_path: Path) -> None:
     path = _events(tmp_path, "e.jsonl", [T0, T0 + 20, T0 + 10, T0 + 5])
-    seen = []
+    history = read_history([path], [], None, lambda *a: None, strict=True)
     with pytest.raises(OutOfOrder, match=rf"e\.jsonl:3: out of time order: ts 2019-02-04T00:00:01.004Z \({T0 + 10}\) "
                                          rf"is before .* \({T0 + 20}\) of line 2"):
-        for rec in read_history([path], [], None, lambda *a: None, strict=True):
-            seen.append(rec)
-    assert seen == []  # refused before the first event
+        next(history)  # refused before the first event is yielded
 
 
 def test_files_merge_by_time_after_each_is_sorted(tmp_path: Path) -> None:
