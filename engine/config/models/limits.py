@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import BeforeValidator, Field, WithJsonSchema
+from pydantic import BeforeValidator, Field, PlainSerializer, WithJsonSchema
 
 from engine.config.models.base import Fraction, Model, PositiveFraction
 
@@ -103,6 +103,14 @@ def _duration_ms(value: object) -> object:
     raise ValueError(f"expected a duration such as 30s, 5m or 1h (or null: no limit), found {value!r}")
 
 
+def _duration_text(ms: int) -> str:
+    # the largest unit that divides it: 60_000 -> 1m, 90_000 -> 90s; read back by _duration_ms
+    for unit in ("h", "m", "s"):
+        if ms % _DURATION_MS[unit] == 0:
+            return f"{ms // _DURATION_MS[unit]}{unit}"
+    return f"{ms}ms"
+
+
 _QUOTE_AGE_SCHEMA = {
     "anyOf": [{"type": "string", "pattern": "^[1-9][0-9]{0,8}(ms|s|m|h)$"}, {"type": "null"}],
     "description": "oldest quote of its symbol a proposal may be checked against (30s, 5m, 1h); null: no limit",
@@ -128,6 +136,9 @@ class Limits(Model):
     max_entry_deviation: Annotated[
         MaxEntryDeviation | None, BeforeValidator(_entry_deviation), WithJsonSchema(_ENTRY_DEVIATION_SCHEMA)
     ] = MaxEntryDeviation()
-    # milliseconds, written 30s, 5m, 1h in the file; None: no limit
-    max_quote_age: Annotated[int | None, BeforeValidator(_duration_ms), WithJsonSchema(_QUOTE_AGE_SCHEMA)] = Field(
+    # milliseconds, written (and dumped) 30s, 5m, 1h; None: no limit
+    max_quote_age: Annotated[
+        int | None, BeforeValidator(_duration_ms), PlainSerializer(_duration_text, when_used="unless-none"),
+        WithJsonSchema(_QUOTE_AGE_SCHEMA),
+    ] = Field(
         "60s", validate_default=True)
