@@ -9,10 +9,15 @@ agrees on every field the expectation gives (numbers within the relative toleran
 substring). An expectation left over is *missing* (reported next to the closest action of that
 tick, when there is one); in a strict case an action left over is *unexpected*, except
 ``lock_profit``, which is only checked where it is expected. Order within a tick is not compared.
+
+Quote checks: a case's positions are mostly proposed before the first tick, when the symbol has no
+quote, so the pre-trade checks against the quote (``max_quote_age``, ``max_entry_deviation`` of
+``rules/limits.yaml``) are off in a case unless its ``overrides.limits`` sets them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -20,6 +25,7 @@ from typing import Any
 
 from engine.actions import Action
 from engine.adapters.paper import PaperBroker
+from engine.config.load import RuleSet
 from engine.errors import RiskrailError
 from engine.events import PositionOpened, Tick
 from engine.rules.chaining import PortfolioRules
@@ -89,6 +95,16 @@ def simulate(case: Case, engine: Engine) -> list[tuple[int, Action]]:
     return out
 
 
+QUOTE_CHECKS = ("max_quote_age", "max_entry_deviation")
+
+
+def without_quote_checks(rules: RuleSet, case: Case) -> RuleSet:
+    """Return ``rules`` with the quote checks off, but those the case's ``overrides.limits`` sets."""
+    own = case.overrides.get("limits")
+    off = {k: None for k in QUOTE_CHECKS if not (isinstance(own, dict) and k in own)}
+    return dataclasses.replace(rules, limits=rules.limits.model_copy(update=off)) if off else rules
+
+
 def run_case(item: LoadedCase, portfolio: PortfolioRules | None = None) -> CaseResult:
     """Run one checked case and compare its actions with its expectations.
 
@@ -104,7 +120,7 @@ def run_case(item: LoadedCase, portfolio: PortfolioRules | None = None) -> CaseR
     portfolio = portfolio or PortfolioRules()
     engine = None
     try:
-        engine = Engine(item.rules, equity0=case.equity, broker=PaperBroker(), portfolio=portfolio,
+        engine = Engine(without_quote_checks(item.rules, case), equity0=case.equity, broker=PaperBroker(), portfolio=portfolio,
                         on_problem=result.problems.append)
         result.actions = simulate(case, engine)
     except RiskrailError as exc:

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from engine.config import RuleSet
 from engine.ruletest import render_text
+from engine.ruletest.models import Case
+from engine.ruletest.runner import without_quote_checks
 from tests.ruletest.conftest import run_text
 
 # arbitrage long at 1.1000: default stop 1.0945, target 1.1110; trailing 0.2 % arms at +0.5 %
@@ -167,3 +169,17 @@ def test_a_missed_expectation_shows_nothing_happened_at_that_tick(tmp_path: Path
     text = render_text(results)
     assert "  tick 1 (bid 1.095, ask 1.095)\n    expected close p1 (rule stop_loss)\n    actual   nothing of this kind at this tick" in text
     assert "tick 2" not in text
+
+
+def test_quote_checks_are_off_in_a_case_unless_its_limits_override_sets_them(shipped_rules: RuleSet) -> None:
+    def limits(overrides: dict) -> tuple:
+        case = Case.model_validate({"name": "c", "strategy": "arbitrage", "overrides": overrides,
+                                    "positions": [{"id": "p1", "side": "long", "entry": 1.1, "volume": 0.1}], "ticks": [1.1]})
+        lim = without_quote_checks(shipped_rules, case).limits
+        return lim.max_quote_age, lim.max_entry_deviation
+
+    assert shipped_rules.limits.max_quote_age == 60_000  # the shipped rules are left as they are
+    assert limits({}) == (None, None)
+    assert limits({"limits": {"daily_loss": {"max": 0.005}}}) == (None, None)
+    age, deviation = limits({"limits": {"max_quote_age": "30s"}})
+    assert age == 60_000 and deviation is None  # the override itself is merged when the case is loaded
