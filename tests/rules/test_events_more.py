@@ -100,35 +100,36 @@ def test_a_reload_keeps_the_daily_loss_halt_and_drops_the_old_version(config_cop
 def test_the_late_fill_of_an_engine_action_is_taken_off_the_book_once() -> None:
     """An asynchronous broker: the kernel stops managing the volume when the action is emitted, the
     book when the fill arrives; a fill without an action id is a close the engine did not ask for."""
-    e = Engine(load_config(str(ROOT)), equity0=10_000.0, broker=None)
+    e = Engine(load_config(str(ROOT)), equity0=100_000.0, broker=None)
     e.process(Tick(TS, "EURUSD", 1.0849, 1.0850))
-    e.process(PositionOpened(TS + 1, "p1", "EURUSD", "arbitrage", "arb-1", 1, 0.01, 1.0850, None, None))
-    out = e.process(Tick(TS + 2, "EURUSD", 1.0905, 1.0906))  # +0.5 %: exit level 1 takes 25 %
+    e.process(PositionOpened(TS + 1, "p1", "EURUSD", "arbitrage", "arb-1", 1, 0.04, 1.0850, None, None))
+    out = e.process(Tick(TS + 2, "EURUSD", 1.0905, 1.0906))  # +0.5 %: exit level 1 takes 25 %: 0.01 lot
     partial = next(a for a in out if a.type == "close_partial")
-    assert e.kernels["EURUSD"].state("p1").volume == pytest.approx(0.0075)
-    assert e.book.positions["p1"].volume == pytest.approx(0.01)  # not filled yet
-    e.process(Fill(TS + 3, "p1", 0.0025, 1.0905, partial.rule, partial.id))
-    assert e.book.positions["p1"].volume == pytest.approx(0.0075)
-    assert e.kernels["EURUSD"].state("p1").volume == pytest.approx(0.0075)
-    e.process(Fill(TS + 4, "p1", 0.0025, 1.0905, "broker"))  # closed at the broker by hand
-    assert e.book.positions["p1"].volume == pytest.approx(0.005)
-    assert e.kernels["EURUSD"].state("p1").volume == pytest.approx(0.005)
+    assert partial.params["volume"] == 0.01
+    assert e.kernels["EURUSD"].state("p1").volume == 0.03
+    assert e.book.positions["p1"].volume == 0.04  # not filled yet
+    e.process(Fill(TS + 3, "p1", 0.01, 1.0905, partial.rule, partial.id))
+    assert e.book.positions["p1"].volume == pytest.approx(0.03)
+    assert e.kernels["EURUSD"].state("p1").volume == 0.03
+    e.process(Fill(TS + 4, "p1", 0.01, 1.0905, "broker"))  # closed at the broker by hand
+    assert e.book.positions["p1"].volume == pytest.approx(0.02)
+    assert e.kernels["EURUSD"].state("p1").volume == 0.02
 
 
 def test_a_partly_closed_position_taken_over_counts_its_exit_levels_as_taken() -> None:
     e = engine()
-    # arbitrage: exit levels of 25 % each at +0.5 %, +0.8 %, +1.2 %, +1.5 %; 0.0075 of 0.01 left: level 1 was taken
-    out = e.process(PositionOpened(TS + 1, "p1", "EURUSD", "arbitrage", "arb-1", 1, 0.0075, 1.0850, 1.0872, 1.10,
-                                   existing=True, volume0=0.01))
+    # arbitrage: exit levels of 25 % each at +0.5 %, +0.8 %, +1.2 %, +1.5 %; 0.03 of 0.04 left: level 1 was taken
+    out = e.process(PositionOpened(TS + 1, "p1", "EURUSD", "arbitrage", "arb-1", 1, 0.03, 1.0850, 1.0872, 1.10,
+                                   existing=True, volume0=0.04))
     assert out == []
     p = e.book.positions["p1"]
-    assert (p.volume0, p.volume, p.status.value) == (0.01, 0.0075, "partially_closed")
+    assert (p.volume0, p.volume, p.status.value) == (0.04, 0.03, "partially_closed")
     assert e.kernels["EURUSD"].state("p1").hits == 1
     out = e.process(Tick(TS + 2, "EURUSD", 1.0906, 1.0907))  # +0.52 %: level 1 again, which must not fire
     assert not [a for a in out if a.type == "close_partial"]
     out = e.process(Tick(TS + 3, "EURUSD", 1.0938, 1.0939))  # +0.81 %: level 2 takes 25 % of the original volume
     [partial] = [a for a in out if a.type == "close_partial"]
-    assert partial.rule == "exit_levels.1" and partial.params["volume"] == pytest.approx(0.0025)
+    assert partial.rule == "exit_levels.1" and partial.params["volume"] == 0.01
 
 
 def test_volume0_belongs_to_a_taken_over_position_and_is_never_below_the_volume() -> None:
