@@ -11,10 +11,12 @@ What the fake checks, as the trade server would (so adapter mistakes fail the te
   (``go_away``) every call fails and ``last_error()`` says ``No IPC connection``;
 - ``order_send``: unknown request keys and comments longer than 31 characters (``None`` and
   ``RES_E_INVALID_PARAMS``, as the package does); a close (``TRADE_ACTION_DEAL`` with ``position``)
-  needs the opposite order type, a volume on the symbol's ``volume_step`` and at most the position's
-  volume, an allowed filling mode and a price within ``deviation`` points of the market (else
-  ``REQUOTE``); ``TRADE_ACTION_SLTP`` needs both levels outside ``trade_stops_level`` points of the
-  price (else ``INVALID_STOPS``), and identical levels give ``NO_CHANGES``;
+  needs the opposite order type, a volume on the symbol's ``volume_step`` within ``volume_min`` and
+  ``volume_max`` (else ``INVALID_VOLUME``) and at most the position's volume, an allowed filling mode,
+  a price on the tick grid (``trade_tick_size``, else ``INVALID_PRICE``) within ``deviation`` points of
+  the market (else ``REQUOTE``); ``TRADE_ACTION_SLTP`` needs both levels on the tick grid and outside
+  ``trade_stops_level`` points of the price (else ``INVALID_STOPS``), and identical levels give
+  ``NO_CHANGES``;
 - broker-side stops: a tick that reaches a position's ``sl`` or ``tp`` closes it at the tick's price
   with a ``DEAL_REASON_SL``/``DEAL_REASON_TP`` deal.
 
@@ -446,6 +448,7 @@ class _Symbol(TypedDict):
     """A symbol as the fake's trade server knows it (``add_symbol``'s arguments); tests may change it."""
 
     digits: int
+    tick_size: float  # 0: one point
     contract_size: float
     volume_step: float
     volume_min: float
@@ -528,13 +531,14 @@ class FakeTerminal:
 
     # --- scripting ---------------------------------------------------------------------------------
 
-    def add_symbol(self, name: str, *, digits: int = 5, contract_size: float = 100_000.0, volume_step: float = 0.01,
+    def add_symbol(self, name: str, *, digits: int = 5, tick_size: float = 0.0, contract_size: float = 100_000.0, volume_step: float = 0.01,
                    volume_min: float = 0.01, volume_max: float = 100.0, stops_level: int = 0, freeze_level: int = 0,
                    filling_mode: int = _FILL_FOK | _FILL_IOC, trade_mode: int = SYMBOL_TRADE_MODE_FULL,
                    execution: int = SYMBOL_TRADE_EXECUTION_MARKET, base: str | None = None, profit: str | None = None,
                    select: bool = True) -> None:
-        """Offer a symbol (selected in Market Watch unless ``select`` is false)."""
-        self.symbols[name] = {"digits": digits, "contract_size": contract_size, "volume_step": volume_step,
+        """Offer a symbol (selected in Market Watch unless ``select`` is false); ``tick_size``: its price
+        step, a whole number of points (0.25 with 2 digits; default one point)."""
+        self.symbols[name] = {"digits": digits, "tick_size": tick_size, "contract_size": contract_size, "volume_step": volume_step,
                               "volume_min": volume_min, "volume_max": volume_max, "stops_level": stops_level,
                               "freeze_level": freeze_level, "filling_mode": filling_mode, "trade_mode": trade_mode,
                               "execution": execution, "base": base or name[:3], "profit": profit or name[3:6]}
@@ -692,7 +696,7 @@ class FakeTerminal:
             digits=s["digits"], spread=round((q.ask - q.bid) / point) if q else 0, spread_float=True,
             trade_mode=s["trade_mode"], trade_stops_level=s["stops_level"], trade_freeze_level=s["freeze_level"],
             trade_exemode=s["execution"], filling_mode=s["filling_mode"], order_mode=127, expiration_mode=15,
-            bid=q.bid if q else 0.0, ask=q.ask if q else 0.0, point=point, trade_tick_size=point,
+            bid=q.bid if q else 0.0, ask=q.ask if q else 0.0, point=point, trade_tick_size=self._tick_size(symbol),
             trade_tick_value=s["contract_size"] * point, trade_contract_size=s["contract_size"],
             volume_min=s["volume_min"], volume_max=s["volume_max"], volume_step=s["volume_step"],
             currency_base=s["base"], currency_profit=s["profit"], currency_margin=s["base"], name=symbol,
@@ -819,7 +823,7 @@ class FakeTerminal:
             return self._result(TRADE_RETCODE_INVALID, r)
         volume = float(r.get("volume", 0.0))
         step = s["volume_step"]
-        if volume <= 0 or abs(volume / step - round(volume / step)) > 1e-7 or volume < s["volume_min"] - 1e-12:
+        if volume <= 0 or not _on(volume, step) or not s["volume_min"] - 1e-12 <= volume <= s["volume_max"] + 1e-12:
             return self._result(TRADE_RETCODE_INVALID_VOLUME, r)
         if p is not None and volume > p.volume + 1e-12:
             return self._result(TRADE_RETCODE_INVALID_CLOSE_VOLUME, r)
@@ -832,6 +836,10 @@ class FakeTerminal:
             return self._result(TRADE_RETCODE_INVALID_FILL, r)
         market = q.ask if otype == ORDER_TYPE_BUY else q.bid
         point = 10.0 ** -s["digits"]
+        if not _on(float(r.get("price", 0.0)), self._tick_size(symbol)):
+            return self._result(TRADE_RETCODE_INVALID_PRICE, r)
+        if not (_on(float(r.get("sl", 0.0)), self._tick_size(symbol)) and _on(float(r.get("tp", 0.0)), self._tick_size(symbol))):
+            return self._result(TRADE_RETCODE_INVALID_STOPS, r)
         if abs(float(r.get("price", 0.0)) - market) > int(r.get("deviation", 0)) * point + point / 10:
             return self._result(TRADE_RETCODE_REQUOTE, r)
         order = self._ticket()
@@ -853,6 +861,8 @@ class FakeTerminal:
         sl, tp = float(r.get("sl", 0.0)), float(r.get("tp", 0.0))
         if sl == p.sl and tp == p.tp:
             return self._result(TRADE_RETCODE_NO_CHANGES, r)
+        if not (_on(sl, self._tick_size(p.symbol)) and _on(tp, self._tick_size(p.symbol))):
+            return self._result(TRADE_RETCODE_INVALID_STOPS, r)
         if q is not None:
             gap = s["stops_level"] * 10.0 ** -s["digits"]
             eps = 10.0 ** -s["digits"] / 10
@@ -915,6 +925,10 @@ class FakeTerminal:
     def _digits(self, symbol: str) -> int:
         return self.symbols[symbol]["digits"]
 
+    def _tick_size(self, symbol: str) -> float:
+        s = self.symbols[symbol]
+        return s["tick_size"] or 10.0 ** -s["digits"]
+
     def _ticket(self) -> int:
         self._next_ticket += 1
         return self._next_ticket
@@ -931,6 +945,11 @@ class FakeTerminal:
     def _refuse(self, code: int, message: str) -> bool:
         self._error = (code, message)
         return False
+
+
+def _on(value: float, step: float) -> bool:
+    """Whether ``value`` is a whole number of ``step``s (0, no level, is), as the trade server checks it."""
+    return abs(value / step - round(value / step)) <= 1e-7
 
 
 # --- the module's own functions act on one default terminal ----------------------------------------

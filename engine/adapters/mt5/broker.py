@@ -52,7 +52,7 @@ class MT5Broker:
       ``REQUOTE``/``PRICE_OFF``/``PRICE_CHANGED`` retry at once with a fresh price, ``max_requotes``
       times; a position already gone needs nothing (the feed books the broker's deal);
     - ``set_stop_loss``/``set_take_profit``: ``TRADE_ACTION_SLTP`` with the ticket and both levels
-      (the one not moved is resent; 0 removes a level), rounded to the symbol's digits: the engine's
+      (the one not moved is resent; 0 removes a level), on the symbol's tick grid: the engine's
       stop is mirrored as the broker-side SL, so the position stays protected if the engine dies.
       ``NO_CHANGES`` is success; ``INVALID_STOPS`` moves the levels just outside the stops level
       and retries once; returns no fills.
@@ -386,19 +386,18 @@ def _level(value: Any) -> float | None:
 
 
 def _outside_stops(long: bool, spec: SymbolSpec, bid: float, ask: float, sl: float, tp: float) -> tuple[float, float]:
-    """Move the levels that sit inside the stops level just outside it (one point of margin)."""
+    """Move the levels that sit inside the stops level just outside it (one point of margin), onto the
+    symbol's tick grid, away from the price (a long's stop down, its target up)."""
     gap = (spec.stops_level + 1) * spec.point
-    scale = 10 ** spec.digits
-    down = lambda x: math.floor(x * scale + 1e-6) / scale  # noqa: E731
-    up = lambda x: math.ceil(x * scale - 1e-6) / scale  # noqa: E731
+    grid = spec.prices
     if long:
         if sl and sl > bid - gap:
-            sl = down(bid - gap)
+            sl = grid.down(bid - gap)
         if tp and tp < bid + gap:
-            tp = up(bid + gap)
+            tp = grid.up(bid + gap)
     else:
         if sl and sl < ask + gap:
-            sl = up(ask + gap)
+            sl = grid.up(ask + gap)
         if tp and tp > ask - gap:
-            tp = down(ask - gap)
+            tp = grid.down(ask - gap)
     return sl, tp

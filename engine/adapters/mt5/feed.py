@@ -234,16 +234,20 @@ class MT5Feed:
         return out
 
     def instruments(self, symbols: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
-        """Return ``rules/instruments.yaml`` entries from ``symbol_info`` (contract size, digits, pip size,
-        volume step and limits, stops level): ``engine.config.models.Instrument`` validates each."""
+        """Return ``rules/instruments.yaml`` entries from ``symbol_info`` (currencies, contract size, digits,
+        tick size, pip size, volume step and limits, stops level), each a validated ``Instrument`` as JSON
+        data. A symbol the broker does not offer, or whose specification is no instrument (a profit
+        currency that is not a three-letter code, a zero contract size), is reported and left out.
+        Calls the terminal: read it at start and on reloads, not per tick."""
         self.conn.ensure()
         out = {}
         for name, spec in self.specs(symbols).items():
-            entry = spec.instrument()
-            if entry is None:
-                self._problem(f"symbol {name}: profit currency {spec.quote_currency!r} is not a three-letter code")
+            model = spec.instrument_model()
+            if model is None:
+                self._problem(f"symbol {name}: its specification is no instrument (profit currency {spec.quote_currency!r}, "
+                              f"contract size {spec.contract_size:g}, digits {spec.digits}, volume step {spec.volume_step:g})")
                 continue
-            out[name] = entry
+            out[name] = model.model_dump(mode="json")
         return out
 
     def equity(self) -> float:
