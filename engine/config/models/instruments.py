@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Mapping
+from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from engine.config.grid import Grid
 from engine.config.models.base import Currency, Model, Name
@@ -64,3 +65,32 @@ class Instruments(Model):
     account_currency: Currency = "USD"
     instruments: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9._#-]{1,32}$")], Instrument] = Field({})
     strategy_map: StrategyMap = StrategyMap()
+
+    def merged(self, entries: Mapping[str, Mapping[str, Any]]) -> tuple[Instruments, list[str]]:
+        """These instruments with a broker's specifications laid over them; return them and the problems.
+
+        ``entries``: symbol -> ``Instrument`` fields as a broker states them (a connected MetaTrader 5
+        terminal's ``symbol_info``: currencies, contract size, digits, tick size, volume step and limits,
+        stops level). A symbol the file lists takes the broker's values for every field the entry gives,
+        but keeps its own ``pip_size`` (what a pip is, is the rules' convention); a symbol the file lacks is
+        added as the broker states it. An entry that does not validate leaves the file's instrument (or
+        none) in place and is reported as ``"SYMBOL: the broker's specification is refused: ..."``.
+        ``account_currency`` and ``strategy_map`` stay the file's. Pure: reads nothing, raises nothing.
+        """
+        instruments = dict(self.instruments)
+        problems: list[str] = []
+        for name, entry in sorted(entries.items()):
+            own = instruments.get(name)
+            data = {**own.model_dump(), **entry, "pip_size": own.pip_size} if own is not None else dict(entry)
+            if own is not None and "tick_size" not in entry:
+                data["tick_size"] = None  # the broker's digits define the point the file's tick would be counted in
+            try:
+                checked = Instruments.model_validate({"instruments": {name: data}})
+            except ValidationError as exc:
+                kept = "the file's entry is kept" if own is not None else "the symbol stays unknown"
+                why = "; ".join(f"{'.'.join(str(x) for x in e['loc'][2:]).replace('[key]', 'name')}: {e['msg']}"
+                                for e in exc.errors())
+                problems.append(f"{name}: the broker's specification is refused ({why}); {kept}")
+                continue
+            instruments[name] = checked.instruments[name]
+        return self.model_copy(update={"instruments": instruments}), problems
