@@ -9,7 +9,7 @@ they have no adapter here: for them ``Edges.feed`` is ``None``.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -29,12 +29,15 @@ class Edges:
 
     ``broker_factory``: ``account -> Broker``, or ``None`` for an account whose actions a pipeline
     carries out from the actions stream (``--broker redis``); ``feed``: ``strategy_map -> Feed`` for a
-    feed the service polls (``--feed mt5``), else ``None``; ``close()`` releases what they hold.
+    feed the service polls (``--feed mt5``), else ``None``; ``instruments``: ``symbols -> {symbol:
+    Instrument fields}`` of a connected broker (MetaTrader 5's ``symbol_info``, for ``Service(instruments=)``
+    to merge over rules/instruments.yaml), else ``None``; ``close()`` releases what they hold.
     """
 
     broker_factory: Callable[[str], Broker | None]
     feed: Callable[[Any], Feed] | None = None
     close: Callable[[], None] = lambda: None
+    instruments: Callable[[Iterable[str]], Mapping[str, Mapping[str, Any]]] | None = None
 
 
 def edges(feed: str, broker: str, *, on_alert: Callable[[dict[str, Any]], None] | None = None,
@@ -44,7 +47,8 @@ def edges(feed: str, broker: str, *, on_alert: Callable[[dict[str, Any]], None] 
 
     MetaTrader 5 connects here, once, for both its feed and its broker (``mt5_module``: the package or a
     fake; ``env``: its credentials; ``on_redactor`` receives the connection's scrubber before it
-    connects). ``on_alert`` gets broker alerts, ``on_problem`` the feed's warnings. Raises
+    connects). Connected, its ``symbol_info`` gives ``Edges.instruments``. ``on_alert`` gets broker
+    alerts, ``on_problem`` the feed's warnings (and the symbols the terminal does not offer). Raises
     ``RiskrailError`` for an unknown kind, ``MT5Unavailable``/``MT5Error`` when MetaTrader 5 is asked
     for and cannot be reached.
     """
@@ -67,7 +71,8 @@ def _mt5_edges(feed: str, broker: str, *, on_alert: Callable[[dict[str, Any]], N
     def make_feed(strategy_map: Any) -> Feed:
         return mt5_factories.feed(conn, strategy_map, on_problem=on_problem)
 
-    return Edges(_broker_factory(broker, conn, on_alert), make_feed if feed == "mt5" else None, conn.close)
+    return Edges(_broker_factory(broker, conn, on_alert), make_feed if feed == "mt5" else None, conn.close,
+                 mt5_factories.instruments(conn, on_problem=on_problem))
 
 
 def _broker_factory(broker: str, conn: MT5Connection | None,

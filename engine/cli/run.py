@@ -135,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
     service = Service(args.config, client, accounts=accounts, prefix=args.prefix, equity0=args.equity,
                       snapshot_every=args.snapshot_every, consumer=args.name or f"{socket.gethostname()}:{port}",
                       allow_takeover=args.allow_takeover or feed == "mt5",
-                      broker_factory=edges.broker_factory)
+                      broker_factory=edges.broker_factory, instruments=edges.instruments)
     token, new_token = api_token(args.data_dir)
     logs.hide(token)  # printed once below, on purpose; never in a log line
     feeder = None  # the demo feed or the pump of a polled feed (MetaTrader 5)

@@ -16,7 +16,8 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import redis
@@ -40,13 +41,26 @@ class Service:
     ``allow_takeover``: accept ``position_opened`` events with ``existing: true`` (a position already
     open at the broker, adopted without pre-trade checks), as a position sync such as the MetaTrader 5
     feed sends them; otherwise they are dead-lettered.
+
+    ``instruments``: a connected broker's instrument specifications, ``symbols -> {symbol: Instrument
+    fields}`` (``Edges.instruments`` of a MetaTrader 5 terminal). Every rule set the service builds from
+    texts (at start, on a reload, when a worker recovers an older version) runs with them merged over
+    rules/instruments.yaml (``Instruments.merged``); the rules version stays the texts'. It is called at
+    start and on each reload that changes the rules, never per tick; when it fails, the last
+    specifications it gave (or the file's) are used and the failure is logged.
     """
 
     def __init__(self, config_dir: str, client: redis.Redis, *, accounts: tuple[str, ...] = ("main",), prefix: str = "riskrail",
                  equity0: float = 100_000.0, snapshot_every: int = 2000, lease_ms: int = 5000, consumer: str | None = None,
                  broker_factory: Callable[[str], Broker | None] | None = None, watch: bool = True, scheduler: bool = True,
-                 reload_poll: float = 0.025, allow_takeover: bool = False, renew_ms: int | None = None) -> None:
+                 reload_poll: float = 0.025, allow_takeover: bool = False, renew_ms: int | None = None,
+                 instruments: Callable[[Iterable[str]], Mapping[str, Mapping[str, Any]]] | None = None) -> None:
         self.config_dir = config_dir
+        self.instruments = instruments
+        self._broker_specs: dict[str, Mapping[str, Any]] = {}  # the last the broker gave
+        self._specs_asked: frozenset[str] | None = None  # the symbols they were read for (None: never read)
+        self._specs_lock = threading.Lock()
+        self._reported: set[str] = set()
         # positions taken over (``existing: true``) skip the pre-trade checks: only when told to
         self.allow_takeover = allow_takeover
         self.redis = client
@@ -85,8 +99,31 @@ class Service:
         if rules.version != version:
             raise RiskrailError(f"the stored rules of version {version} load as version {rules.version}: riskrail was upgraded "
                                 "in a way that changes what the rules mean")
+        rules = self._with_broker_instruments(rules, refresh=False)
         self._rules_cache[version] = rules
         return rules
+
+    def _with_broker_instruments(self, rules: RuleSet, *, refresh: bool) -> RuleSet:
+        """``rules`` with the broker's instruments merged over the file's, its version unchanged (the
+        broker's specifications are the environment the rules run in, not the rules). ``refresh``: read
+        them from the broker again (start, reload); else only when ``rules`` names symbols not read yet."""
+        if self.instruments is None:
+            return rules
+        wanted = frozenset(rules.instruments.instruments)
+        with self._specs_lock:
+            if refresh or self._specs_asked is None or not wanted <= self._specs_asked:
+                try:
+                    self._broker_specs = dict(self.instruments(sorted(wanted)))
+                    self._specs_asked = wanted
+                except RiskrailError as exc:
+                    log.error("cannot read the broker's instrument specifications (%s); using %s", exc,
+                              "the last read" if self._specs_asked is not None else "rules/instruments.yaml")
+            merged, problems = rules.instruments.merged(self._broker_specs)
+            for problem in problems:
+                if problem not in self._reported:
+                    self._reported.add(problem)
+                    log.warning("instruments: %s", problem)
+        return replace(rules, instruments=merged)
 
     def active_rules(self) -> RuleSet:
         assert self._active is not None
@@ -133,6 +170,8 @@ class Service:
                 self.reloader.last = res
             self._record_reload(res)
             log.error("the rule files have %d problem(s); running the last good version %s from Redis", len(errors), stored)
+        else:
+            rules = self._with_broker_instruments(rules, refresh=True)
         self._store_rules(rules, files)
         self._active = rules
         self.loaded_at = time.time()
@@ -229,6 +268,7 @@ class Service:
         """Make ``rules`` (validated and test-compiled from ``files``) active in every engine of this process."""
         if rules.version == self.version:
             return rules.version
+        rules = self._with_broker_instruments(rules, refresh=True)
         self._store_rules(rules, files)
         previous = self._active
         self._active = rules

@@ -1,18 +1,22 @@
-"""What the CLI calls to wire MetaTrader 5 into the service: a connection, a broker per account, a feed.
+"""What the CLI calls to wire MetaTrader 5 into the service: a connection, a broker per account, a feed,
+and the terminal's instrument specifications.
 
 The CLI builds nothing of this adapter itself: ``riskrail run --feed mt5 --broker mt5`` and the tests
-that drive a fake terminal call these three functions, so both wire the adapter the same way.
+that drive a fake terminal call these functions, so both wire the adapter the same way.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from engine.adapters.mt5.broker import MT5Broker
 from engine.adapters.mt5.connection import MT5Connection
-from engine.adapters.mt5.feed import MT5Feed
+from engine.adapters.mt5.feed import MT5Feed, read_instruments
+
+log = logging.getLogger("riskrail.mt5")
 
 
 def connection(module: Any = None, env: Mapping[str, str] = os.environ, *,
@@ -45,4 +49,30 @@ def feed(conn: MT5Connection, strategy_map: Any, *, on_problem: Callable[[str], 
     return MT5Feed(conn, strategy_map, on_problem=on_problem)
 
 
-__all__ = ["broker_factory", "connection", "feed"]
+def instruments(conn: MT5Connection, *, on_problem: Callable[[str], None] | None = None
+                ) -> Callable[[Iterable[str]], dict[str, dict[str, Any]]]:
+    """``symbols -> {symbol: Instrument fields}`` read from the terminal's ``symbol_info`` (see
+    ``MT5Feed.instruments``) for ``symbols`` and the symbols of the positions open at the terminal, for
+    the service to merge over rules/instruments.yaml. Each call reads the terminal (the service calls it
+    at start and on reloads). A symbol the terminal does not offer, or whose specification is no
+    instrument, goes to ``on_problem`` once per process, however often it is read. Raises ``MT5Error``
+    when the terminal stays away."""
+    reported: set[str] = set()
+
+    def report(message: str) -> None:
+        if message not in reported:
+            reported.add(message)
+            if on_problem is not None:
+                on_problem(message)
+            else:
+                log.warning("instruments: %s", message)
+
+    def read(symbols: Iterable[str]) -> dict[str, dict[str, Any]]:
+        conn.ensure()
+        held = conn.call("positions_get") or ()
+        return read_instruments(conn, set(symbols) | {str(p.symbol) for p in held}, report)
+
+    return read
+
+
+__all__ = ["broker_factory", "connection", "feed", "instruments"]

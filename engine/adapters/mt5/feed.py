@@ -223,32 +223,15 @@ class MT5Feed:
 
     def specs(self, symbols: Iterable[str] | None = None) -> dict[str, SymbolSpec]:
         """Return the trading specification of each symbol (default: those in play)."""
-        names = sorted(set(symbols) if symbols is not None else {t.symbol for t in self._known.values()} | set(self.symbols))
-        out = {}
-        for name in names:
-            info = self.conn.call("symbol_info", name)
-            if info is None:
-                self._problem(f"symbol {name} is not offered by the broker: {self.conn.last_error()[1]}")
-                continue
-            out[name] = SymbolSpec.from_info(info)
-        return out
+        return read_specs(self.conn, self._in_play() if symbols is None else symbols, self._problem)
 
     def instruments(self, symbols: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
-        """Return ``rules/instruments.yaml`` entries from ``symbol_info`` (currencies, contract size, digits,
-        tick size, pip size, volume step and limits, stops level), each a validated ``Instrument`` as JSON
-        data. A symbol the broker does not offer, or whose specification is no instrument (a profit
-        currency that is not a three-letter code, a zero contract size), is reported and left out.
-        Calls the terminal: read it at start and on reloads, not per tick."""
-        self.conn.ensure()
-        out = {}
-        for name, spec in self.specs(symbols).items():
-            model = spec.instrument_model()
-            if model is None:
-                self._problem(f"symbol {name}: its specification is no instrument (profit currency {spec.quote_currency!r}, "
-                              f"contract size {spec.contract_size:g}, digits {spec.digits}, volume step {spec.volume_step:g})")
-                continue
-            out[name] = model.model_dump(mode="json")
-        return out
+        """Return ``rules/instruments.yaml`` entries from ``symbol_info`` for ``symbols`` (default: those in
+        play); see ``read_instruments``. Calls the terminal: read it at start and on reloads, not per tick."""
+        return read_instruments(self.conn, self._in_play() if symbols is None else symbols, self._problem)
+
+    def _in_play(self) -> set[str]:
+        return {t.symbol for t in self._known.values()} | set(self.symbols)
 
     def equity(self) -> float:
         """The account's equity (``account_info().equity``), in the account currency."""
@@ -298,3 +281,34 @@ class MT5Feed:
         log.warning("%s", message)
         if self.on_problem is not None:
             self.on_problem(message)
+
+
+def read_specs(conn: MT5Connection, symbols: Iterable[str], problem: Callable[[str], None]) -> dict[str, SymbolSpec]:
+    """The ``SymbolSpec`` of each symbol from ``symbol_info``, in name order; a symbol the broker does not
+    offer goes to ``problem`` and is left out."""
+    out = {}
+    for name in sorted(set(symbols)):
+        info = conn.call("symbol_info", name)
+        if info is None:
+            problem(f"symbol {name} is not offered by the broker: {conn.last_error()[1]}")
+            continue
+        out[name] = SymbolSpec.from_info(info)
+    return out
+
+
+def read_instruments(conn: MT5Connection, symbols: Iterable[str], problem: Callable[[str], None]) -> dict[str, dict[str, Any]]:
+    """``rules/instruments.yaml`` entries from ``symbol_info`` (currencies, contract size, digits, tick size,
+    pip size, volume step, ``volume_min``, ``volume_max``, stops level), each a validated ``Instrument`` as
+    JSON data. A symbol the broker does not offer, or whose specification is no instrument (a profit
+    currency that is not a three-letter code, a zero contract size), goes to ``problem`` and is left out.
+    Raises ``MT5Error`` when the terminal stays away."""
+    conn.ensure()
+    out = {}
+    for name, spec in read_specs(conn, symbols, problem).items():
+        model = spec.instrument_model()
+        if model is None:
+            problem(f"symbol {name}: its specification is no instrument (profit currency {spec.quote_currency!r}, "
+                    f"contract size {spec.contract_size:g}, digits {spec.digits}, volume step {spec.volume_step:g})")
+            continue
+        out[name] = model.model_dump(mode="json")
+    return out
