@@ -1,4 +1,9 @@
-"""The paper broker: fills every closing action at once, at the price the action names."""
+"""The paper broker: fills every closing action at once, at the volume and price the action names.
+
+It computes no volume and no price of its own: the engine already puts every volume on the
+instrument's lot step and every level on its tick grid (docs/engine.md, "Exact at the instrument"), and
+a close's price is the quote that triggered it, so a paper fill is on the same grids as the action.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,8 @@ from engine.ports import FillReport
 
 
 class PaperBroker:
-    """Fills close, close_partial and close_all actions at the tick's price (bid for longs, ask for shorts)."""
+    """Fills close, close_partial and close_all actions at the tick's price (bid for longs, ask for shorts),
+    each for exactly the action's volume (lots); ``fills`` keeps every ``FillReport`` given out."""
 
     def __init__(self) -> None:
         self.fills: list[FillReport] = []
