@@ -12,8 +12,8 @@ from engine.rules.evaluator import Engine
 from tests.conftest import ROOT
 
 T0 = 1_700_000_000_000
-INDEX = "  IDX: {quote_currency: USD, contract_size: 1, pip_size: 0.25, digits: 2, tick_size: 0.25, volume_step: 0.1, " \
-        "volume_min: 0.1, volume_max: 1000}\n"
+INDEX = ("  IDX: {quote_currency: USD, contract_size: 1, pip_size: 0.25, digits: 2, tick_size: 0.25, volume_step: 0.1, "
+         "volume_min: 0.1, volume_max: 1000}\n")
 
 
 def rules_with_index():
