@@ -287,8 +287,12 @@ def num(x: float) -> str:
 
 
 def seconds(ms: int) -> str:
-    """Format a duration in milliseconds as seconds for a reason (75_000 -> ``75 s``, 1_500 -> ``1.5 s``)."""
-    return f"{ms / 1000:g} s"
+    """Format a duration in milliseconds for a reason: seconds up to two minutes (75_000 -> ``75 s``,
+    1_500 -> ``1.5 s``), then minutes, hours or days (``3.5 h``, ``2857 days``)."""
+    for unit, size, limit in (("s", 1_000, 120_000), ("min", 60_000, 7_200_000), ("h", 3_600_000, 172_800_000)):
+        if ms < limit:
+            return f"{ms / size:.4g} {unit}"
+    return f"{ms / 86_400_000:.0f} days"
 
 
 def size_check(notional: float, equity: float, limit: float, on_breach: str, volume: float,

@@ -236,3 +236,8 @@ def test_default_levels_without_a_spec_are_returned_as_computed() -> None:
     assert default_levels(p, d) == (1.10003 * (1 - 0.005), 1.10003 * (1 + 0.01))
     assert default_levels(p, d, e.converter.spec("EURUSD")) == (1.09453, 1.11104)
     assert default_levels(p, d, e.converter.spec("EURUSD"), entry=ASK) == (1.13998, 1.15716)
+
+
+def test_a_long_silence_is_told_in_a_unit_people_read() -> None:
+    assert check(engine(), proposal(ts=TS + 3 * 86_400_000)).reasons == ["no EURUSD quote for 3 days (max_quote_age 60 s)"]
+    assert [checks.seconds(ms) for ms in (1_500, 600_000, 12_600_000)] == ["1.5 s", "10 min", "3.5 h"]

@@ -71,13 +71,16 @@ def test_monitoring_endpoints_follow_the_live_book(api, redis_server) -> None:
 
 def test_proposing_over_http_returns_the_managed_position_or_every_failed_check(api, redis_server) -> None:
     a, _, _ = api
-    publish(redis_server, "acct", demo_events()[:50])  # quotes first
+    events = demo_events()[:50]
+    publish(redis_server, "acct", events)  # quotes first
     wait_for(lambda: drained(redis_server, "acct"))
+    # stamped in the time of the recorded quotes (a proposal defaults to now, years after them: a stale quote)
+    ts = max(e["ts"] for e in events if e["type"] == "tick") + 1
     ok = a.client.post("/api/positions", json={"position_id": "H1", "symbol": "EURUSD", "strategy_type": "scalp_trend",
-                                               "action": "BUY", "volume": 0.1, "entry_price": 1.1457})
+                                               "action": "BUY", "volume": 0.1, "entry_price": 1.1457, "ts": ts})
     assert ok.status_code == 201, ok.text
     body = ok.json()
-    assert body["position"]["status"] == "open" and body["position"]["stop_loss"] == pytest.approx(1.1457 * (1 - 0.0003))
+    assert body["position"]["status"] == "open" and body["position"]["stop_loss"] == 1.14536  # 1.1457 * (1 - 0.0003), up to the tick
     assert [x["type"] for x in body["actions"]] == ["set_stop_loss", "set_take_profit"]
     assert a.client.post("/api/positions", json={"position_id": "H1", "symbol": "EURUSD", "strategy_type": "scalp_trend",
                                                  "action": "BUY", "volume": 0.1, "entry_price": 1.1457}).status_code == 409
