@@ -41,8 +41,8 @@ def test_a_reload_changes_the_actions_from_its_time_on_and_keeps_the_open_positi
     # the position opened under the old rules is managed by the new ones: half of it goes at level 0
     first = next(a for a in got if a["rule"] == "exit_levels.0" and a["type"] == "close_partial")
     was = next(a for a in before if a["rule"] == "exit_levels.0" and a["type"] == "close_partial")
-    assert (was["params"]["fraction"], first["params"]["fraction"]) == (0.25, 0.5)
-    assert first["params"]["volume"] == 0.05 and first["position_id"] == "p1"
+    assert first["params"]["fraction"] == 0.5 and first["params"]["volume"] == 0.05 and first["position_id"] == "p1"
+    assert was["params"]["volume"] < 0.05  # a quarter under the old rules
     assert [a["id"] for a in got if a["ts"] < TS_MS] == [a["id"] for a in before if a["ts"] < TS_MS]
 
 
