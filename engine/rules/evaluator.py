@@ -40,7 +40,6 @@ from engine.book.ledgers import Day, Ledger
 from engine.book.positions import Book, Position, Status
 from engine.book.summary import summarize
 from engine.book.valuation import Converter, OpenPnL, open_risk
-from engine.config.grid import NOISE
 from engine.config.load import RuleSet
 from engine.events import Clock, Event, Fill, PositionClosed, PositionOpened, Tick
 from engine.ports import Broker, FillReport
@@ -48,7 +47,7 @@ from engine.rules import checks, decisions
 from engine.rules.chaining import Fired, PortfolioRules
 from engine.rules.contexts import CustomRules
 from engine.rules.decisions import Decision
-from engine.rules.kernel import Hit, PositionState, SymbolBook
+from engine.rules.kernel import Hit, PositionState, SymbolBook, taken_over
 from engine.rules.params import compile_params
 from engine.rules.resets import ResetClock
 from engine.rules.volatility import Volatility
@@ -293,15 +292,9 @@ class Engine:
             bid, ask = self.quotes[p.symbol]
             price = bid if p.side > 0 else ask
             fraction = float(fired.params.get("fraction", 1.0))
-            spec = self.converter.spec(p.symbol)
-            # a partial close rounds down to the lot step, closes all when less than the minimum would remain,
-            # and closes nothing when it is below the minimum itself (docs/engine.md)
-            volume = p.volume if fraction >= 1 else min(spec.lots.down(p.volume0 * fraction), p.volume)
-            if p.volume - volume < spec.volume_min * (1 - NOISE):
-                volume = p.volume
-            elif volume < spec.volume_min * (1 - NOISE):
-                self._problem(f"{fired.rule}: closing {fraction:g} of {p.id} is {p.volume0 * fraction:g} lots, below the "
-                              f"minimum volume {spec.volume_min:g} of {p.symbol}: nothing closed")
+            volume = decisions.close_volume(p, fraction, self.converter.spec(p.symbol))
+            if volume == 0.0:
+                self._problem(f"{fired.rule}: closing {fraction:g} of {p.id} is below the minimum volume of {p.symbol}: nothing closed")
                 return
             kind = "close" if volume >= p.volume else "close_partial"
             if kind == "close":
@@ -336,8 +329,11 @@ class Engine:
     # --- proposals --------------------------------------------------------------------------------
 
     def check(self, e: PositionOpened) -> checks.PreTrade:
-        """Run the pre-trade checks of proposal ``e`` against the account now (changes nothing)."""
-        return checks.check_proposal(e, self.rules, self.converter, self.book, self.bars, self.equity)
+        """Run the pre-trade checks of proposal ``e`` against the account now (changes nothing); the
+        symbol's last quote (as the tick and the batch paths leave it in its kernel) for the quote checks."""
+        kernel = self.kernels.get(e.symbol)
+        quotes = {e.symbol: (kernel.last_ts, kernel.bid, kernel.ask)} if kernel is not None and kernel.last_ts is not None else {}
+        return checks.check_proposal(e, self.rules, self.converter, self.book, self.bars, self.equity, quotes)
 
     def _on_proposal(self, e: PositionOpened, out: list[Action]) -> None:
         self.counts["proposals"] += 1
@@ -388,18 +384,11 @@ class Engine:
             self._problem(f"existing position {e.position_id!r} not managed: {what}")
             return
         d = strategy.defaults
-        stop, tp = checks.default_levels(e, d)
+        stop, tp = checks.default_levels(e, d, self.converter.spec(e.symbol))
         volume0 = e.volume0 if e.volume0 is not None and e.volume0 > e.volume else e.volume
         pos = Position(e.position_id, e.symbol, e.strategy_type, e.strategy_name, e.side, volume0, e.entry_price, e.ts)
         pos.stop_loss, pos.take_profit = stop, tp
-        state = None
-        if volume0 > e.volume:
-            # partly closed before: the exit levels whose cumulative share is closed count as taken;
-            # the initial risk (for r_multiple levels) is taken as the strategy's default stop
-            closed = 1 - e.volume / volume0
-            hits = sum(1 for c in np.cumsum([lv.exit_percentage for lv in strategy.exit_levels]) if c <= closed + 1e-9)
-            state = PositionState(e.position_id, e.strategy_type, e.side, e.entry_price, volume0, e.volume, stop, tp, e.entry_price,
-                                  False, False, hits, d.stop_loss)
+        state = taken_over(e, strategy, volume0, stop, tp)
         self.adopt(pos, state)
         if state is not None:
             pos.volume = e.volume
@@ -470,8 +459,9 @@ class Engine:
             self.portfolio.drop(old)
         self.rules, self.version = rules, version
         self.params = compile_params(rules.strategies)
-        for kernel in self.kernels.values():
-            kernel.reload(self.params)
+        self.converter.instruments = rules.instruments  # a reload may add a symbol or change a grid
+        for symbol, kernel in self.kernels.items():
+            kernel.reload(self.params, self.converter.spec(symbol) if self.converter.known(symbol) else None)
         for name in rules.strategies:
             self.ledgers.setdefault(name, Ledger())
             self.strategy_curves.setdefault(name, [])

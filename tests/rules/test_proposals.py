@@ -4,7 +4,6 @@ grid. Every failed check is reported in one rejection."""
 
 from __future__ import annotations
 
-import inspect
 import json
 import re
 import subprocess
@@ -28,14 +27,6 @@ BID, ASK = 1.1456, 1.1457  # EURUSD in the issue
 def quotes_of(engine: Engine) -> dict[str, tuple[int, float, float]]:
     """The last quote of each symbol as the checks take it: (ts, bid, ask)."""
     return {s: (k.last_ts, k.bid, k.ask) for s, k in engine.kernels.items() if k.last_ts is not None}
-
-
-@pytest.fixture(autouse=True)
-def _engine_passes_quotes(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Engine.check hands each symbol's last quote to the checks; where it does not yet, pass them as it will
-    if "quotes" not in inspect.getsource(Engine.check):
-        monkeypatch.setattr(Engine, "check", lambda self, e: check_proposal(
-            e, self.rules, self.converter, self.book, self.bars, self.equity, quotes_of(self)))
 
 
 def engine(config: Path = ROOT, equity: float = 100_000.0, bid: float = BID, ask: float = ASK) -> Engine:
