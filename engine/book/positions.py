@@ -131,7 +131,9 @@ class Book:
         p.realized_pnl += pnl
         self.realized_total += pnl
         self.realized_by[p.strategy_type] = self.realized_by.get(p.strategy_type, 0.0) + pnl
-        p.volume -= volume
+        lots = self.converter.spec(p.symbol).lots
+        # volumes on the lot step stay on it (0.15 - 0.07 is 0.08, not 0.07999999999999999)
+        p.volume = lots.nearest(p.volume - volume) if lots.on(p.volume) and lots.on(volume) else p.volume - volume
         p.fills.append(Fill(ts, volume, price, pnl, rule))
         if p.volume <= p.volume0 * 1e-9:
             p.volume = 0.0

@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from engine.book.positions import Position
+from engine.config.grid import NOISE
+from engine.config.models import Instrument
 from engine.events import PositionOpened
 from engine.rules.kernel import Hit
 
@@ -33,6 +35,16 @@ def clean(amount: float) -> float:
 
 _CLOSES = {"stop_loss": "stop", "trailing_stop": "trailing stop", "take_profit": "take profit"}
 _MOVERS = {"trailing": "trailing stop", "dynamic_sltp": "dynamic SL/TP"}
+
+
+def close_volume(p: Position, fraction: float, spec: Instrument) -> float:
+    """The volume a custom rule's ``close: {fraction}`` closes of ``p`` (lots): ``fraction`` of the
+    original volume rounded down to the lot step, all that remains from 1 on or when less than
+    ``volume_min`` would remain, and 0.0 (nothing) when it is below ``volume_min`` itself (docs/engine.md)."""
+    volume = p.volume if fraction >= 1 else min(spec.lots.down(p.volume0 * fraction), p.volume)
+    if p.volume - volume < spec.volume_min * (1 - NOISE):
+        return p.volume
+    return 0.0 if volume < spec.volume_min * (1 - NOISE) else volume
 
 
 def of_hit(ts: int, p: Position, hit: Hit) -> Decision:

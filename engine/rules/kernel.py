@@ -22,10 +22,10 @@ from typing import ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
-from engine.config.grid import NOISE, Grid
-from engine.config.models import Instrument
+from engine.config.models import Instrument, Strategy
+from engine.events import PositionOpened
 from engine.rules import _jit
-from engine.rules.params import StrategyParams
+from engine.rules.params import StrategyParams, level_volumes
 from engine.rules.vector import LazyColumns
 from engine.rules.volatility import Volatility
 
@@ -142,12 +142,7 @@ class SymbolBook:
     def __init__(self, symbol: str, params: Mapping[str, StrategyParams], capacity: int = 16,
                  codes: dict[str, int] | None = None, instrument: Instrument = FIVE_DIGITS) -> None:
         self.symbol = symbol
-        self.instrument = instrument
-        self.prices = instrument.prices
-        self.volumes = instrument.lots
-        # the grids as the compiled loop reads them (``_jit.G_*``)
-        self.grid = np.array([self.prices.units, self.prices.scale, self.prices.step / 2, self.volumes.units,
-                              self.volumes.scale, instrument.volume_min], dtype=np.float64)
+        self._set_instrument(instrument)
         self._params = dict(params)
         # strategy name -> small int, for per-strategy sums (np.bincount); shared with the evaluator
         self.codes = codes if codes is not None else {name: i for i, name in enumerate(sorted(params))}
@@ -160,6 +155,14 @@ class SymbolBook:
         self._cap = 0
         self._alloc(capacity)
         self._out(64)
+
+    def _set_instrument(self, instrument: Instrument) -> None:
+        self.instrument = instrument
+        self.prices = instrument.prices
+        self.volumes = instrument.lots
+        # the grids as the compiled loop reads them (``_jit.G_*``)
+        self.grid = np.array([self.prices.units, self.prices.scale, self.prices.step / 2, self.volumes.units,
+                              self.volumes.scale, instrument.volume_min], dtype=np.float64)
 
     # --- what a compiled batch pass reads and leaves (engine.rules.batch) ---------------------------
 
@@ -330,8 +333,11 @@ class SymbolBook:
         if take_profit is not None:
             self.tp[i] = take_profit
 
-    def reload(self, params: Mapping[str, StrategyParams]) -> None:
-        """Swap in new strategy parameters; positions keep their state (best price, levels hit, stops)."""
+    def reload(self, params: Mapping[str, StrategyParams], instrument: Instrument | None = None) -> None:
+        """Swap in new strategy parameters (and the symbol's instrument, when given); positions keep their
+        state (best price, levels hit, stops) and their thresholds are put on the (new) grids again."""
+        if instrument is not None and instrument != self.instrument:
+            self._set_instrument(instrument)
         self._params = dict(params)
         levels = max([len(p.level_trigger) for p in self._params.values()] + [1])
         if levels != self.thr.shape[1]:
@@ -457,28 +463,16 @@ class SymbolBook:
         return LazyColumns({}, {f: makers[f] for f in wanted})
 
 
-def level_volumes(volume0: float, shares: tuple[float, ...], lots: Grid, volume_min: float) -> list[float]:
-    """The volume each exit level closes of a position opened with ``volume0`` lots, on the lot step.
-
-    Level ``j`` closes up to the lot step at or below its cumulative share of ``volume0``, less what the
-    levels before it closed; a level whose volume falls below ``volume_min`` closes nothing and carries
-    its share to the next (0.0 here). So 4 x 25 % of 0.1 lot on a 0.01 step closes 0.02, 0.03, 0.02,
-    0.03: each level's cumulative share within a step of its rule. (What would be left below
-    ``volume_min`` closes with the level: the compiled step decides that against the volume then open.)
-    """
-    out: list[float] = []
-    closed = 0.0
-    cumulative = 0.0
-    for share in shares:
-        cumulative += share
-        target = lots.down(min(cumulative, 1.0) * volume0)
-        volume = lots.nearest(target - closed)
-        if volume < volume_min * (1 - NOISE) or volume <= 0.0:
-            out.append(0.0)
-            continue
-        out.append(volume)
-        closed = target
-    return out
+def taken_over(e: PositionOpened, strategy: Strategy, volume0: float, stop: float, take_profit: float) -> PositionState | None:
+    """The managed state of a position taken over partly closed (``volume0`` > its volume), None when whole:
+    the exit levels whose cumulative share is closed count as taken, and the initial risk (for r_multiple
+    levels) is the strategy's default stop."""
+    if volume0 <= e.volume:
+        return None
+    closed = 1 - e.volume / volume0
+    hits = sum(1 for c in np.cumsum([lv.exit_percentage for lv in strategy.exit_levels]) if c <= closed + 1e-9)
+    return PositionState(e.position_id, e.strategy_type, e.side, e.entry_price, volume0, e.volume, stop, take_profit, e.entry_price,
+                         False, False, hits, strategy.defaults.stop_loss)
 
 
 def _div(a: Floats, b: Floats) -> Floats:

@@ -6,6 +6,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from engine.config.grid import NOISE, Grid
 from engine.config.models import ExitLevel, Strategy
 
 _ALL = 1e-9  # cumulative exit percentages within this of 1 close all that remains
@@ -100,3 +101,27 @@ def _trigger(level: ExitLevel, is_r: bool) -> float:
 def compile_params(strategies: Mapping[str, Strategy]) -> dict[str, StrategyParams]:
     """Return the kernel parameters of every strategy, by name."""
     return {name: strategy_params(s) for name, s in strategies.items()}
+
+
+def level_volumes(volume0: float, shares: tuple[float, ...], lots: Grid, volume_min: float) -> list[float]:
+    """The volume each exit level closes of a position opened with ``volume0`` lots, on the lot step.
+
+    Level ``j`` closes up to the lot step at or below its cumulative share of ``volume0``, less what the
+    levels before it closed; a level whose volume falls below ``volume_min`` closes nothing and carries
+    its share to the next (0.0 here). So 4 x 25 % of 0.1 lot on a 0.01 step closes 0.02, 0.03, 0.02,
+    0.03: each level's cumulative share within a step of its rule. (What would be left below
+    ``volume_min`` closes with the level: the compiled step decides that against the volume then open.)
+    """
+    out: list[float] = []
+    closed = 0.0
+    cumulative = 0.0
+    for share in shares:
+        cumulative += share
+        target = lots.down(min(cumulative, 1.0) * volume0)
+        volume = lots.nearest(target - closed)
+        if volume < volume_min * (1 - NOISE) or volume <= 0.0:
+            out.append(0.0)
+            continue
+        out.append(volume)
+        closed = target
+    return out

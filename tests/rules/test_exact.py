@@ -3,6 +3,7 @@ and a quote equal to a level triggers it (docs/engine.md, "Exact at the instrume
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import re
@@ -216,3 +217,20 @@ def test_grid_of_a_step(tick_size: float, expected: tuple[int, int]) -> None:
     g = Grid.of(tick_size)
     assert (g.units, g.scale) == expected
     assert g.step == tick_size
+
+
+def test_a_reload_brings_new_instruments_and_grids_to_the_engine() -> None:
+    engine = Engine(RULES, equity0=1e9, broker=PaperBroker())
+    problems: list[str] = []
+    engine.on_problem = problems.append
+    sym = symbol(0.00001, 0.01)
+    for e in (tick(T0, sym, 0.99999, 1.0), proposal(T0 + 1, sym, +1, 1.0, 1.0), tick(T0 + 2, "NEW", 1.0, 1.0001)):
+        engine.process(parse_event(e))
+    assert problems and "NEW" in problems[-1]  # not in the instruments yet: reported, ignored
+    coarse = RULES.instruments.instruments[sym].model_copy(update={"tick_size": 0.001, "digits": 3})
+    added = RULES.instruments.instruments | {sym: coarse, "NEW": coarse}
+    engine.reload(dataclasses.replace(RULES, instruments=RULES.instruments.model_copy(update={"instruments": added})))
+    assert engine.process(parse_event(tick(T0 + 3, "NEW", 1.0, 1.001))) == [] and engine.counts["ticks"] == 2
+    out = engine.process(parse_event(tick(T0 + 4, sym, 1.006, 1.007)))  # +0.6 %: the trail arms, on the new 0.001 grid
+    trail = [a.params["stop_loss"] for a in out if a.rule == "trailing"]
+    assert trail == [1.004]  # 1.006 x 0.998 = 1.003988, up to the 0.001 tick
