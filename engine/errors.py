@@ -6,6 +6,8 @@
     ├── OptimizationError      an optimization that is infeasible or did       (engine.errors)
     │                          not verify
     ├── EventError             an input event that is malformed                (engine.events)
+    ├── OutOfOrder             an event file going back in time, refused       (engine.adapters.files)
+    │                          (--strict-order)
     ├── UnknownSymbol          a symbol rules/instruments.yaml does not know   (engine.book.valuation)
     ├── RulesCompileError      a rule set durable-rules must not see or        (engine.rules._errors)
     │                          refused

@@ -88,7 +88,8 @@ def test_partial_exits_close_by_ticket_and_book_the_rounded_volumes(desk: Desk, 
     ticket = fake.open_position("EURUSD", "SELL", 0.15, price=1.14510, magic=REVERT)  # no SL: the default is set
     desk.step()
     p = desk.engine.book.positions[str(ticket)]
-    assert fake.positions[ticket].sl == round(p.stop_loss, 5) == round(1.14510 * 1.0002, 5)  # scalp_revert's 2-bp default
+    # scalp_revert's 2-bp default: 1.14510 * 1.0002 = 1.1453290, a short's stop rounded down to the tick
+    assert fake.positions[ticket].sl == p.stop_loss == 1.14532
     # scalp_revert: level 1 at 1 R (50 %, stop to entry), level 2 at 1.5 R (the rest)
     walk(fake, desk, [1.14500, 1.14485, 1.14480, 1.14470, 1.14460])
     sent = deals_sent(fake)

@@ -45,7 +45,7 @@ def test_an_existing_position_is_taken_over_without_checks_and_gets_the_default_
     # 50 lots is far above max_position_size: a proposal would be resized or rejected, a takeover is not
     out = e.process(PositionOpened(TS + 1, "p1", "EURUSD", "arbitrage", "arb-1", 1, 50.0, 1.0850, None, 1.10, existing=True))
     assert [(a.type, a.rule) for a in out] == [("set_stop_loss", "defaults")]
-    assert out[0].params["stop_loss"] == pytest.approx(1.0850 * 0.995)
+    assert out[0].params["stop_loss"] == 1.07958  # 1.0850 * 0.995 = 1.079575, a long's stop rounded up to the tick
     p = e.book.positions["p1"]
     assert p.is_open and p.volume == 50.0 and p.take_profit == 1.10
     out = e.process(Tick(TS + 2, "EURUSD", 1.0790, 1.0791))  # through the stop

@@ -30,7 +30,6 @@ def actions(proc: subprocess.CompletedProcess[str]) -> list[dict]:
 
 def test_arbitrage_long_gets_the_actions_section_4_predicts() -> None:
     got = actions(replay("--events", str(DATA / "replay" / "arbitrage_long.jsonl"), "--config", str(ROOT)))
-    entry = 1.0850
     summary = [(a["type"], a["rule"]) for a in got if a["type"] != "lock_profit"]
     assert summary == [
         ("set_stop_loss", "defaults"), ("set_take_profit", "defaults"),          # accepted: default SL 0.5 %, TP 1 %
@@ -42,10 +41,12 @@ def test_arbitrage_long_gets_the_actions_section_4_predicts() -> None:
     ]
     by = {(a["type"], a["rule"]): a for a in got}
     assert got[0]["params"]["stop_loss"] == 1.07958  # entry * 0.995 = 1.079575, a long's stop rounded up to the tick
-    assert got[1]["params"]["take_profit"] == pytest.approx(entry * 1.01)
-    assert by[("close_partial", "exit_levels.0")]["params"] == {"volume": 0.025, "fraction": 0.25, "price": 1.09043, "level": 0}
-    assert by[("set_stop_loss", "exit_levels.0")]["params"]["stop_loss"] == pytest.approx(entry * 1.002)
-    assert by[("close", "trailing_stop")]["params"] == {"price": 1.0910, "volume": pytest.approx(0.05), "reason": "trailing_stop"}
+    assert got[1]["params"]["take_profit"] == 1.09585  # entry * 1.01, on the grid
+    # 25 % of 0.1 lot is 0.025: on the 0.01 lot step the first level closes 0.02 and carries 0.005, the second 0.03
+    assert by[("close_partial", "exit_levels.0")]["params"] == {"volume": 0.02, "fraction": 0.2, "price": 1.09043, "level": 0}
+    assert by[("close_partial", "exit_levels.1")]["params"]["volume"] == 0.03
+    assert by[("set_stop_loss", "exit_levels.0")]["params"]["stop_loss"] == 1.08717  # entry * 1.002
+    assert by[("close", "trailing_stop")]["params"] == {"price": 1.0910, "volume": 0.05, "reason": "trailing_stop"}
     assert all(set(a) == {"id", "ts", "type", "position_id", "strategy", "params", "rule", "rules_version", "reason"} for a in got)
     assert {a["rules_version"] for a in got} == {load_config(str(ROOT)).version}
 

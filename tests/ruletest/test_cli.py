@@ -33,9 +33,9 @@ def test_changed_trailing_distance_fails_the_trailing_cases_showing_expected_and
     assert proc.returncode == 1, proc.stdout + proc.stderr
     out = proc.stdout
     assert "FAIL " in out and "arbitrage.yaml: long exit levels 1 and 2, trailing arms, ratchets and closes the rest" in out
-    # long trailing stop after tick 2: expected 1.1060 x 0.998, the changed rule gives 1.1060 x 0.997
-    assert "    expected set_stop_loss p1 stop_loss 1.103788 (rule trailing)" in out
-    assert "    actual   set_stop_loss p1 stop_loss 1.102682 (rule trailing: trailing stop moves the stop loss" in out
+    # long trailing stop after tick 2: expected 1.1060 x 0.998, the changed rule gives 1.1060 x 0.997 (each up to the tick)
+    assert "    expected set_stop_loss p1 stop_loss 1.10379 (rule trailing)" in out
+    assert "    actual   set_stop_loss p1 stop_loss 1.10269 (rule trailing: trailing stop moves the stop loss" in out
     assert "tick 2 (bid 1.106, ask 1.1061)" in out
     m = SUMMARY.match(out.splitlines()[-1])
     assert m and int(m.group(2)) >= 1 and int(m.group(1)) >= 1
@@ -51,7 +51,7 @@ def test_json_format_lists_each_case_with_its_mismatches(config_copy: Path) -> N
     assert case["passed"] is False
     first = case["mismatches"][0]
     assert first["tick"] == 2 and first["kind"] == "missing" and first["quote"] == {"bid": 1.0938, "ask": 1.0940}
-    assert first["expected"]["stop_loss"] == 1.096188 and first["actual"]["rule"] == "trailing"
+    assert first["expected"]["stop_loss"] == 1.09618 and first["actual"]["rule"] == "trailing"
 
 
 def test_default_path_is_rules_tests_of_the_config_and_k_selects_cases(tmp_path: Path) -> None:

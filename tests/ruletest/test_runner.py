@@ -36,14 +36,14 @@ def test_strict_case_fails_on_an_action_it_does_not_expect(tmp_path: Path, shipp
             positions: [{id: p1, side: long, entry: 1.1000, volume: 0.1, stop_loss: 1.0945, take_profit: 1.1110}]
             ticks: [1.1030, 1.1060]
             expect:
-              - {at: 2, type: close_partial, position: p1, rule: exit_levels.0, volume: 0.025}
+              - {at: 2, type: close_partial, position: p1, rule: exit_levels.0, volume: 0.02}
               - {at: 2, type: set_stop_loss, position: p1, rule: exit_levels.0, stop_loss: 1.1022}
         """)
     (r,) = results
     assert not r.passed
     assert [(m.at, m.kind, m.actual.rule) for m in r.mismatches] == [(2, "unexpected", "trailing")]
     text = render_text(results)
-    assert "FAIL " in text and "tick 2 (bid 1.106, ask 1.106): unexpected set_stop_loss p1 stop_loss 1.103788 (rule trailing: " in text
+    assert "FAIL " in text and "tick 2 (bid 1.106, ask 1.106): unexpected set_stop_loss p1 stop_loss 1.10379 (rule trailing: " in text
     assert text.splitlines()[-1] == "0 passed, 1 failed"
 
 
@@ -56,7 +56,7 @@ def test_lenient_case_checks_only_the_listed_actions(tmp_path: Path, shipped_rul
             positions: [{id: p1, side: long, entry: 1.1000, volume: 0.1}]
             ticks: [1.1030, 1.1060]
             expect:
-              - {at: 2, type: close_partial, position: p1, fraction: 0.25}
+              - {at: 2, type: close_partial, position: p1, fraction: 0.2}
         """)
     assert results[0].passed, render_text(results)
 
@@ -102,7 +102,8 @@ def test_numbers_are_compared_with_a_relative_tolerance(tmp_path: Path, shipped_
 
 def test_strategy_override_changes_what_the_case_sees(tmp_path: Path, shipped_rules: RuleSet) -> None:
     # trailing_distance 0.003 instead of 0.002: after tick 2 (bid 1.1060, +0.545 %) the stop trails
-    # to 1.1060 x 0.997 = 1.102682 (above the level stop 1.1 x 1.002 = 1.1022)
+    # to 1.1060 x 0.997 = 1.102682, up to the tick 1.10269 (above the level stop 1.1 x 1.002 = 1.1022); the level
+    # closes 25 % of 0.1 on the 0.01 lot step: 0.02
     results = run_text(tmp_path, shipped_rules, """\
         tests:
           - name: wider trailing distance
@@ -111,9 +112,9 @@ def test_strategy_override_changes_what_the_case_sees(tmp_path: Path, shipped_ru
             positions: [{id: p1, side: long, entry: 1.1000, volume: 0.1, stop_loss: 1.0945, take_profit: 1.1110}]
             ticks: [1.1030, 1.1060]
             expect:
-              - {at: 2, type: close_partial, position: p1, rule: exit_levels.0, volume: 0.025}
+              - {at: 2, type: close_partial, position: p1, rule: exit_levels.0, volume: 0.02}
               - {at: 2, type: set_stop_loss, position: p1, rule: exit_levels.0, stop_loss: 1.1022}
-              - {at: 2, type: set_stop_loss, position: p1, rule: trailing, stop_loss: 1.102682}
+              - {at: 2, type: set_stop_loss, position: p1, rule: trailing, stop_loss: 1.10269}
         """)
     assert results[0].passed, render_text(results)
 
