@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from engine.service.recovery import FORMAT
 from engine.service.store import Keys, text
 from tests.service.conftest import demo_events, drained, publish, reference, start_service, stored, wait_for
 
@@ -138,7 +139,7 @@ def test_a_snapshot_of_another_format_is_not_loaded_and_the_engine_is_rebuilt_fr
     finally:
         svc.stop()
     k = Keys()
-    assert text(redis_server.hget(k.stream("acct", "snapshot"), "format")) == "2"
+    assert text(redis_server.hget(k.stream("acct", "snapshot"), "format")) == FORMAT
     redis_server.hdel(k.stream("acct", "snapshot"), "format")  # as an older version wrote it
     redis_server.hset(k.stream("acct", "snapshot"), "engine", b"not a pickle of this version")
     svc = start_service(redis_server, scalping)
