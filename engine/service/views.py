@@ -49,17 +49,25 @@ def position(engine: Engine, p: Position, *, audit: bool = False) -> dict[str, A
         strategy = engine.rules.strategies.get(p.strategy_type)
         levels = strategy.exit_levels if strategy is not None else []
         trailing = strategy.trailing if strategy is not None else None
+        i = kernel.ids.index(p.id)
+        enabled = trailing is not None and trailing.trailing_enabled
         out["trailing"] = {
-            "enabled": bool(trailing is not None and trailing.trailing_enabled),
-            "armed": st.armed, "moved": st.trailed, "best_price": _num(st.best),
-            "distance": _num(trailing.trailing_distance) if trailing is not None and trailing.trailing_enabled else None,
-            "activation": _num(trailing.activation_threshold) if trailing is not None and trailing.trailing_enabled else None,
+            "enabled": enabled, "armed": st.armed, "moved": st.trailed, "best_price": _num(st.best),
+            "distance": _num(trailing.trailing_distance) if trailing is not None and enabled else None,
+            "activation": _num(trailing.activation_threshold) if trailing is not None and enabled else None,
+            # the price that arms it, on the tick grid: what the kernel compares quotes with
+            "activation_price": _num(float(kernel.trail_act[i])) if enabled and not st.armed else None,
         }
+        nxt = _level(levels[st.hits]) if st.hits < len(levels) else None
+        if nxt is not None:  # the exact trigger price and the volume it closes (lots), as the kernel holds them
+            nxt.update(price=_num(float(kernel.thr[i, st.hits])), volume=float(kernel.lots[i, st.hits]))
         out["partial_profit"] = {
             "levels": len(levels), "levels_hit": st.hits,
-            "closed_fraction": 1 - p.volume / p.volume0 if p.volume0 else 0.0,
-            "next_level": _level(levels[st.hits]) if st.hits < len(levels) else None,
+            "closed_fraction": round(1 - p.volume / p.volume0, 10) if p.volume0 else 0.0, "next_level": nxt,
         }
+        spec = engine.converter.spec(p.symbol)
+        out["instrument"] = {"tick_size": spec.prices.step, "digits": spec.digits, "volume_step": spec.volume_step,
+                             "volume_min": spec.volume_min, "volume_max": spec.volume_max}
     return out
 
 

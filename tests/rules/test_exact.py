@@ -234,3 +234,19 @@ def test_a_reload_brings_new_instruments_and_grids_to_the_engine() -> None:
     out = engine.process(parse_event(tick(T0 + 4, sym, 1.006, 1.007)))  # +0.6 %: the trail arms, on the new 0.001 grid
     trail = [a.params["stop_loss"] for a in out if a.rule == "trailing"]
     assert trail == [1.004]  # 1.006 x 0.998 = 1.003988, up to the 0.001 tick
+
+
+def test_the_position_view_shows_the_exact_prices_the_kernel_compares_quotes_with() -> None:
+    from engine.service.views import position
+
+    engine = Engine(RULES, equity0=100_000.0, broker=PaperBroker())
+    for e in (tick(T0, "EURUSD", 1.0999, 1.1000), proposal(T0 + 100, "EURUSD", +1, 0.1, 1.1000),
+              tick(T0 + 1000, "EURUSD", 1.1030, 1.1031)):
+        engine.process(parse_event(e))
+    view = position(engine, engine.book.positions["p1"])
+    assert (view["stop_loss"], view["take_profit"]) == (1.0945, 1.111)
+    assert view["trailing"]["activation_price"] == 1.1055
+    assert view["partial_profit"]["next_level"] | {} == {"profit_target": 0.005, "exit_percentage": 0.25, "sl_adjustment": 0.002,
+                                                         "price": 1.1055, "volume": 0.02}
+    assert view["instrument"] == {"tick_size": 0.00001, "digits": 5, "volume_step": 0.01, "volume_min": 0.01, "volume_max": 100.0}
+    json.dumps(view, allow_nan=False)  # the API answers it as JSON
