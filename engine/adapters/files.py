@@ -86,11 +86,15 @@ def read_csv_ticks(path: str) -> Iterator[Record]:
     ``ts``: epoch milliseconds, or an ISO-8601 time; a number in another unit is refused (``parse_ts``).
     """
     columns: dict[str, int] | None = None
+    headerless: EventError | None = None  # without the header no line can be read: each is reported with it
     for n, text in _lines(path):
         if isinstance(text, EventError):
             yield path, n, text
             continue
         if not text.strip():
+            continue
+        if headerless is not None:
+            yield path, n, headerless
             continue
         try:
             row = next(csv.reader([text]))
@@ -102,7 +106,7 @@ def read_csv_ticks(path: str) -> Iterator[Record]:
             missing = {"ts", "symbol", "bid", "ask"} - set(columns)
             if missing:
                 yield path, n, EventError(f"expected the header ts,symbol,bid,ask, missing {', '.join(sorted(missing))}")
-                return
+                headerless = EventError(f"not read: the file has no header ts,symbol,bid,ask (line {n})")
             continue
         try:
             cell = {name: row[i].strip() if i < len(row) else None for name, i in columns.items()}
@@ -127,8 +131,10 @@ def _ts_cell(text: str | None) -> int | float | str | None:
 
 
 def _float(text: str | None, name: str) -> float:
+    if text is None:
+        raise EventError(f"{name}: missing (the row has fewer columns than the header)")
     try:
-        return float(text)  # type: ignore[arg-type]
+        return float(text)
     except (TypeError, ValueError, OverflowError):
         raise EventError(f"{name}: expected a number, found {text!r}"[:200]) from None
 

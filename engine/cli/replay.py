@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
         with open(args.summary, "w", encoding="utf-8") as fh:
             json.dump(finite(summary), fh, indent=2, sort_keys=True, allow_nan=False)
             fh.write("\n")
-    unknown_note = f", {unknown} ticks of unknown symbols skipped" if unknown else ""
+    unknown_note = f", {unknown} tick{'s' if unknown != 1 else ''} of unknown symbols skipped" if unknown else ""
     print(f"replayed {engine.counts['events']} events ({engine.counts['ticks']} ticks, {engine.counts['proposals']} proposals, "
           f"{engine.counts['rejected']} rejected), {engine.counts['actions']} actions, {skipped} malformed records skipped"
           f"{unknown_note}; rules version {engine.version}", file=sys.stderr)
@@ -184,9 +184,10 @@ def swap(engine: Engine, rules: RuleSet, where: str, folder: str) -> None:
 
 
 def finite(value: object) -> object:
-    """Return ``value`` with every non-finite float replaced by None (JSON has no inf or nan)."""
+    """Return ``value`` with every non-finite float replaced by None (JSON has no inf or nan) and every
+    finite one to 12 significant digits: a summary of sums of money shows 37.4, not 37.39999999999944."""
     if isinstance(value, float):
-        return value if math.isfinite(value) else None
+        return float(f"{value:.12g}") if math.isfinite(value) else None
     if isinstance(value, dict):
         return {k: finite(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

@@ -276,8 +276,9 @@ def correlation_checks(e: PositionOpened, book: Book, bars: Mapping[str, Bars], 
 
 
 def pct(x: float) -> str:
-    """Format a fraction as a percentage of four significant digits (0.0125 -> ``1.25%``)."""
-    return f"{x * 100:.4g}%"
+    """Format a fraction as a percentage of four significant digits (0.0125 -> ``1.25%``); from 1000 % on,
+    whole percents with thousands separators (550 -> ``55,000%``), never a power of ten."""
+    return f"{x * 100:.4g}%" if abs(x) < 10 else f"{x * 100:,.0f}%"
 
 
 def num(x: float) -> str:
@@ -310,11 +311,10 @@ def size_check(notional: float, equity: float, limit: float, on_breach: str, vol
     if share <= limit:
         return None, volume, None
     if on_breach == "resize":
-        allowed = volume * limit / share
-        if lots is not None:
-            allowed = lots.down(allowed)
+        exact = volume * limit / share
+        allowed = lots.down(exact) if lots is not None else exact
         if allowed < volume_min * (1 - 1e-9) or allowed <= 0:
             return (f"position size {pct(share)} of equity exceeds max_position_size {pct(limit)}, and the largest volume "
-                    f"within it, {num(allowed)} lots, is below the volume_min {num(volume_min)}"), volume, None
+                    f"within it, {exact:.4g} lots, is below the volume_min {num(volume_min)}"), volume, None
         return None, allowed, volume
     return f"position size {pct(share)} of equity exceeds max_position_size {pct(limit)}", volume, None

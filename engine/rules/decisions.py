@@ -57,9 +57,10 @@ def of_hit(ts: int, p: Position, hit: Hit) -> Decision:
                 hit.rule, f"{_CLOSES[hit.rule]} {level:.10g} reached: {side} {hit.price:.10g}")
     if hit.kind == "close_partial":
         level = int(hit.rule.rsplit(".", 1)[1])
+        fraction = share(hit.volume, p.volume0)
+        why = f"exit level {level + 1} reached: closing {hit.volume:g} lots ({fraction:.4g} of the original volume, on the lot step)"
         return (ts, "close_partial", p.id, p.strategy_type,
-                {"volume": hit.volume, "fraction": share(hit.volume, p.volume0), "price": hit.price, "level": level},
-                hit.rule, f"exit level {level + 1} reached: closing {hit.fraction:.4g} of the original volume at {hit.price:.10g}")
+                {"volume": hit.volume, "fraction": fraction, "price": hit.price, "level": level}, hit.rule, f"{why} at {hit.price:.10g}")
     what = "stop_loss" if hit.kind == "set_stop_loss" else "take_profit"
     by = _MOVERS.get(hit.rule) or f"exit level {int(hit.rule.rsplit('.', 1)[1]) + 1}"
     return (ts, hit.kind, p.id, p.strategy_type, {what: hit.price, "previous": hit.previous}, hit.rule,
@@ -81,12 +82,14 @@ def resized(ts: int, p: Position, proposed: float, volume: float, entry: float) 
 
 def defaults(e: PositionOpened, stop: float, tp: float, d: Any, note: str = "") -> list[Decision]:
     """The ``set_stop_loss``/``set_take_profit`` announcing the strategy's defaults ``d`` to a position
-    that came without its own."""
+    that came without its own, and (rule ``tick_grid``) a level of its own the engine put on the tick grid
+    (1.0945499999 manages as 1.09455: the pipeline learns the level the engine compares quotes with)."""
     out: list[Decision] = []
-    if e.stop_loss is None:
-        out.append((e.ts, "set_stop_loss", e.position_id, e.strategy_type, {"stop_loss": stop, "previous": None},
-                    "defaults", f"default stop_loss {d.stop_loss:g} of entry{note}"))
-    if e.take_profit is None:
-        out.append((e.ts, "set_take_profit", e.position_id, e.strategy_type, {"take_profit": tp, "previous": None},
-                    "defaults", f"default take_profit {d.take_profit:g} of entry{note}"))
+    for what, own, level, default in (("stop_loss", e.stop_loss, stop, d.stop_loss), ("take_profit", e.take_profit, tp, d.take_profit)):
+        if own is None:
+            out.append((e.ts, f"set_{what}", e.position_id, e.strategy_type, {what: level, "previous": None},
+                        "defaults", f"default {what} {default:g} of entry{note}"))
+        elif own != level:
+            out.append((e.ts, f"set_{what}", e.position_id, e.strategy_type, {what: level, "previous": own}, "tick_grid",
+                        f"{what} {own:.10g} put on the tick grid: {level:.10g}{note}"))
     return out

@@ -60,7 +60,7 @@ def test_csv_lines_that_break_the_csv_reader_are_reported_and_the_next_line_read
     found = problems(records)
     assert "at most 65536 bytes, found 1000023 bytes" in found[3]
     assert "expected UTF-8 text" in found[4]
-    assert "ask: expected a number, found None" in found[5]
+    assert "ask: missing" in found[5]
     assert "ts: expected epoch milliseconds or an ISO-8601 time" in found[6]
     assert good(records) == [(2, T0), (7, T0 + 1)]
 
@@ -132,3 +132,19 @@ def test_files_merge_by_time_after_each_is_sorted(tmp_path: Path) -> None:
     b = _events(tmp_path, "b.jsonl", [T0, T0 + 10])
     got = [(Path(source).name, line) for source, line, _ in read_history([a, b], [], None, lambda *x: None)]
     assert got == [("a.jsonl", 2), ("b.jsonl", 1), ("a.jsonl", 1), ("b.jsonl", 2)]
+
+
+def test_a_csv_without_its_header_reports_every_line_it_cannot_read(tmp_path: Path) -> None:
+    f = tmp_path / "ticks.csv"
+    f.write_text("".join(f"{T0 + i},EURUSD,1.14543,1.14545\n" for i in range(3)) + "\n")
+    records = list(read_ticks(str(f)))
+    found = problems(records)
+    assert sorted(found) == [1, 2, 3] and good(records) == []
+    assert "expected the header ts,symbol,bid,ask" in found[1]
+    assert found[2] == found[3] == "not read: the file has no header ts,symbol,bid,ask (line 1)"
+
+
+def test_a_short_csv_row_names_the_missing_column(tmp_path: Path) -> None:
+    f = tmp_path / "ticks.csv"
+    f.write_text(f"ts,symbol,bid,ask\n{T0},EURUSD,1.14543\n")
+    assert problems(read_ticks(str(f))) == {2: "ask: missing (the row has fewer columns than the header)"}

@@ -250,3 +250,16 @@ def test_the_position_view_shows_the_exact_prices_the_kernel_compares_quotes_wit
                                                          "price": 1.1055, "volume": 0.02}
     assert view["instrument"] == {"tick_size": 0.00001, "digits": 5, "volume_step": 0.01, "volume_min": 0.01, "volume_max": 100.0}
     json.dumps(view, allow_nan=False)  # the API answers it as JSON
+
+
+def test_a_proposals_own_levels_off_the_grid_are_put_on_it_and_announced() -> None:
+    sym, prices = symbol(0.25, 0.1), Grid.of(0.25)
+    own = {**proposal(T0 + 1, sym, -1, 1.0, 4500.0), "stop_loss": 4518.213175, "take_profit": 4447.1811525}
+    out = run(RULES, [tick(T0, sym, 4500.0, 4500.25), own])
+    moves = [(a.type, a.rule, a.params) for a in out]
+    # a short's levels round down: the stop tighter, the target asking at least the profit it was given
+    assert moves == [("set_stop_loss", "tick_grid", {"stop_loss": 4518.0, "previous": 4518.213175}),
+                     ("set_take_profit", "tick_grid", {"take_profit": 4447.0, "previous": 4447.1811525})]
+    assert all(prices.on(p[next(iter(p))]) for _, _, p in moves)
+    on_grid = {**own, "stop_loss": 4518.0, "take_profit": 4447.0}
+    assert run(RULES, [tick(T0, sym, 4500.0, 4500.25), on_grid]) == []  # levels already on the grid: nothing to say

@@ -109,8 +109,8 @@ def test_a_resize_below_volume_min_is_rejected(config_copy: Path) -> None:
     e = engine(resize_config(config_copy), equity=1_000.0, bid=1.0999, ask=1.1000)
     result = check(e, proposal(entry=1.1000, volume=0.5))
     assert [f.check for f in result.failed] == ["max_position_size", "risk_allocation"] and result.resized_from is None
-    assert result.reasons[0] == ("position size 5500% of equity exceeds max_position_size 15%, and the largest volume "
-                                 "within it, 0 lots, is below the volume_min 0.01")
+    assert result.reasons[0] == ("position size 5,500% of equity exceeds max_position_size 15%, and the largest volume "
+                                 "within it, 0.001364 lots, is below the volume_min 0.01")
 
 
 def test_size_check_without_a_grid_resizes_exactly_as_before() -> None:
