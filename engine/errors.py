@@ -12,6 +12,8 @@
     ├── RulesCompileError      a rule set durable-rules must not see or        (engine.rules._errors)
     │                          refused
     ├── RulesRuntimeError      a rule action that raised                       (engine.rules._errors)
+    ├── ReloadRefused          a reload removing a strategy with open          (engine.rules._errors)
+    │                          positions
     ├── BaseError              the base of a plan cannot be found or read      (engine.plan.base)
     ├── InputError             a file given to `riskrail optimize` is bad      (engine.cli.optimize)
     ├── StoreError             Redis cannot be reached or answered oddly       (engine.service.store)

@@ -123,6 +123,13 @@ class Book:
         p.volume = 0.0
         p.record(ts, "rejected", "pre_trade", version, "; ".join(reasons))
 
+    def open_ids(self) -> dict[str, list[str]]:
+        """The ids of the open positions, by strategy."""
+        out: dict[str, list[str]] = {}
+        for p in self.open_positions():
+            out.setdefault(p.strategy_type, []).append(p.id)
+        return out
+
     def fill(self, pid: str, ts: int, volume: float, price: float, rule: str, version: str) -> float:
         """Book a (partial) close; return the realized PnL of this fill in the account currency."""
         p = self.positions[pid]

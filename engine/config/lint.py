@@ -140,6 +140,11 @@ def _check_levels(doc: Document, levels: Sequence[ExitLevel], defaults: StopDefa
                 message = f"expected exit levels strictly increasing, found {kind} {_fmt(trigger)} after {_fmt(previous)}"
                 out.append(at(doc, ("exit_levels", i, kind), message))
             previous = trigger
+    seen: dict[str, int] = {}
+    for i, lv in enumerate(levels):
+        if lv.id is not None and lv.id in seen:
+            out.append(at(doc, ("exit_levels", i, "id"), f"expected each exit level id once, found {lv.id!r} again"))
+        seen.setdefault(lv.id or "", i)
     total = 0.0
     for i, lv in enumerate(levels):
         total += lv.exit_percentage

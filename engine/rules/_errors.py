@@ -2,7 +2,8 @@
 
     RiskrailError
     ├── RulesCompileError    a rule set that must not reach durable-rules, or that durable-rules refused
-    └── RulesRuntimeError    a rule action that raised, or an event durable-rules did not handle as designed
+    ├── RulesRuntimeError    a rule action that raised, or an event durable-rules did not handle as designed
+    └── ReloadRefused        a reload an engine cannot take (it removes a strategy that has open positions)
 """
 
 from __future__ import annotations
@@ -20,3 +21,8 @@ class RulesRuntimeError(RiskrailError):
     def __init__(self, message: str, rule: str | None = None) -> None:
         self.rule = rule
         super().__init__(message)
+
+
+class ReloadRefused(RiskrailError):
+    """A reload the engine refuses before changing anything: it removes a strategy that still has open
+    positions (the message names them)."""

@@ -44,11 +44,11 @@ K_STOP, K_TRAIL_STOP, K_TP, K_PARTIAL, K_LEVEL_STOP, K_TRAIL, K_DYN_STOP, K_DYN_
 # rows of SymbolBook's float, int and bool matrices (kept in step with SymbolBook._FLOATS, _INTS, _BOOLS)
 SIDE, ENTRY, VOL0, VOL, STOP, TP, BEST = 0, 1, 2, 3, 4, 5, 6
 TRAIL_D, TRAIL_ACT, TRAIL_MAX, TRAIL_K, DYN_SK, DYN_TK, TRAIL_MOVE, DYN_MOVE = 8, 9, 10, 11, 12, 13, 14, 15
-HITS, TIP, CODE, TRAIL_W, DYN_W = 0, 1, 2, 4, 5
+TAKEN, TIP, CODE, TRAIL_W, DYN_W = 0, 1, 2, 4, 5
 ARMED, TRAILED, INPROF, TRAIL_VOL, DYN_ON, DYN_TIGHT = 0, 1, 2, 3, 4, 5
-# rows of the exit levels array (SymbolBook._alloc_levels): trigger price, volume to close (lots),
-# stop adjustment (a price), closes-all flag
-TRIGGER, VOLUME, ADJUST, CLOSES_ALL = 0, 1, 2, 3
+# rows of the exit levels array (SymbolBook._alloc_levels): trigger price, the volume the level leaves
+# open (lots), stop adjustment (a price), closes-all flag
+TRIGGER, TARGET, ADJUST, CLOSES_ALL = 0, 1, 2, 3
 # entries of the ``grid`` array (SymbolBook.grid): tick units and scale, half a tick, lot units and
 # scale, minimum volume
 G_TICK_UNITS, G_TICK_SCALE, G_HALF_TICK, G_LOT_UNITS, G_LOT_SCALE, G_VOLUME_MIN = 0, 1, 2, 3, 4, 5
@@ -153,22 +153,34 @@ def _best_and_arming(i: int, s: float, bid: float, ask: float, price: float, hal
 @_inlined
 def _exit_levels(i: int, s: float, price: float, grid: Floats, floats: Floats, ints: Ints, levels: Floats,
                  out: Floats, k: int) -> tuple[int, bool]:
-    """Take the exit levels the price reaches, lowest first, each at most once (3.): close the level's
-    volume (on the lot step, carried to the next level when below the minimum: ``SymbolBook``), or all
-    that remains when less than the minimum would be left; a level may then tighten the stop. Return
-    (hits written, whether the position closed)."""
+    """Take the exit levels the price reaches and not taken yet (``TAKEN``, a bit per level), lowest
+    first, each at most once (3.): close down to the volume the level leaves open (its ``TARGET``; a
+    close below the minimum volume waits for the next level), or all that remains when less than the
+    minimum would be left; a level may then tighten the stop. Return (hits written, whether the position
+    closed)."""
     half = grid[G_HALF_TICK]
+    vmin = grid[G_VOLUME_MIN] * (1 - _NOISE)
     vol0 = floats[VOL0, i]
-    j = ints[HITS, i]
-    while j < levels.shape[2] and s * price > s * levels[TRIGGER, i, j] - half:
+    taken = ints[TAKEN, i]
+    for j in range(levels.shape[2]):
+        if (taken >> j) & 1:
+            continue
+        if not s * price > s * levels[TRIGGER, i, j] - half:
+            break
         remaining = floats[VOL, i]
-        volume = remaining if levels[CLOSES_ALL, i, j] != 0.0 else min(levels[VOLUME, i, j], remaining)
+        if levels[CLOSES_ALL, i, j] != 0.0:
+            volume = remaining
+        else:
+            volume = _lots(max(remaining - levels[TARGET, i, j], 0.0), grid)
+            if volume < vmin:
+                volume = 0.0
         left = _lots(remaining - volume, grid)
-        if left < grid[G_VOLUME_MIN] * (1 - _NOISE) or left <= 0.0:
+        if left < vmin or left <= 0.0:
             volume = remaining
             left = 0.0
         floats[VOL, i] = left
-        ints[HITS, i] = j + 1
+        taken |= 1 << j
+        ints[TAKEN, i] = taken
         if volume > 0.0:
             k = _hit(out, k, i, K_PARTIAL, j, price, volume, volume / vol0, np.nan)
         if left == 0.0:
@@ -177,7 +189,6 @@ def _exit_levels(i: int, s: float, price: float, grid: Floats, floats: Floats, i
         if not math.isnan(cand) and moves(s * cand - s * floats[STOP, i], True, 2 * half, half):
             k = _hit(out, k, i, K_LEVEL_STOP, j, cand, 0.0, 0.0, floats[STOP, i])
             floats[STOP, i] = cand
-        j += 1
     return k, False
 
 

@@ -21,10 +21,10 @@ from engine.rules._jit import (
     G_HALF_TICK,
     G_TICK_SCALE,
     G_TICK_UNITS,
-    HITS,
     INPROF,
     SIDE,
     STOP,
+    TAKEN,
     TIP,
     TP,
     TRAIL_ACT,
@@ -46,7 +46,7 @@ from engine.rules._jit import (
 @compiled
 def _copy_state(n: int, idx: Ints, use_idx: bool, floats: Floats, ints: Ints, bools: Bools, floats_save: Floats, ints_save: Ints,
                 bools_save: Bools, back: bool) -> None:
-    """Copy the mutable columns (vol, stop, tp, best; hits, tip; armed, trailed, inprof) of positions 0..n-1
+    """Copy the mutable columns (vol, stop, tp, best; taken, tip; armed, trailed, inprof) of positions 0..n-1
     (``use_idx``: of positions ``idx[:n]``) to the first n columns of the save arrays, or ``back`` from them."""
     for q in range(n):
         i = idx[q] if use_idx else q
@@ -123,7 +123,7 @@ def _bands(n: int, grid: Floats, floats: Floats, ints: Ints, bools: Bools, level
     """
     side, stop, tp, best = floats[SIDE], floats[STOP], floats[TP], floats[BEST]
     trail_d, trail_act, trail_move = floats[TRAIL_D], floats[TRAIL_ACT], floats[TRAIL_MOVE]
-    hits = ints[HITS]
+    taken = ints[TAKEN]
     armed, trail_vol, dyn_on = bools[ARMED], bools[TRAIL_VOL], bools[DYN_ON]
     half = grid[G_HALF_TICK]
     nlev = levels.shape[2]
@@ -146,7 +146,9 @@ def _bands(n: int, grid: Floats, floats: Floats, ints: Ints, bools: Bools, level
         reach = np.inf if s > 0 else -np.inf
         if not armed[i]:
             reach = min(reach, trail_act[i]) if s > 0 else max(reach, trail_act[i])
-        j = hits[i]
+        j = 0
+        while j < nlev and (taken[i] >> j) & 1:  # the lowest level not taken
+            j += 1
         if j < nlev:
             x = levels[TRIGGER, i, j]
             reach = min(reach, x) if s > 0 else max(reach, x)

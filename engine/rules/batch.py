@@ -46,6 +46,7 @@ from engine.rules import _scan
 from engine.rules.contexts import WEEKDAYS
 from engine.rules.evaluator import SAMPLE_MS, Engine
 from engine.rules.kernel import SymbolBook
+from engine.rules.levels import levels_hit
 from engine.rules.vector import Bound, Interval, LazyColumns, could_hold
 from engine.rules.volatility import Volatility
 
@@ -316,7 +317,7 @@ class _Batch:
             "position.side": lambda: np.where(side > 0, "long", "short").astype(object),
             "position.volume": lambda: vol.copy(), "position.entry_price": lambda: entry.copy(),
             "position.stop_loss": lambda: kernel.stop[:n].copy(), "position.take_profit": lambda: kernel.tp[:n].copy(),
-            "position.levels_hit": lambda: kernel.hits[:n].copy(),
+            "position.levels_hit": lambda: levels_hit(kernel.taken[:n]),
             "position.profit": lambda: Interval(*_padded(*profit())),
             "position.pnl": lambda: Interval(*_padded(*pnl())),
             "position.r_multiple": r_multiple,

@@ -185,7 +185,7 @@ def position_context(account: Account, p: Position, t: Tick) -> dict[str, Any]:
         "position.take_profit": p.take_profit, "position.profit": profit,
         "position.pnl": account.converter.pnl(p.symbol, p.side, p.entry, price, p.volume),
         "position.r_multiple": profit / state.risk if state.risk and not math.isnan(state.risk) else None,
-        "position.age_seconds": (t.ts - p.opened_ts) / 1000, "position.levels_hit": state.hits,
+        "position.age_seconds": (t.ts - p.opened_ts) / 1000, "position.levels_hit": state.levels_hit,
         "position.trailing_armed": state.armed,
         **strategy_context(account, p.strategy_type),
     }

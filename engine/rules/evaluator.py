@@ -40,14 +40,17 @@ from engine.book.ledgers import Day, Ledger
 from engine.book.positions import Book, Position, Status
 from engine.book.summary import summarize
 from engine.book.valuation import Converter, OpenPnL, open_risk
+from engine.config.lint import check_removed_strategies
 from engine.config.load import RuleSet
 from engine.events import Clock, Event, Fill, PositionClosed, PositionOpened, Tick
 from engine.ports import Broker, FillReport
 from engine.rules import checks, decisions
+from engine.rules._errors import ReloadRefused
 from engine.rules.chaining import Fired, PortfolioRules
 from engine.rules.contexts import CustomRules
 from engine.rules.decisions import Decision
-from engine.rules.kernel import Hit, PositionState, SymbolBook, taken_over
+from engine.rules.kernel import Hit, PositionState, SymbolBook
+from engine.rules.levels import taken_over
 from engine.rules.params import compile_params
 from engine.rules.resets import ResetClock
 from engine.rules.volatility import Volatility
@@ -383,12 +386,11 @@ class Engine:
             what = f"unknown strategy {e.strategy_type!r}" if strategy is None else f"unknown symbol {e.symbol!r}"
             self._problem(f"existing position {e.position_id!r} not managed: {what}")
             return
-        d = strategy.defaults
-        stop, tp = checks.default_levels(e, d, self.converter.spec(e.symbol))
+        stop, tp = checks.default_levels(e, strategy.defaults, self.converter.spec(e.symbol))
         volume0 = e.volume0 if e.volume0 is not None and e.volume0 > e.volume else e.volume
         pos = Position(e.position_id, e.symbol, e.strategy_type, e.strategy_name, e.side, volume0, e.entry_price, e.ts)
         pos.stop_loss, pos.take_profit = stop, tp
-        state = taken_over(e, strategy, volume0, stop, tp)
+        state = taken_over(e, strategy, volume0, stop, tp, self.converter.spec(e.symbol))
         self.adopt(pos, state)
         if state is not None:
             pos.volume = e.volume
@@ -413,7 +415,8 @@ class Engine:
                 kernel.remove(p.id)
             else:
                 kernel.reduce(p.id, volume)
-        self._emit_follow(out, self._book_fill(FillReport(p.id, e.ts, volume, e.price, e.rule)))
+        if (follow := self._book_fill(FillReport(p.id, e.ts, volume, e.price, e.rule))) is not None:
+            self._emit(out, *follow)
 
     def _on_closed(self, e: PositionClosed, out: list[Action]) -> None:
         p = self.book.positions.get(e.position_id)
@@ -425,11 +428,8 @@ class Engine:
             bid, ask = self.quotes.get(p.symbol, (p.entry, p.entry))
             price = bid if p.side > 0 else ask
         self.kernels[p.symbol].remove(p.id)
-        self._emit_follow(out, self._book_fill(FillReport(p.id, e.ts, p.volume, price, "external")))
-
-    def _emit_follow(self, out: list[Action], d: Decision | None) -> None:
-        if d is not None:
-            self._emit(out, *d)
+        if (follow := self._book_fill(FillReport(p.id, e.ts, p.volume, price, "external"))) is not None:
+            self._emit(out, *follow)
 
     # --- reload, summary ------------------------------------------------------------------------
 
@@ -450,8 +450,10 @@ class Engine:
         """Swap in new rules between two events; open positions keep their managed state.
 
         The portfolio facts (breaches, halts, latches) move to the new version and the old version is
-        dropped: no later event uses it.
+        dropped: no later event uses it. Raises ``ReloadRefused`` (nothing changed) if a strategy removed has open positions.
         """
+        if reasons := check_removed_strategies(self.rules.strategies, rules.strategies, self.book.open_ids()):
+            raise ReloadRefused("; ".join(reasons))
         old = self.version
         version = self.portfolio.load(rules)
         if version != old:
@@ -487,10 +489,8 @@ class Engine:
             self._sample(self._last_ts, force=True)
         for p in self.book.open_positions():
             kernel = self.kernels[p.symbol]
-            i = kernel.ids.index(p.id)
-            price = kernel.bid if p.side > 0 else kernel.ask
-            p.unrealized_pnl = self.converter.pnl(p.symbol, p.side, p.entry, price, p.volume)
-            p.time_in_profit_ms = int(kernel.tip[i])
+            p.unrealized_pnl = self.converter.pnl(p.symbol, p.side, p.entry, kernel.bid if p.side > 0 else kernel.ask, p.volume)
+            p.time_in_profit_ms = int(kernel.tip[kernel.ids.index(p.id)])
         return summarize(self.book, self.converter, equity=self.equity, unrealized=self.unrealized, curve=self.curve,
                          strategy_curves=self.strategy_curves, ledgers=self.ledgers, strategies=self.rules.strategies,
                          header={"rules_version": self.version, **self.counts})

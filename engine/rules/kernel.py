@@ -22,10 +22,10 @@ from typing import ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
-from engine.config.models import Instrument, Strategy
-from engine.events import PositionOpened
+from engine.config.models import Instrument
 from engine.rules import _jit
-from engine.rules.params import StrategyParams, level_volumes
+from engine.rules.levels import levels_hit, remap_taken
+from engine.rules.params import StrategyParams, level_targets
 from engine.rules.vector import LazyColumns
 from engine.rules.volatility import Volatility
 
@@ -79,8 +79,14 @@ class PositionState:
     best: float
     armed: bool
     trailed: bool
-    hits: int
+    taken: int  # the exit levels taken: bit j is level j of the strategy's levels (SymbolBook.reload remaps it by key)
     risk: float
+    taken_keys: frozenset[str] = frozenset()  # keys of levels taken that a reload removed (a level re-added stays taken)
+
+    @property
+    def levels_hit(self) -> int:
+        """How many exit levels are taken."""
+        return int(self.taken).bit_count()
 
 
 class SymbolBook:
@@ -94,7 +100,7 @@ class SymbolBook:
         "side": 0.0, "entry": 1.0, "vol0": 0.0, "vol": 0.0, "stop": np.nan, "tp": np.nan, "best": np.nan, "risk": np.nan,
         "trail_d": np.nan, "trail_act": np.inf, "trail_max": np.inf, "trail_k": 0.0, "dyn_sk": 0.0, "dyn_tk": 0.0,
         "trail_move": 0.0, "dyn_move": 0.0}
-    _INTS: ClassVar[tuple[str, ...]] = ("hits", "tip", "code", "opened", "trail_w", "dyn_w")
+    _INTS: ClassVar[tuple[str, ...]] = ("taken", "tip", "code", "opened", "trail_w", "dyn_w")
     _BOOLS: ClassVar[tuple[str, ...]] = ("armed", "trailed", "inprof", "trail_vol", "dyn_on", "dyn_tight")
 
     F: Floats
@@ -117,7 +123,7 @@ class SymbolBook:
     dyn_tk: Floats
     trail_move: Floats  # the smallest trailing stop move, a price (min_step ticks)
     dyn_move: Floats  # the smallest dynamic SL/TP move, a price
-    hits: Ints  # exit levels taken
+    taken: Ints  # exit levels taken, a bit per level of the strategy's list (bit j: level j)
     tip: Ints  # time in profit, ms
     code: Ints  # strategy code
     opened: Ints  # epoch ms
@@ -129,10 +135,11 @@ class SymbolBook:
     trail_vol: Bools
     dyn_on: Bools
     dyn_tight: Bools
-    # the exit levels, (4, capacity, levels): trigger price, volume (lots), stop adjustment price, closes-all flag
+    # the exit levels, (4, capacity, levels): trigger price, the volume the level leaves open (lots), stop
+    # adjustment price, closes-all flag
     L: Floats
     thr: Floats
-    lots: Floats
+    targets: Floats
     sl: Floats
     closes_all: Floats
     # what the compiled call writes: hits (position, kind, level, price, volume, fraction, previous), closed positions
@@ -150,6 +157,9 @@ class SymbolBook:
         self.ids: list[str] = []
         self.strategies: list[str] = []
         self.removed_time_in_profit: dict[str, int] = {}
+        # per position, the keys of the exit levels it took that a reload removed from the file: taken still
+        # if a later reload brings them back (a level never fires twice)
+        self.taken_keys: dict[str, frozenset[str]] = {}
         self.bid = self.ask = math.nan
         self._last_ts: int | None = None
         self._cap = 0
@@ -203,19 +213,19 @@ class SymbolBook:
         (self.side, self.entry, self.vol0, self.vol, self.stop, self.tp, self.best, self.risk,
          self.trail_d, self.trail_act, self.trail_max, self.trail_k, self.dyn_sk, self.dyn_tk,
          self.trail_move, self.dyn_move) = self.F
-        self.hits, self.tip, self.code, self.opened, self.trail_w, self.dyn_w = self.I
+        self.taken, self.tip, self.code, self.opened, self.trail_w, self.dyn_w = self.I
         self.armed, self.trailed, self.inprof, self.trail_vol, self.dyn_on, self.dyn_tight = self.B
 
     def _alloc_levels(self, cap: int, levels: int, old: int) -> None:
-        # one array for the exit levels (the compiled loop's fourth argument): trigger price, volume,
-        # stop adjustment price, closes-all flag (1.0 / 0.0); ``_fill_params`` fills a position's row
+        # one array for the exit levels (the compiled loop's fourth argument): trigger price, the volume
+        # left open, stop adjustment price, closes-all flag (1.0 / 0.0); ``_fill_params`` fills a position's row
         L = np.empty((4, cap, levels))
         L[0], L[1], L[2], L[3] = np.inf, 0.0, np.nan, 0.0
         if old:
             keep = min(levels, self.L.shape[2])
             L[:, :old, :keep] = self.L[:, :old, :keep]
         self.L = L
-        self.thr, self.lots, self.sl, self.closes_all = L[0], L[1], L[2], L[3]
+        self.thr, self.targets, self.sl, self.closes_all = L[0], L[1], L[2], L[3]
 
     def _fill_params(self, i: int) -> None:
         """Copy position ``i``'s strategy parameters into its columns, its thresholds as prices on the
@@ -238,16 +248,16 @@ class SymbolBook:
         self.dyn_tight[i] = p.dyn_only_tighten
         self.dyn_move[i] = p.dyn_min_step * tick
         self.thr[i, :] = side * math.inf
-        self.lots[i, :] = 0.0
+        self.targets[i, :] = 0.0
         self.sl[i, :] = np.nan
         self.closes_all[i, :] = 0.0
         risk = float(self.risk[i])
-        volumes = level_volumes(float(self.vol0[i]), p.level_pct, self.volumes, self.instrument.volume_min)
+        targets = level_targets(float(self.vol0[i]), p.level_pct, self.volumes)
         for j, trigger in enumerate(p.level_trigger):
             profit = trigger * risk if p.level_is_r else trigger
             if not math.isnan(profit):
                 self.thr[i, j] = self._price(entry * (1 + side * profit), side)
-            self.lots[i, j] = volumes[j]
+            self.targets[i, j] = targets[j]
             adjust = p.level_sl[j]
             if not math.isnan(adjust):
                 self.sl[i, j] = self._price(entry * (1 + side * adjust), side)
@@ -278,7 +288,7 @@ class SymbolBook:
         self.best[i] = entry
         self.armed[i] = False
         self.trailed[i] = False
-        self.hits[i] = 0
+        self.taken[i] = 0
         # initial risk as a fraction of entry: what r_multiple levels are measured in
         self.risk[i] = abs(entry - stop) / entry if not math.isnan(stop) else math.nan
         self.n += 1
@@ -292,8 +302,10 @@ class SymbolBook:
         self.best[i] = state.best
         self.armed[i] = state.armed
         self.trailed[i] = state.trailed
-        self.hits[i] = state.hits
+        self.taken[i] = state.taken
         self.risk[i] = state.risk
+        if state.taken_keys:
+            self.taken_keys[state.position_id] = state.taken_keys
         self._fill_params(i)
 
     def remove(self, position_id: str) -> None:
@@ -302,6 +314,7 @@ class SymbolBook:
 
     def _remove_index(self, i: int) -> None:
         self.removed_time_in_profit[self.ids[i]] = int(self.tip[i])
+        self.taken_keys.pop(self.ids[i], None)
         last = self.n - 1
         if i != last:
             for arr in (self.F, self.I, self.B):
@@ -318,7 +331,8 @@ class SymbolBook:
         i = self.ids.index(position_id)
         return PositionState(self.ids[i], self.strategies[i], int(self.side[i]), float(self.entry[i]), float(self.vol0[i]),
                              float(self.vol[i]), float(self.stop[i]), float(self.tp[i]), float(self.best[i]),
-                             bool(self.armed[i]), bool(self.trailed[i]), int(self.hits[i]), float(self.risk[i]))
+                             bool(self.armed[i]), bool(self.trailed[i]), int(self.taken[i]), float(self.risk[i]),
+                             self.taken_keys.get(self.ids[i], frozenset()))
 
     def reduce(self, position_id: str, volume: float) -> None:
         """Take ``volume`` off a position closed partly from outside the kernel (its original volume stays)."""
@@ -335,10 +349,22 @@ class SymbolBook:
 
     def reload(self, params: Mapping[str, StrategyParams], instrument: Instrument | None = None) -> None:
         """Swap in new strategy parameters (and the symbol's instrument, when given); positions keep their
-        state (best price, levels hit, stops) and their thresholds are put on the (new) grids again."""
+        state (best price, stops, the exit levels taken: by key, wherever a level moved in the list) and
+        their thresholds are put on the (new) grids again."""
         if instrument is not None and instrument != self.instrument:
             self._set_instrument(instrument)
-        self._params = dict(params)
+        old, self._params = self._params, dict(params)
+        for i in range(self.n):
+            name, pid = self.strategies[i], self.ids[i]
+            before = old[name].level_keys if name in old else ()
+            taken = int(self.taken[i])
+            keys = self.taken_keys.get(pid, frozenset()) | {key for j, key in enumerate(before) if (taken >> j) & 1}
+            after = self._params[name].level_keys
+            self.taken[i] = remap_taken(taken, before, after) | sum(1 << j for j, key in enumerate(after) if key in keys)
+            if keys - set(after):
+                self.taken_keys[pid] = frozenset(keys - set(after))
+            else:
+                self.taken_keys.pop(pid, None)
         levels = max([len(p.level_trigger) for p in self._params.values()] + [1])
         if levels != self.thr.shape[1]:
             self._alloc_levels(self._cap, levels, self._cap)
@@ -456,23 +482,11 @@ class SymbolBook:
             "position.pnl": lambda: side * (px - self.entry[:n]) * self.vol[:n] * pnl_scale,
             "position.r_multiple": lambda: _div(profit(), self.risk[:n]),
             "position.age_seconds": lambda: (ts - self.opened[:n]) / 1000,
-            "position.levels_hit": lambda: self.hits[:n].copy(),
+            "position.levels_hit": lambda: levels_hit(self.taken[:n]),
             "position.trailing_armed": lambda: self.armed[:n].copy(),
         }
         wanted = makers.keys() if fields is None else [f for f in fields if f in makers]
         return LazyColumns({}, {f: makers[f] for f in wanted})
-
-
-def taken_over(e: PositionOpened, strategy: Strategy, volume0: float, stop: float, take_profit: float) -> PositionState | None:
-    """The managed state of a position taken over partly closed (``volume0`` > its volume), None when whole:
-    the exit levels whose cumulative share is closed count as taken, and the initial risk (for r_multiple
-    levels) is the strategy's default stop."""
-    if volume0 <= e.volume:
-        return None
-    closed = 1 - e.volume / volume0
-    hits = sum(1 for c in np.cumsum([lv.exit_percentage for lv in strategy.exit_levels]) if c <= closed + 1e-9)
-    return PositionState(e.position_id, e.strategy_type, e.side, e.entry_price, volume0, e.volume, stop, take_profit, e.entry_price,
-                         False, False, hits, strategy.defaults.stop_loss)
 
 
 def _div(a: Floats, b: Floats) -> Floats:

@@ -6,7 +6,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from engine.config.grid import NOISE, Grid
+from engine.config.grid import Grid
 from engine.config.models import ExitLevel, Strategy
 
 _ALL = 1e-9  # cumulative exit percentages within this of 1 close all that remains
@@ -36,6 +36,7 @@ class StrategyParams:
     level_pct: tuple[float, ...]
     level_sl: tuple[float, ...]
     level_all: tuple[bool, ...]
+    level_keys: tuple[str, ...]  # each level's identity (``ExitLevel.key``), in the order of the levels
     dyn_on: bool
     dyn_window: int
     dyn_stop_k: float
@@ -81,6 +82,7 @@ def strategy_params(s: Strategy) -> StrategyParams:
         level_pct=tuple(lv.exit_percentage for lv in levels),
         level_sl=tuple(lv.sl_adjustment if lv.sl_adjustment is not None else math.nan for lv in levels),
         level_all=tuple(level_all),
+        level_keys=tuple(lv.key for lv in levels),
         dyn_on=s.dynamic_sltp.enabled,
         dyn_window=s.dynamic_sltp.window,
         dyn_stop_k=s.dynamic_sltp.stop_multiple,
@@ -103,25 +105,18 @@ def compile_params(strategies: Mapping[str, Strategy]) -> dict[str, StrategyPara
     return {name: strategy_params(s) for name, s in strategies.items()}
 
 
-def level_volumes(volume0: float, shares: tuple[float, ...], lots: Grid, volume_min: float) -> list[float]:
-    """The volume each exit level closes of a position opened with ``volume0`` lots, on the lot step.
+def level_targets(volume0: float, shares: tuple[float, ...], lots: Grid) -> list[float]:
+    """The volume each exit level leaves open of a position opened with ``volume0`` lots: ``volume0`` less
+    its cumulative share rounded down to the lot step (4 x 25 % of 0.1 lot on a 0.01 step: 0.08, 0.05,
+    0.03, 0.0).
 
-    Level ``j`` closes up to the lot step at or below its cumulative share of ``volume0``, less what the
-    levels before it closed; a level whose volume falls below ``volume_min`` closes nothing and carries
-    its share to the next (0.0 here). So 4 x 25 % of 0.1 lot on a 0.01 step closes 0.02, 0.03, 0.02,
-    0.03: each level's cumulative share within a step of its rule. (What would be left below
-    ``volume_min`` closes with the level: the compiled step decides that against the volume then open.)
+    A level closes down to its target from whatever is open when it is reached, so what the step leaves
+    is carried to the next level (25 % of 0.1 closes 0.02, the next 25 % 0.03), and what already closed
+    (an earlier level, a trader, a level of an older rule file) counts toward it.
     """
     out: list[float] = []
-    closed = 0.0
     cumulative = 0.0
     for share in shares:
         cumulative += share
-        target = lots.down(min(cumulative, 1.0) * volume0)
-        volume = lots.nearest(target - closed)
-        if volume < volume_min * (1 - NOISE) or volume <= 0.0:
-            out.append(0.0)
-            continue
-        out.append(volume)
-        closed = target
+        out.append(lots.nearest(volume0 - lots.down(min(cumulative, 1.0) * volume0)))
     return out

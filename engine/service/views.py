@@ -58,11 +58,12 @@ def position(engine: Engine, p: Position, *, audit: bool = False) -> dict[str, A
             # the price that arms it, on the tick grid: what the kernel compares quotes with
             "activation_price": _num(float(kernel.trail_act[i])) if enabled and not st.armed else None,
         }
-        nxt = _level(levels[st.hits]) if st.hits < len(levels) else None
-        if nxt is not None:  # the exact trigger price and the volume it closes (lots), as the kernel holds them
-            nxt.update(price=_num(float(kernel.thr[i, st.hits])), volume=float(kernel.lots[i, st.hits]))
+        j = next((j for j in range(len(levels)) if not (st.taken >> j) & 1), None)  # the lowest level not taken
+        nxt = _level(levels[j]) if j is not None else None
+        if nxt is not None and j is not None:  # the exact trigger price and the volume it leaves open, as the kernel holds them
+            nxt.update(price=_num(float(kernel.thr[i, j])), leaves_open=float(kernel.targets[i, j]))
         out["partial_profit"] = {
-            "levels": len(levels), "levels_hit": st.hits,
+            "levels": len(levels), "levels_hit": st.levels_hit,
             "closed_fraction": round(1 - p.volume / p.volume0, 10) if p.volume0 else 0.0, "next_level": nxt,
         }
         spec = engine.converter.spec(p.symbol)

@@ -30,7 +30,7 @@ class RefPosition:
     best: float = field(init=False)
     armed: bool = False
     trailed: bool = False
-    levels_taken: int = 0
+    taken: set[str] = field(default_factory=set)  # the keys of the exit levels taken (ExitLevel.key)
     risk: float = field(init=False)
 
     def __post_init__(self) -> None:
@@ -43,20 +43,14 @@ class RefPosition:
         round up, a short's down (docs/engine.md)."""
         return self.instrument.prices.toward_profit(self.entry * (1 + self.side * profit), self.side)
 
-    def level_volumes(self) -> list[float]:
-        """What each exit level closes: its cumulative share of the opened volume rounded down to the lot
-        step, less what the levels before closed; below the minimum volume, nothing (carried on)."""
+    def level_targets(self) -> list[float]:
+        """What each exit level leaves open: the opened volume less its cumulative share, that share
+        rounded down to the lot step."""
         lots = self.instrument.lots
-        out, closed, cumulative = [], 0.0, 0.0
+        out, cumulative = [], 0.0
         for share in self.params.level_pct:
             cumulative += share
-            target = lots.down(min(cumulative, 1.0) * self.volume0)
-            volume = lots.nearest(target - closed)
-            if volume <= 0.0 or volume < self.instrument.volume_min * (1 - 1e-6):
-                out.append(0.0)
-            else:
-                out.append(volume)
-                closed = target
+            out.append(lots.nearest(self.volume0 - lots.down(min(cumulative, 1.0) * self.volume0)))
         return out
 
 
@@ -96,18 +90,25 @@ def on_tick(p: RefPosition, bid: float, ask: float, sigma: dict[int, float]) -> 
     p.best = max(p.best, bid) if s > 0 else min(p.best, ask)
     if prm.trail_on and reached(p.level(prm.trail_activation)):
         p.armed = True
-    # 3. exit levels, lowest first, each at most once
-    volumes = p.level_volumes()
-    for j in range(p.levels_taken, len(prm.level_trigger)):
+    # 3. exit levels, lowest first, each at most once (by key: a reload keeps a level taken wherever it moved)
+    targets = p.level_targets()
+    minimum = p.instrument.volume_min * (1 - 1e-6)
+    for j in range(len(prm.level_trigger)):
+        if prm.level_keys[j] in p.taken:
+            continue
         profit = prm.level_trigger[j] * p.risk if prm.level_is_r else prm.level_trigger[j]
         if math.isnan(profit) or not reached(p.level(profit)):
             break
-        volume = p.volume if prm.level_all[j] else min(volumes[j], p.volume)
+        if prm.level_all[j]:
+            volume = p.volume
+        else:  # down to what the level leaves open; a close below the minimum waits for the next level
+            volume = lots.nearest(max(p.volume - targets[j], 0.0))
+            volume = 0.0 if volume < minimum else volume
         left = lots.nearest(p.volume - volume)
-        if left <= 0.0 or left < p.instrument.volume_min * (1 - 1e-6):
+        if left <= 0.0 or left < minimum:
             volume, left = p.volume, 0.0
         p.volume = left
-        p.levels_taken = j + 1
+        p.taken.add(prm.level_keys[j])
         if volume > 0.0:
             hits.append(Hit(p.position_id, "close_partial", f"exit_levels.{j}", price, volume, volume / p.volume0))
         if left == 0.0:

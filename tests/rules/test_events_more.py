@@ -124,7 +124,7 @@ def test_a_partly_closed_position_taken_over_counts_its_exit_levels_as_taken() -
     assert out == []
     p = e.book.positions["p1"]
     assert (p.volume0, p.volume, p.status.value) == (0.04, 0.03, "partially_closed")
-    assert e.kernels["EURUSD"].state("p1").hits == 1
+    assert e.kernels["EURUSD"].state("p1").taken == 0b1
     out = e.process(Tick(TS + 2, "EURUSD", 1.0906, 1.0907))  # +0.52 %: level 1 again, which must not fire
     assert not [a for a in out if a.type == "close_partial"]
     out = e.process(Tick(TS + 3, "EURUSD", 1.0938, 1.0939))  # +0.81 %: level 2 takes 25 % of the original volume

@@ -247,7 +247,7 @@ def test_the_position_view_shows_the_exact_prices_the_kernel_compares_quotes_wit
     assert (view["stop_loss"], view["take_profit"]) == (1.0945, 1.111)
     assert view["trailing"]["activation_price"] == 1.1055
     assert view["partial_profit"]["next_level"] | {} == {"profit_target": 0.005, "exit_percentage": 0.25, "sl_adjustment": 0.002,
-                                                         "price": 1.1055, "volume": 0.02}
+                                                         "price": 1.1055, "leaves_open": 0.08}
     assert view["instrument"] == {"tick_size": 0.00001, "digits": 5, "volume_step": 0.01, "volume_min": 0.01, "volume_max": 100.0}
     json.dumps(view, allow_nan=False)  # the API answers it as JSON
 

@@ -55,6 +55,7 @@ def params(draw: st.DrawFn, name: str) -> StrategyParams:
         trail_max=draw(st.one_of(st.just(math.inf), st.floats(d, 0.03))), trail_volatility=draw(st.booleans()),
         trail_k=draw(st.floats(0.5, 50.0)), trail_window=draw(st.sampled_from([5, 20])),
         level_is_r=is_r, level_trigger=triggers, level_pct=tuple(level_pct), level_sl=sls, level_all=tuple(level_all),
+        level_keys=tuple(f"{'r_multiple' if is_r else 'profit_target'}:{t!r}" for t in triggers),
         dyn_on=draw(st.booleans()), dyn_window=draw(st.sampled_from([5, 20])), dyn_stop_k=draw(st.floats(1.0, 30.0)),
         dyn_tp_k=draw(st.floats(1.0, 60.0)), dyn_only_tighten=draw(st.booleans()),
     )
@@ -217,8 +218,8 @@ def test_reload_keeps_position_state_and_applies_new_parameters() -> None:
     wider = {**prm, "arbitrage": StrategyParams(**{**prm["arbitrage"].__dict__, "trail_distance": 0.004})}
     book.reload(wider)
     after = book.state("p1")
-    assert (after.hits, after.armed, after.best, after.stop, after.volume) == (
-        before.hits, before.armed, before.best, before.stop, before.volume)
+    assert (after.taken, after.armed, after.best, after.stop, after.volume) == (
+        before.taken, before.armed, before.best, before.stop, before.volume)
     # a wider trail at +0.7 % would loosen the stop (1.007 * 0.996 < 1.0051 * 0.998): it stays
     assert [h for h in book.on_tick(1.0070, 1.0071) if h.rule == "trailing"] == []
     hits = book.on_tick(1.0090, 1.0091)
@@ -230,7 +231,8 @@ def test_levels_and_trailing_fire_at_exactly_their_threshold() -> None:
     # 0.5 and 1.5 are exact in binary: profit (1.5 - 1.0) / 1.0 is exactly 0.5
     base = compile_params(load_config(str(ROOT)).strategies)["arbitrage"]
     exact = StrategyParams(**{**base.__dict__, "trail_activation": 0.5, "level_trigger": (0.5,), "level_pct": (0.5,),
-                              "level_sl": (math.nan,), "level_all": (False,), "trail_distance": 0.25, "trail_max": math.inf})
+                              "level_sl": (math.nan,), "level_all": (False,), "level_keys": ("profit_target:0.5",),
+                              "trail_distance": 0.25, "trail_max": math.inf})
     book = SymbolBook("X", {"arbitrage": exact})
     book.add("p", "arbitrage", +1, 1.0, 2.0, 0.5, 3.0)
     hits = book.on_tick(1.5, 1.5)

@@ -50,7 +50,15 @@ class Trailing(Model):
 
 
 class ExitLevel(Model):
-    """A partial exit: close ``exit_percentage`` of the original volume at a profit target."""
+    """A partial exit: close ``exit_percentage`` of the original volume at a profit target.
+
+    A level is known to open positions by its ``key``: its ``id`` when it has one, else its trigger
+    (``profit_target:0.005``, ``r_multiple:2``). A reload keeps a level taken as long as a level of the
+    same key stays in the file, wherever it moves in the list (docs/engine.md, "Reloads and open positions").
+    """
+
+    id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=64)] | None = Field(
+        None, description="names the level across reloads that move its trigger (default: the trigger itself)")
 
     profit_target: PositiveFraction | None = Field(
         None, description="profit (fraction of entry) that triggers this level")
@@ -59,6 +67,13 @@ class ExitLevel(Model):
     exit_percentage: PositiveFraction = Field(description="share of the original volume to close")
     sl_adjustment: Annotated[float, Field(ge=-1, lt=1)] | None = Field(
         None, description="move the stop to entry * (1 + sl_adjustment) after the exit")
+
+    @property
+    def key(self) -> str:
+        """The level's identity for positions: its ``id``, else its trigger (``profit_target:0.005``)."""
+        if self.id is not None:
+            return f"id:{self.id}"
+        return f"profit_target:{self.profit_target!r}" if self.profit_target is not None else f"r_multiple:{self.r_multiple!r}"
 
     @model_validator(mode="after")
     def _one_trigger(self) -> ExitLevel:
