@@ -152,7 +152,8 @@ def test_a_reload_removing_a_strategy_with_open_positions_is_refused_and_changes
     texts = shipped_texts()
     del texts["strategies/arbitrage.yaml"]
     texts["rules/instruments.yaml"] = texts["rules/instruments.yaml"].replace("1001: arbitrage, ", "")
-    texts["strategies/htf.yaml"] = texts["strategies/htf.yaml"].replace("target: 0.15, min: 0.05, max: 0.25", "target: 0.40, min: 0.05, max: 0.5", 1)
+    htf = texts["strategies/htf.yaml"]
+    texts["strategies/htf.yaml"] = htf.replace("target: 0.15, min: 0.05, max: 0.25", "target: 0.40, min: 0.05, max: 0.5", 1)
     without = ruleset_from_texts(texts)
     version = engine.version
     with pytest.raises(ReloadRefused, match=r"strategy 'arbitrage' is removed but still has 1 open position\(s\): p1"):
