@@ -246,3 +246,17 @@ def test_a_partial_exit_filled_partly_sends_only_what_is_missing(conn: MT5Connec
     [rest] = broker.poll()
     assert (first.volume, rest.volume) == (0.04, pytest.approx(0.06))
     assert fake.positions[ticket].volume == pytest.approx(0.20) and [r["volume"] for r in closes(fake)] == [0.1, 0.06]
+
+
+def test_invalid_stops_never_moves_the_broker_side_stop_looser_than_the_one_there(conn: MT5Connection, fake: FakeTerminal) -> None:
+    # issue 14, case 5: a long with its stop at 1.10000 at the broker, the bid at 1.10010 and stops kept 200 points
+    # away; the engine tightens the stop to 1.10005, the broker refuses (too near the price), and recomputed from
+    # the quote the stop would be 1.09809, looser than the 1.10000 already there: that is never sent
+    fake.add_symbol("EURCHF", stops_level=200)
+    fake.tick("EURCHF", 1.10010, 1.10020, T0)
+    ticket = fake.open_position("EURCHF", "BUY", 0.10, price=1.09500, sl=1.10000, magic=TREND)
+    broker = MT5Broker(conn)
+    broker.execute(action("set_stop_loss", str(ticket), stop_loss=1.10005), {})
+    assert [r["sl"] for r in fake.requests] == [1.10005], broker.alerts
+    assert fake.positions[ticket].sl == 1.10000 and not broker.pending
+    assert "a stop never loosens" in broker.alerts[0]["message"]

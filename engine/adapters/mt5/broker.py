@@ -312,10 +312,14 @@ class MT5Broker:
             tick = self.conn.call("symbol_info_tick", p.symbol, retry=False)
             if tick is None:
                 return self._defer(order, f"no price for {p.symbol}")
-            new_sl, new_tp = _outside_stops(p.type == mt5.POSITION_TYPE_BUY, spec, float(tick.bid), float(tick.ask), sl, tp)
+            long = p.type == mt5.POSITION_TYPE_BUY
+            new_sl, new_tp = _outside_stops(long, spec, float(tick.bid), float(tick.ask), sl, tp)
+            if _looser(long, new_sl, float(p.sl)):  # a stop at the broker only tightens: keep the one there
+                new_sl = float(p.sl)
             self._alert(order.action, order.position_id,
                         f"the broker keeps stops {spec.stops_level} points from the price: position {order.ticket} "
-                        f"gets sl {new_sl:g} tp {new_tp:g} instead of sl {sl:g} tp {tp:g}")
+                        f"gets sl {new_sl:g} tp {new_tp:g} instead of sl {sl:g} tp {tp:g}"
+                        + (" (the stop already there is kept: a stop never loosens)" if new_sl == float(p.sl) and sl != new_sl else ""))
             sl, tp = new_sl, new_tp
         return self._defer(order, "invalid stops")
 
@@ -383,6 +387,13 @@ def _level(value: Any) -> float | None:
     if value is None or isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return None
     return float(value) if value > 0 else None
+
+
+def _looser(long: bool, candidate: float, current: float) -> bool:
+    """Whether stop ``candidate`` is looser than the stop ``current`` at the broker (0: none there)."""
+    if not current or not candidate:
+        return False
+    return candidate < current if long else candidate > current
 
 
 def _outside_stops(long: bool, spec: SymbolSpec, bid: float, ask: float, sl: float, tp: float) -> tuple[float, float]:
