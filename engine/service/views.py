@@ -39,6 +39,13 @@ def position(engine: Engine, p: Position, *, audit: bool = False) -> dict[str, A
     """One position: ``record`` plus open PnL and, for an open one, its managed state."""
     out = {**record(p, audit=audit), "unrealized_pnl": 0.0}
     kernel = engine.kernels.get(p.symbol)
+    if p.is_open and (kernel is None or p.id not in kernel.ids) and p.symbol in engine.quotes:
+        # the engine asked the broker to close it and the fill has not come back: still open, valued at the last quote
+        bid, ask = engine.quotes[p.symbol]
+        price = bid if p.side > 0 else ask
+        if math.isfinite(price) and engine.converter.known(p.symbol):
+            out.update(unrealized_pnl=engine.converter.pnl(p.symbol, p.side, p.entry, price, p.volume), price=price,
+                       profit_pct=p.side * (price - p.entry) / p.entry, close_pending=True)
     if p.is_open and kernel is not None and p.id in kernel.ids:
         st = kernel.state(p.id)
         price = kernel.bid if p.side > 0 else kernel.ask

@@ -263,3 +263,18 @@ def test_a_proposals_own_levels_off_the_grid_are_put_on_it_and_announced() -> No
     assert all(prices.on(p[next(iter(p))]) for _, _, p in moves)
     on_grid = {**own, "stop_loss": 4518.0, "take_profit": 4447.0}
     assert run(RULES, [tick(T0, sym, 4500.0, 4500.25), on_grid]) == []  # levels already on the grid: nothing to say
+
+
+def test_a_position_whose_close_is_pending_at_the_broker_is_valued_at_the_last_quote() -> None:
+    # issue 14, case 6: an asynchronous broker (no fills until the broker reports them); the take profit hits,
+    # the engine stops managing the position, the book keeps it open until the fill: the view values it
+    from engine.service.views import position
+
+    engine = Engine(RULES, equity0=100_000.0, broker=None)
+    for e in (tick(T0, "EURUSD", 1.0999, 1.1000), proposal(T0 + 100, "EURUSD", +1, 0.1, 1.1000)):
+        engine.process(parse_event(e))
+    out = engine.process(parse_event(tick(T0 + 1000, "EURUSD", 1.1110, 1.1111)))
+    assert [a.type for a in out if a.type == "close"] == ["close"] and "p1" not in engine.kernels["EURUSD"].ids
+    view = position(engine, engine.book.positions["p1"])
+    assert view["status"] == "open" and view["close_pending"] is True
+    assert (view["price"], view["unrealized_pnl"]) == (1.111, pytest.approx(110.0))
