@@ -160,3 +160,18 @@ def test_a_reload_removing_a_strategy_with_open_positions_is_refused_and_changes
         engine.reload(without)
     assert engine.version == version and "arbitrage" in engine.rules.strategies
     assert at(engine, T0 + 1000, 1.1110)[0].rule == "take_profit"  # still managed by the rules it had
+
+
+def test_a_restart_without_saved_state_does_not_take_a_level_again_that_a_rounded_close_already_took() -> None:
+    # issue 14, case 4: market_making's first level (+1 %, 30 %) on 0.15 lot closed 0.04 at the broker (26.7 %: 0.045
+    # rounded to the 0.01 step); taken over again with volume0 0.15 and 0.11 open, the level counts as taken
+    engine = Engine(ruleset_from_texts(shipped_texts()), equity0=100_000.0, broker=PaperBroker())
+    engine.process(parse_event(tick(T0, "EURUSD", 1.1119, 1.1120)))
+    taken_over = {**proposal(T0 + 1, "EURUSD", +1, 0.11, 1.1000), "strategy_type": "market_making", "existing": True,
+                  "volume0": 0.15, "stop_loss": 1.0950, "take_profit": 1.1500}
+    engine.process(parse_event(taken_over))
+    assert engine.kernels["EURUSD"].state("p1").taken == 0b1
+    out = at(engine, T0 + 1000, 1.1130)  # +1.2 %: past the first level again
+    assert [a for a in out if a.type in ("close", "close_partial")] == []  # no second SELL
+    out = at(engine, T0 + 2000, 1.1222)  # +2.02 %: the second level leaves 0.15 - 0.09 = 0.06 open: closes 0.05
+    assert [(a.rule, a.params["volume"]) for a in out if a.type == "close_partial"] == [("exit_levels.1", 0.05)]
