@@ -15,7 +15,9 @@ JSON objects with a ``type``:
   broker reports, later than the action, that it closed that volume: with ``action_id``, the fill of
   an action the engine emitted, whose volume the engine already stopped managing; without, a close at
   the broker the engine did not ask for);
-- ``clock``: ``ts`` (time passes with no quote: the daily and weekly resets that fall before it run).
+- ``clock``: ``ts`` (time passes with no quote: the daily and weekly resets that fall before it run);
+- ``broker_alert``: ``ts``, ``message``, optional ``position_id`` and ``action_id`` (a broker adapter's
+  alert: the engine journals it and emits it as an ``alert`` action, rule ``broker``).
 
 ``ts`` is epoch milliseconds or an ISO-8601 time (UTC when it has no offset), between 2000-01-01 and
 2100-01-01: a number that can only be epoch seconds, microseconds or nanoseconds is refused with the
@@ -47,6 +49,8 @@ class EventError(RiskrailError):
     """An input event that is malformed: the message says which field and why."""
 
 
+#: the longest message of a ``broker_alert``
+MAX_ALERT_CHARS = 1000
 #: the largest event accepted, in bytes of its UTF-8 JSON (an event is a flat object of a dozen fields)
 MAX_EVENT_BYTES = 64 * 1024
 #: the deepest nesting of arrays and objects accepted anywhere in an event (events are flat: 1)
@@ -110,7 +114,18 @@ class Clock:
     ts: int
 
 
-Event = Tick | PositionOpened | PositionClosed | Fill | Clock
+@dataclass(frozen=True)
+class BrokerAlert:
+    """What a broker adapter could not do as asked (a close below the minimum volume, stops moved outside
+    the stops level, an order pending): journaled like every event, and an ``alert`` action of the engine."""
+
+    ts: int
+    message: str
+    position_id: str | None = None
+    action_id: str | None = None
+
+
+Event = Tick | PositionOpened | PositionClosed | Fill | Clock | BrokerAlert
 
 
 def parse_ts(value: Any) -> int:
@@ -350,7 +365,16 @@ def parse_event(obj: Any) -> Event:
         return Fill(ts, _str(obj, "position_id"), _num(obj, "volume"), _num(obj, "price"), rule, action_id)
     if kind == "clock":
         return Clock(ts)
-    raise EventError(f"type: expected tick, position_opened, position_closed, fill or clock, found {_show(kind)}")
+    if kind == "broker_alert":
+        message = _str(obj, "message")
+        if len(message) > MAX_ALERT_CHARS:
+            raise EventError(f"message: expected at most {MAX_ALERT_CHARS} characters, found {len(message)}")
+        ids = [obj.get(key) for key in ("position_id", "action_id")]
+        for key, value in zip(("position_id", "action_id"), ids, strict=True):
+            if value is not None and not (isinstance(value, str) and value):
+                raise EventError(f"{key}: expected a non-empty string, found {_show(value)}")
+        return BrokerAlert(ts, message, ids[0], ids[1])
+    raise EventError(f"type: expected tick, position_opened, position_closed, fill, clock or broker_alert, found {_show(kind)}")
 
 
 def _volume0(obj: dict) -> float | None:
@@ -393,4 +417,8 @@ def to_json(event: Event) -> dict[str, Any]:
         if event.action_id is not None:
             out["action_id"] = event.action_id
         return out
+    if isinstance(event, BrokerAlert):
+        alert: dict[str, Any] = {"type": "broker_alert", "ts": event.ts, "message": event.message}
+        alert.update({k: v for k, v in (("position_id", event.position_id), ("action_id", event.action_id)) if v is not None})
+        return alert
     return {"type": "clock", "ts": event.ts}

@@ -13,6 +13,7 @@ import secrets
 import signal
 import socket
 import threading
+from typing import Any
 
 from engine.cli._common import add_config_option
 from engine.errors import RiskrailError
@@ -119,7 +120,8 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, on_stop)
         signal.signal(signal.SIGINT, on_stop)
     feed = args.feed or ("redis" if args.redis_url else "demo")
-    edges = factories.edges(feed, args.broker, on_alert=_alert, on_problem=_feed_problem,  # first: it may say MT5 is missing
+    alerts = BrokerAlerts()
+    edges = factories.edges(feed, args.broker, on_alert=alerts, on_problem=_feed_problem,  # first: it may say MT5 is missing
                             on_redactor=logs.add_redactor)
     sock = _listen(args.host, args.port, limits.backlog)  # and whether the port is free
     port = sock.getsockname()[1]
@@ -136,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
                       snapshot_every=args.snapshot_every, consumer=args.name or f"{socket.gethostname()}:{port}",
                       allow_takeover=args.allow_takeover or feed == "mt5",
                       broker_factory=edges.broker_factory, instruments=edges.instruments)
+    alerts.service = service
     token, new_token = api_token(args.data_dir)
     logs.hide(token)  # printed once below, on purpose; never in a log line
     feeder = None  # the demo feed or the pump of a polled feed (MetaTrader 5)
@@ -185,8 +188,23 @@ def _request_reload(service) -> None:
         service.reloader.request()
 
 
-def _alert(alert: dict) -> None:
-    log.warning("broker alert: %s", alert.get("message"))
+class BrokerAlerts:
+    """Where a broker adapter's alerts go: the log, and the account's input stream as a ``broker_alert`` event,
+    so the engine journals it and emits an ``alert`` action (``/api/actions``, the actions stream, metrics)."""
+
+    def __init__(self) -> None:
+        self.service: Any = None  # set once the service exists; alerts before that reach the log only
+
+    def __call__(self, alert: dict[str, Any]) -> None:
+        log.warning("broker alert: %s", alert.get("message"))
+        if self.service is None:
+            return
+        event = {"type": "broker_alert", "ts": alert["ts"], "message": str(alert.get("message", ""))[:1000]}
+        event.update({k: alert[k] for k in ("position_id", "action_id") if alert.get(k)})
+        try:
+            self.service.publish(event, alert.get("account"))
+        except Exception:  # the alert is in the log; the stream may be down (the service reports that itself)
+            log.exception("broker alert not published to the account's stream")
 
 
 def _feed_problem(message: str) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 from engine.book.positions import Position
 from engine.config.grid import NOISE
 from engine.config.models import Instrument
-from engine.events import PositionOpened
+from engine.events import BrokerAlert, PositionOpened
 from engine.rules.kernel import Hit
 
 # ts, type, position_id, strategy, params, rule, reason
@@ -78,6 +78,12 @@ def resized(ts: int, p: Position, proposed: float, volume: float, entry: float) 
     return (ts, "close_partial", p.id, p.strategy_type,
             {"volume": clean(proposed - volume), "fraction": share(proposed - volume, proposed), "price": entry},
             "max_position_size", f"resized from {proposed:g} to {volume:.10g} lots to respect max_position_size")
+
+
+def broker_alert(e: BrokerAlert) -> Decision:
+    """The ``alert`` action of a broker adapter's alert (rule ``broker``), journaled and shown like any action."""
+    return (e.ts, "alert", e.position_id, None, {"message": e.message, "action_id": e.action_id, "source": "broker"}, "broker",
+            e.message)
 
 
 def defaults(e: PositionOpened, stop: float, tp: float, d: Any, note: str = "") -> list[Decision]:

@@ -42,15 +42,13 @@ from engine.book.summary import summarize
 from engine.book.valuation import Converter, OpenPnL, open_risk
 from engine.config.lint import check_removed_strategies
 from engine.config.load import RuleSet
-from engine.events import Clock, Event, Fill, PositionClosed, PositionOpened, Tick
+from engine.events import BrokerAlert, Clock, Event, Fill, PositionClosed, PositionOpened, Tick
 from engine.ports import Broker, FillReport
-from engine.rules import checks, decisions
+from engine.rules import checks, decisions, levels
 from engine.rules._errors import ReloadRefused
 from engine.rules.chaining import Fired, PortfolioRules
 from engine.rules.contexts import CustomRules
-from engine.rules.decisions import Decision
 from engine.rules.kernel import Hit, PositionState, SymbolBook
-from engine.rules.levels import taken_over
 from engine.rules.params import compile_params
 from engine.rules.resets import ResetClock
 from engine.rules.volatility import Volatility
@@ -156,6 +154,8 @@ class Engine:
             self._on_fill(event, out)
         elif isinstance(event, Clock) and (self._last_ts is None or event.ts >= self._last_ts):
             self._roll(event.ts)
+        elif isinstance(event, BrokerAlert):
+            self._emit(out, *decisions.broker_alert(event), execute=False)
         self.counts["actions"] += len(out)
         return out
 
@@ -168,7 +168,7 @@ class Engine:
             self._settle(self.broker, action, out)
         return action
 
-    def _append(self, out: list[Action], d: Decision) -> Action:
+    def _append(self, out: list[Action], d: decisions.Decision) -> Action:
         ts, type_, position_id, strategy, params, rule, reason = d
         subject = position_id or strategy or "portfolio"
         action = Action(action_id(self.version, self.seq, subject, type_, rule, len(out)), ts, type_, position_id,
@@ -228,7 +228,7 @@ class Engine:
             self.book.move(p.id, ts, "stop_loss" if hit.kind == "set_stop_loss" else "take_profit", hit.price, hit.rule, self.version)
         self._emit(out, *decision)
 
-    def _book_fill(self, fill: FillReport) -> Decision | None:
+    def _book_fill(self, fill: FillReport) -> decisions.Decision | None:
         """Book a fill; return the ``lock_profit`` it leads to, if any."""
         p = self.book.positions.get(fill.position_id)
         if p is None or not p.is_open:
@@ -246,7 +246,7 @@ class Engine:
             self._revalue(p.symbol)
         return self._lock_profit(p, fill.ts, pnl)
 
-    def _lock_profit(self, p: Position, ts: int, pnl: float) -> Decision | None:
+    def _lock_profit(self, p: Position, ts: int, pnl: float) -> decisions.Decision | None:
         prof = self.rules.profit
         if not prof.enabled or p.strategy_type not in self.ledgers:
             return None
@@ -390,7 +390,7 @@ class Engine:
         volume0 = e.volume0 if e.volume0 is not None and e.volume0 > e.volume else e.volume
         pos = Position(e.position_id, e.symbol, e.strategy_type, e.strategy_name, e.side, volume0, e.entry_price, e.ts)
         pos.stop_loss, pos.take_profit = stop, tp
-        state = taken_over(e, strategy, volume0, stop, tp, self.converter.spec(e.symbol))
+        state = levels.taken_over(e, strategy, volume0, stop, tp, self.converter.spec(e.symbol))
         self.adopt(pos, state)
         if state is not None:
             pos.volume = e.volume

@@ -141,7 +141,7 @@ def test_parse_event_accepts_iso_and_epoch_times_and_refuses_bad_fields() -> Non
     for bad, message in [({"type": "tick", "ts": 1549238400994, "symbol": "X", "bid": 2, "ask": 1}, "below bid"),
                          ({"type": "position_opened", "ts": 1549238400994, "position_id": "p", "symbol": "X", "strategy_type": "s",
                            "action": "HOLD", "volume": 1, "entry_price": 1}, "BUY or SELL"),
-                         ({"type": "order", "ts": 1549238400994}, "expected tick, position_opened, position_closed, fill or clock"),
+                         ({"type": "order", "ts": 1549238400994}, "position_closed, fill, clock or broker_alert"),
                          ({"type": "tick", "symbol": "X", "price": 1}, "ts: missing")]:
         with pytest.raises(Exception, match=message):
             parse_event(bad)

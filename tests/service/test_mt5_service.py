@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from engine.actions import Action
 from engine.adapters import factories
 from engine.service.pump import FeedPump
 from engine.service.store import Keys
@@ -44,3 +45,37 @@ def test_the_service_manages_a_terminal_account_through_the_feed_pump_and_the_br
         edges.close()
     actions = [json.loads(f[b"action"]) for _, f in redis_server.xrange(Keys().stream("acct", "actions"))]
     assert [a["type"] for a in actions][:3] == ["set_stop_loss", "set_take_profit", "close_partial"]
+
+
+def test_a_broker_alert_is_journaled_and_reaches_the_actions_stream(redis_server, scalping) -> None:
+    # issue 14, case 6: an alert of the MT5 broker (here: a partial close that rounds below the minimum volume)
+    # becomes a broker_alert event of the account, journaled, and an `alert` action (rule broker)
+    from engine.cli.run import BrokerAlerts
+
+    fake = FakeTerminal(login=LOGIN, password=PASSWORD, server=SERVER)
+    fake.add_symbol("EURUSD", digits=5, volume_step=0.01, volume_min=0.01)
+    fake.tick("EURUSD", 1.14500, 1.14502, T0)
+    alerts = BrokerAlerts()
+    edges = factories.edges("mt5", "mt5", mt5_module=fake, on_alert=alerts,
+                            env={"MT5_LOGIN": str(LOGIN), "MT5_PASSWORD": PASSWORD, "MT5_SERVER": SERVER})
+    svc = start_service(redis_server, scalping, broker_factory=edges.broker_factory, allow_takeover=True)
+    alerts.service = svc
+    try:
+        broker = edges.broker_factory("acct")  # a broker of the account, as the worker has one
+        assert broker is not None
+        ticket = fake.open_position("EURUSD", "BUY", 0.10, price=1.14502, magic=TREND)
+        broker.execute(Action("a-x", T0, "close_partial", str(ticket), "scalp_trend", {"volume": 0.004}, "custom:test", "rv-x", ""), {})
+        k = Keys()
+
+        def alert_actions() -> list[dict]:
+            actions = (json.loads(f[b"action"]) for _, f in redis_server.xrange(k.stream("acct", "actions")))
+            return [a for a in actions if a["type"] == "alert"]
+
+        wait_for(lambda: alert_actions(), 10, "the broker's alert as an action")
+        [alert] = alert_actions()
+        assert alert["rule"] == "broker" and "rounds to 0" in alert["params"]["message"] and alert["position_id"] == str(ticket)
+        journal = [json.loads(f[b"record"]) for _, f in redis_server.xrange(k.stream("acct", "journal"))]
+        assert [r["event"]["message"] for r in journal if r.get("event", {}).get("type") == "broker_alert"] == [alert["params"]["message"]]
+    finally:
+        svc.stop()
+        edges.close()

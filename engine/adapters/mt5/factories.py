@@ -39,8 +39,12 @@ def broker_factory(conn: MT5Connection, *, on_alert: Callable[[dict[str, Any]], 
                    ) -> Callable[[str], MT5Broker]:
     """``account -> MT5Broker`` on ``conn`` (one terminal is one account: every account name gets a broker
     on the same connection, so run one account per terminal). ``on_alert`` receives each broker alert
-    (``{ts, action_id, position_id, message}``)."""
-    return lambda account: MT5Broker(conn, on_alert=on_alert)
+    (``{ts, action_id, position_id, message, account}``)."""
+    def make(account: str) -> MT5Broker:
+        if on_alert is None:
+            return MT5Broker(conn)
+        return MT5Broker(conn, on_alert=lambda alert: on_alert({**alert, "account": account}))
+    return make
 
 
 def feed(conn: MT5Connection, strategy_map: Any, *, on_problem: Callable[[str], None] | None = None) -> MT5Feed:
