@@ -95,3 +95,16 @@ def test_order_send_is_never_retried_by_the_connection(conn: MT5Connection, fake
     fake.go_away()
     assert conn.call("order_send", {"action": 6}, retry=False) is None
     assert fake.requests == [] and not conn.connected
+
+
+def test_a_reconnect_after_a_call_found_the_terminal_gone_is_logged_and_counted(
+        conn: MT5Connection, fake: FakeTerminal, caplog: pytest.LogCaptureFixture) -> None:
+    # issue 14, case 6: the terminal comes back at the first try, so the reconnect used to go unnoticed
+    fake.go_away(back_after=0)
+    with caplog.at_level("WARNING"):
+        assert conn.call("positions_get") == ()
+    assert conn.reconnects == 1 and "reconnected to the MetaTrader 5 terminal" in caplog.text
+    fake.go_away(back_after=0)
+    assert conn.call("order_send", {"action": 6}, retry=False) is None  # never retried: the next ensure reconnects
+    conn.ensure()
+    assert conn.reconnects == 2

@@ -63,6 +63,7 @@ class MT5Connection:
         self.attempts, self.backoff, self.max_backoff, self.timeout_ms = max(1, attempts), backoff, max_backoff, timeout_ms
         self.connected = False
         self.reconnects = 0
+        self._went_away = False  # a call found the terminal gone: the next ensure() that succeeds is a reconnect
         self.ledger: set[int] = set()
         self.server_offset_ms = int(server_offset_ms)
         # the package talks to one terminal per process: the feed's thread and the engine's thread
@@ -128,7 +129,7 @@ class MT5Connection:
         """
         if self.connected and self.alive():
             return
-        was = self.connected
+        was = self.connected or self._went_away
         start = self.clock()
         last: MT5Error | None = None
         for attempt in range(self.attempts):
@@ -141,6 +142,7 @@ class MT5Connection:
                     self.connect()
                 if self.alive():
                     self.connected = True
+                    self._went_away = False
                     if was or attempt:
                         self.reconnects += 1
                         log.warning("reconnected to the MetaTrader 5 terminal after %d attempt(s)", attempt + 1)
@@ -162,6 +164,7 @@ class MT5Connection:
                 code, message = self.last_error()
                 if code in IPC_ERRORS:
                     self.connected = False
+                    self._went_away = True
                     log.warning("the MetaTrader 5 terminal went away during %s: %s (error %d)", name, message, code)
                     if retry:
                         self.ensure()
