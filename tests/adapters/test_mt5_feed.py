@@ -170,3 +170,17 @@ def test_a_symbol_the_broker_does_not_offer_is_reported_once(conn: MT5Connection
     assert [e["symbol"] for e in feed.poll()] == ["EURUSD"]
     feed.poll()
     assert [p for p in feed.problems if "XAUUSD.m" in p] == [feed.problems[0]] and "Market Watch" in feed.problems[0]
+
+
+def test_exit_deals_from_before_a_takeover_are_not_booked_again_at_the_next_close(conn: MT5Connection, fake: FakeTerminal, rules) -> None:
+    # issue 14, case 3: 0.04 of 0.10 closed before riskrail took the position over; the trader then closes 0.02:
+    # one fill of 0.02, not 0.06
+    ticket = fake.open_position("EURUSD", "BUY", 0.10, price=1.14500, magic=TREND)
+    fake.close_position(ticket, 0.04, reason=DEAL_REASON_CLIENT)
+    feed = MT5Feed(conn, rules)
+    [opened] = [e for e in feed.poll() if e["type"] == "position_opened"]
+    assert (opened["volume"], opened["volume0"]) == (pytest.approx(0.06), pytest.approx(0.10))
+    fake.tick("EURUSD", 1.14520, 1.14522, T0 + 1_000)
+    fake.close_position(ticket, 0.02, reason=DEAL_REASON_CLIENT)
+    fills = [e for e in feed.poll() if e["type"] == "fill"]
+    assert [(f["volume"], f["rule"]) for f in fills] == [(pytest.approx(0.02), "broker")]

@@ -139,7 +139,10 @@ class MT5Feed:
         if opened > float(p.volume) + _EPS:
             event["volume0"] = opened
         events.append(event)
-        self._known[int(p.ticket)] = _Tracked(p.symbol, float(p.volume))
+        tracked = _Tracked(p.symbol, float(p.volume))
+        # the exit deals before the takeover are in its volume already: never a fill of this position again
+        tracked.accounted.update(int(d.ticket) for d in deals if d.entry in (self.mt5.DEAL_ENTRY_OUT, self.mt5.DEAL_ENTRY_OUT_BY))
+        self._known[int(p.ticket)] = tracked
 
     def _sync(self, ticket: int, tracked: _Tracked, volume: float, events: list[dict[str, Any]], current: Any) -> None:
         """Explain volume gone at the broker by its exit deals; book the ones nobody booked yet."""
