@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     from engine.service import logs
     from engine.service.api import create_app
     from engine.service.limits import Limits, server_config
-    from engine.service.pump import FeedPump
+    from engine.service.pump import FeedPump, follow_open_positions
     from engine.service.service import Service
     from engine.service.store import Embedded, connect, redact, url_secrets
 
@@ -147,8 +147,9 @@ def run(args: argparse.Namespace) -> int:
         if feed == "demo":
             feeder = _start_demo(service, accounts[0], args)
         elif edges.feed is not None:
-            feeder = FeedPump(edges.feed(service.active_rules()), lambda obj: service.publish(obj, accounts[0]),
-                              label=f"{feed} feed")
+            polled = edges.feed(service.active_rules())
+            follow_open_positions(polled, lambda: service.workers[accounts[0]].call(open_positions, timeout=600))
+            feeder = FeedPump(polled, lambda obj: service.publish(obj, accounts[0]), label=f"{feed} feed")
             feeder.start()
         app = create_app(service, token, limits)
         server = uvicorn.Server(server_config(app, args.host, port, limits, timeout_graceful_shutdown=5))
@@ -186,6 +187,11 @@ def _request_reload(service) -> None:
     """SIGHUP: reload the rules now (when the service watches them)."""
     if service.reloader is not None:
         service.reloader.request()
+
+
+def open_positions(engine: Any) -> list[tuple[str, str, float]]:
+    """``(position_id, symbol, volume)`` of each position the engine holds open."""
+    return [(p.id, p.symbol, p.volume) for p in engine.book.open_positions()]
 
 
 class BrokerAlerts:

@@ -38,3 +38,12 @@ class FeedPump(Background):
             except RiskrailError as exc:
                 log.error("%s: %s; retrying in %.0f s", self.label, exc, backoff)
                 backoff = min(max(backoff * 2, 1.0), self.max_backoff)
+
+
+def follow_open_positions(feed: Feed, open_positions: Callable[[], list[tuple[str, str, float]]]) -> None:
+    """Hand a feed that can follow positions (``track``, e.g. ``MT5Feed``) the positions the engine holds open
+    (``(position_id, symbol, volume)``, from ``open_positions``, read once the engine has recovered): at a
+    restart, what the broker did while riskrail was down is then booked from its deals."""
+    track = getattr(feed, "track", None)
+    if track is not None:
+        track(open_positions())

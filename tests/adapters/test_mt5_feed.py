@@ -184,3 +184,20 @@ def test_exit_deals_from_before_a_takeover_are_not_booked_again_at_the_next_clos
     fake.close_position(ticket, 0.02, reason=DEAL_REASON_CLIENT)
     fills = [e for e in feed.poll() if e["type"] == "fill"]
     assert [(f["volume"], f["rule"]) for f in fills] == [(pytest.approx(0.02), "broker")]
+
+
+def test_a_position_closed_at_the_broker_while_riskrail_was_down_is_booked_at_its_deal(conn: MT5Connection, fake: FakeTerminal,
+                                                                                       rules) -> None:
+    # issue 14, case 2: the engine restarts holding 0.06 of a position opened with 0.10 (0.04 closed and booked before
+    # it stopped); meanwhile the broker's stop closed the rest: one fill of 0.06 at the deal's price, not a position
+    # left open in the book, and not the old 0.04 again
+    ticket = fake.open_position("EURUSD", "BUY", 0.10, price=1.14500, sl=1.14300, magic=TREND)
+    fake.close_position(ticket, 0.04, reason=DEAL_REASON_CLIENT)
+    fake.tick("EURUSD", 1.14290, 1.14292, T0 + 60_000)  # through the broker-side stop: closed at the broker
+    assert ticket not in fake.positions
+    feed = MT5Feed(conn, rules)
+    feed.track([(str(ticket), "EURUSD", 0.06), ("not-a-ticket", "EURUSD", 0.1)])
+    events = feed.poll()
+    assert [(e["type"], e.get("volume"), e.get("rule")) for e in events if e["type"] != "tick"] == [
+        ("fill", pytest.approx(0.06), "broker_sl")]
+    assert [e for e in events if e["type"] == "position_opened"] == []

@@ -5,6 +5,8 @@ terminal as trade requests (the stop mirrored as the broker-side SL, partial exi
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -79,3 +81,37 @@ def test_a_broker_alert_is_journaled_and_reaches_the_actions_stream(redis_server
     finally:
         svc.stop()
         edges.close()
+
+
+def test_a_position_the_broker_closed_while_riskrail_was_down_is_closed_in_the_book_after_the_restart(redis_server, scalping) -> None:
+    # issue 14, case 2: the service manages a terminal position, stops; the broker's stop closes it; at the restart
+    # the feed follows the engine's open positions and books the close from its deal
+    from engine.cli.run import open_positions
+    from engine.service.pump import follow_open_positions
+
+    fake = FakeTerminal(login=LOGIN, password=PASSWORD, server=SERVER)
+    fake.add_symbol("EURUSD", digits=5, volume_step=0.01, volume_min=0.01)
+    fake.tick("EURUSD", 1.14500, 1.14502, T0)
+    env = {"MT5_LOGIN": str(LOGIN), "MT5_PASSWORD": PASSWORD, "MT5_SERVER": SERVER}
+    ticket = fake.open_position("EURUSD", "BUY", 0.10, price=1.14502, sl=1.14300, tp=1.14900, magic=TREND)
+
+    def run_once(until: Callable[[Any], bool], what: str) -> Any:
+        edges = factories.edges("mt5", "mt5", mt5_module=fake, env=env)
+        svc = start_service(redis_server, scalping, broker_factory=edges.broker_factory, allow_takeover=True)
+        feed = edges.feed(svc.active_rules())
+        follow_open_positions(feed, lambda: svc.workers["acct"].call(open_positions, timeout=60))
+        pump = FeedPump(feed, lambda obj: svc.publish(obj, "acct"), interval=0.02)
+        pump.start()
+        try:
+            wait_for(lambda: svc.workers["acct"].call(until), 20, what)
+            return svc.workers["acct"].call(lambda e: e.book.positions[str(ticket)])
+        finally:
+            pump.stop()
+            svc.stop()
+            edges.close()
+
+    run_once(lambda e: str(ticket) in e.book.positions, "the position taken over")
+    fake.tick("EURUSD", 1.14200, 1.14202, T0 + 60_000)  # riskrail is down: the broker-side stop closes the position
+    assert ticket not in fake.positions
+    p = run_once(lambda e: not e.book.positions[str(ticket)].is_open, "the close booked after the restart")
+    assert p.status.value == "closed" and [f.rule for f in p.fills] == ["broker_sl"]

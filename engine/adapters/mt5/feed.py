@@ -92,6 +92,30 @@ class MT5Feed:
 
     # --- live ----------------------------------------------------------------------------------
 
+    def track(self, open_positions: Iterable[tuple[str, str, float]]) -> None:
+        """Follow the positions the engine holds open (``(position_id, symbol, volume)``, e.g. after a restart)
+        from the volume the engine knows: what happened at the broker since (a close, a partial close, its
+        SL/TP) is booked at the next ``poll`` from the deals, once.
+
+        The exit deals the engine's volume already reflects (the earliest ones, up to the volume opened
+        less the engine's) are accounted for; the later ones are the news. A position id that is no ticket
+        is left alone."""
+        out_kinds = (self.mt5.DEAL_ENTRY_OUT, self.mt5.DEAL_ENTRY_OUT_BY)
+        for position_id, symbol, volume in open_positions:
+            if not position_id.isdigit() or int(position_id) in self._known:
+                continue
+            ticket = int(position_id)
+            deals = self.conn.call("history_deals_get", position=ticket) or ()
+            opened = sum(float(d.volume) for d in deals if d.entry == self.mt5.DEAL_ENTRY_IN)
+            reflected = opened - volume  # closed before the engine's state: already booked
+            tracked = _Tracked(symbol, float(volume))
+            for d in sorted((d for d in deals if d.entry in out_kinds), key=lambda d: (d.time_msc, d.ticket)):
+                if reflected <= _EPS:
+                    break
+                tracked.accounted.add(int(d.ticket))
+                reflected -= float(d.volume)
+            self._known[ticket] = tracked
+
     def poll(self) -> list[dict[str, Any]]:
         """Return the new events since the last poll: position events first, then ticks by time."""
         self.conn.ensure()
