@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from engine.actions import Action
@@ -260,3 +262,30 @@ def test_invalid_stops_never_moves_the_broker_side_stop_looser_than_the_one_ther
     assert [r["sl"] for r in fake.requests] == [1.10005], broker.alerts
     assert fake.positions[ticket].sl == 1.10000 and not broker.pending
     assert "a stop never loosens" in broker.alerts[0]["message"]
+
+
+def test_a_close_holds_the_terminal_from_sending_to_booking_so_the_feed_cannot_book_its_deal_too(
+        conn: MT5Connection, fake: FakeTerminal) -> None:
+    # issue 14: the feed's thread reads the deal history between two of the broker's calls; while the broker
+    # books the deal it just made (history_deals_get after order_send), no other thread may use the terminal
+    ticket = fake.open_position("EURUSD", "BUY", 0.10, price=1.14400, magic=TREND)
+    seen: list[bool] = []
+    real_call = conn.call
+
+    def call(name: str, *args, **kwargs):
+        if name == "history_deals_get" and kwargs.get("ticket"):  # the broker reading the deal of its order
+            def try_the_terminal() -> None:
+                got = conn.lock.acquire(blocking=False)
+                seen.append(got)
+                if got:
+                    conn.lock.release()
+
+            other = threading.Thread(target=try_the_terminal)
+            other.start()
+            other.join()
+        return real_call(name, *args, **kwargs)
+
+    conn.call = call  # type: ignore[method-assign]
+    [fill] = MT5Broker(conn).execute(action("close_partial", str(ticket), volume=0.04, rule="exit_levels.0"), {})
+    assert seen == [False] and fill.volume == 0.04  # the feed's thread waits until the deal is in the ledger
+    assert int(fake.deals[-1].ticket) in conn.ledger

@@ -185,13 +185,17 @@ class MT5Broker:
                 "deviation": self.deviation, "magic": int(p.magic), "comment": order.tag,
                 "type_time": mt5.ORDER_TIME_GTC, "type_filling": filling_for(mt5, spec.filling_mode),
             }
-            result = self.conn.call("order_send", request, retry=False)
+            # the deal sent and its ticket in the ledger in one hold of the terminal: the feed's thread, reading the
+            # history, never sees the deal before it is booked here (it would book it a second time)
+            with self.conn.lock:
+                result = self.conn.call("order_send", request, retry=False)
+                done = result is not None and result.retcode in (mt5.TRADE_RETCODE_DONE, mt5.TRADE_RETCODE_DONE_PARTIAL)
+                fill = self._booked(order, result, volume) if done else None
             if result is None:
                 code, message = self.conn.last_error()
                 return fills + self._defer(order, f"order_send returned nothing: {message} (error {code})")
             rc = result.retcode
-            if rc in (mt5.TRADE_RETCODE_DONE, mt5.TRADE_RETCODE_DONE_PARTIAL):
-                fill = self._booked(order, result, volume)
+            if done:
                 fills += [fill] if fill is not None else []
                 if rc == mt5.TRADE_RETCODE_DONE or (not order.full and order.volume <= _EPS):
                     if order.failures:
