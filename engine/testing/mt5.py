@@ -513,6 +513,8 @@ class FakeTerminal:
         self.balance = balance
         self.currency = currency
         self.hedging = hedging
+        # some brokers do not copy an order's comment into its deals: False makes every deal's comment empty
+        self.deal_comments = True
         self.symbols: dict[str, _Symbol] = {}
         self.selected: set[str] = set()
         self.quotes: dict[str, Tick] = {}
@@ -893,7 +895,7 @@ class FakeTerminal:
               profit: float, magic: int, reason: int, comment: str, ms: int) -> int:
         ticket = self._ticket()
         self.deals.append(TradeDeal(ticket, order, ms // 1000, ms, dtype, entry, magic, position, reason, float(volume),
-                                    float(price), 0.0, 0.0, round(profit, 2), 0.0, symbol, comment, ""))
+                                    float(price), 0.0, 0.0, round(profit, 2), 0.0, symbol, comment if self.deal_comments else "", ""))
         return ticket
 
     def _result(self, retcode: int, r: _Request, *, deal: int = 0, order: int = 0, volume: float = 0.0,

@@ -289,3 +289,20 @@ def test_a_close_holds_the_terminal_from_sending_to_booking_so_the_feed_cannot_b
     [fill] = MT5Broker(conn).execute(action("close_partial", str(ticket), volume=0.04, rule="exit_levels.0"), {})
     assert seen == [False] and fill.volume == 0.04  # the feed's thread waits until the deal is in the ledger
     assert int(fake.deals[-1].ticket) in conn.ledger
+
+
+def test_a_lost_reply_is_found_without_comments_in_the_deals_and_never_sent_twice(conn: MT5Connection, fake: FakeTerminal,
+                                                                                  clock: Clock) -> None:
+    # issue 14: a broker that does not copy the order's comment into its deals; the reply to the close is lost
+    fake.deal_comments = False
+    ticket = fake.open_position("EURUSD", "BUY", 0.30, magic=TREND)
+    fake.close_position(ticket, 0.05)  # the trader closed some by hand before: not this job's deal
+    fake.script_order_send("lost")
+    broker = MT5Broker(conn)
+    assert broker.execute(action("close_partial", str(ticket), volume=0.1, rule="exit_levels.0"), {}) == []
+    clock.now += 1.0
+    [fill] = broker.poll()  # found by magic number, position and time instead of the comment
+    assert (fill.volume, fill.rule) == (0.1, "exit_levels.0")
+    assert len(closes(fake)) == 1 and fake.positions[ticket].volume == pytest.approx(0.15)
+    clock.now += 100
+    assert broker.poll() == [] and not broker.pending

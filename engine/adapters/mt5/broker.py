@@ -38,6 +38,8 @@ class _Order:
     next_try: float = 0.0
     last: str = ""
     accounted: set[int] = field(default_factory=set)  # deal tickets counted for this job
+    sent_msc: int | None = None  # the server time of the first send (the quote's): this job's deals come after it
+    magic: int = 0  # the magic number it was sent with
 
 
 class MT5Broker:
@@ -179,6 +181,8 @@ class MT5Broker:
             price = (tick.bid if long else tick.ask) if tick is not None else 0.0
             if not finite_positive(price):
                 return fills + self._defer(order, f"no price for {p.symbol}")
+            if order.sent_msc is None and tick is not None:
+                order.sent_msc, order.magic = int(tick.time_msc), int(p.magic)
             request = {
                 "action": mt5.TRADE_ACTION_DEAL, "position": order.ticket, "symbol": p.symbol, "volume": volume,
                 "type": mt5.ORDER_TYPE_SELL if long else mt5.ORDER_TYPE_BUY, "price": float(price),
@@ -221,7 +225,7 @@ class MT5Broker:
         deals = self.conn.call("history_deals_get", position=order.ticket, retry=False) or ()
         out = []
         for d in sorted(deals, key=lambda d: (d.time_msc, d.ticket)):
-            if d.comment != order.tag or d.entry not in (mt5.DEAL_ENTRY_OUT, mt5.DEAL_ENTRY_OUT_BY) or d.ticket in order.accounted:
+            if d.entry not in (mt5.DEAL_ENTRY_OUT, mt5.DEAL_ENTRY_OUT_BY) or d.ticket in order.accounted or not self._ours(order, d):
                 continue
             order.accounted.add(d.ticket)
             order.volume = max(order.volume - float(d.volume), 0.0)
@@ -231,6 +235,16 @@ class MT5Broker:
             out.append(FillReport(order.position_id, max(order.action.ts, self._utc(d.time_msc)), float(d.volume), float(d.price),
                                   order.action.rule, order.action.id))
         return out
+
+    def _ours(self, order: _Order, deal: Any) -> bool:
+        """Whether ``deal`` is this job's: it carries the job's comment, or (a broker that drops comments
+        from deals) it has no comment, was made by an expert with the magic number the job sent, after the
+        job's first send, and nobody booked it yet."""
+        if deal.comment == order.tag:
+            return True
+        return (not deal.comment and order.sent_msc is not None and int(deal.time_msc) >= order.sent_msc
+                and int(deal.magic) == order.magic and int(deal.reason) == self.mt5.DEAL_REASON_EXPERT
+                and int(deal.ticket) not in self.conn.ledger)
 
     def _booked(self, order: _Order, result: Any, volume: float) -> FillReport | None:
         """The fill of a DONE/DONE_PARTIAL result, at its deal's price (and time, when retried later)."""
