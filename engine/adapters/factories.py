@@ -31,13 +31,15 @@ class Edges:
     carries out from the actions stream (``--broker redis``); ``feed``: ``strategy_map -> Feed`` for a
     feed the service polls (``--feed mt5``), else ``None``; ``instruments``: ``symbols -> {symbol:
     Instrument fields}`` of a connected broker (MetaTrader 5's ``symbol_info``, for ``Service(instruments=)``
-    to merge over rules/instruments.yaml), else ``None``; ``close()`` releases what they hold.
+    to merge over rules/instruments.yaml), else ``None``; ``close()`` releases what they hold;
+    ``reconnects()``: how often the broker's terminal was reconnected (MetaTrader 5), else ``None``.
     """
 
     broker_factory: Callable[[str], Broker | None]
     feed: Callable[[Any], Feed] | None = None
     close: Callable[[], None] = lambda: None
     instruments: Callable[[Iterable[str]], Mapping[str, Mapping[str, Any]]] | None = None
+    reconnects: Callable[[], int] | None = None
 
 
 def edges(feed: str, broker: str, *, on_alert: Callable[[dict[str, Any]], None] | None = None,
@@ -72,7 +74,7 @@ def _mt5_edges(feed: str, broker: str, *, on_alert: Callable[[dict[str, Any]], N
         return mt5_factories.feed(conn, strategy_map, on_problem=on_problem)
 
     return Edges(_broker_factory(broker, conn, on_alert), make_feed if feed == "mt5" else None, conn.close,
-                 mt5_factories.instruments(conn, on_problem=on_problem))
+                 mt5_factories.instruments(conn, on_problem=on_problem), lambda: conn.reconnects)
 
 
 def _broker_factory(broker: str, conn: MT5Connection | None,

@@ -139,6 +139,8 @@ def run(args: argparse.Namespace) -> int:
                       allow_takeover=args.allow_takeover or feed == "mt5",
                       broker_factory=edges.broker_factory, instruments=edges.instruments)
     alerts.service = service
+    if edges.reconnects is not None:
+        service.metrics.broker_reconnects.set_function(edges.reconnects)
     token, new_token = api_token(args.data_dir)
     logs.hide(token)  # printed once below, on purpose; never in a log line
     feeder = None  # the demo feed or the pump of a polled feed (MetaTrader 5)

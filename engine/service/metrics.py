@@ -41,6 +41,8 @@ class Metrics:
                                       "(recovering, stalled or stopped)", registry=r)
         self.input_lag = Gauge("riskrail_input_lag", "input entries of an account not yet acknowledged (decided and committed)",
                                ["account"], registry=r)
+        self.broker_reconnects = Gauge("riskrail_broker_reconnects", "times the broker's terminal was reconnected since the "
+                                       "process started (MetaTrader 5; 0 without one)", registry=r)
         self.last_reload_success.set(1)
         for result in ("ok", "failed"):  # every series exists from the start, at 0
             self.optimizations.labels(result=result)

@@ -115,3 +115,28 @@ def test_a_position_the_broker_closed_while_riskrail_was_down_is_closed_in_the_b
     assert ticket not in fake.positions
     p = run_once(lambda e: not e.book.positions[str(ticket)].is_open, "the close booked after the restart")
     assert p.status.value == "closed" and [f.rule for f in p.fills] == ["broker_sl"]
+
+
+def test_the_terminals_reconnects_are_a_metric() -> None:
+    # issue 14, case 6: a reconnect is counted where an operator sees it (/metrics), as `riskrail run` wires it
+    from prometheus_client import generate_latest
+
+    from engine.service.metrics import Metrics
+
+    fake = FakeTerminal(login=LOGIN, password=PASSWORD, server=SERVER)
+    fake.add_symbol("EURUSD", digits=5, volume_step=0.01, volume_min=0.01)
+    fake.tick("EURUSD", 1.14500, 1.14502, T0)
+    edges = factories.edges("mt5", "mt5", mt5_module=fake,
+                            env={"MT5_LOGIN": str(LOGIN), "MT5_PASSWORD": PASSWORD, "MT5_SERVER": SERVER})
+    assert edges.reconnects is not None and edges.feed is not None
+    metrics = Metrics()
+    metrics.broker_reconnects.set_function(edges.reconnects)
+    try:
+        feed = edges.feed(None)
+        feed.poll()
+        assert b"riskrail_broker_reconnects 0.0" in generate_latest(metrics.registry)
+        fake.go_away(back_after=0)  # the terminal restarts between two polls
+        feed.poll()
+        assert b"riskrail_broker_reconnects 1.0" in generate_latest(metrics.registry)
+    finally:
+        edges.close()
