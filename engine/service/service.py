@@ -22,9 +22,11 @@ from typing import Any
 
 import redis
 
+from engine.config.lint import check_removed_strategies
 from engine.config.load import RuleSet, ruleset_from_texts, validate_config
 from engine.errors import ConfigError, RiskrailError
 from engine.ports import Broker, Store
+from engine.rules._errors import ReloadRefused
 from engine.service.metrics import Metrics
 from engine.service.reload import Reloader, ReloadResult, encode, problem_json
 from engine.service.rulestore import RedisStore
@@ -265,9 +267,13 @@ class Service:
     # --- reloads --------------------------------------------------------------------------------------
 
     def _apply(self, rules: RuleSet, files: dict[str, str]) -> str:
-        """Make ``rules`` (validated and test-compiled from ``files``) active in every engine of this process."""
+        """Make ``rules`` (validated and test-compiled from ``files``) active in every engine of this process.
+
+        Raises ``ReloadRefused`` (nothing changes) when ``rules`` remove a strategy that still has open
+        positions in an engine of this process."""
         if rules.version == self.version:
             return rules.version
+        self._refuse_removed_strategies(rules)
         rules = self._with_broker_instruments(rules, refresh=True)
         self._store_rules(rules, files)
         previous = self._active
@@ -285,6 +291,17 @@ class Service:
         if self.jobs is not None and (previous is None or previous.schedules != rules.schedules):
             self.jobs.set_schedules(rules.schedules)
         return rules.version
+
+    def _refuse_removed_strategies(self, rules: RuleSet) -> None:
+        with self._workers_lock:
+            workers = list(self.workers.values())
+        for w in workers:
+            try:
+                opened = w.call(lambda e: e.book.open_ids())
+            except RiskrailError:  # not ready (recovering): its engine refuses such a reload itself
+                continue
+            if reasons := check_removed_strategies(self.active_rules().strategies, rules.strategies, opened):
+                raise ReloadRefused(f"account {w.account}: " + "; ".join(reasons))
 
     def _record_reload(self, res: ReloadResult) -> None:
         self.metrics.reloads.labels(result="ok" if res.ok else "refused").inc()

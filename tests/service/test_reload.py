@@ -136,3 +136,23 @@ def test_the_texts_stored_for_a_version_are_those_that_were_validated(redis_serv
         assert svc.rules_for(rules.version).version == rules.version
     finally:
         svc.stop()
+
+
+def test_a_reload_removing_a_strategy_with_open_positions_is_refused_and_the_rules_stay(redis_server, scalping) -> None:
+    # issue 14: the strategy of an open position leaves the files; the reload is refused, naming the position,
+    # and the engine keeps managing it under the rules it had
+    svc = start_service(redis_server, scalping, watch=True)
+    try:
+        svc.publish({"type": "tick", "ts": 1_549_238_400_000, "symbol": "EURUSD", "bid": 1.14500, "ask": 1.14502}, "acct")
+        svc.publish({"type": "position_opened", "ts": 1_549_238_400_001, "position_id": "t1", "symbol": "EURUSD",
+                     "strategy_type": "scalp_trend", "action": "BUY", "volume": 0.1, "entry_price": 1.14502}, "acct")
+        wait_for(lambda: svc.workers["acct"].call(lambda e: "t1" in e.book.positions), 10, "the position")
+        old = svc.version
+        (scalping / "strategies" / "scalp_trend.yaml").unlink()
+        edit(scalping / "strategies" / "scalp_revert.yaml", "target: 0.5, min: 0.3, max: 0.7", "target: 1.0, min: 0.3, max: 1.0")
+        edit(scalping / "rules" / "instruments.yaml", "2001: scalp_trend, ", "")
+        res = svc.reload("test")
+        assert not res.ok and "strategy 'scalp_trend' is removed but still has 1 open position(s): t1" in res.errors[0]["text"]
+        assert svc.version == old and svc.workers["acct"].call(lambda e: e.version) == old
+    finally:
+        svc.stop()
