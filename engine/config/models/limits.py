@@ -27,27 +27,22 @@ class MaxPositionSize(Model):
     on_breach: Literal["reject", "resize"] = "reject"
 
 
-def _position_size(value: object) -> object:
-    # Shorthand of DESIGN 3.2: ``max_position_size: 0.15`` means ``{max: 0.15}``.
+def _max_shorthand(value: object) -> object:
+    # Shorthand of DESIGN 3.2 for a limit with a breach rule: ``max_position_size: 0.15`` means ``{max: 0.15}``.
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return {"max": value}
     return value
 
 
-_POSITION_SIZE_SCHEMA = {
-    "anyOf": [
-        {"type": "number", "exclusiveMinimum": 0, "maximum": 100},
-        {
-            "type": "object",
-            "properties": {
-                "max": {"type": "number", "exclusiveMinimum": 0, "maximum": 100},
-                "on_breach": {"enum": ["reject", "resize"]},
-            },
-            "additionalProperties": False,
-        },
-    ],
-    "description": "notional / equity of one position; a number or {max, on_breach}",
-}
+def _max_schema(maximum: float, breaches: list[str], description: str, *, nullable: bool = False) -> dict[str, object]:
+    """The JSON Schema of a ``{max, on_breach}`` limit that may be written as its bare ``max`` (and ``null``)."""
+    bound = {"type": "number", "exclusiveMinimum": 0, "maximum": maximum}
+    forms: list[object] = [bound, {"type": "object", "properties": {"max": bound, "on_breach": {"enum": breaches}},
+                                   "additionalProperties": False}]
+    return {"anyOf": [*forms, {"type": "null"}] if nullable else forms, "description": description}
+
+
+_POSITION_SIZE_SCHEMA = _max_schema(100, ["reject", "resize"], "notional / equity of one position; a number or {max, on_breach}")
 
 
 class MaxCorrelation(Model):
@@ -66,29 +61,9 @@ class MaxEntryDeviation(Model):
     on_breach: Literal["reject", "reprice"] = "reject"
 
 
-def _entry_deviation(value: object) -> object:
-    # Shorthand, as for max_position_size: ``max_entry_deviation: 0.005`` means ``{max: 0.005}``.
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return {"max": value}
-    return value
-
-
-_ENTRY_DEVIATION_SCHEMA = {
-    "anyOf": [
-        {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
-        {
-            "type": "object",
-            "properties": {
-                "max": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
-                "on_breach": {"enum": ["reject", "reprice"]},
-            },
-            "additionalProperties": False,
-        },
-        {"type": "null"},
-    ],
-    "description": "|entry - quote| / quote of a proposal (BUY: ask, SELL: bid); a number, {max, on_breach} "
-                   "(reject | reprice) or null (no check)",
-}
+_ENTRY_DEVIATION_SCHEMA = _max_schema(
+    1, ["reject", "reprice"], "|entry - quote| / quote of a proposal (BUY: ask, SELL: bid); a number, {max, on_breach} "
+    "(reject | reprice) or null (no check)", nullable=True)
 
 _DURATION = re.compile(r"([1-9][0-9]{0,8})(ms|s|m|h)")
 _DURATION_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000}
@@ -129,12 +104,12 @@ class Limits(Model):
 
     daily_loss: DailyLoss = DailyLoss()
     max_position_size: Annotated[
-        MaxPositionSize, BeforeValidator(_position_size), WithJsonSchema(_POSITION_SIZE_SCHEMA)
+        MaxPositionSize, BeforeValidator(_max_shorthand), WithJsonSchema(_POSITION_SIZE_SCHEMA)
     ] = MaxPositionSize()
     max_correlation: MaxCorrelation = MaxCorrelation()
     per_strategy: PerStrategy = PerStrategy()
     max_entry_deviation: Annotated[
-        MaxEntryDeviation | None, BeforeValidator(_entry_deviation), WithJsonSchema(_ENTRY_DEVIATION_SCHEMA)
+        MaxEntryDeviation | None, BeforeValidator(_max_shorthand), WithJsonSchema(_ENTRY_DEVIATION_SCHEMA)
     ] = MaxEntryDeviation()
     # milliseconds, written (and dumped) 30s, 5m, 1h; None: no limit
     max_quote_age: Annotated[
