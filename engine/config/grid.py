@@ -95,9 +95,5 @@ class Grid:
         threshold asks less than its rule says."""
         return self.up(value) if side > 0 else self.down(value)
 
-    def text(self, value: float) -> str:
-        """``value`` (on the grid) as a decimal text with the grid's decimals (``1.11100``)."""
-        return f"{value:.{self.decimals}f}"
-
 
 __all__ = ["NOISE", "Grid"]
