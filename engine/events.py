@@ -156,7 +156,7 @@ def parse_ts(value: Any) -> int:
         except (OverflowError, ValueError):
             raise EventError(f"ts: expected a time between 2000-01-01 and 2100-01-01, found {value!r}") from None
         return _in_range(ms, repr(value))
-    raise EventError(f"ts: expected epoch milliseconds or an ISO-8601 time, found {_show(value)}")
+    raise EventError(f"ts: expected epoch milliseconds or an ISO-8601 time, found {show(value)}")
 
 
 def _in_range(ms: int, shown: str) -> int:
@@ -169,7 +169,7 @@ def _in_range(ms: int, shown: str) -> int:
                      f"{TS_MIN_MS} to {TS_MAX_MS}), found {shown}")
 
 
-def _show(value: Any) -> str:
+def show(value: Any) -> str:
     """A short rendering of a bad value for a message (a hostile value can be megabytes long)."""
     text = repr(value)
     return text if len(text) <= 80 else text[:60] + f"… ({len(text)} characters)"
@@ -186,7 +186,7 @@ def _num(obj: dict, key: str, *, positive: bool = True) -> float:
         raise EventError(f"{key}: missing")
     v = obj[key]
     if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise EventError(f"{key}: expected a number, found {_show(v)}")
+        raise EventError(f"{key}: expected a number, found {show(v)}")
     bound = LIMITS["price"] if key in _PRICES else LIMITS["volume"]
     if isinstance(v, int) and abs(v) > bound:  # float() of a huge integer overflows
         raise EventError(f"{key}: expected a number up to {bound:g}, found an integer of {len(str(abs(v)))} digits")
@@ -203,7 +203,7 @@ def _num(obj: dict, key: str, *, positive: bool = True) -> float:
 def _str(obj: dict, key: str) -> str:
     v = obj.get(key)
     if not isinstance(v, str) or not v:
-        raise EventError(f"{key}: expected a non-empty string, found {_show(v)}")
+        raise EventError(f"{key}: expected a non-empty string, found {show(v)}")
     return _ident(key, v)
 
 
@@ -211,7 +211,7 @@ def _ident(key: str, v: str) -> str:
     if len(v) > MAX_ID_LENGTH:
         raise EventError(f"{key}: expected at most {MAX_ID_LENGTH} characters, found {len(v)}")
     if not v.isprintable():
-        raise EventError(f"{key}: expected printable characters, found {_show(v)}")
+        raise EventError(f"{key}: expected printable characters, found {show(v)}")
     return v
 
 
@@ -341,7 +341,7 @@ def parse_event(obj: Any) -> Event:
     if kind == "position_opened":
         action = obj.get("action")
         if action not in ("BUY", "SELL"):
-            raise EventError(f"action: expected BUY or SELL, found {_show(action)}")
+            raise EventError(f"action: expected BUY or SELL, found {show(action)}")
         return PositionOpened(
             ts, _str(obj, "position_id"), _str(obj, "symbol"), _str(obj, "strategy_type"),
             _str(obj, "strategy_name") if isinstance(obj.get("strategy_name"), str) and obj["strategy_name"]
@@ -355,11 +355,11 @@ def parse_event(obj: Any) -> Event:
     if kind == "fill":
         rule = obj.get("rule", "broker")
         if not isinstance(rule, str) or not rule:
-            raise EventError(f"rule: expected a non-empty string, found {_show(rule)}")
+            raise EventError(f"rule: expected a non-empty string, found {show(rule)}")
         _ident("rule", rule)
         action_id = obj.get("action_id")
         if action_id is not None and (not isinstance(action_id, str) or not action_id):
-            raise EventError(f"action_id: expected a non-empty string, found {_show(action_id)}")
+            raise EventError(f"action_id: expected a non-empty string, found {show(action_id)}")
         if action_id is not None:
             _ident("action_id", action_id)
         return Fill(ts, _str(obj, "position_id"), _num(obj, "volume"), _num(obj, "price"), rule, action_id)
@@ -372,9 +372,9 @@ def parse_event(obj: Any) -> Event:
         ids = [obj.get(key) for key in ("position_id", "action_id")]
         for key, value in zip(("position_id", "action_id"), ids, strict=True):
             if value is not None and not (isinstance(value, str) and value):
-                raise EventError(f"{key}: expected a non-empty string, found {_show(value)}")
+                raise EventError(f"{key}: expected a non-empty string, found {show(value)}")
         return BrokerAlert(ts, message, ids[0], ids[1])
-    raise EventError(f"type: expected tick, position_opened, position_closed, fill, clock or broker_alert, found {_show(kind)}")
+    raise EventError(f"type: expected tick, position_opened, position_closed, fill, clock or broker_alert, found {show(kind)}")
 
 
 def _volume0(obj: dict) -> float | None:
@@ -391,7 +391,7 @@ def _volume0(obj: dict) -> float | None:
 def _bool(obj: dict, key: str) -> bool:
     v = obj.get(key, False)
     if not isinstance(v, bool):
-        raise EventError(f"{key}: expected true or false, found {_show(v)}")
+        raise EventError(f"{key}: expected true or false, found {show(v)}")
     return v
 
 

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 from engine.errors import RiskrailError
-from engine.events import MAX_EVENT_BYTES, Event, EventError, Tick, decode, parse_event, parse_json, parse_ts
+from engine.events import MAX_EVENT_BYTES, Event, EventError, Tick, decode, parse_event, parse_json, parse_ts, show
 
 Record = tuple[str, int, "Event | EventError"]
 #: ``on_skip(source, line, error)``: a malformed record, skipped
@@ -170,7 +170,7 @@ def read_dukascopy(path: str, symbol: str) -> Iterator[Record]:
         for row in rows:
             try:
                 if not isinstance(row, list) or len(row) < 3:
-                    raise EventError(f"expected [ts_ms, ask, bid, ...], found {_short(row)}")
+                    raise EventError(f"expected [ts_ms, ask, bid, ...], found {show(row)}")
                 yield path, n, parse_event({"type": "tick", "ts": row[0], "symbol": symbol, "bid": row[2], "ask": row[1]})
             except EventError as exc:
                 yield path, n, exc
@@ -189,11 +189,6 @@ def _rows(text: str) -> tuple[list, bool]:
             return parse_json(f"[{text[:-1]}]", max_bytes=None, finite=False), True
         except EventError:
             raise first from None
-
-
-def _short(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:60] + f"… ({len(text)} characters)"
 
 
 def read_ticks(path: str, symbol: str | None = None) -> Iterator[Record]:
