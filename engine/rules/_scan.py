@@ -19,8 +19,6 @@ from engine.rules._jit import (
     DYN_ON,
     ENTRY,
     G_HALF_TICK,
-    G_TICK_SCALE,
-    G_TICK_UNITS,
     INPROF,
     SIDE,
     STOP,
@@ -28,7 +26,6 @@ from engine.rules._jit import (
     TIP,
     TP,
     TRAIL_ACT,
-    TRAIL_D,
     TRAIL_MOVE,
     TRAIL_VOL,
     TRIGGER,
@@ -38,8 +35,8 @@ from engine.rules._jit import (
     Ints,
     compiled,
     moves,
-    snap,
     sweep,
+    trail_candidate,
 )
 
 
@@ -110,7 +107,8 @@ def np_sum(a: Floats, n: int) -> float:
 
 
 @compiled
-def _bands(n: int, grid: Floats, floats: Floats, ints: Ints, bools: Bools, levels: Floats, band: Floats, full: Ints) -> int:
+def _bands(n: int, grid: Floats, floats: Floats, ints: Ints, bools: Bools, levels: Floats, band: Floats, full: Ints,
+           no_windows: Ints, no_values: Floats) -> int:
     """Sort the positions for ``scan``: return the number of positions needing the whole step on every
     quote (listed in ``full``) and fill ``band``, the prices between which a quote changes nothing on
     any other position but its time in profit.
@@ -118,11 +116,12 @@ def _bands(n: int, grid: Floats, floats: Floats, ints: Ints, bools: Bools, level
     ``band``: longs need ``band[0] < bid < band[1]`` and ``bid <= band[2]`` (no new best price);
     shorts ``band[3] < ask < band[4]`` and ``ask >= band[5]``. A position needs the whole step when
     its stops move with the volatility (dynamic SL/TP, volatility trailing once armed) or its armed
-    trail would tighten the stop now. Every other level is a price the step compares a quote with
+    trail would tighten the stop now (``no_windows``/``no_values``: empty volatility, for the step's own
+    ``trail_candidate`` of a fixed trail). Every other level is a price the step compares a quote with
     within half a tick (``_jit``): the band's bounds are those same sums, so a quote inside reaches none.
     """
     side, stop, tp, best = floats[SIDE], floats[STOP], floats[TP], floats[BEST]
-    trail_d, trail_act, trail_move = floats[TRAIL_D], floats[TRAIL_ACT], floats[TRAIL_MOVE]
+    trail_act, trail_move = floats[TRAIL_ACT], floats[TRAIL_MOVE]
     taken = ints[TAKEN]
     armed, trail_vol, dyn_on = bools[ARMED], bools[TRAIL_VOL], bools[DYN_ON]
     half = grid[G_HALF_TICK]
@@ -137,7 +136,8 @@ def _bands(n: int, grid: Floats, floats: Floats, ints: Ints, bools: Bools, level
             m += 1
             continue
         if armed[i]:
-            cand = snap(best[i] * (1 - s * trail_d[i]), s, grid[G_TICK_UNITS], grid[G_TICK_SCALE])
+            # a fixed trail (a volatility one took the whole step above): the step's own candidate, without volatility
+            cand = trail_candidate(i, s, grid, floats, ints, bools, no_windows, no_values)
             if moves(s * cand - s * stop[i], True, trail_move[i], half):
                 full[m] = i
                 m += 1
@@ -243,7 +243,7 @@ def scan(lo: int, hi: int, ts: Ints, bids: Floats, asks: Floats, last_ts: int, l
     in ``full`` take the whole step, and the others gain their time in profit; any other quote takes
     the whole step on every position, after which the bands are drawn again.
     """
-    m = _bands(n, grid, floats, ints, bools, levels, band, full)
+    m = _bands(n, grid, floats, ints, bools, levels, band, full, sizes[:0], S[5, :0])
     for j in range(lo, hi):
         t = ts[j]
         if t >= limit_ts:
@@ -267,7 +267,7 @@ def scan(lo: int, hi: int, ts: Ints, bids: Floats, asks: Floats, last_ts: int, l
         if inside:
             _time_in_profit(n, m, full, bid, ask, elapsed, floats, ints, bools)
         else:
-            m = _bands(n, grid, floats, ints, bools, levels, band, full)
+            m = _bands(n, grid, floats, ints, bools, levels, band, full, sizes[:0], S[5, :0])
         for q in range(old.shape[0]):
             total[q] = totals[q]
             old[q] = new[q]
