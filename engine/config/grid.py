@@ -51,6 +51,12 @@ class Grid:
         scale = 10 ** decimals
         return cls(int(exact * scale), scale)
 
+    @classmethod
+    def ticks(cls, digits: int, tick_size: float | None = None) -> Grid:
+        """The tick grid of a symbol quoted with ``digits`` decimals: ``tick_size`` when it has one, else
+        one point (``10 ** -digits``)."""
+        return cls.of(tick_size) if tick_size else cls(1, 10 ** digits)
+
     @property
     def step(self) -> float:
         """The step as a float."""

@@ -320,7 +320,7 @@ def _check_steps(doc: Document, symbol: str, spec: Instrument) -> list[Problem]:
     """Return the problems of an instrument's tick size and volumes: a tick of whole points, and a
     volume range on the lot step, lowest first."""
     out: list[Problem] = []
-    if spec.tick_size is not None and (spec.tick_size < spec.point or not Grid(1, 10 ** spec.digits).on(spec.tick_size)):
+    if spec.tick_size is not None and (spec.tick_size < spec.point or not Grid.ticks(spec.digits).on(spec.tick_size)):
         message = f"expected a tick size of whole points ({_fmt(spec.point)} with digits {spec.digits}), found {_fmt(spec.tick_size)}"
         out.append(at(doc, ("instruments", symbol, "tick_size"), message))
     if spec.volume_min > spec.volume_max:

@@ -54,7 +54,7 @@ class SymbolSpec:
     @property
     def prices(self) -> Grid:
         """The tick grid every price of the symbol lies on (``Instrument.prices``)."""
-        return Grid.of(self.tick_size) if self.tick_size else Grid(1, 10 ** self.digits)
+        return Grid.ticks(self.digits, self.tick_size)
 
     @property
     def lots(self) -> Grid:

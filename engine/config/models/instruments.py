@@ -40,7 +40,7 @@ class Instrument(Model):
     @property
     def prices(self) -> Grid:
         """The tick grid every price of the symbol lies on."""
-        return Grid.of(self.tick_size) if self.tick_size is not None else Grid(1, 10 ** self.digits)
+        return Grid.ticks(self.digits, self.tick_size)
 
     @property
     def lots(self) -> Grid:
