@@ -100,16 +100,14 @@ class MT5Feed:
         The exit deals the engine's volume already reflects (the earliest ones, up to the volume opened
         less the engine's) are accounted for; the later ones are the news. A position id that is no ticket
         is left alone."""
-        out_kinds = (self.mt5.DEAL_ENTRY_OUT, self.mt5.DEAL_ENTRY_OUT_BY)
         for position_id, symbol, volume in open_positions:
             if not position_id.isdigit() or int(position_id) in self._known:
                 continue
             ticket = int(position_id)
             deals = self.conn.call("history_deals_get", position=ticket) or ()
-            opened = sum(float(d.volume) for d in deals if d.entry == self.mt5.DEAL_ENTRY_IN)
-            reflected = opened - volume  # closed before the engine's state: already booked
+            reflected = self._opened(deals) - volume  # closed before the engine's state: already booked
             tracked = _Tracked(symbol, float(volume))
-            for d in sorted((d for d in deals if d.entry in out_kinds), key=lambda d: (d.time_msc, d.ticket)):
+            for d in self._exits(deals):
                 if reflected <= _EPS:
                     break
                 tracked.accounted.add(int(d.ticket))
@@ -159,13 +157,13 @@ class MT5Feed:
         # partly closed already (an engine restart): the volume it was opened with, from its entry deals,
         # tells the engine which exit levels were taken
         deals = self.conn.call("history_deals_get", position=int(p.ticket)) or ()
-        opened = sum(float(d.volume) for d in deals if d.entry == self.mt5.DEAL_ENTRY_IN)
+        opened = self._opened(deals)
         if opened > float(p.volume) + _EPS:
             event["volume0"] = opened
         events.append(event)
         tracked = _Tracked(p.symbol, float(p.volume))
         # the exit deals before the takeover are in its volume already: never a fill of this position again
-        tracked.accounted.update(int(d.ticket) for d in deals if d.entry in (self.mt5.DEAL_ENTRY_OUT, self.mt5.DEAL_ENTRY_OUT_BY))
+        tracked.accounted.update(int(d.ticket) for d in self._exits(deals))
         self._known[int(p.ticket)] = tracked
 
     def _sync(self, ticket: int, tracked: _Tracked, volume: float, events: list[dict[str, Any]], current: Any) -> None:
@@ -178,11 +176,8 @@ class MT5Feed:
             if current is None:
                 del self._known[ticket]
             return
-        mt5 = self.mt5
         deals = self.conn.call("history_deals_get", position=ticket) or ()
-        exits = sorted((d for d in deals if d.entry in (mt5.DEAL_ENTRY_OUT, mt5.DEAL_ENTRY_OUT_BY) and d.ticket not in tracked.accounted),
-                       key=lambda d: (d.time_msc, d.ticket))
-        for d in exits:
+        for d in [d for d in self._exits(deals) if d.ticket not in tracked.accounted]:
             tracked.accounted.add(d.ticket)
             tracked.unexplained = max(tracked.unexplained - float(d.volume), 0.0)
             if d.ticket in self.conn.ledger:
@@ -204,6 +199,15 @@ class MT5Feed:
                 tracked.unexplained, tracked.waited = 0.0, 0
         if current is None and tracked.unexplained <= _EPS:
             del self._known[ticket]
+
+    def _opened(self, deals: Iterable[Any]) -> float:
+        """The volume a position was opened with: its entry deals' (lots)."""
+        return sum(float(d.volume) for d in deals if d.entry == self.mt5.DEAL_ENTRY_IN)
+
+    def _exits(self, deals: Iterable[Any]) -> list[Any]:
+        """A position's exit deals, oldest first."""
+        out_kinds = (self.mt5.DEAL_ENTRY_OUT, self.mt5.DEAL_ENTRY_OUT_BY)
+        return sorted((d for d in deals if d.entry in out_kinds), key=lambda d: (d.time_msc, d.ticket))
 
     def _rule(self, reason: int) -> str:
         mt5 = self.mt5
