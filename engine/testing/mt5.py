@@ -13,16 +13,37 @@ What the fake checks, as the trade server would (so adapter mistakes fail the te
   ``RES_E_INVALID_PARAMS``, as the package does); a close (``TRADE_ACTION_DEAL`` with ``position``)
   needs the opposite order type, a volume on the symbol's ``volume_step`` within ``volume_min`` and
   ``volume_max`` (else ``INVALID_VOLUME``) and at most the position's volume, an allowed filling mode,
-  a price on the tick grid (``trade_tick_size``, else ``INVALID_PRICE``) within ``deviation`` points of
-  the market (else ``REQUOTE``); ``TRADE_ACTION_SLTP`` needs both levels on the tick grid and outside
-  ``trade_stops_level`` points of the price (else ``INVALID_STOPS``), and identical levels give
-  ``NO_CHANGES``;
+  and a price on the tick grid (``trade_tick_size``, else ``INVALID_PRICE``); ``TRADE_ACTION_SLTP``
+  needs both levels on the tick grid and outside ``trade_stops_level`` points of the price (else
+  ``INVALID_STOPS``), and identical levels give ``NO_CHANGES``;
+- the symbol's execution mode (``add_symbol(execution=...)``): ``INSTANT`` (the default) fills at the
+  market when the request's price is within ``deviation`` points of it, else ``REQUOTE`` (with the
+  fresh bid and ask in the result); ``REQUEST`` gives ``PRICE_CHANGED`` instead; ``MARKET`` and
+  ``EXCHANGE`` ignore the request's price and deviation and fill at whatever the market is when the
+  request lands, so the fill price may differ from the quote the sender read;
 - broker-side stops: a tick that reaches a position's ``sl`` or ``tp`` closes it at the tick's price
   with a ``DEAL_REASON_SL``/``DEAL_REASON_TP`` deal.
 
+What the fake models of a real terminal:
+
+- order tickets: every executed request is an order with its own ticket (the result's ``order``),
+  every deal names the order that made it (``TradeDeal.order``; a position's opening deal: the
+  position's ticket, as MT5 numbers them), and ``history_deals_get(ticket=order)`` gives an order's
+  deals; the result's ``deal`` is the order's first deal;
+- deals without comments: ``deal_comments = False`` empties every deal's comment, as brokers do that
+  do not copy an order's comment into its deals;
+- the market moving between calls: a scripted ``("move", points)`` moves the request's symbol by
+  ``points`` points (a new tick) after the sender read its quote and before the request lands;
+- lost replies: a scripted ``"lost"`` executes the request and returns ``None`` (IPC timeout), and
+  ``"dropped"`` executes it and loses the terminal with the reply (``None``, ``No IPC connection``;
+  the next ``initialize`` brings it back);
+- partial fills: ``("partial", volume)`` fills only ``volume`` of a close (``DONE_PARTIAL``; the rest
+  stays open), ``("split", volume)`` fills all of it in two deals of one order, the first of
+  ``volume`` lots at the market, the rest one point worse (``DONE``).
+
 Scripting: ``add_symbol``, ``tick`` (or ``feed_ticks``), ``open_position``, ``close_position`` (the
-trader), ``script_order_send`` (retcodes, ``None``, ``"lost"``: executed but the reply lost,
-``("partial", volume)``, or a callable run first), ``go_away(back_after=n)``; ``requests`` records every ``order_send`` request.
+trader), ``script_order_send`` (the outcomes above, a retcode, ``None``, or a callable run first),
+``go_away(back_after=n)``; ``requests`` records every ``order_send`` request that reached the fake.
 Profit is in the symbol's profit currency, which the fake takes to be the account currency.
 """
 
@@ -98,6 +119,8 @@ COPY_TICKS_INFO = 1
 COPY_TICKS_TRADE = 2
 TICK_FLAG_BID = 2
 TICK_FLAG_ASK = 4
+TICK_FLAG_LAST = 8
+TICK_FLAG_VOLUME = 16
 
 TRADE_RETCODE_REQUOTE = 10004
 TRADE_RETCODE_REJECT = 10006
@@ -463,7 +486,8 @@ class _Symbol(TypedDict):
 
 
 # A scripted order_send outcome (see FakeTerminal.script_order_send).
-_Outcome: TypeAlias = int | Literal["lost"] | tuple[Literal["partial"], float] | Callable[[], object] | None
+_Outcome: TypeAlias = (int | Literal["lost", "dropped"] | tuple[Literal["partial", "split", "move"], float] | Callable[[], object]
+                       | None)
 
 
 def _seconds(value: datetime | float) -> float:
@@ -526,7 +550,7 @@ class FakeTerminal:
         self.now_msc = 0
         self._error: tuple[int, str] = (RES_S_OK, "Success")
         self._script: deque[_Outcome] = deque()
-        self._partial: float | None = None
+        self._fill: tuple[str, float] | None = None  # a scripted ("partial" | "split", volume) for the next close
         self._back_after = 0
         self._next_ticket = 1_000_000
         self._request_id = 0
@@ -536,10 +560,11 @@ class FakeTerminal:
     def add_symbol(self, name: str, *, digits: int = 5, tick_size: float = 0.0, contract_size: float = 100_000.0, volume_step: float = 0.01,
                    volume_min: float = 0.01, volume_max: float = 100.0, stops_level: int = 0, freeze_level: int = 0,
                    filling_mode: int = _FILL_FOK | _FILL_IOC, trade_mode: int = SYMBOL_TRADE_MODE_FULL,
-                   execution: int = SYMBOL_TRADE_EXECUTION_MARKET, base: str | None = None, profit: str | None = None,
+                   execution: int = SYMBOL_TRADE_EXECUTION_INSTANT, base: str | None = None, profit: str | None = None,
                    select: bool = True) -> None:
         """Offer a symbol (selected in Market Watch unless ``select`` is false); ``tick_size``: its price
-        step, a whole number of points (0.25 with 2 digits; default one point)."""
+        step, a whole number of points (0.25 with 2 digits; default one point); ``execution``: how market
+        orders are filled (``SYMBOL_TRADE_EXECUTION_*``; see the module docstring)."""
         self.symbols[name] = {"digits": digits, "tick_size": tick_size, "contract_size": contract_size, "volume_step": volume_step,
                               "volume_min": volume_min, "volume_max": volume_max, "stops_level": stops_level,
                               "freeze_level": freeze_level, "filling_mode": filling_mode, "trade_mode": trade_mode,
@@ -559,9 +584,9 @@ class FakeTerminal:
             long = p.type == POSITION_TYPE_BUY
             price = t.bid if long else t.ask
             if p.sl and (price <= p.sl if long else price >= p.sl):
-                self._close(p, p.volume, price, DEAL_REASON_SL, f"[sl {p.sl:.{self._digits(symbol)}f}]", 0)
+                self._close(p, p.volume, price, DEAL_REASON_SL, f"[sl {p.sl:.{self._digits(symbol)}f}]", self._ticket())
             elif p.tp and (price >= p.tp if long else price <= p.tp):
-                self._close(p, p.volume, price, DEAL_REASON_TP, f"[tp {p.tp:.{self._digits(symbol)}f}]", 0)
+                self._close(p, p.volume, price, DEAL_REASON_TP, f"[tp {p.tp:.{self._digits(symbol)}f}]", self._ticket())
 
     def feed_ticks(self, symbol: str, ticks: Iterable[tuple[int, float, float]]) -> None:
         """Several quotes ``(time_msc, bid, ask)`` in order."""
@@ -596,8 +621,13 @@ class FakeTerminal:
     def script_order_send(self, *outcomes: _Outcome) -> None:
         """Outcomes of the next ``order_send`` calls, in order: a retcode (returned, nothing executed),
         ``None`` (the call fails, nothing executed), ``"lost"`` (executed, but the reply is lost: ``None``),
-        ``("partial", volume)`` (a close fills only that volume: ``DONE_PARTIAL``), or a callable run
-        before the request is handled normally (e.g. a price move)."""
+        ``"dropped"`` (executed, then the terminal goes away with the reply: ``None``), ``("partial", volume)``
+        (a close fills only that volume: ``DONE_PARTIAL``), ``("split", volume)`` (a close fills in two
+        deals of one order: ``volume`` lots, then the rest one point worse), ``("move", points)`` (the
+        request's symbol moves that many points, up when positive, before the request lands) or a
+        callable run before the request lands. ``"move"``, ``"partial"``, ``"split"`` and callables shape
+        the call and go on to the next outcome (``("split", 0.01), "lost"``: a split fill whose reply is
+        lost); a retcode, ``None``, ``"lost"`` and ``"dropped"`` end the call's script."""
         self._script.extend(outcomes)
 
     def go_away(self, back_after: int = 0) -> None:
@@ -608,6 +638,7 @@ class FakeTerminal:
         self._back_after = back_after
 
     def deals_of(self, ticket: int) -> list[TradeDeal]:
+        """The deals of position ``ticket``, oldest first (its opening deal, then its exits)."""
         return [d for d in self.deals if d.position_id == ticket]
 
     # --- the package's functions -------------------------------------------------------------------
@@ -724,8 +755,13 @@ class FakeTerminal:
         if symbol not in self.symbols:
             self._fail(RES_E_NOT_FOUND, "Terminal: Not found")
             return None
+        # COPY_TICKS_INFO: the ticks that changed the bid or ask; COPY_TICKS_TRADE: those that changed the last or volume
+        wanted = {COPY_TICKS_ALL: ~0, COPY_TICKS_INFO: TICK_FLAG_BID | TICK_FLAG_ASK, COPY_TICKS_TRADE: TICK_FLAG_LAST | TICK_FLAG_VOLUME}
+        if flags not in wanted:
+            self._fail(RES_E_INVALID_PARAMS, "Invalid arguments")
+            return None
         lo, hi = _seconds(date_from) * 1000, _seconds(date_to) * 1000
-        rows = [tuple(t) for t in self.history.get(symbol, []) if lo <= t.time_msc <= hi]
+        rows = [tuple(t) for t in self.history.get(symbol, []) if lo <= t.time_msc <= hi and t.flags & wanted[flags]]
         return np.array(rows, dtype=TICK_DTYPE)
 
     def positions_total(self) -> int | None:
@@ -771,28 +807,47 @@ class FakeTerminal:
             self._fail(RES_E_INVALID_PARAMS, 'Invalid "comment" argument')
             return None
         self.requests.append(request.copy())
-        lost = False
-        self._partial = None
+        self._fill = None
+        lost: str | None = None
         while self._script:
             outcome = self._script.popleft()
             if callable(outcome):
                 outcome()
                 continue
-            if isinstance(outcome, tuple):  # ("partial", volume)
-                self._partial = float(outcome[1])
-                break
+            if isinstance(outcome, tuple):
+                if outcome[0] == "move":
+                    self._move(request, float(outcome[1]))
+                    continue
+                self._fill = (outcome[0], float(outcome[1]))
+                continue
             if outcome is None:
                 self._fail(RES_E_INTERNAL_FAIL_TIMEOUT, "IPC timeout")
                 return None
-            if outcome == "lost":
-                lost = True
+            if outcome in ("lost", "dropped"):
+                lost = str(outcome)
                 break
             return self._result(int(outcome), request)
         result = self._handle(request)
+        self._fill = None
+        if lost == "dropped":
+            self.go_away(back_after=0)
+            self._fail(RES_E_INTERNAL_FAIL_CONNECT, "No IPC connection")
+            return None
         if lost:
             self._fail(RES_E_INTERNAL_FAIL_TIMEOUT, "IPC timeout")
             return None
         return result
+
+    def _move(self, r: _Request, points: float) -> None:
+        """The market of the request's symbol moves ``points`` points: a new tick, one ms later."""
+        p = self.positions.get(int(r.get("position", 0) or 0))
+        symbol = r.get("symbol") or (p.symbol if p else "")
+        q = self.quotes.get(symbol)
+        if q is None:
+            return
+        shift = points * 10.0 ** -self._digits(symbol)
+        digits = self._digits(symbol)
+        self.tick(symbol, round(q.bid + shift, digits), round(q.ask + shift, digits))
 
     # --- the trade server --------------------------------------------------------------------------
 
@@ -842,8 +897,11 @@ class FakeTerminal:
             return self._result(TRADE_RETCODE_INVALID_PRICE, r)
         if not (_on(float(r.get("sl", 0.0)), self._tick_size(symbol)) and _on(float(r.get("tp", 0.0)), self._tick_size(symbol))):
             return self._result(TRADE_RETCODE_INVALID_STOPS, r)
-        if abs(float(r.get("price", 0.0)) - market) > int(r.get("deviation", 0)) * point + point / 10:
+        off = abs(float(r.get("price", 0.0)) - market) > int(r.get("deviation", 0)) * point + point / 10
+        if off and s["execution"] == SYMBOL_TRADE_EXECUTION_INSTANT:
             return self._result(TRADE_RETCODE_REQUOTE, r)
+        if off and s["execution"] == SYMBOL_TRADE_EXECUTION_REQUEST:
+            return self._result(TRADE_RETCODE_PRICE_CHANGED, r)
         order = self._ticket()
         if p is None:
             self.open_position(symbol, "BUY" if otype == ORDER_TYPE_BUY else "SELL", volume, price=market,
@@ -851,11 +909,21 @@ class FakeTerminal:
                                comment=str(r.get("comment", "")))
             deal = self.deals[-1].ticket
             return self._result(TRADE_RETCODE_DONE, r, deal=deal, order=order, volume=volume, price=market)
-        partial, self._partial = self._partial, None
-        filled = volume if partial is None else min(partial, volume)
-        deal = self._close(p, filled, market, DEAL_REASON_EXPERT, str(r.get("comment", "")), order, magic=int(r.get("magic", 0)))
-        retcode = TRADE_RETCODE_DONE if filled >= volume else TRADE_RETCODE_DONE_PARTIAL
-        return self._result(retcode, r, deal=deal, order=order, volume=filled, price=market)
+        return self._fill_close(p, r, order, volume, market, point)
+
+    def _fill_close(self, p: _Position, r: _Request, order: int, volume: float, market: float, point: float) -> OrderSendResult:
+        """Fill a close as scripted: all of it in one deal, part of it (``partial``), or all of it in two deals (``split``)."""
+        how, first = self._fill or ("", volume)
+        first = min(first, volume)
+        comment, magic = str(r.get("comment", "")), int(r.get("magic", 0))
+        deal = self._close(p, first, market, DEAL_REASON_EXPERT, comment, order, magic=magic)
+        if how == "partial" and first < volume - 1e-12:
+            return self._result(TRADE_RETCODE_DONE_PARTIAL, r, deal=deal, order=order, volume=first, price=market)
+        if how == "split" and first < volume - 1e-12:
+            worse = market - point if p.type == POSITION_TYPE_BUY else market + point
+            self._close(p, round(volume - first, 8), round(worse, self._digits(p.symbol)), DEAL_REASON_EXPERT, comment, order,
+                        magic=magic)
+        return self._result(TRADE_RETCODE_DONE, r, deal=deal, order=order, volume=volume, price=market)
 
     def _sltp(self, p: _Position, r: _Request) -> OrderSendResult:
         s = self.symbols[p.symbol]

@@ -7,11 +7,11 @@ import threading
 import pytest
 
 from engine.actions import Action
-from engine.adapters.mt5 import MT5Broker, MT5Connection
+from engine.adapters.mt5 import MT5Broker, MT5Connection, MT5Feed
 from engine.rules.evaluator import FillReport
 from engine.testing import mt5 as M
 from engine.testing.mt5 import FakeTerminal
-from tests.adapters.conftest import T0, TREND, Clock
+from tests.adapters.conftest import ENV, T0, TREND, Clock
 
 
 def action(type_: str, position_id: str, *, id_: str = "a-1", rule: str = "stop_loss", ts: int = T0, **params) -> Action:
@@ -306,3 +306,74 @@ def test_a_lost_reply_is_found_without_comments_in_the_deals_and_never_sent_twic
     assert len(closes(fake)) == 1 and fake.positions[ticket].volume == pytest.approx(0.15)
     clock.now += 100
     assert broker.poll() == [] and not broker.pending
+
+
+def restarted(fake: FakeTerminal, clock: Clock) -> MT5Broker:
+    """A broker of a new process on the same terminal: a new connection, nothing booked, nothing pending."""
+    conn = MT5Connection(fake, env=ENV, clock=clock, sleep=clock.sleep)
+    conn.connect()
+    return MT5Broker(conn)
+
+
+def test_a_close_is_booked_at_the_deals_price_when_the_market_moved_before_it_landed(conn: MT5Connection, fake: FakeTerminal) -> None:
+    fake.add_symbol("GBPUSD", execution=M.SYMBOL_TRADE_EXECUTION_MARKET)  # no requotes: the order takes the market it meets
+    fake.tick("GBPUSD", 1.30000, 1.30010, T0)
+    ticket = fake.open_position("GBPUSD", "BUY", 0.10, magic=TREND)
+    fake.script_order_send(("move", -7))
+    [fill] = MT5Broker(conn).execute(action("close_partial", str(ticket), volume=0.03, rule="exit_levels.0"), {})
+    assert closes(fake)[0]["price"] == 1.30000 and fake.deals[-1].price == 1.29993
+    assert (fill.volume, fill.price) == (0.03, 1.29993)
+
+
+def test_an_order_filled_in_two_deals_is_two_fills_at_their_prices_and_the_feed_books_neither(conn: MT5Connection,
+                                                                                                fake: FakeTerminal) -> None:
+    ticket = fake.open_position("EURUSD", "BUY", 0.10, magic=TREND)
+    feed = MT5Feed(conn, {"magic": {TREND: "scalp_trend"}})
+    feed.poll()
+    fake.script_order_send(("split", 0.01))
+    fills = MT5Broker(conn).execute(action("close_partial", str(ticket), volume=0.03, rule="exit_levels.0"), {})
+    assert [(f.volume, f.price) for f in fills] == [(0.01, 1.14500), (0.02, 1.14499)] and len(closes(fake)) == 1
+    assert [e for e in feed.poll() if e["type"] == "fill"] == []
+
+
+@pytest.mark.parametrize("comments", [True, False])
+def test_a_restarted_broker_books_the_close_an_earlier_process_sent_and_sends_nothing(fake: FakeTerminal, clock: Clock,
+                                                                                     comments: bool) -> None:
+    # the reply to the close was lost and the process died; the engine decides the same action again from the same event
+    fake.deal_comments = comments
+    ticket = fake.open_position("EURUSD", "BUY", 0.10, magic=TREND)
+    fake.script_order_send(("move", -3), "lost")
+    assert restarted(fake, clock).execute(action("close_partial", str(ticket), volume=0.03, rule="exit_levels.0"), {}) == []
+    broker = restarted(fake, clock)
+    [fill] = broker.execute(action("close_partial", str(ticket), volume=0.03, rule="exit_levels.0"), {})
+    assert (fill.volume, fill.price, fill.action_id) == (0.03, 1.14497, "a-1")
+    assert len(closes(fake)) == 1 and fake.positions[ticket].volume == pytest.approx(0.07) and not broker.pending
+
+
+def test_a_restarted_broker_finds_both_deals_of_its_order_without_comments(fake: FakeTerminal, clock: Clock) -> None:
+    fake.deal_comments = False
+    ticket = fake.open_position("EURUSD", "BUY", 0.10, magic=TREND)
+    first = restarted(fake, clock)
+    fake.script_order_send(("split", 0.01), "lost")
+    assert first.execute(action("close_partial", str(ticket), volume=0.03, rule="exit_levels.0"), {}) == []
+    fills = restarted(fake, clock).execute(action("close_partial", str(ticket), volume=0.03, rule="exit_levels.0"), {})
+    assert [(f.volume, f.price) for f in fills] == [(0.01, 1.14500), (0.02, 1.14499)] and len(closes(fake)) == 1
+
+
+def test_after_a_restart_each_of_two_lost_closes_takes_its_own_deal_without_comments(fake: FakeTerminal, clock: Clock) -> None:
+    # two exits of one position decided one after the other, both replies lost, then the process died: decided again,
+    # each books its own deal (the older job may not take the younger one's), and nothing is sent
+    fake.deal_comments = False
+    ticket = fake.open_position("EURUSD", "BUY", 0.10, magic=TREND)
+    old = restarted(fake, clock)
+    fake.script_order_send("lost", "lost")
+    first, second = (action("close_partial", str(ticket), id_="a-1", volume=0.03, rule="exit_levels.0"),
+                     action("close_partial", str(ticket), id_="a-2", ts=T0 + 1, volume=0.04, rule="exit_levels.1"))
+    old.execute(first, {})
+    fake.tick("EURUSD", 1.14510, 1.14512, T0 + 1)
+    old.execute(second, {})
+    broker = restarted(fake, clock)
+    [a] = broker.execute(first, {})
+    [b] = broker.execute(second, {})
+    assert [(a.action_id, a.volume, a.price), (b.action_id, b.volume, b.price)] == [("a-1", 0.03, 1.145), ("a-2", 0.04, 1.1451)]
+    assert len(closes(fake)) == 2 and fake.positions[ticket].volume == pytest.approx(0.03)

@@ -38,8 +38,6 @@ class _Order:
     next_try: float = 0.0
     last: str = ""
     accounted: set[int] = field(default_factory=set)  # deal tickets counted for this job
-    sent_msc: int | None = None  # the server time of the first send (the quote's): this job's deals come after it
-    magic: int = 0  # the magic number it was sent with
 
 
 class MT5Broker:
@@ -61,10 +59,19 @@ class MT5Broker:
 
     Anything else, or ``None`` from ``order_send``, leaves the action pending and raises an alert;
     ``poll()`` retries pending actions (backoff ``retry_after`` doubling to ``max_retry_after`` s) and
-    returns the fills they produce. Each request carries a comment derived from the action id; before
-    any close is sent, the position's deals are searched for it, so a close whose reply was lost, or
-    that an engine before a restart already sent, is booked and never sent again. An action id is
-    carried out once; a second close of a position whose full close is pending is dropped.
+    returns the fills they produce. A fill is booked per deal, at the deal's price (not the quote the
+    request was priced at: the market may have moved), so an order filled in two deals is two fills.
+    ``DONE_PARTIAL`` books what filled and leaves the rest pending with an alert: ``poll()`` sends the
+    rest (of a full close: what is open) until it fills or the position is gone.
+
+    Never the same close twice: before any close is sent, or sent again, the position's deals are
+    searched for the job's own (``_ours``): those of an order the broker made for it (the order ticket of
+    a reply, or of a deal found before), those carrying the comment derived from the action id, and, at
+    a broker that drops comments from deals, the expert deals with the position's magic number from the
+    action's time on that nobody booked. A close whose reply was lost, or that a process before a
+    restart sent (the action is decided again from the same event, with the same id and time), is
+    booked from its deals and not sent again. An action id is carried out once; a second close of a
+    position whose full close is pending is dropped.
 
     Alerts are dicts ``{ts, action_id, position_id, message}`` appended to ``alerts`` and passed to
     ``on_alert``. Positions whose id is not an MT5 ticket are left alone (with an alert).
@@ -86,6 +93,7 @@ class MT5Broker:
         self._closing: dict[int, str] = {}  # ticket -> key of its pending full close
         self._levels: dict[int, dict[str, float | None]] = {}  # ticket -> the engine's sl / tp
         self._specs: dict[str, tuple[float, SymbolSpec]] = {}
+        self._owners: dict[int, str] = {}  # order ticket -> key of the job that sent it
 
     # --- the Broker protocol ---------------------------------------------------------------------
 
@@ -151,7 +159,7 @@ class MT5Broker:
         unreachable = self._attempt(order)
         if unreachable:
             return self._defer(order, unreachable)
-        fills = self._tagged(order)  # already executed: a lost reply, or sent before a restart
+        fills = self._found(order)  # already executed: a lost reply, or sent before a restart
         if not order.full and order.volume <= _EPS:
             self._finish(order)
             return fills
@@ -181,8 +189,6 @@ class MT5Broker:
             price = (tick.bid if long else tick.ask) if tick is not None else 0.0
             if not finite_positive(price):
                 return fills + self._defer(order, f"no price for {p.symbol}")
-            if order.sent_msc is None and tick is not None:
-                order.sent_msc, order.magic = int(tick.time_msc), int(p.magic)
             request = {
                 "action": mt5.TRADE_ACTION_DEAL, "position": order.ticket, "symbol": p.symbol, "volume": volume,
                 "type": mt5.ORDER_TYPE_SELL if long else mt5.ORDER_TYPE_BUY, "price": float(price),
@@ -194,13 +200,13 @@ class MT5Broker:
             with self.conn.lock:
                 result = self.conn.call("order_send", request, retry=False)
                 done = result is not None and result.retcode in (mt5.TRADE_RETCODE_DONE, mt5.TRADE_RETCODE_DONE_PARTIAL)
-                fill = self._booked(order, result, volume) if done else None
+                booked = self._booked(order, result, volume) if done else []
             if result is None:
                 code, message = self.conn.last_error()
                 return fills + self._defer(order, f"order_send returned nothing: {message} (error {code})")
             rc = result.retcode
             if done:
-                fills += [fill] if fill is not None else []
+                fills += booked
                 if rc == mt5.TRADE_RETCODE_DONE or (not order.full and order.volume <= _EPS):
                     if order.failures:
                         self._alert(order.action, order.position_id,
@@ -219,53 +225,87 @@ class MT5Broker:
             return fills + self._defer(order, f"the broker refused it: retcode {rc} ({result.comment})")
         return fills + self._defer(order, f"requoted {self.max_requotes + 1} times, last {order.last}")
 
-    def _tagged(self, order: _Order) -> list[FillReport]:
-        """Book the deals that carry this job's comment and were not counted yet."""
+    def _found(self, order: _Order) -> list[FillReport]:
+        """Book the exit deals of the job's position that are this job's (``_ours``) and were not counted yet,
+        oldest first: a close whose reply was lost, or that a process before a restart sent."""
         mt5 = self.mt5
         deals = self.conn.call("history_deals_get", position=order.ticket, retry=False) or ()
+        # the position's magic number, from its opening deal: the one every close of it is sent with
+        magic = next((int(d.magic) for d in deals if d.entry == mt5.DEAL_ENTRY_IN), None)
         out = []
         for d in sorted(deals, key=lambda d: (d.time_msc, d.ticket)):
-            if d.entry not in (mt5.DEAL_ENTRY_OUT, mt5.DEAL_ENTRY_OUT_BY) or d.ticket in order.accounted or not self._ours(order, d):
-                continue
-            order.accounted.add(d.ticket)
-            order.volume = max(order.volume - float(d.volume), 0.0)
-            if d.ticket in self.conn.ledger:
-                continue
-            self.conn.ledger.add(d.ticket)
-            out.append(FillReport(order.position_id, max(order.action.ts, self._utc(d.time_msc)), float(d.volume), float(d.price),
-                                  order.action.rule, order.action.id))
+            if d.entry in (mt5.DEAL_ENTRY_OUT, mt5.DEAL_ENTRY_OUT_BY) and d.ticket not in order.accounted and self._ours(order, d, magic):
+                out += self._book(order, d, late=True)
         return out
 
-    def _ours(self, order: _Order, deal: Any) -> bool:
-        """Whether ``deal`` is this job's: it carries the job's comment, or (a broker that drops comments
-        from deals) it has no comment, was made by an expert with the magic number the job sent, after the
-        job's first send, and nobody booked it yet."""
-        if deal.comment == order.tag:
+    def _ours(self, order: _Order, deal: Any, magic: int | None) -> bool:
+        """Whether ``deal`` is this job's. By its order ticket first: a deal of an order this broker made
+        belongs to that order's job (so the second deal of an order filled in two is found with the
+        first). Else by the job's comment; else, at a broker that drops comments from deals, when an
+        expert made it with the position's magic number at or after the action's time (server time: the
+        same after a restart, as the action is decided again from the same event), nobody booked it yet,
+        and it is no larger than what the job still has to close (a partial close: so a job never takes
+        the deal of the job decided after it)."""
+        owner = self._owners.get(int(deal.order))
+        if owner is not None:
+            return owner == order.key
+        if deal.comment:
+            return bool(deal.comment == order.tag)
+        if magic is None or int(deal.magic) != magic or int(deal.reason) != self.mt5.DEAL_REASON_EXPERT:
+            return False
+        if int(deal.time_msc) < order.action.ts + self.conn.server_offset_ms or int(deal.ticket) in self.conn.ledger:
+            return False
+        if order.full:
             return True
-        return (not deal.comment and order.sent_msc is not None and int(deal.time_msc) >= order.sent_msc
-                and int(deal.magic) == order.magic and int(deal.reason) == self.mt5.DEAL_REASON_EXPERT
-                and int(deal.ticket) not in self.conn.ledger)
+        spec = self._spec(str(deal.symbol))
+        room = max(order.volume, spec.round_volume(order.volume) if spec is not None else 0.0)
+        return float(deal.volume) <= room + _EPS
 
-    def _booked(self, order: _Order, result: Any, volume: float) -> FillReport | None:
-        """The fill of a DONE/DONE_PARTIAL result, at its deal's price (and time, when retried later)."""
-        deal = None
+    def _booked(self, order: _Order, result: Any, volume: float) -> list[FillReport]:
+        """The fills of a DONE/DONE_PARTIAL result: one per deal of its order, each at the deal's own price
+        (the market may have moved since the quote the request was priced at). When the history does not
+        show the order's deals yet, the result's volume and price."""
+        mt5 = self.mt5
+        deals = (self.conn.call("history_deals_get", ticket=result.order, retry=False) or ()) if result.order else ()
         if result.order:
-            deals = self.conn.call("history_deals_get", ticket=result.order, retry=False) or ()
-            deal = next((d for d in deals if d.ticket == result.deal), deals[0] if deals else None)
-        filled = float(result.volume) or (float(deal.volume) if deal is not None else volume)
-        price = float(deal.price) if deal is not None and deal.price else float(result.price)
-        ts = order.action.ts if order.attempts == 1 or deal is None else max(order.action.ts, self._utc(deal.time_msc))
+            self._claim(order, int(result.order))
+        mine = [d for d in deals if d.entry in (mt5.DEAL_ENTRY_OUT, mt5.DEAL_ENTRY_OUT_BY) and d.ticket not in order.accounted]
+        if mine:
+            out: list[FillReport] = []
+            for d in sorted(mine, key=lambda d: (d.time_msc, d.ticket)):
+                out += self._book(order, d, late=order.attempts > 1)
+            return out
+        filled = float(result.volume) or volume
+        ticket = int(result.deal)
         order.volume = max(order.volume - filled, 0.0)
-        ticket = int(deal.ticket) if deal is not None else int(result.deal)
-        order.accounted.add(ticket)
-        if ticket and ticket in self.conn.ledger:
-            return None
         if ticket:
+            order.accounted.add(ticket)
+            if ticket in self.conn.ledger:
+                return []
             self.conn.ledger.add(ticket)
+        return self._report(order, order.action.ts, filled, float(result.price))
+
+    def _book(self, order: _Order, deal: Any, *, late: bool) -> list[FillReport]:
+        """Count ``deal`` for the job, its order as the job's; report its fill unless someone booked it already.
+        ``late``: stamped with the deal's time (a retry, a found deal), else with the action's."""
+        order.accounted.add(int(deal.ticket))
+        order.volume = max(order.volume - float(deal.volume), 0.0)
+        if deal.order:
+            self._claim(order, int(deal.order))
+        if int(deal.ticket) in self.conn.ledger:
+            return []
+        self.conn.ledger.add(int(deal.ticket))
+        ts = max(order.action.ts, self._utc(deal.time_msc)) if late else order.action.ts
+        return self._report(order, ts, float(deal.volume), float(deal.price))
+
+    def _claim(self, order: _Order, ticket: int) -> None:
+        self._owners[ticket] = order.key
+
+    def _report(self, order: _Order, ts: int, volume: float, price: float) -> list[FillReport]:
         if not finite_positive(price):
             self._alert(order.action, order.position_id, f"the broker reported no price for the close of position {order.ticket}")
-            return None
-        return FillReport(order.position_id, ts, filled, price, order.action.rule, order.action.id)
+            return []
+        return [FillReport(order.position_id, ts, volume, price, order.action.rule, order.action.id)]
 
     # --- stops and targets -----------------------------------------------------------------------
 
