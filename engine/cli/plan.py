@@ -1,9 +1,10 @@
 """``riskrail plan --base REF``: what a rule change would have done over recorded history.
 
-Exit 0 when both rule sets take exactly the same actions, 2 when they differ, 1 on error (invalid
-rules are reported like ``riskrail validate``; with ``--strict-order``, a history file whose lines go
-back in time). History is read as ``riskrail replay`` reads it: malformed lines reported and skipped,
-each file put in time order.
+Exit 0 when both rule sets take exactly the same actions and a reload to the proposed rules would leave
+the positions open at the end of the history as they are; 2 when the actions differ, the reload changes
+an open position or is refused; 1 on error (invalid rules are reported like ``riskrail validate``; with
+``--strict-order``, a history file whose lines go back in time). History is read as ``riskrail
+replay`` reads it: malformed lines reported and skipped, each file put in time order.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="dry-run a rule change against recorded history and report what changes",
         description="Replay recorded history through the base rules (--base: a git revision or a folder of rule "
         "files) and the rules of --config, and report the parameters that change and their effects: actions per "
-        "position and per rule, realized PnL, drawdown, limit breaches and rejected proposals. "
-        "Exit 0 when the effects are identical, 2 when they differ, 1 on error.",
+        "position and per rule, realized PnL, drawdown, limit breaches and rejected proposals; and, for each "
+        "position open at the end of the history, what a reload to the proposed rules changes for it. "
+        "Exit 0 when the effects are identical, 2 when they differ (or the reload changes an open position or is "
+        "refused), 1 on error.",
     )
     p.add_argument("--base", required=True, metavar="REF", help="git revision (e.g. HEAD, main~1) or folder holding the base rule files")
     p.add_argument("--history", metavar="FILE", action="append", default=[],
@@ -91,4 +94,4 @@ def run(args: argparse.Namespace) -> int:
 
         draw(plan, events, args.plot)
         print(f"plot written to {args.plot}", file=sys.stderr)
-    return 0 if plan.identical else 2
+    return 2 if plan.differs else 0

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from engine.actions import Action
+from engine.plan.positions import LevelChange, PositionReload
 from engine.plan.run import Plan, effect
 
 _SHOWN_POSITIONS = 20
@@ -68,6 +69,7 @@ def render_text(plan: Plan) -> str:
     out.append(f"\nRules version {plan.base.version} -> {plan.proposed.version}; history of {plan.events:,} events.")
     if plan.identical:
         out.append("\nNo effect: both rule sets take exactly the same actions on this history.")
+        out.extend(_open_positions(plan))
         return "\n".join(out)
     changed = plan.changed_positions()
     out.append(f"\nPositions whose actions change: {len(changed)}")
@@ -89,6 +91,7 @@ def render_text(plan: Plan) -> str:
     for name, sums in plan.totals().items():
         out.append(f"  {name:<24}{_cell(sums, 'realized_pnl', _money):>28}{_cell(sums, 'max_drawdown', lambda x: f'{x:.2%}'):>26}"
                    f"{_cell(sums, 'breaches', lambda x: f'{x:g}'):>14}{_cell(sums, 'rejected', lambda x: f'{x:g}'):>14}")
+    out.extend(_open_positions(plan))
     return "\n".join(out)
 
 
@@ -127,4 +130,95 @@ def to_json(plan: Plan) -> dict[str, Any]:
         "positions": positions,
         "rules": plan.rules_table(),
         "effects": plan.totals(),
+        "open_positions": plan.open_positions.to_json() if plan.open_positions is not None else None,
     })
+
+
+# --- open positions at the end of the history: what the reload changes ----------------------------
+
+_OPEN_TITLE = "\nOpen positions at the end of the history: what the reload changes"
+
+
+def _v(x: Any) -> str:
+    if x is None:
+        return "none"
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    text = str(x)  # prices and volumes are on their grids: a float prints as its decimal
+    return text[:-2] if isinstance(x, float) and text.endswith(".0") else text
+
+
+def _ids(ids: list[str]) -> str:
+    shown = ", ".join(ids[:_SHOWN_POSITIONS])
+    return shown + (f" and {len(ids) - _SHOWN_POSITIONS} more" if len(ids) > _SHOWN_POSITIONS else "")
+
+
+def _level(c: LevelChange) -> str:
+    """One exit level across the reload: '+' added, '-' removed, '~' edited, '=' kept."""
+    b, a = c.before, c.after
+    lv = a or b
+    assert lv is not None  # a level is on one side at least
+    if c.change in ("added", "removed", "kept"):
+        mark = {"added": "+", "removed": "-", "kept": "="}[c.change]
+        text = (f"at {_v(lv.price)}, leaves {_v(lv.leaves_open)} open"
+                f"{f', stop to {_v(lv.stop_to)}' if lv.stop_to is not None else ''}, {'taken' if lv.taken else 'not taken'}")
+        if c.change == "added":
+            text += " (added: taken before, a removed level that was remembered)" if lv.taken else " (added)"
+        elif c.change == "removed":
+            text += " (removed: remembered as taken, so it stays taken if a later reload brings it back)" if lv.taken else " (removed)"
+        return f"      {mark} {c.key:<28}{text}"
+    assert b is not None and a is not None  # edited: on both sides
+    parts = []
+    for name, fmt in (("price", "at {}"), ("leaves_open", "leaves {} open"), ("stop_to", "stop to {}"),
+                      ("exit_percentage", "share {}")):
+        x, y = getattr(b, name), getattr(a, name)
+        if x is None and y is None:
+            continue
+        parts.append(fmt.format(_v(x) if x == y else f"{_v(x)} -> {_v(y)}"))
+    parts.append("taken (stays taken)" if a.taken else "not taken")
+    return f"      ~ {c.key:<28}{', '.join(parts)}"
+
+
+def _position(p: PositionReload) -> list[str]:
+    head = (f"  {p.position_id} ({p.strategy}, {p.symbol} {'BUY' if p.side > 0 else 'SELL'} {_v(p.volume)}"
+            f"{'' if p.volume == p.volume0 else f' of {_v(p.volume0)}'} at {_v(p.entry)})")
+    if p.refused is not None:
+        return [f"{head}: refused: {p.refused}"]
+    out = [f"{head}:"]
+    levels = p.levels()
+    if any(c.change != "kept" for c in levels):
+        out.append("    exit levels, by key:")
+        out.extend(_level(c) for c in levels)
+    out.extend(f"    {name}: {_v(b)} -> {_v(a)}" for name, b, a in p.settings())
+    if any(name.startswith("trailing.") for name, _, _ in p.settings()):
+        trail = p.after.trailing
+        out.append("    the trail is armed: its stop stays and moves only when the new settings tighten it" if trail["armed"]
+                   else "    the trail is not armed yet")
+    out.append(f"    stop loss {_v(p.after.stop_loss)} and take profit {_v(p.after.take_profit)}: kept")
+    return out
+
+
+def _open_positions(plan: Plan) -> list[str]:
+    """The section on the open positions at the end of the history (nothing when not computed)."""
+    effects = plan.open_positions
+    if effects is None:
+        return []
+    out = [_OPEN_TITLE]
+    if not effects.positions:
+        return [*out, "  none: the history leaves no position open."]
+    changed, unchanged = effects.changed(), effects.unchanged()
+    if effects.refused is not None:
+        out.append(f"  The reload is refused (ReloadRefused): {effects.refused}.")
+        out.append("  Nothing changes for any open position: the service keeps the active rules.")
+    else:
+        out.append(f"  {len(effects.positions)} open; the reload changes {len(changed)}, leaves {len(unchanged)} as they are.")
+    for strategy, key, b, a in effects.new_defaults:
+        out.append(f"  {strategy} defaults.{key}: {_v(b)} -> {_v(a)}: for positions opened after the reload; "
+                   "its open positions keep their stop and take profit")
+    for p in changed[:_SHOWN_POSITIONS]:
+        out.extend(_position(p))
+    if len(changed) > _SHOWN_POSITIONS:
+        out.append(f"  ... and {len(changed) - _SHOWN_POSITIONS} more (--format json lists them all)")
+    if unchanged:
+        out.append(f"  Unchanged: {_ids(unchanged)}")
+    return out

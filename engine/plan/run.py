@@ -5,7 +5,8 @@ for parsing once. Each replay runs the same evaluator as the live service, with 
 runs of quotes on which nothing happens go through the compiled kernel in one call
 (``engine.rules.batch``), with exactly the actions and state of the event-by-event replay.
 Actions are compared on what they do — time, type, position, rule and parameters — not on their
-ids, which carry the rules version.
+ids, which carry the rules version. After both replays, the base replay's engine takes the reload to
+the proposed rules (``engine.plan.positions``): what it changes for the positions open at the end.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from engine.adapters.paper import PaperBroker
 from engine.book.metrics import max_drawdown
 from engine.config.load import RuleSet
 from engine.events import Event
+from engine.plan.positions import ReloadEffects, reload_effects
 from engine.plan.semantic import Change, semantic_diff
 from engine.rules.batch import TickColumns, replay_events, tick_columns
 from engine.rules.chaining import PortfolioRules
@@ -49,6 +51,13 @@ def replay(rules: RuleSet, events: Sequence[Event], equity: float, portfolio: Po
     one by one, the reference the batch path is tested against). ``columns``: the quotes of
     ``events`` already decoded (``tick_columns``), shared by the replays of one plan.
     """
+    return replay_engine(rules, events, equity, portfolio, progress, batch=batch, columns=columns)[0]
+
+
+def replay_engine(rules: RuleSet, events: Sequence[Event], equity: float, portfolio: PortfolioRules,
+                  progress: Callable[[int], None] | None = None, *, batch: bool = True,
+                  columns: TickColumns | None = None) -> tuple[Run, Engine]:
+    """``replay``, and the engine after the last event: the book a reload at the end would meet."""
     engine = Engine(rules, equity0=equity, broker=PaperBroker(), portfolio=portfolio)
     actions: list[Action] = []
     if batch:
@@ -65,7 +74,7 @@ def replay(rules: RuleSet, events: Sequence[Event], equity: float, portfolio: Po
     run.strategy_of = {pid: p.strategy_type for pid, p in engine.book.positions.items()}
     run.symbol_of = {pid: p.symbol for pid, p in engine.book.positions.items()}
     run.summary["strategy_curves"] = {k: list(v) for k, v in engine.strategy_curves.items()}
-    return run
+    return run, engine
 
 
 def effect(a: Action) -> tuple:
@@ -83,16 +92,25 @@ def _freeze(v: Any) -> Any:
 
 @dataclass
 class Plan:
-    """The comparison of a base and a proposed replay."""
+    """The comparison of a base and a proposed replay, and what a reload at the end of the history
+    would change for the positions then open (``open_positions``; None when not computed)."""
 
     changes: list[Change]
     base: Run
     proposed: Run
     events: int
+    open_positions: ReloadEffects | None = None
 
     @property
     def identical(self) -> bool:
+        """Whether both rule sets take exactly the same actions on the history."""
         return [effect(a) for a in self.base.actions] == [effect(a) for a in self.proposed.actions]
+
+    @property
+    def differs(self) -> bool:
+        """Whether the change has any effect: other actions, or a reload that changes an open position
+        or is refused."""
+        return not self.identical or (self.open_positions is not None and self.open_positions.differs)
 
     def changed_positions(self) -> list[str]:
         """Positions whose actions differ, most changed first."""
@@ -155,18 +173,20 @@ class Plan:
 def make_plan(base: RuleSet, proposed: RuleSet, events: Sequence[Event], equity: float,
               portfolio: PortfolioRules | None = None, progress: Callable[[int], None] | None = None,
               *, batch: bool = True) -> Plan:
-    """Replay ``events`` through both rule sets and compare (one replay when their meaning is equal).
+    """Replay ``events`` through both rule sets and compare (one replay when their meaning is equal); then
+    reload the base replay's engine to ``proposed`` and report what that changes for its open positions.
 
     ``batch=False`` replays event by event (the same plan, slower).
     """
     portfolio = portfolio or PortfolioRules()
     changes = semantic_diff(base, proposed)
     columns = tick_columns(events) if batch else None
-    base_run = replay(base, events, equity, portfolio, progress, batch=batch, columns=columns)
-    if base.version == proposed.version:
-        # the same meaning: the proposed replay would be this one, action for action
-        return Plan(changes, base_run, base_run, len(events))
-    return Plan(changes, base_run, replay(proposed, events, equity, portfolio, progress, batch=batch, columns=columns), len(events))
+    base_run, engine = replay_engine(base, events, equity, portfolio, progress, batch=batch, columns=columns)
+    # the same meaning: the proposed replay would be this one, action for action
+    proposed_run = base_run if base.version == proposed.version else replay(proposed, events, equity, portfolio, progress,
+                                                                             batch=batch, columns=columns)
+    # last: the reload moves the shared portfolio layer's facts to the proposed version and drops the base one
+    return Plan(changes, base_run, proposed_run, len(events), reload_effects(engine, proposed))
 
 
 def progress_bar(total: int, stream=sys.stderr) -> Callable[[int], None] | None:

@@ -3,7 +3,9 @@
 The proposed files (relative path -> YAML text) are laid over the active rules; an account's journal
 (the events it decided, in order) is the history; ``riskrail plan`` runs in a child process with a
 timeout, so a proposed ruleset never reaches the live process (DESIGN section 9), and its JSON report
-is returned: what changes per position and per rule, realized PnL and drawdown deltas, breaches.
+is returned: what changes per position and per rule, realized PnL and drawdown deltas, breaches, and
+(``open_positions``) what a reload to the proposed rules changes for each position open at the end of
+the history, or that it is refused.
 
 The proposed texts are validated here, from the texts themselves. Only the child needs files: it is
 the ``riskrail plan`` command a user runs, which reads two configuration folders and a history file,
@@ -36,7 +38,8 @@ class PlanRequestError(RiskrailError):
 
 def plan(service, files: dict[str, str], *, account: str | None = None, max_events: int = 1_000_000,
          timeout: float = 120.0) -> dict[str, Any]:
-    """Run the plan; return the report (``changed``: whether the proposed rules act differently)."""
+    """Run the plan; return the report (``changed``: whether the proposed rules act differently, or their
+    reload would change an open position or be refused)."""
     if not isinstance(files, dict) or not files or not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
         raise PlanRequestError(422, "expected {\"files\": {\"strategies/NAME.yaml\": \"<yaml>\", ...}}: the changed rule files")
     for rel in files:
