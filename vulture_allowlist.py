@@ -64,8 +64,8 @@ _allowed = (
     # a signal handler's signature (engine/cli/run.py)
     _.signum,
     _.frame,
-    # pickle protocol hook (engine/service/snapshot.py)
-    _.reducer_override,
+    # engine/rules/volatility.py: the (windows, values) form SymbolBook.on_tick takes, for its callers and tests
+    _.arrays,
     # engine/book/ledgers.py: a profit-locking bucket, reported through vars(ledger) in the summary
     _.week_realized,
     # engine/adapters/mt5/feed.py: a documented method of the public adapter (docs/mt5.md), for its callers

@@ -64,7 +64,7 @@ class CustomRules:
     """The enabled custom rules split by what they match, and what they have decided.
 
     ``posted``: the (rule, position id) pairs already posted to durable-rules, which latches them; a
-    position's pairs go when it closes (``forget``). The state is plain data (it is pickled with the
+    position's pairs go when it closes (``forget``). The state is plain data (``engine.rules.state`` records it with the
     engine's snapshots).
     """
 

@@ -48,7 +48,8 @@ from engine.rules import checks, decisions, levels
 from engine.rules._errors import ReloadRefused
 from engine.rules.chaining import Fired, PortfolioRules
 from engine.rules.contexts import CustomRules
-from engine.rules.kernel import Hit, PositionState, SymbolBook
+from engine.rules.kernel import Hit, SymbolBook
+from engine.rules.levels import PositionState
 from engine.rules.params import compile_params
 from engine.rules.resets import ResetClock
 from engine.rules.volatility import Volatility
@@ -57,13 +58,10 @@ __all__ = ["Broker", "Engine", "FillReport"]  # Broker and FillReport live in en
 
 SAMPLE_MS = 60_000  # equity curve sampling period (see engine.book.metrics)
 
-# the names these classes had here, for snapshots pickled before they moved to engine.book.ledgers
-_Ledger, _Day = Ledger, Day
-
 @dataclass
 class Engine:
     """Owns the book, the kernels and the portfolio ruleset of one account. Its state is every attribute
-    but ``rules``, ``portfolio``, ``broker`` and ``on_problem``: plain data, pickled by snapshots."""
+    but ``rules``, ``portfolio``, ``broker`` and ``on_problem``; snapshots hold it as ``engine.rules.state`` records."""
 
     rules: RuleSet
     equity0: float = 100_000.0
@@ -83,7 +81,7 @@ class Engine:
         self.params = compile_params(self.rules.strategies)
         self.codes: dict[str, int] = {name: i for i, name in enumerate(sorted(self.rules.strategies))}
         self.open_pnl = OpenPnL(len(self.codes))
-        self._last_ts: int | None = None
+        self.last_ts: int | None = None  # the time of the last quote applied (epoch ms)
         self.custom = CustomRules(self.rules)
         self.kernels: dict[str, SymbolBook] = {}
         self.vols: dict[str, Volatility] = {}
@@ -106,11 +104,6 @@ class Engine:
         """The starting equity plus the realized and open PnL, in the account currency."""
         return self.equity0 + self.book.realized() + self.unrealized()
 
-    @property
-    def last_ts(self) -> int | None:
-        """The time of the last quote applied (epoch ms), None before the first."""
-        return self._last_ts
-
     def unrealized(self, strategy: str | None = None) -> float:
         """Open PnL at the last quotes, in the account currency (of one strategy, or all)."""
         if strategy is None:
@@ -127,10 +120,12 @@ class Engine:
         """What the open positions of ``strategy`` lose if every stop is hit, in the account currency."""
         return open_risk(self.converter, self.book.open_positions(strategy))
 
-    def _revalue(self, symbol: str) -> None:
+    def revalue(self, symbol: str) -> None:
+        """Revalue the open positions of ``symbol`` at its last quote."""
         self.open_pnl.revalue(symbol, self.kernels[symbol].unrealized(len(self.codes)), self.converter.scale(symbol))
 
-    def _kernel(self, symbol: str) -> SymbolBook:
+    def kernel(self, symbol: str) -> SymbolBook:
+        """The kernel of ``symbol``'s open positions (made, with its volatility, on first use)."""
         if symbol not in self.kernels:
             self.kernels[symbol] = SymbolBook(symbol, self.params, codes=self.codes, instrument=self.converter.spec(symbol))
             windows = sorted({w for p in self.params.values() for w in p.windows})
@@ -152,7 +147,7 @@ class Engine:
             self._on_closed(event, out)
         elif isinstance(event, Fill):
             self._on_fill(event, out)
-        elif isinstance(event, Clock) and (self._last_ts is None or event.ts >= self._last_ts):
+        elif isinstance(event, Clock) and (self.last_ts is None or event.ts >= self.last_ts):
             self._roll(event.ts)
         elif isinstance(event, BrokerAlert):
             self._emit(out, *decisions.broker_alert(event), execute=False)
@@ -194,12 +189,12 @@ class Engine:
         self._roll(t.ts)
         self.quotes[t.symbol] = (t.bid, t.ask)
         self.converter.update(t.symbol, t.bid, t.ask)
-        kernel = self._kernel(t.symbol)
+        kernel = self.kernel(t.symbol)
         self.bars.setdefault(t.symbol, checks.Bars(self._bar_ms, self._bar_window)).update(t.ts, (t.bid + t.ask) / 2)
         for hit in kernel.on_quote(t.bid, t.ask, self.vols[t.symbol], t.ts):  # volatility update and quote in one call
             self._hit_action(t.ts, hit, out)
-        self._revalue(t.symbol)
-        self._last_ts = t.ts
+        self.revalue(t.symbol)
+        self.last_ts = t.ts
         self._portfolio_rules(t, out)
         self._sample(t.ts)
 
@@ -217,7 +212,7 @@ class Engine:
             bars.update(before.ts, (before.bid + before.ask) / 2)
         bars.update(last.ts, (last.bid + last.ask) / 2)
         self.open_pnl.by_symbol[symbol] = open_pnl
-        self._last_ts = last.ts
+        self.last_ts = last.ts
         if sample:
             self._sample(last.ts)
 
@@ -243,7 +238,7 @@ class Engine:
             self.portfolio.forget_position(self.version, p.id)
             self.custom.forget(p.id)
         if kernel is not None:
-            self._revalue(p.symbol)
+            self.revalue(p.symbol)
         return self._lock_profit(p, fill.ts, pnl)
 
     def _lock_profit(self, p: Position, ts: int, pnl: float) -> decisions.Decision | None:
@@ -371,7 +366,7 @@ class Engine:
         pos.volume0 = pos.volume = volume
         pos.entry = entry
         self.book.accept(e.position_id, e.ts, stop, tp, self.version, "passed the pre-trade checks")
-        self._kernel(e.symbol).add(e.position_id, e.strategy_type, e.side, entry, volume, stop, tp, e.ts)
+        self.kernel(e.symbol).add(e.position_id, e.strategy_type, e.side, entry, volume, stop, tp, e.ts)
         if resized_from is not None:
             self._emit(out, *decisions.resized(e.ts, pos, resized_from, volume, entry), execute=False)
         self._emit_defaults(e, stop, tp, "", out)
@@ -440,7 +435,7 @@ class Engine:
         """
         self.book.positions[p.id] = p
         self.book.accept(p.id, p.opened_ts, p.stop_loss, p.take_profit, self.version, "adopted")
-        kernel = self._kernel(p.symbol)
+        kernel = self.kernel(p.symbol)
         if state is not None:
             kernel.restore(state)
         else:
@@ -485,8 +480,8 @@ class Engine:
 
     def summary(self) -> dict[str, Any]:
         """Return per-strategy and portfolio metrics, and per-position results (engine.book.summary)."""
-        if self.curve and self._last_ts is not None and self.curve[-1][0] != self._last_ts:
-            self._sample(self._last_ts, force=True)
+        if self.curve and self.last_ts is not None and self.curve[-1][0] != self.last_ts:
+            self._sample(self.last_ts, force=True)
         for p in self.book.open_positions():
             kernel = self.kernels[p.symbol]
             p.unrealized_pnl = self.converter.pnl(p.symbol, p.side, p.entry, kernel.bid if p.side > 0 else kernel.ask, p.volume)

@@ -24,7 +24,7 @@ from numpy.typing import NDArray
 
 from engine.config.models import Instrument
 from engine.rules import _jit
-from engine.rules.levels import levels_hit, remap_taken
+from engine.rules.levels import PositionState, levels_hit, remap_taken
 from engine.rules.params import StrategyParams, level_targets
 from engine.rules.vector import LazyColumns
 from engine.rules.volatility import Volatility
@@ -64,31 +64,6 @@ class Hit:
     previous: float = math.nan
 
 
-@dataclass
-class PositionState:
-    """A position's managed state, as the kernel holds it (for snapshots and reloads)."""
-
-    position_id: str
-    strategy: str
-    side: int
-    entry: float
-    volume0: float
-    volume: float
-    stop: float
-    take_profit: float
-    best: float
-    armed: bool
-    trailed: bool
-    taken: int  # the exit levels taken: bit j is level j of the strategy's levels (SymbolBook.reload remaps it by key)
-    risk: float
-    taken_keys: frozenset[str] = frozenset()  # keys of levels taken that a reload removed (a level re-added stays taken)
-
-    @property
-    def levels_hit(self) -> int:
-        """How many exit levels are taken."""
-        return int(self.taken).bit_count()
-
-
 class SymbolBook:
     """Open positions of one symbol, column by column."""
 
@@ -104,7 +79,7 @@ class SymbolBook:
     _BOOLS: ClassVar[tuple[str, ...]] = ("armed", "trailed", "inprof", "trail_vol", "dyn_on", "dyn_tight")
 
     F: Floats
-    I: Ints  # noqa: E741 -- the name is in the snapshots of the engine's state (pickled attributes)
+    I: Ints  # noqa: E741 -- the row names of the compiled loop: F, I, B
     B: Bools
     side: Floats  # +1 long, -1 short
     entry: Floats
@@ -296,8 +271,10 @@ class SymbolBook:
 
     def restore(self, state: PositionState) -> None:
         """Add a position with its full managed state (a restart, or a reload that keeps state)."""
-        self.add(state.position_id, state.strategy, state.side, state.entry, state.volume0, state.stop, state.take_profit)
+        self.add(state.position_id, state.strategy, state.side, state.entry, state.volume0, state.stop, state.take_profit,
+                 state.opened)
         i = self.n - 1
+        self.tip[i], self.inprof[i] = state.time_in_profit, state.in_profit
         self.vol[i] = state.volume
         self.best[i] = state.best
         self.armed[i] = state.armed
@@ -332,7 +309,7 @@ class SymbolBook:
         return PositionState(self.ids[i], self.strategies[i], int(self.side[i]), float(self.entry[i]), float(self.vol0[i]),
                              float(self.vol[i]), float(self.stop[i]), float(self.tp[i]), float(self.best[i]),
                              bool(self.armed[i]), bool(self.trailed[i]), int(self.taken[i]), float(self.risk[i]),
-                             self.taken_keys.get(self.ids[i], frozenset()))
+                             self.taken_keys.get(self.ids[i], frozenset()), int(self.opened[i]), int(self.tip[i]), bool(self.inprof[i]))
 
     def reduce(self, position_id: str, volume: float) -> None:
         """Take ``volume`` off a position closed partly from outside the kernel (its original volume stays)."""

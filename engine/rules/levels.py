@@ -9,7 +9,7 @@ wherever it moved, and a level never taken is never counted as taken.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
@@ -18,10 +18,40 @@ from engine.config.models import Instrument, Strategy
 from engine.events import PositionOpened
 from engine.rules.params import level_targets
 
-if TYPE_CHECKING:  # the kernel imports this module
-    from engine.rules.kernel import PositionState
-
 Ints = NDArray[np.int64]
+
+
+@dataclass
+class PositionState:
+    """A position's managed state, as the kernel holds it (for snapshots, restarts and reloads).
+
+    Prices are in the symbol's quote currency, volumes in lots, times in epoch ms; ``stop``,
+    ``take_profit``, ``best`` and ``risk`` are nan when there is none; ``risk`` is the initial risk as a
+    fraction of entry (what r_multiple levels are measured in).
+    """
+
+    position_id: str
+    strategy: str
+    side: int
+    entry: float
+    volume0: float
+    volume: float
+    stop: float
+    take_profit: float
+    best: float
+    armed: bool
+    trailed: bool
+    taken: int  # the exit levels taken: bit j is level j of the strategy's levels (SymbolBook.reload remaps it by key)
+    risk: float
+    taken_keys: frozenset[str] = frozenset()  # keys of levels taken that a reload removed (a level re-added stays taken)
+    opened: int = 0  # when the kernel started managing it (position.age_seconds counts from here)
+    time_in_profit: int = 0  # ms spent in profit so far
+    in_profit: bool = False  # in profit at the last quote
+
+    @property
+    def levels_hit(self) -> int:
+        """How many exit levels are taken."""
+        return int(self.taken).bit_count()
 
 
 def taken_over(e: PositionOpened, strategy: Strategy, volume0: float, stop: float, take_profit: float,
@@ -37,10 +67,8 @@ def taken_over(e: PositionOpened, strategy: Strategy, volume0: float, stop: floa
     lots = instrument.lots
     targets = level_targets(volume0, tuple(lv.exit_percentage for lv in strategy.exit_levels), lots)
     taken = sum(1 << j for j, target in enumerate(targets) if e.volume <= target + lots.step * (1 - 1e-6))
-    from engine.rules.kernel import PositionState
-
     return PositionState(e.position_id, e.strategy_type, e.side, e.entry_price, volume0, e.volume, stop, take_profit, e.entry_price,
-                         False, False, taken, strategy.defaults.stop_loss)
+                         False, False, taken, strategy.defaults.stop_loss, opened=e.ts)
 
 
 def remap_taken(taken: int, before: Sequence[str], after: Sequence[str]) -> int:

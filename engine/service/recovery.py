@@ -1,7 +1,8 @@
 """Rebuilding an account's engine from Redis: the snapshot, then the journal after it.
 
-A snapshot (``P:A:snapshot``: the pickled engine state and its durable-rules facts, the journal entry
-it includes, the sequence number, the rules version) is taken every ``snapshot_every`` events, at
+A snapshot (``P:A:snapshot``: the engine's state as a versioned record of plain data, JSON, see
+``engine.rules.state``; its durable-rules facts, the journal entry it includes, the sequence number,
+the rules version) is taken every ``snapshot_every`` events, at
 every reload and at a clean stop. ``restore`` loads it with the rules of its version (or starts a new
 engine when there is none); ``replay`` applies the journal records after it through the engine with
 the broker fills they recorded, so nothing is sent to the broker again and no action is emitted
@@ -15,6 +16,7 @@ skipped. What can still raise is Redis, or rules of a version Redis no longer ho
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,20 +26,17 @@ from redis.typing import EncodableT, FieldT
 
 from engine.config.load import RuleSet
 from engine.events import EventError, parse_event
-from engine.rules.chaining import PortfolioRules
+from engine.rules import state
 from engine.rules.evaluator import Engine
 from engine.service import journal
-from engine.service import snapshot as codec
 from engine.service.commit import AccountKeys, LeaseLost, under_lease
 from engine.service.store import read_range, text
 
 log = logging.getLogger("riskrail.worker")
 
-# attributes of an Engine that are not state, or are rebuilt from the rules on restore
-_NOT_STATE = ("rules", "portfolio", "broker", "on_problem")
-#: the layout of the engine state a snapshot holds; a snapshot of another layout (an older riskrail)
-#: is not loaded: the engine is rebuilt from the whole journal instead
-FORMAT = "3"  # 3: levels are prices on the tick grid, exit levels carry volumes (was: profits, shares)
+#: the layout of a snapshot: "4" holds ``engine.rules.state`` records (JSON). A snapshot of another layout
+#: (an older riskrail's pickle) is never loaded: the engine is rebuilt from the whole journal instead
+FORMAT = "4"
 
 
 @dataclass
@@ -55,10 +54,9 @@ def save(r: redis.Redis, k: AccountKeys, engine: Engine, at: Position, owner: st
     a process that lost the account must not overwrite the snapshot of the one that took it over.
     The engine must stand exactly at ``at`` (no decided batch left uncommitted).
     """
-    state = {name: v for name, v in engine.__dict__.items() if name not in _NOT_STATE}
-    blob = codec.dumps({"engine": state, "facts": engine.portfolio.facts(engine.version)})
-    mapping: dict[FieldT, EncodableT] = {"engine": blob, "journal": at.journal_id, "seq": str(at.seq), "version": engine.version,
-                                         "format": FORMAT}
+    mapping: dict[FieldT, EncodableT] = {
+        "engine": state.dumps(state.record(engine)), "facts": json.dumps(engine.portfolio.facts(engine.version)),
+        "journal": at.journal_id, "seq": str(at.seq), "version": engine.version, "format": FORMAT}
     if owner is None:
         r.hset(k.snapshot, mapping=mapping)
         return True
@@ -72,28 +70,33 @@ def save(r: redis.Redis, k: AccountKeys, engine: Engine, at: Position, owner: st
 class Rebuild:
     """Restores one account's engine: ``restore()`` from the snapshot, then ``replay()`` the journal."""
 
-    def __init__(self, r: redis.Redis, k: AccountKeys, rules_for: Callable[[str], RuleSet], new_engine: Callable[[], Engine],
-                 portfolio: PortfolioRules, recording: journal.Recording, on_problem: Callable[[str], None]) -> None:
-        self.r, self.k, self.rules_for, self.new_engine = r, k, rules_for, new_engine
-        self.portfolio, self.recording, self.on_problem = portfolio, recording, on_problem
+    def __init__(self, r: redis.Redis, k: AccountKeys, rules_for: Callable[[str], RuleSet], active_rules: Callable[[], RuleSet],
+                 engine_for: Callable[[RuleSet], Engine], recording: journal.Recording) -> None:
+        self.r, self.k, self.rules_for, self.active_rules, self.engine_for = r, k, rules_for, active_rules, engine_for
+        self.recording = recording
 
     def restore(self) -> tuple[Engine, Position]:
-        """The engine of the last snapshot (or a new one) and where it stands."""
+        """The engine of the last snapshot (or a new one) and where it stands.
+
+        A snapshot that is not a record this release reads (an older riskrail's pickle, a later version,
+        damaged data) is logged and left unread: the engine is rebuilt from the whole journal instead.
+        """
         snap = self.r.hgetall(self.k.snapshot)
         if not snap:
-            return self.new_engine(), Position()
-        if text(snap.get(b"format")) != FORMAT:
+            return self.engine_for(self.active_rules()), Position()
+        account, found = self.k.account, text(snap.get(b"format")) or "1"
+        if found != FORMAT:
             log.warning("account %s: the snapshot was written by another version of riskrail (format %s, this one reads %s); "
-                        "rebuilding the engine from the whole journal", self.k.account, text(snap.get(b"format")) or "1", FORMAT)
-            return self.new_engine(), Position()
-        rules = self.rules_for(text(snap[b"version"]))
-        data = codec.loads(snap[b"engine"])  # type: ignore[arg-type]  # replies are not decoded: bytes
-        engine = Engine.__new__(Engine)
-        engine.__dict__.update(data["engine"])
-        engine.rules, engine.broker, engine.on_problem = rules, self.recording, self.on_problem
-        engine.portfolio = self.portfolio
-        engine.version = self.portfolio.load(rules)
-        self.portfolio.restore_facts(engine.version, data["facts"])
+                        "rebuilding the engine from the whole journal", account, found, FORMAT)
+            return self.engine_for(self.active_rules()), Position()
+        engine = self.engine_for(self.rules_for(text(snap[b"version"])))
+        try:
+            state.restore(engine, state.loads(snap[b"engine"]))
+            facts = json.loads(snap[b"facts"])
+        except (state.StateError, KeyError, ValueError) as exc:
+            log.error("account %s: the snapshot cannot be read (%s); rebuilding the engine from the whole journal", account, exc)
+            return self.engine_for(self.active_rules()), Position()
+        engine.portfolio.restore_facts(engine.version, facts)
         return engine, Position(text(snap[b"journal"]), int(snap[b"seq"]))
 
     def replay(self, engine: Engine, at: Position) -> int:

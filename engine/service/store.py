@@ -18,8 +18,9 @@ Keys (``P`` is the prefix, ``riskrail`` unless told otherwise; ``A`` an account)
     P:A:dead                   stream  input that failed validation, with the reason
     P:A:positions              hash    position id -> the position (JSON), open and closed
     P:A:state                  hash    day, day_start_equity, halted, equity, rules_version, seq, ledgers
-    P:A:snapshot               hash    ``engine``: the engine state (pickle), ``journal``: the journal
-                                       entry it includes, ``seq``, ``version``
+    P:A:snapshot               hash    ``engine``: the engine state (an ``engine.rules.state`` record, JSON),
+                                       ``facts``: its portfolio facts (JSON), ``journal``: the journal entry it
+                                       includes, ``seq``, ``version``, ``format``
 
 A pipeline in any language feeds account A with ``XADD P:A:in * event '{"type": "tick", ...}'`` (and
 ``SADD P:accounts A`` for a new account) and reads decisions from ``P:A:actions``.

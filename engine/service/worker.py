@@ -434,8 +434,7 @@ class AccountWorker:
         for v in self._portfolio.versions:
             self._portfolio.drop(v)
         self._recording = Recording(rt.broker_for(self.account))
-        rebuild = recovery.Rebuild(r, self.k, rt.rules_for, lambda: self._new_engine(rt.active_rules()), self._portfolio,
-                                   self._recording, self._problem)
+        rebuild = recovery.Rebuild(r, self.k, rt.rules_for, rt.active_rules, self._new_engine, self._recording)
         (self.engine, self.at), self._ahead = rebuild.restore(), False
         replayed = rebuild.replay(self.engine, self.at)
         if replayed:

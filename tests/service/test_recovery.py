@@ -4,6 +4,7 @@ bad input into the dead-letter stream without losing anything."""
 from __future__ import annotations
 
 import json
+import pickle
 import time
 
 import pytest
@@ -127,9 +128,22 @@ def test_lease_renewals_during_commits_neither_rebuild_the_engine_nor_lose_anyth
     assert stored(redis_server, "acct") == reference(scalping, events)
 
 
-def test_a_snapshot_of_another_format_is_not_loaded_and_the_engine_is_rebuilt_from_the_journal(redis_server, scalping) -> None:
-    """A snapshot written by an older riskrail holds an engine state of another layout: the restart
-    rebuilds the engine from the whole journal instead of loading it, and decides as if never stopped."""
+class _Payload:
+    """A pickle that, loaded, would create a file: the proof that a snapshot never runs code."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.mark.parametrize("kind", ["older pickle", "pickle as a record", "damaged record"])
+def test_a_snapshot_that_is_not_a_record_of_this_release_is_never_loaded_and_the_engine_is_rebuilt(
+        redis_server, scalping, tmp_path, kind) -> None:
+    """A snapshot written by an older riskrail (a pickle), or a blob a hostile client put in a shared
+    Redis, is never unpickled or run: the restart rebuilds the engine from the whole journal and decides
+    as if it had never stopped."""
     events = demo_events()
     cut = len(events) // 2
     svc = start_service(redis_server, scalping, snapshot_every=300)
@@ -138,10 +152,17 @@ def test_a_snapshot_of_another_format_is_not_loaded_and_the_engine_is_rebuilt_fr
         wait_for(lambda: drained(redis_server, "acct"))
     finally:
         svc.stop()
-    k = Keys()
-    assert text(redis_server.hget(k.stream("acct", "snapshot"), "format")) == FORMAT
-    redis_server.hdel(k.stream("acct", "snapshot"), "format")  # as an older version wrote it
-    redis_server.hset(k.stream("acct", "snapshot"), "engine", b"not a pickle of this version")
+    k, marker = Keys(), tmp_path / "ran"
+    snap = k.stream("acct", "snapshot")
+    assert text(redis_server.hget(snap, "format")) == FORMAT
+    assert json.loads(redis_server.hget(snap, "engine"))["format"] == "riskrail.engine-state"
+    payload = pickle.dumps(_Payload(str(marker)))
+    if kind == "older pickle":
+        redis_server.hset(snap, mapping={"format": "3", "engine": payload})
+    elif kind == "pickle as a record":
+        redis_server.hset(snap, "engine", payload)
+    else:
+        redis_server.hset(snap, "engine", redis_server.hget(snap, "engine")[:-40])
     svc = start_service(redis_server, scalping)
     try:
         publish(redis_server, "acct", events[cut:])
@@ -149,6 +170,7 @@ def test_a_snapshot_of_another_format_is_not_loaded_and_the_engine_is_rebuilt_fr
         recoveries = svc.metrics.recoveries._value.get()
     finally:
         svc.stop()
+    assert not marker.exists()
     assert recoveries == 1
     assert stored(redis_server, "acct") == reference(scalping, events)
 
