@@ -9,6 +9,7 @@ their pending input (engine.service.worker).
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -22,6 +23,7 @@ from typing import Any
 
 import redis
 
+from engine.book.positions import Status
 from engine.config.lint import check_removed_strategies
 from engine.config.load import RuleSet, ruleset_from_texts, validate_config
 from engine.errors import ConfigError, RiskrailError
@@ -293,15 +295,32 @@ class Service:
         return rules.version
 
     def _refuse_removed_strategies(self, rules: RuleSet) -> None:
+        """Refuse ``rules`` if they remove a strategy with open positions in any account: this process's
+        engines are asked; the accounts other processes run are read from their positions in Redis."""
         with self._workers_lock:
             workers = list(self.workers.values())
+        before, mine = self.active_rules().strategies, set()
         for w in workers:
             try:
                 opened = w.call(lambda e: e.book.open_ids())
-            except RiskrailError:  # not ready (recovering): its engine refuses such a reload itself
+            except RiskrailError:  # not ready (recovering): its stored positions are read below
                 continue
-            if reasons := check_removed_strategies(self.active_rules().strategies, rules.strategies, opened):
+            mine.add(w.account)
+            if reasons := check_removed_strategies(before, rules.strategies, opened):
                 raise ReloadRefused(f"account {w.account}: " + "; ".join(reasons))
+        removed = set(before) - set(rules.strategies)
+        for account in sorted(text(a) for a in self.redis.smembers(self.keys.accounts)) if removed else ():
+            if account not in mine and (reasons := check_removed_strategies(before, rules.strategies, self._stored_open(account))):
+                raise ReloadRefused(f"account {account}: " + "; ".join(reasons))
+
+    def _stored_open(self, account: str) -> dict[str, list[str]]:
+        """The ids of an account's open positions by strategy, as its engine last committed them to Redis."""
+        out: dict[str, list[str]] = {}
+        for pid, blob in self.redis.hscan_iter(self.keys.stream(account, "positions")):
+            p = json.loads(blob)
+            if p.get("status") in (Status.OPEN.value, Status.PARTIALLY_CLOSED.value):
+                out.setdefault(p.get("strategy_type", ""), []).append(text(pid))
+        return out
 
     def _record_reload(self, res: ReloadResult) -> None:
         self.metrics.reloads.labels(result="ok" if res.ok else "refused").inc()

@@ -156,3 +156,27 @@ def test_a_reload_removing_a_strategy_with_open_positions_is_refused_and_the_rul
         assert svc.version == old and svc.workers["acct"].call(lambda e: e.version) == old
     finally:
         svc.stop()
+
+
+def test_a_reload_is_refused_when_another_process_holds_an_open_position_of_a_removed_strategy(redis_server, scalping) -> None:
+    # issue 14: accounts are split between processes; the process that reloads asks its own engines and reads
+    # the positions the other processes committed to Redis
+    other = start_service(redis_server, scalping, accounts=("other",), consumer="node-2")
+    svc = start_service(redis_server, scalping, consumer="node-1", watch=True)
+    try:
+        other.publish({"type": "tick", "ts": 1_549_238_400_000, "symbol": "EURUSD", "bid": 1.14500, "ask": 1.14502}, "other")
+        other.publish({"type": "position_opened", "ts": 1_549_238_400_001, "position_id": "o1", "symbol": "EURUSD",
+                       "strategy_type": "scalp_trend", "action": "BUY", "volume": 0.1, "entry_price": 1.14502}, "other")
+        wait_for(lambda: redis_server.hexists(Keys().stream("other", "positions"), "o1"), 10, "the position committed")
+        assert "other" not in svc.workers
+        old = svc.version
+        (scalping / "strategies" / "scalp_trend.yaml").unlink()
+        edit(scalping / "strategies" / "scalp_revert.yaml", "target: 0.5, min: 0.3, max: 0.7", "target: 1.0, min: 0.3, max: 1.0")
+        edit(scalping / "rules" / "instruments.yaml", "2001: scalp_trend, ", "")
+        res = svc.reload("test")
+        assert not res.ok
+        assert res.errors[0]["text"].startswith("account other: strategy 'scalp_trend' is removed but still has 1 open position(s): o1")
+        assert svc.version == old and text(redis_server.get(Keys().active)) == old
+    finally:
+        svc.stop()
+        other.stop()
