@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
 
 class Model(BaseModel):
@@ -21,3 +22,31 @@ Fraction = Annotated[float, Field(ge=0, le=1)]
 PositiveFraction = Annotated[float, Field(gt=0, le=1)]
 Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", min_length=1, max_length=64)]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+
+_DURATION = re.compile(r"([1-9][0-9]{0,8})(ms|s|m|h)")
+_DURATION_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000}
+#: how a duration is written in the files: 500ms, 30s, 5m, 2h
+DURATION_PATTERN = "^[1-9][0-9]{0,8}(ms|s|m|h)$"
+
+
+def duration_ms(value: object) -> object:
+    """``30s``, ``5m``, ``1h``, ``500ms`` -> milliseconds (None stays None), so 60s and 1m are one meaning
+    (and one rules version); anything else raises ``ValueError`` with what was found."""
+    if value is None:
+        return None
+    if isinstance(value, str) and (m := _DURATION.fullmatch(value.strip())):
+        return int(m.group(1)) * _DURATION_MS[m.group(2)]
+    raise ValueError(f"expected a duration such as 30s, 5m or 1h, found {value!r}")
+
+
+def duration_text(ms: int) -> str:
+    """Milliseconds in the largest unit that divides them (60_000 -> 1m, 90_000 -> 90s), read back by ``duration_ms``."""
+    for unit in ("h", "m", "s"):
+        if ms % _DURATION_MS[unit] == 0:
+            return f"{ms // _DURATION_MS[unit]}{unit}"
+    return f"{ms}ms"
+
+
+#: a duration field: written 30s, 5m, 2h or 500ms, held in milliseconds
+Duration = Annotated[int, BeforeValidator(duration_ms), PlainSerializer(duration_text),
+                     WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN})]

@@ -3,12 +3,11 @@ and the pre-trade checks of a proposal's price (its distance from the quote, the
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, PlainSerializer, WithJsonSchema
 
-from engine.config.models.base import Fraction, Model, PositiveFraction
+from engine.config.models.base import DURATION_PATTERN, Fraction, Model, PositiveFraction, duration_ms, duration_text
 
 BreachAction = Literal["halt_new_positions", "close_all", "alert"]
 
@@ -65,29 +64,15 @@ _ENTRY_DEVIATION_SCHEMA = _max_schema(
     1, ["reject", "reprice"], "|entry - quote| / quote of a proposal (BUY: ask, SELL: bid); a number, {max, on_breach} "
     "(reject | reprice) or null (no check)", nullable=True)
 
-_DURATION = re.compile(r"([1-9][0-9]{0,8})(ms|s|m|h)")
-_DURATION_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000}
-
-
-def _duration_ms(value: object) -> object:
-    # ``30s``, ``5m``, ``1h``, ``500ms`` -> milliseconds, so 60s and 1m are one meaning (and one rules version).
-    if value is None:
-        return None
-    if isinstance(value, str) and (m := _DURATION.fullmatch(value.strip())):
-        return int(m.group(1)) * _DURATION_MS[m.group(2)]
-    raise ValueError(f"expected a duration such as 30s, 5m or 1h (or null: no limit), found {value!r}")
-
-
-def _duration_text(ms: int) -> str:
-    # the largest unit that divides it: 60_000 -> 1m, 90_000 -> 90s; read back by _duration_ms
-    for unit in ("h", "m", "s"):
-        if ms % _DURATION_MS[unit] == 0:
-            return f"{ms // _DURATION_MS[unit]}{unit}"
-    return f"{ms}ms"
+def _quote_age_ms(value: object) -> object:
+    try:
+        return duration_ms(value)
+    except ValueError:
+        raise ValueError(f"expected a duration such as 30s, 5m or 1h (or null: no limit), found {value!r}") from None
 
 
 _QUOTE_AGE_SCHEMA = {
-    "anyOf": [{"type": "string", "pattern": "^[1-9][0-9]{0,8}(ms|s|m|h)$"}, {"type": "null"}],
+    "anyOf": [{"type": "string", "pattern": DURATION_PATTERN}, {"type": "null"}],
     "description": "oldest quote of its symbol a proposal may be checked against (30s, 5m, 1h); null: no limit",
 }
 
@@ -113,7 +98,7 @@ class Limits(Model):
     ] = MaxEntryDeviation()
     # milliseconds, written (and dumped) 30s, 5m, 1h; None: no limit
     max_quote_age: Annotated[
-        int | None, BeforeValidator(_duration_ms), PlainSerializer(_duration_text, when_used="unless-none"),
+        int | None, BeforeValidator(_quote_age_ms), PlainSerializer(duration_text, when_used="unless-none"),
         WithJsonSchema(_QUOTE_AGE_SCHEMA),
     ] = Field(
         "60s", validate_default=True)
