@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from engine.config.models.base import Model
+from engine.config.models.base import Duration, Model
 
 if TYPE_CHECKING:
     from apscheduler.triggers.cron import CronTrigger
@@ -117,6 +117,10 @@ class Schedules(Model):
     """schedules.yaml: when the engine's jobs run."""
 
     timezone: str = "UTC"
+    # how often time passes for the rules when no event arrives: the service sends an idle account a clock
+    # event this often, and a replay fills the gaps of its history with clock events on this grid (event
+    # time), whenever some rule depends on time (max holding time, a condition on clock.* or position.age)
+    risk_update_frequency: Annotated[Duration, Field(ge=100, le=3_600_000)] = Field("500ms", validate_default=True)
     jobs: Jobs = Jobs()
 
     @field_validator("timezone")

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from engine.config.models.base import Fraction, Model, Name, PositiveFraction
+from engine.config.models.base import Duration, Fraction, Model, Name, PositiveFraction
 from engine.config.models.profit import ProfitSplit
 
 
@@ -110,4 +110,6 @@ class Strategy(Model):
     trailing: Trailing = Trailing()
     exit_levels: Annotated[list[ExitLevel], Field(max_length=20)] = Field([])
     dynamic_sltp: DynamicSLTP = DynamicSLTP()
+    max_holding_time: Annotated[Duration, Field(ge=1_000)] | None = Field(
+        None, description="close a position whole at the last quote once it has been open this long (30m, 4h; event time)")
     profit_locking: ProfitSplit | None = Field(None, description="overrides rules/profit.yaml split for this strategy")
