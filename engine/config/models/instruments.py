@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import zoneinfo
 from collections.abc import Mapping
-from typing import Annotated, Any
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 
 from engine.config.grid import Grid
 from engine.config.models.base import Currency, Model, Name
@@ -59,12 +61,66 @@ class StrategyMap(Model):
         None, description="strategy of broker positions that no magic number or prefix names; none: leave them alone")
 
 
+_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+TimeOfDay = Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", description="HH:MM, local time of the session")]
+
+
+class Session(Model):
+    """A trading session: open from ``open`` to ``close`` local time in ``timezone`` on ``days`` (a close at
+    or before the open runs past midnight, into the next day). ``clock.session`` is the name of the first
+    session of the file that is open at an event's time, ``closed`` when none is."""
+
+    name: Name
+    timezone: str = Field(description="IANA time zone of open and close, e.g. Europe/London (daylight saving included)")
+    open: TimeOfDay
+    close: TimeOfDay
+    days: list[Weekday] = Field(list(_WEEKDAYS[:5]), min_length=1, description="days the session opens (local), mon-fri by default")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"expected an IANA time zone such as 'Europe/London', found {value!r}") from None
+        return value
+
+    def is_open(self, ts: int) -> bool:
+        """Whether the session is open at ``ts`` (epoch ms)."""
+        local = datetime.fromtimestamp(ts / 1000, zoneinfo.ZoneInfo(self.timezone))
+        minute = local.hour * 60 + local.minute
+        start, end = _minutes(self.open), _minutes(self.close)
+        day = _WEEKDAYS[local.weekday()]
+        if start < end:
+            return day in self.days and start <= minute < end
+        previous = _WEEKDAYS[(local.weekday() - 1) % 7]  # overnight: opened yesterday evening, or opens this evening
+        return (day in self.days and minute >= start) or (previous in self.days and minute < end)
+
+
+def _minutes(hhmm: str) -> int:
+    return int(hhmm[:2]) * 60 + int(hhmm[3:])
+
+
 class Instruments(Model):
-    """rules/instruments.yaml: the account currency, instruments and the broker strategy mapping."""
+    """rules/instruments.yaml: the account currency, instruments, the broker strategy mapping and the trading sessions."""
 
     account_currency: Currency = "USD"
     instruments: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9._#-]{1,32}$")], Instrument] = Field({})
     strategy_map: StrategyMap = StrategyMap()
+    sessions: list[Session] = Field([], max_length=32, description="trading sessions, for clock.session (first open one wins)")
+
+    @field_validator("sessions")
+    @classmethod
+    def _unique_sessions(cls, sessions: list[Session]) -> list[Session]:
+        names = [s.name for s in sessions]
+        if dup := sorted({n for n in names if names.count(n) > 1}):
+            raise ValueError(f"expected each session name once, found {', '.join(dup)} more than once")
+        return sessions
+
+    def session_at(self, ts: int) -> str:
+        """The ``clock.session`` of time ``ts`` (epoch ms): the first open session's name, ``closed`` when none is."""
+        return next((s.name for s in self.sessions if s.is_open(ts)), "closed")
 
     def merged(self, entries: Mapping[str, Mapping[str, Any]]) -> tuple[Instruments, list[str]]:
         """These instruments with a broker's specifications laid over them; return them and the problems.
