@@ -49,6 +49,7 @@ _allowed = (
     _.healthz,
     _.readyz,
     _.optimization_results,
+    _.reconciliation,
     _.list_positions,
     _.get_position,
     _.validate,
@@ -58,6 +59,9 @@ _allowed = (
     # engine/service/scheduler.py: job bodies looked up as getattr(self, f"_{name}")
     _._optimize_portfolio,
     _._snapshot_metrics,
+    _._request_positions,
+    # engine/service/metrics.py: a prometheus_client Collector's method, called by the registry
+    _.collect,
     # uvicorn.Server attributes set to configure or stop the server
     _.should_exit,
     _.timeout_keep_alive_task,

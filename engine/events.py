@@ -11,13 +11,19 @@ JSON objects with a ``type``:
   with, when part of it was closed already (the exit levels that closed it count as taken);
 - ``position_closed``: ``ts``, ``position_id``, optional ``price`` (closed outside the engine, e.g. by
   the trader or the broker's own stop);
-- ``fill``: ``ts``, ``position_id``, ``volume``, ``price``, optional ``rule`` and ``action_id`` (a
-  broker reports, later than the action, that it closed that volume: with ``action_id``, the fill of
-  an action the engine emitted, whose volume the engine already stopped managing; without, a close at
-  the broker the engine did not ask for);
+- ``fill``: ``ts``, ``position_id``, ``volume``, ``price``, optional ``rule``, ``action_id`` and
+  ``deal_id`` (a broker reports, later than the action, that it closed that volume: with ``action_id``,
+  the fill of an action the engine emitted, whose volume the engine already stopped managing; without,
+  a close at the broker the engine did not ask for; ``deal_id``: the broker's id of the deal, so that a
+  deal reported twice, e.g. by a replay of the broker's history, is booked once);
 - ``clock``: ``ts`` (time passes with no quote: the daily and weekly resets that fall before it run);
 - ``broker_alert``: ``ts``, ``message``, optional ``position_id`` and ``action_id`` (a broker adapter's
-  alert: the engine journals it and emits it as an ``alert`` action, rule ``broker``).
+  alert: the engine journals it and emits it as an ``alert`` action, rule ``broker``);
+- ``broker_positions``: ``ts``, ``positions`` (at most ``MAX_BROKER_POSITIONS``, each ``position_id``,
+  ``symbol``, ``volume`` and, when the broker tells them, ``stop_loss`` and ``take_profit``: null or 0
+  for none, left out when not known), optional ``source`` (the broker's view of the account's open
+  positions, sent after the fills of the deals it found: the engine reconciles its book with it,
+  ``engine.rules.reconcile``).
 
 ``ts`` is epoch milliseconds or an ISO-8601 time (UTC when it has no offset), between 2000-01-01 and
 2100-01-01: a number that can only be epoch seconds, microseconds or nanoseconds is refused with the
@@ -57,8 +63,10 @@ MAX_EVENT_BYTES = 64 * 1024
 MAX_DEPTH = 8
 #: the most digits of a JSON integer (a price or a timestamp needs 13 or fewer)
 MAX_INT_DIGITS = 20
-#: the longest position id, symbol, strategy, rule or action id, in characters
+#: the longest position id, symbol, strategy, rule, action or deal id, in characters
 MAX_ID_LENGTH = 128
+#: the most positions one ``broker_positions`` report lists (64 KiB hold about 500 of them anyway)
+MAX_BROKER_POSITIONS = 1000
 #: epoch milliseconds accepted for ``ts``: 2000-01-01T00:00:00Z (inclusive) to 2100-01-01T00:00:00Z (exclusive)
 TS_MIN_MS = 946_684_800_000
 TS_MAX_MS = 4_102_444_800_000
@@ -107,6 +115,28 @@ class Fill:
     price: float
     rule: str = "broker"
     action_id: str | None = None
+    deal_id: str | None = None  # the broker's deal: a fill of a deal already booked is not booked again
+
+
+@dataclass(frozen=True)
+class BrokerPosition:
+    """One open position as the broker holds it: ``volume`` in lots; ``stop_loss`` and ``take_profit`` are
+    the broker-side levels, ``0.0`` when there is none, ``None`` when the report does not tell."""
+
+    position_id: str
+    symbol: str
+    volume: float
+    stop_loss: float | None = None
+    take_profit: float | None = None
+
+
+@dataclass(frozen=True)
+class BrokerPositions:
+    """The broker's view of the account's open positions at ``ts``, for the engine to reconcile its book with."""
+
+    ts: int
+    positions: tuple[BrokerPosition, ...]
+    source: str | None = None
 
 
 @dataclass(frozen=True)
@@ -125,7 +155,7 @@ class BrokerAlert:
     action_id: str | None = None
 
 
-Event = Tick | PositionOpened | PositionClosed | Fill | Clock | BrokerAlert
+Event = Tick | PositionOpened | PositionClosed | Fill | Clock | BrokerAlert | BrokerPositions
 
 
 def parse_ts(value: Any) -> int:
@@ -357,24 +387,61 @@ def parse_event(obj: Any) -> Event:
         if not isinstance(rule, str) or not rule:
             raise EventError(f"rule: expected a non-empty string, found {show(rule)}")
         _ident("rule", rule)
-        action_id = obj.get("action_id")
-        if action_id is not None and (not isinstance(action_id, str) or not action_id):
-            raise EventError(f"action_id: expected a non-empty string, found {show(action_id)}")
-        if action_id is not None:
-            _ident("action_id", action_id)
-        return Fill(ts, _str(obj, "position_id"), _num(obj, "volume"), _num(obj, "price"), rule, action_id)
+        return Fill(ts, _str(obj, "position_id"), _num(obj, "volume"), _num(obj, "price"), rule,
+                    _opt_str(obj, "action_id"), _opt_str(obj, "deal_id"))
     if kind == "clock":
         return Clock(ts)
     if kind == "broker_alert":
         message = _str(obj, "message")
         if len(message) > MAX_ALERT_CHARS:
             raise EventError(f"message: expected at most {MAX_ALERT_CHARS} characters, found {len(message)}")
-        ids = [obj.get(key) for key in ("position_id", "action_id")]
-        for key, value in zip(("position_id", "action_id"), ids, strict=True):
-            if value is not None and not (isinstance(value, str) and value):
-                raise EventError(f"{key}: expected a non-empty string, found {show(value)}")
-        return BrokerAlert(ts, message, ids[0], ids[1])
-    raise EventError(f"type: expected tick, position_opened, position_closed, fill, clock or broker_alert, found {show(kind)}")
+        return BrokerAlert(ts, message, _opt_str(obj, "position_id"), _opt_str(obj, "action_id"))
+    if kind == "broker_positions":
+        return BrokerPositions(ts, _broker_positions(obj), _opt_str(obj, "source"))
+    raise EventError("type: expected tick, position_opened, broker_positions, position_closed, fill, clock or broker_alert, "
+                     f"found {show(kind)}")
+
+
+def _opt_str(obj: dict, key: str) -> str | None:
+    """``obj[key]`` as an identifier (``_ident``), or ``None`` when it is missing or null."""
+    v = obj.get(key)
+    if v is None:
+        return None
+    if not isinstance(v, str) or not v:
+        raise EventError(f"{key}: expected a non-empty string, found {show(v)}")
+    return _ident(key, v)
+
+
+def _broker_positions(obj: dict) -> tuple[BrokerPosition, ...]:
+    """The ``positions`` of a ``broker_positions`` report, each checked as the fields of other events are
+    (a problem names its place: ``positions.3.volume: ...``); a position id listed twice is refused."""
+    items = obj.get("positions")
+    if not isinstance(items, list):
+        raise EventError(f"positions: expected a list of positions, found {show(items)}")
+    if len(items) > MAX_BROKER_POSITIONS:
+        raise EventError(f"positions: expected at most {MAX_BROKER_POSITIONS} positions, found {len(items)}")
+    out: list[BrokerPosition] = []
+    seen: set[str] = set()
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise EventError(f"positions.{i}: expected an object, found {_json_kind(item)}")
+        try:
+            p = BrokerPosition(_str(item, "position_id"), _str(item, "symbol"), _num(item, "volume"),
+                               _level(item, "stop_loss"), _level(item, "take_profit"))
+        except EventError as exc:
+            raise EventError(f"positions.{i}.{exc}") from None
+        if p.position_id in seen:
+            raise EventError(f"positions.{i}.position_id: {show(p.position_id)} is listed twice")
+        seen.add(p.position_id)
+        out.append(p)
+    return tuple(out)
+
+
+def _level(obj: dict, key: str) -> float | None:
+    """A broker-side level: ``None`` when the key is missing (not told), ``0.0`` for null or 0 (none), else a price."""
+    if key not in obj:
+        return None
+    return 0.0 if obj[key] is None or (obj[key] == 0 and not isinstance(obj[key], bool)) else _num(obj, key)
 
 
 def _volume0(obj: dict) -> float | None:
@@ -414,11 +481,19 @@ def to_json(event: Event) -> dict[str, Any]:
     if isinstance(event, Fill):
         out = {"type": "fill", "ts": event.ts, "position_id": event.position_id, "volume": event.volume,
                "price": event.price, "rule": event.rule}
-        if event.action_id is not None:
-            out["action_id"] = event.action_id
+        out.update({k: v for k, v in (("action_id", event.action_id), ("deal_id", event.deal_id)) if v is not None})
         return out
     if isinstance(event, BrokerAlert):
         alert: dict[str, Any] = {"type": "broker_alert", "ts": event.ts, "message": event.message}
         alert.update({k: v for k, v in (("position_id", event.position_id), ("action_id", event.action_id)) if v is not None})
         return alert
+    if isinstance(event, BrokerPositions):
+        source = {} if event.source is None else {"source": event.source}
+        return {"type": "broker_positions", "ts": event.ts, "positions": [_position_json(p) for p in event.positions], **source}
     return {"type": "clock", "ts": event.ts}
+
+
+def _position_json(p: BrokerPosition) -> dict[str, Any]:
+    out: dict[str, Any] = {"position_id": p.position_id, "symbol": p.symbol, "volume": p.volume}
+    out.update({k: v for k, v in (("stop_loss", p.stop_loss), ("take_profit", p.take_profit)) if v is not None})
+    return out

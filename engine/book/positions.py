@@ -34,13 +34,15 @@ class AuditEntry:
 
 @dataclass(frozen=True)
 class Fill:
-    """A (partial) close at a price, with the PnL it realized in the account currency."""
+    """A (partial) close at a price, with the PnL it realized in the account currency; ``deal``: the
+    broker's deal id when the broker named it (a deal is booked at most once per position)."""
 
     ts: int
     volume: float
     price: float
     pnl: float
     rule: str
+    deal: str | None = None
 
 
 @dataclass
@@ -81,6 +83,10 @@ class Position:
 
     def record(self, ts: int, what: str, rule: str, version: str, why: str) -> None:
         self.audit.append(AuditEntry(ts, what, rule, version, why))
+
+    def booked(self, deal: str) -> bool:
+        """Whether the broker's deal ``deal`` is booked in this position's fills already."""
+        return any(f.deal == deal for f in self.fills)
 
 
 class Book:
@@ -130,8 +136,9 @@ class Book:
             out.setdefault(p.strategy_type, []).append(p.id)
         return out
 
-    def fill(self, pid: str, ts: int, volume: float, price: float, rule: str, version: str) -> float:
-        """Book a (partial) close; return the realized PnL of this fill in the account currency."""
+    def fill(self, pid: str, ts: int, volume: float, price: float, rule: str, version: str, deal: str | None = None) -> float:
+        """Book a (partial) close (``deal``: the broker's deal id, when known); return the realized PnL of
+        this fill in the account currency."""
         p = self.positions[pid]
         volume = min(volume, p.volume)
         pnl = self.converter.pnl(p.symbol, p.side, p.entry, price, volume)
@@ -141,7 +148,7 @@ class Book:
         lots = self.converter.spec(p.symbol).lots
         # volumes on the lot step stay on it (0.15 - 0.07 is 0.08, not 0.07999999999999999)
         p.volume = lots.nearest(p.volume - volume) if lots.on(p.volume) and lots.on(volume) else p.volume - volume
-        p.fills.append(Fill(ts, volume, price, pnl, rule))
+        p.fills.append(Fill(ts, volume, price, pnl, rule, deal))
         if p.volume <= p.volume0 * 1e-9:
             p.volume = 0.0
             p.status = Status.CLOSED

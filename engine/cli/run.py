@@ -46,6 +46,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-takeover", action="store_true",
                    help="accept position_opened events with existing: true (positions already open at the broker, adopted "
                    "without the pre-trade checks) from the input stream and the API; --feed mt5 sets it for its position sync")
+    p.add_argument("--reconcile-every", type=float, default=60.0, metavar="SECONDS",
+                   help="compare the book with the broker's positions every SECONDS (besides at start and after a reconnect): "
+                   "the MetaTrader 5 feed reports them, and with --broker redis the pipelines are asked to (a request_positions "
+                   "action); 0: only at start and after reconnects (default 60)")
     p.add_argument("--speed", type=float, default=10.0, help="demo: replay speed, 10 = ten times faster than recorded (default 10)")
     p.add_argument("--demo-data", metavar="FILE", help="demo: Dukascopy EURUSD tick file (default examples/data/…-2019-02-04.json)")
     p.add_argument("--equity", type=float, default=100_000.0, help="starting equity of a new account (default 100000)")
@@ -98,7 +102,6 @@ def run(args: argparse.Namespace) -> int:
     from engine.service import logs
     from engine.service.api import create_app
     from engine.service.limits import Limits, server_config
-    from engine.service.pump import FeedPump, follow_open_positions
     from engine.service.service import Service
     from engine.service.store import Embedded, connect, redact, url_secrets
 
@@ -146,13 +149,12 @@ def run(args: argparse.Namespace) -> int:
     feeder = None  # the demo feed or the pump of a polled feed (MetaTrader 5)
     try:
         service.start()
+        if args.broker == "redis" and service.jobs is not None:  # the pipelines hold the positions: ask them
+            service.jobs.ask_for_positions(args.reconcile_every or None)
         if feed == "demo":
             feeder = _start_demo(service, accounts[0], args)
         elif edges.feed is not None:
-            polled = edges.feed(service.active_rules())
-            follow_open_positions(polled, lambda: service.workers[accounts[0]].call(open_positions, timeout=600))
-            feeder = FeedPump(polled, lambda obj: service.publish(obj, accounts[0]), label=f"{feed} feed")
-            feeder.start()
+            feeder = _start_pump(service, edges.feed(service.active_rules()), accounts[0], feed, args)
         app = create_app(service, token, limits)
         server = uvicorn.Server(server_config(app, args.host, port, limits, timeout_graceful_shutdown=5))
         if threading.current_thread() is threading.main_thread():
@@ -213,6 +215,18 @@ class BrokerAlerts:
             self.service.publish(event, alert.get("account"))
         except Exception:  # the alert is in the log; the stream may be down (the service reports that itself)
             log.exception("broker alert not published to the account's stream")
+
+
+def _start_pump(service, polled, account: str, feed: str, args: argparse.Namespace):
+    """Poll a feed (MetaTrader 5) into ``account``'s stream: it follows the positions the engine holds open, and
+    reports the broker's positions for reconciliation every ``--reconcile-every`` seconds."""
+    from engine.service.pump import FeedPump, follow_open_positions, report_positions_every
+
+    follow_open_positions(polled, lambda: service.workers[account].call(open_positions, timeout=600))
+    report_positions_every(polled, args.reconcile_every or None)
+    pump = FeedPump(polled, lambda obj: service.publish(obj, account), label=f"{feed} feed")
+    pump.start()
+    return pump
 
 
 def _feed_problem(message: str) -> None:

@@ -17,8 +17,9 @@ position_opened (a proposal)
     A position_opened with ``existing`` (already open at the broker) is adopted without checks.
 position_closed
     the position leaves the book at the given price (or the last quote).
-fill
-    a broker's late report that it closed (part of) a position: booked like a synchronous fill.
+fill, broker_positions
+    a broker's late report that it closed (part of) a position, booked like a synchronous fill (once per
+    deal id), and its view of the open positions, reconciled with the book (engine.rules.reconcile).
 clock
     time passes without a quote: the resets that fall before it run (step 1 of a tick only).
 
@@ -42,9 +43,9 @@ from engine.book.summary import summarize
 from engine.book.valuation import Converter, OpenPnL, open_risk
 from engine.config.lint import check_removed_strategies
 from engine.config.load import RuleSet
-from engine.events import BrokerAlert, Clock, Event, Fill, PositionClosed, PositionOpened, Tick
+from engine.events import BrokerAlert, BrokerPositions, Clock, Event, Fill, PositionClosed, PositionOpened, Tick
 from engine.ports import Broker, FillReport
-from engine.rules import checks, decisions, levels
+from engine.rules import checks, decisions, levels, reconcile
 from engine.rules._errors import ReloadRefused
 from engine.rules.chaining import Fired, PortfolioRules
 from engine.rules.contexts import CustomRules
@@ -145,8 +146,8 @@ class Engine:
             self._on_proposal(event, out)
         elif isinstance(event, PositionClosed):
             self._on_closed(event, out)
-        elif isinstance(event, Fill):
-            self._on_fill(event, out)
+        elif isinstance(event, (Fill, BrokerPositions)):
+            self._on_broker(event, out)
         elif isinstance(event, Clock) and (self.last_ts is None or event.ts >= self.last_ts):
             self._roll(event.ts)
         elif isinstance(event, BrokerAlert):
@@ -177,7 +178,7 @@ class Engine:
         pending = [action]
         while pending:
             for fill in broker.execute(pending.pop(0), self.quotes):
-                follow = self._book_fill(fill)
+                follow = self.book_fill(fill)
                 if follow is not None:
                     pending.append(self._append(out, follow))
 
@@ -223,12 +224,12 @@ class Engine:
             self.book.move(p.id, ts, "stop_loss" if hit.kind == "set_stop_loss" else "take_profit", hit.price, hit.rule, self.version)
         self._emit(out, *decision)
 
-    def _book_fill(self, fill: FillReport) -> decisions.Decision | None:
-        """Book a fill; return the ``lock_profit`` it leads to, if any."""
+    def book_fill(self, fill: FillReport, deal: str | None = None) -> decisions.Decision | None:
+        """Book a fill (``deal``: the broker's deal id, when known); return the ``lock_profit`` it leads to, if any."""
         p = self.book.positions.get(fill.position_id)
         if p is None or not p.is_open:
             return None
-        pnl = self.book.fill(p.id, fill.ts, fill.volume, fill.price, fill.rule, self.version)
+        pnl = self.book.fill(p.id, fill.ts, fill.volume, fill.price, fill.rule, self.version, deal)
         kernel = self.kernels.get(p.symbol)
         if not p.is_open:
             if kernel is not None and p.id in kernel.ids:
@@ -397,34 +398,13 @@ class Engine:
         for d in decisions.defaults(e, stop, tp, self.rules.strategies[e.strategy_type].defaults, note):
             self._emit(out, *d)
 
-    def _on_fill(self, e: Fill, out: list[Action]) -> None:
-        p = self.book.positions.get(e.position_id)
-        if p is None or not p.is_open:
-            self._problem(f"fill for unknown or closed position {e.position_id!r} ignored")
-            return
-        volume = min(e.volume, p.volume)
-        kernel = self.kernels.get(p.symbol)
-        # the fill of an engine action: the kernel took the volume off when it emitted the action
-        if e.action_id is None and kernel is not None and p.id in kernel.ids:
-            if volume >= p.volume:
-                kernel.remove(p.id)
-            else:
-                kernel.reduce(p.id, volume)
-        if (follow := self._book_fill(FillReport(p.id, e.ts, volume, e.price, e.rule))) is not None:
-            self._emit(out, *follow)
-
     def _on_closed(self, e: PositionClosed, out: list[Action]) -> None:
-        p = self.book.positions.get(e.position_id)
-        if p is None or not p.is_open:
-            self._problem(f"position_closed for unknown or closed position {e.position_id!r} ignored")
-            return
-        price = e.price
-        if price is None:
-            bid, ask = self.quotes.get(p.symbol, (p.entry, p.entry))
-            price = bid if p.side > 0 else ask
-        self.kernels[p.symbol].remove(p.id)
-        if (follow := self._book_fill(FillReport(p.id, e.ts, p.volume, price, "external"))) is not None:
-            self._emit(out, *follow)
+        self._on_broker(e, out)
+
+    def _on_broker(self, e: PositionClosed | Fill | BrokerPositions, out: list[Action]) -> None:
+        """Book what the broker reports (engine.rules.reconcile); its ``reconcile`` actions never go to the broker."""
+        for d in reconcile.outside(self, e):
+            self._emit(out, *d, execute=d[1] != "reconcile")
 
     # --- reload, summary ------------------------------------------------------------------------
 

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from engine.events import Event
+from engine.rules.reconcile import KINDS
 
 disable_created_metrics()  # the *_created series double the output and nobody graphs them
 
@@ -43,6 +48,8 @@ class Metrics:
                                ["account"], registry=r)
         self.broker_reconnects = Gauge("riskrail_broker_reconnects", "times the broker's terminal was reconnected since the "
                                        "process started (MetaTrader 5; 0 without one)", registry=r)
+        self.reconcile = ReconcileDifferences()
+        r.register(self.reconcile)
         self.last_reload_success.set(1)
         for result in ("ok", "failed"):  # every series exists from the start, at 0
             self.optimizations.labels(result=result)
@@ -57,7 +64,30 @@ class Metrics:
         return generate_latest(self.registry)
 
 
+class ReconcileDifferences(Collector):
+    """``riskrail_reconcile_differences_total{account,kind}``: the differences with the broker each account's
+    engine reported (``reconcile`` actions), by kind (``engine.rules.reconcile.KINDS``).
+
+    The engines count them in their own state, which snapshots keep; ``update`` copies an account's counts
+    as of a scrape (the ``/metrics`` route calls it), so the series survive a restart of the process."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, dict[str, int]] = {}
+
+    def update(self, counts: Mapping[str, Mapping[str, int]]) -> None:
+        """Set the counts of the accounts this process runs (``{account: {kind: n}}``); others are dropped."""
+        self.counts = {account: {kind: int(c.get(kind, 0)) for kind in KINDS} for account, c in counts.items()}
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily("riskrail_reconcile_differences", "differences with the broker's positions the engine "
+                                     "reported (reconcile actions), by account and kind", labels=["account", "kind"])
+        for account, counts in sorted(self.counts.items()):
+            for kind in KINDS:
+                family.add_metric([account, kind], counts[kind])
+        yield family
+
+
 def event_type(event: Event) -> str:
     """The ``type`` label of an input event in ``riskrail_risk_events_processed_total``."""
-    return {"Tick": "tick", "PositionOpened": "position_opened", "PositionClosed": "position_closed",
-            "Fill": "fill", "Clock": "clock"}[type(event).__name__]
+    return {"Tick": "tick", "PositionOpened": "position_opened", "PositionClosed": "position_closed", "Fill": "fill",
+            "Clock": "clock", "BrokerAlert": "broker_alert", "BrokerPositions": "broker_positions"}[type(event).__name__]

@@ -40,6 +40,13 @@ class FeedPump(Background):
                 backoff = min(max(backoff * 2, 1.0), self.max_backoff)
 
 
+def report_positions_every(feed: Feed, seconds: float | None) -> None:
+    """Have a feed that reports the broker's positions (``reconcile_every``, e.g. ``MT5Feed``) report them every
+    ``seconds`` besides at its first poll and after a reconnect (``None``: only then); other feeds are left alone."""
+    if hasattr(feed, "reconcile_every"):
+        feed.reconcile_every = seconds
+
+
 def follow_open_positions(feed: Feed, open_positions: Callable[[], list[tuple[str, str, float]]]) -> None:
     """Hand a feed that can follow positions (``track``, e.g. ``MT5Feed``) the positions the engine holds open
     (``(position_id, symbol, volume)``, from ``open_positions``, read once the engine has recovered): at a

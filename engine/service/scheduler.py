@@ -10,6 +10,9 @@ work between two of its events, and the journal records it:
                          it on the first event after the boundary, so a replay resets where live did)
     snapshot_metrics     each account's state (equity, day PnL, open positions, version) appended to the
                          ``metrics`` stream
+    request_positions    (``ask_for_positions``: accounts whose pipeline carries out the actions, ``--broker
+                         redis``) a ``request_positions`` action on every account's actions stream: the
+                         pipeline answers with a ``broker_positions`` report, which the engine reconciles
 
 Every job has ``coalesce``, ``max_instances`` and ``misfire_grace_time`` from the file. A job that
 raises is logged and counted (``riskrail_job_runs_total{result="failed"}``) and the engine goes on.
@@ -19,6 +22,7 @@ takes over within the expiry.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
@@ -30,7 +34,9 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from engine.actions import Action
 from engine.config.models import Job, Schedules
+from engine.service.commit import ACTIONS_MAXLEN
 from engine.service.metrics import Metrics
 from engine.service.store import Keys, Lease, publish, text
 
@@ -53,6 +59,7 @@ class JobRunner:
         self.r, self.keys, self.metrics, self.accounts, self.clock = r, keys, metrics, accounts, clock
         self.lease = Lease(r, keys.scheduler, owner, ttl_ms)
         self.schedules = schedules
+        self.positions_every: float | None = None  # seconds between requests for the broker's positions (None: none)
         self.scheduler: BackgroundScheduler | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -81,6 +88,12 @@ class JobRunner:
             if self.scheduler is not None:
                 self.scheduler.remove_all_jobs()
                 self._add_jobs(self.scheduler)
+
+    def ask_for_positions(self, every: float | None) -> None:
+        """Ask every account's pipeline for a ``broker_positions`` report every ``every`` seconds (``None``: never),
+        with the job ``request_positions``: for a service whose actions a pipeline carries out (``--broker redis``)."""
+        self.positions_every = every
+        self.set_schedules(self.schedules)
 
     def _hold(self) -> None:
         interval = self.lease.ttl_ms / 3000
@@ -118,6 +131,10 @@ class JobRunner:
                 continue
             sched.add_job(self._wrap(name), trigger(job, tz), id=name, name=name, coalesce=job.coalesce,
                           max_instances=job.max_instances, misfire_grace_time=job.misfire_grace_time, replace_existing=True)
+        if self.positions_every:
+            sched.add_job(self._wrap("request_positions"), IntervalTrigger(seconds=self.positions_every, timezone=tz),
+                          id="request_positions", name="request_positions", coalesce=True, max_instances=1,
+                          misfire_grace_time=max(int(self.positions_every), 1), replace_existing=True)
 
     def _wrap(self, name: str) -> Callable[[], None]:
         body = getattr(self, f"_{name}")
@@ -151,6 +168,15 @@ class JobRunner:
 
     _daily_reset = _clock
     _weekly_reset = _clock
+
+    def _request_positions(self) -> None:
+        now = int(self.clock() * 1000)
+        for account in self.accounts():
+            version = text(self.r.hget(self.keys.stream(account, "state"), "rules_version") or b"")
+            digest = hashlib.sha256(f"{account}|{now}".encode()).hexdigest()[:24]
+            action = Action(f"r-{digest}", now, "request_positions", None, None, {}, "reconcile", version,
+                            "report the open positions (a broker_positions event) for reconciliation")
+            self.r.xadd(self.keys.stream(account, "actions"), {"action": action.to_line()}, maxlen=ACTIONS_MAXLEN, approximate=True)
 
     def _snapshot_metrics(self) -> None:
         now = int(self.clock() * 1000)

@@ -74,8 +74,9 @@ def test_a_broker_stop_loss_is_booked_at_the_real_deal_price(conn: MT5Connection
     feed.poll()
     fake.tick("EURUSD", 1.14430, 1.14432, T0 + 1_000)  # gaps through the stop: filled worse, at the bid
     events = feed.poll()
+    [deal] = [d for d in fake.deals_of(ticket) if d.entry == 1]  # its exit deal: the engine books it once, by its ticket
     assert events[0] == {"type": "fill", "ts": T0 + 1_000, "position_id": str(ticket), "volume": 0.10, "price": 1.14430,
-                         "rule": "broker_sl"}
+                         "rule": "broker_sl", "deal_id": str(deal.ticket)}
     assert [e["type"] for e in events[1:]] == []  # the symbol has no managed position left
     assert feed.poll() == []
 

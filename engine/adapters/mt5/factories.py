@@ -47,10 +47,13 @@ def broker_factory(conn: MT5Connection, *, on_alert: Callable[[dict[str, Any]], 
     return make
 
 
-def feed(conn: MT5Connection, strategy_map: Any, *, on_problem: Callable[[str], None] | None = None) -> MT5Feed:
+def feed(conn: MT5Connection, strategy_map: Any, *, on_problem: Callable[[str], None] | None = None,
+         reconcile_every: float | None = 60.0) -> MT5Feed:
     """The account's ``MT5Feed``: positions, deals and quotes as raw event dicts (see ``MT5Feed.poll``);
-    ``strategy_map`` is the active ``RuleSet`` (its instruments name each strategy's magic numbers)."""
-    return MT5Feed(conn, strategy_map, on_problem=on_problem)
+    ``strategy_map`` is the active ``RuleSet`` (its instruments name each strategy's magic numbers). It
+    reports the account's positions for reconciliation at its first poll, after each reconnect and every
+    ``reconcile_every`` seconds (``riskrail run --reconcile-every`` sets it; None: never)."""
+    return MT5Feed(conn, strategy_map, on_problem=on_problem, reconcile_every=reconcile_every)
 
 
 def instruments(conn: MT5Connection, *, on_problem: Callable[[str], None] | None = None

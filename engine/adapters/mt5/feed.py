@@ -4,6 +4,7 @@ turned into position events (taken over, partly closed, closed), as ``engine.eve
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -67,7 +68,13 @@ class MT5Feed:
       connection's ``ledger``) are skipped; when no deal shows up within ``close_grace`` polls, a
       closed position gives ``position_closed`` (the engine's last quote) and a reduced one a ``fill``
       at the position's current price;
-    - then one ``tick`` per symbol of a managed position (and of ``symbols``) whose ``time_msc`` is new.
+    - then one ``tick`` per symbol of a managed position (and of ``symbols``) whose ``time_msc`` is new;
+    - last, with ``reconcile_every`` (seconds; None: never), a ``broker_positions`` report of every open
+      position of the account (ticket, symbol, volume, SL and TP, 0 for none), for the engine to reconcile
+      its book with: at the first poll, after each reconnect of the terminal and every ``reconcile_every``
+      seconds of ``clock``; held back while a position waits for the deals that explain its volume.
+
+    Exit deals are sent with their ticket as ``deal_id``: the engine books a deal once, whoever sends it again.
 
     Broker times are server times: ``server_offset_ms`` (server minus UTC; default the connection's) is
     subtracted from them.
@@ -75,7 +82,8 @@ class MT5Feed:
     """
 
     def __init__(self, conn: MT5Connection, strategy_map: Any = None, *, symbols: Iterable[str] = (),
-                 server_offset_ms: int | None = None, close_grace: int = 3, on_problem: Callable[[str], None] | None = None) -> None:
+                 server_offset_ms: int | None = None, close_grace: int = 3, on_problem: Callable[[str], None] | None = None,
+                 reconcile_every: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.conn = conn
         self.mt5 = conn.mt5
         self.mapper = strategy_map if isinstance(strategy_map, StrategyMapper) else StrategyMapper(strategy_map)
@@ -89,6 +97,9 @@ class MT5Feed:
         self._last_msc: dict[str, int] = {}
         self._selected: set[str] = set()
         self._now = 0  # latest event time given out (UTC ms)
+        self.reconcile_every, self.clock = reconcile_every, clock
+        self._next_report: float | None = None  # when the next report is due (``clock``); None: at the next poll
+        self._reconnects = conn.reconnects  # the reconnects a report was sent after
 
     # --- live ----------------------------------------------------------------------------------
 
@@ -136,6 +147,7 @@ class MT5Feed:
         for ticket in sorted(set(self._known) - set(at_broker)):
             self._sync(ticket, self._known[ticket], 0.0, events, current=None)
         events.extend(self._ticks())
+        self._report(positions, events)
         return events
 
     def _adopt(self, p: Any, events: list[dict[str, Any]]) -> None:
@@ -184,7 +196,7 @@ class MT5Feed:
                 continue
             self.conn.ledger.add(d.ticket)
             events.append({"type": "fill", "ts": self._utc(d.time_msc), "position_id": str(ticket), "volume": float(d.volume),
-                           "price": float(d.price), "rule": self._rule(d.reason)})
+                           "price": float(d.price), "rule": self._rule(d.reason), "deal_id": str(d.ticket)})
         if tracked.unexplained <= _EPS:
             tracked.unexplained, tracked.waited = 0.0, 0
         else:
@@ -199,6 +211,20 @@ class MT5Feed:
                 tracked.unexplained, tracked.waited = 0.0, 0
         if current is None and tracked.unexplained <= _EPS:
             del self._known[ticket]
+
+    def _report(self, positions: Iterable[Any], events: list[dict[str, Any]]) -> None:
+        """Append a ``broker_positions`` report of ``positions`` when one is due and no position waits for the
+        deals that explain it (the engine would take that volume for missing: the report waits a poll)."""
+        if self.reconcile_every is None:
+            return
+        now = self.clock()
+        due = self._next_report is None or now >= self._next_report or self.conn.reconnects != self._reconnects
+        if not due or any(t.unexplained > _EPS for t in self._known.values()):
+            return
+        self._next_report, self._reconnects = now + self.reconcile_every, self.conn.reconnects
+        report = [{"position_id": str(p.ticket), "symbol": p.symbol, "volume": float(p.volume), "stop_loss": float(p.sl or 0.0),
+                   "take_profit": float(p.tp or 0.0)} for p in sorted(positions, key=lambda p: int(p.ticket))]
+        events.append({"type": "broker_positions", "ts": self._now or int(time.time() * 1000), "positions": report, "source": "mt5"})
 
     def _opened(self, deals: Iterable[Any]) -> float:
         """The volume a position was opened with: its entry deals' (lots)."""

@@ -8,6 +8,7 @@ import anyio
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
+from engine.rules import reconcile
 from engine.service.routes.context import Context
 
 
@@ -38,7 +39,9 @@ def router(ctx: Context) -> APIRouter:
 
     @api.get("/metrics", dependencies=ctx.guarded, tags=["monitoring"])
     def metrics() -> Response:
-        ctx.look()  # the health gauges are as of this scrape
+        ctx.look()  # the health gauges are as of this scrape, and so are the reconciliation counts
+        service.metrics.reconcile.update({account: reconcile.counts(w.engine) for account, w in list(service.workers.items())
+                                          if w.engine is not None})
         return Response(service.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     return api

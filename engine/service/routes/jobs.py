@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException
 from engine.service.routes.context import Context
 
 #: the jobs ``POST /api/jobs/{name}`` may queue
-JOBS = ("optimize_portfolio", "daily_reset", "weekly_reset", "snapshot_metrics")
+JOBS = ("optimize_portfolio", "daily_reset", "weekly_reset", "snapshot_metrics", "request_positions")
 
 
 def router(ctx: Context) -> APIRouter:

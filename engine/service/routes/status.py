@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from engine.rules import reconcile
 from engine.service import views
 from engine.service.routes.context import Context
 from engine.service.service import Service
@@ -23,6 +24,13 @@ def router(ctx: Context) -> APIRouter:
     def portfolio_summary(account: str | None = None) -> dict[str, Any]:
         w = ctx.worker(account)
         return {"account": w.account, **ctx.on_engine(account, lambda e: views.portfolio_summary(e, w.last_optimization))}
+
+    @api.get("/api/reconcile", dependencies=ctx.scoped, tags=["monitoring"])
+    def reconciliation(account: str | None = None) -> dict[str, Any]:
+        """The account's reconciliation with the broker: the last report's differences (``last``), the differences
+        reported by kind and the deals ignored as booked already (``counts``), the reported ones outstanding."""
+        w = ctx.worker(account)
+        return {"account": w.account, **ctx.on_engine(account, reconcile.result_json)}
 
     @api.get("/api/position-management/optimization-results", dependencies=ctx.scoped, tags=["monitoring"])
     def optimization_results(account: str | None = None) -> dict[str, Any]:
