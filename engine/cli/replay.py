@@ -48,6 +48,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reload", metavar="TS=DIR", type=reload_spec, action="append", default=[],
                    help="swap in the rules of folder DIR before the first event at or after TS (epoch ms or ISO-8601), "
                    "as the service's hot reload does; repeatable. An invalid DIR is reported and nothing is replayed")
+    p.add_argument("--no-clock", action="store_true",
+                   help="do not fill the gaps of the history with clock events (by default, when a rule depends on time "
+                   "alone, a gap longer than risk_update_frequency of schedules.yaml gets a clock event on that grid, as "
+                   "the service sends an idle account)")
     p.set_defaults(func=run)
 
 
@@ -145,6 +149,7 @@ def _replay(args: argparse.Namespace, engine: Engine, problems: list[str],
     """Run every event through ``engine``, writing actions to stdout; return (malformed, unknown-symbol ticks)."""
     from engine.adapters.files import iso, read_history
     from engine.events import Tick
+    from engine.rules.timers import time_driven, with_clock
 
     skipped, unknown = 0, 0
 
@@ -156,6 +161,8 @@ def _replay(args: argparse.Namespace, engine: Engine, problems: list[str],
     out = sys.stdout
     history = read_history([args.events] if args.events else [], args.ticks, args.symbol, skip, late_reporter(),
                            strict=args.strict_order)
+    if not args.no_clock and time_driven(engine.rules):
+        history = with_clock(history, engine.rules.schedules.risk_update_frequency)
     for source, line, event in history:
         while reloads and event.ts >= reloads[0][0]:
             _, folder, rules = reloads.pop(0)

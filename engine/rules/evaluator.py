@@ -45,7 +45,7 @@ from engine.config.lint import check_removed_strategies
 from engine.config.load import RuleSet
 from engine.events import BrokerAlert, BrokerPositions, Clock, Event, Fill, PositionClosed, PositionOpened, Tick
 from engine.ports import Broker, FillReport
-from engine.rules import checks, decisions, levels, reconcile
+from engine.rules import checks, decisions, levels, reconcile, timers
 from engine.rules._errors import ReloadRefused
 from engine.rules.chaining import Fired, PortfolioRules
 from engine.rules.contexts import CustomRules
@@ -91,6 +91,8 @@ class Engine:
         self._bar_ms, self._bar_window = checks.timeframe_ms(lim.timeframe), lim.window
         self.bars: dict[str, checks.Bars] = {}
         self.resets = ResetClock(self.rules.schedules)
+        self.deadlines = timers.Deadlines()  # max holding times (derived: rebuilt from the book and the rules)
+        self.pending: set[str] = set()  # open positions the engine closed whose fill has not come back (derived)
         self.day = Day(start_equity=self.equity0)
         self.peak_equity = self.equity0
         self.ledgers: dict[str, Ledger] = {name: Ledger() for name in self.rules.strategies}
@@ -106,11 +108,17 @@ class Engine:
         return self.equity0 + self.book.realized() + self.unrealized()
 
     def unrealized(self, strategy: str | None = None) -> float:
-        """Open PnL at the last quotes, in the account currency (of one strategy, or all)."""
-        if strategy is None:
-            return self.open_pnl.of()
-        code = self.codes.get(strategy)
-        return self.open_pnl.of(code) if code is not None else 0.0
+        """Open PnL at the last quotes, in the account currency (of one strategy, or all), with the positions
+        whose close is pending at the broker (still held until their fill comes back)."""
+        code = self.codes.get(strategy) if strategy is not None else None
+        managed = self.open_pnl.of() if strategy is None else self.open_pnl.of(code) if code is not None else 0.0
+        return managed + sum(self._pending_pnl(self.book.positions[pid]) for pid in self.pending
+                             if strategy is None or self.book.positions[pid].strategy_type == strategy)
+
+    def _pending_pnl(self, p: Position) -> float:
+        bid, ask = self.quotes.get(p.symbol, (math.nan, math.nan))
+        price = bid if p.side > 0 else ask
+        return self.converter.pnl(p.symbol, p.side, p.entry, price, p.volume) if math.isfinite(price) else 0.0
 
     def strategy_equity(self, name: str) -> float:
         """A strategy's equity: its configured target of the starting equity plus its realized and open PnL."""
@@ -152,6 +160,11 @@ class Engine:
             self._roll(event.ts)
         elif isinstance(event, BrokerAlert):
             self._emit(out, *decisions.broker_alert(event), execute=False)
+        if self.deadlines.heap and (self.last_ts is None or event.ts >= self.last_ts):
+            for fired in timers.expired(self.deadlines, self.book.positions, self.rules.strategies, event.ts):
+                self._fired(event.ts, fired, out)
+        self.pending.update(pid for a in out if a.type in ("close", "close_all") for pid in timers.closed_ids(a)
+                            if self.book.positions[pid].is_open)
         self.counts["actions"] += len(out)
         return out
 
@@ -232,6 +245,7 @@ class Engine:
         pnl = self.book.fill(p.id, fill.ts, fill.volume, fill.price, fill.rule, self.version, deal)
         kernel = self.kernels.get(p.symbol)
         if not p.is_open:
+            self.pending.discard(p.id)
             if kernel is not None and p.id in kernel.ids:
                 kernel.remove(p.id)
             if kernel is not None:
@@ -288,7 +302,7 @@ class Engine:
             p = self.book.positions[fired.position_id]
             if not p.is_open:
                 return
-            bid, ask = self.quotes[p.symbol]
+            bid, ask = self.quotes.get(p.symbol, (p.entry, p.entry))
             price = bid if p.side > 0 else ask
             fraction = float(fired.params.get("fraction", 1.0))
             volume = decisions.close_volume(p, fraction, self.converter.spec(p.symbol))
@@ -300,6 +314,7 @@ class Engine:
                 self.kernels[p.symbol].remove(p.id)
             else:
                 self.kernels[p.symbol].reduce(p.id, volume)
+            self.revalue(p.symbol)
             params = {"price": price, "volume": volume, "fraction": decisions.share(volume, p.volume0)}
             self._emit(out, ts, kind, p.id, p.strategy_type, params, fired.rule, fired.reason)
             return
@@ -321,6 +336,7 @@ class Engine:
                 bid, ask = self.quotes.get(p.symbol, (p.entry, p.entry))
                 items.append({"position_id": p.id, "volume": p.volume, "price": bid if p.side > 0 else ask})
                 self.kernels[p.symbol].remove(p.id)
+                self.revalue(p.symbol)
             self._emit(out, ts, "close_all", None, fired.strategy, {**fired.params, "positions": items}, fired.rule, fired.reason)
             return
         self._emit(out, ts, fired.type, fired.position_id, fired.strategy, dict(fired.params), fired.rule, fired.reason)
@@ -367,6 +383,7 @@ class Engine:
         pos.volume0 = pos.volume = volume
         pos.entry = entry
         self.book.accept(e.position_id, e.ts, stop, tp, self.version, "passed the pre-trade checks")
+        self.deadlines.add(pos, self.rules.strategies.get(e.strategy_type))
         self.kernel(e.symbol).add(e.position_id, e.strategy_type, e.side, entry, volume, stop, tp, e.ts)
         if resized_from is not None:
             self._emit(out, *decisions.resized(e.ts, pos, resized_from, volume, entry), execute=False)
@@ -415,6 +432,7 @@ class Engine:
         """
         self.book.positions[p.id] = p
         self.book.accept(p.id, p.opened_ts, p.stop_loss, p.take_profit, self.version, "adopted")
+        self.deadlines.add(p, self.rules.strategies.get(p.strategy_type))
         kernel = self.kernel(p.symbol)
         if state is not None:
             kernel.restore(state)
@@ -445,6 +463,7 @@ class Engine:
         for name in sorted(rules.strategies):
             self.codes.setdefault(name, len(self.codes))
         self.custom.reload(rules)
+        self.deadlines.rebuild(self.book.open_positions(), rules.strategies)
 
     def _sample(self, ts: int, force: bool = False) -> None:
         """Record the equity curves at the first event of each sampling period (and at the end)."""

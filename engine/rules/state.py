@@ -28,6 +28,8 @@ every amount in the account currency, every time in epoch ms)::
     ledgers                    {strategy: profit-locking buckets}
     curve, strategy_curves     the sampled equity curves
     custom_posted              [[rule, position id], ...]: custom-rule decisions already latched
+    reconciliation             {"seen", "reported": [difference key, ...], "last": the last report's
+                               result}: what reconciliation with the broker remembers (engine.rules.reconcile)
 
 What the rules determine (strategy parameters, grids, strategy codes, the open PnL) is not recorded:
 ``restore`` rebuilds it from the rules and revalues every symbol at its last quote. A record of a
@@ -48,6 +50,7 @@ import numpy as np
 from engine.book.ledgers import Day, Ledger
 from engine.book.positions import AuditEntry, Fill, Position, Status
 from engine.errors import RiskrailError
+from engine.rules import reconcile
 from engine.rules.checks import Bars, timeframe_ms
 from engine.rules.levels import PositionState
 from engine.rules.volatility import Volatility
@@ -150,7 +153,12 @@ def record(engine: Engine) -> Json:
         "curve": [[ts, eq] for ts, eq in engine.curve],
         "strategy_curves": {name: list(c) for name, c in engine.strategy_curves.items()},
         "custom_posted": sorted([rule, pid] for rule, pid in engine.custom.posted),
+        "reconciliation": _reconciliation(reconcile.state(engine)),
     }
+
+
+def _reconciliation(r: reconcile.Reconciliation) -> Json:
+    return {"seen": sorted(r.seen), "reported": sorted(r.reported), "last": r.last}
 
 
 def dumps(rec: Json) -> bytes:
@@ -209,6 +217,12 @@ def _restore(engine: Engine, rec: Json) -> None:
     engine.curve = [(int(ts), float(eq)) for ts, eq in rec["curve"]]
     engine.strategy_curves.update({name: [float(x) for x in c] for name, c in rec["strategy_curves"].items()})
     engine.custom.posted = {(rule, pid) for rule, pid in rec["custom_posted"]}
+    known = rec.get("reconciliation", {})  # a record written before reconciliation has none
+    r = reconcile.state(engine)
+    r.seen, r.reported, r.last = set(known.get("seen", ())), set(known.get("reported", ())), known.get("last")
+    # derived: the max holding deadlines, and the positions whose close is pending at the broker
+    engine.deadlines.rebuild(engine.book.open_positions(), engine.rules.strategies)
+    engine.pending = {p.id for p in engine.book.open_positions() if p.id not in engine.kernel(p.symbol).ids}
     for symbol in engine.kernels:
         engine.revalue(symbol)
 

@@ -23,9 +23,9 @@ FIXTURE = ROOT / "tests" / "data" / "state" / "v1"
 
 # attributes rebuilt from the rules (or not state at all), and those the record holds
 DERIVED = {"rules", "portfolio", "broker", "on_problem", "version", "converter", "params", "codes", "open_pnl", "_bar_ms",
-           "_bar_window", "resets", "custom", "book", "kernels"}
+           "_bar_window", "resets", "custom", "book", "kernels", "deadlines", "pending"}
 RECORDED = {"equity0", "seq", "targets", "last_ts", "vols", "quotes", "bars", "day", "peak_equity", "ledgers", "curve",
-            "strategy_curves", "counts"}
+            "strategy_curves", "counts", "reconciliation"}
 
 
 def restored(engine: Engine) -> Engine:
@@ -76,7 +76,7 @@ def test_every_attribute_of_the_engine_is_recorded_or_rebuilt_from_the_rules() -
     engine = Engine(load_config(str(SCALPING)), broker=PaperBroker())
     for ev in demo_events()[:300]:
         engine.process(parse_event(ev))
-    assert set(engine.__dict__) == DERIVED | RECORDED
+    assert DERIVED | RECORDED - {"reconciliation"} <= set(engine.__dict__) <= DERIVED | RECORDED  # reconciliation: made on first use
     assert set(engine.book.__dict__) == {"converter", "positions", "_open", "realized_total", "realized_by", "open_count"}
     kernel = next(iter(engine.kernels.values()))
     assert {"ids", "strategies", "removed_time_in_profit", "taken_keys", "bid", "ask", "_last_ts"} <= set(kernel.__dict__)
@@ -103,6 +103,11 @@ def test_a_record_that_does_not_fit_the_rules_is_a_state_error() -> None:
         state.restore(Engine(rules, broker=PaperBroker()), rec)
 
 
+def decided(action: dict) -> dict:
+    """An action without what names the rules version it was decided under."""
+    return {k: v for k, v in action.items() if k not in ("id", "rules_version")}
+
+
 def test_the_first_version_of_the_record_restores_and_continues() -> None:
     """tests/data/state/v1: a record written by the release that introduced it, with its rules and the
     events that follow it. Every later release must restore it and decide those events the same way."""
@@ -111,10 +116,12 @@ def test_the_first_version_of_the_record_restores_and_continues() -> None:
     engine = Engine(rules, broker=PaperBroker())
     state.restore(engine, rec)
     engine.portfolio.restore_facts(engine.version, json.loads((FIXTURE / "facts.json").read_text()))
-    expected = [json.loads(line) for line in (FIXTURE / "actions.jsonl").read_text().splitlines()]
+    # the rules version (and the action ids made from it) is the digest of the validated rules, which a
+    # release that adds a setting with a default changes: every other part of an action must be the same
+    expected = [decided(json.loads(line)) for line in (FIXTURE / "actions.jsonl").read_text().splitlines()]
     got = []
     for line in (FIXTURE / "after.jsonl").read_text().splitlines():
-        got.extend(json.loads(a.to_line()) for a in engine.process(parse_event(json.loads(line))))
+        got.extend(decided(json.loads(a.to_line())) for a in engine.process(parse_event(json.loads(line))))
     assert got == expected and len(expected) >= 3
     taken = {m["id"]: m["levels_taken"] for k in rec["managed"].values() for m in k["positions"]}
     assert any(taken.values()), "the fixture holds a position with an exit level taken"
