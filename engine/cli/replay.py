@@ -166,7 +166,8 @@ def _replay(args: argparse.Namespace, engine: Engine, problems: list[str],
     for source, line, event in history:
         while reloads and event.ts >= reloads[0][0]:
             _, folder, rules = reloads.pop(0)
-            swap(engine, rules, f"{source}:{line} (ts {iso(event.ts)})", folder)
+            where = "the clock event" if source == "clock" else f"{source}:{line}"
+            swap(engine, rules, f"{where} (ts {iso(event.ts)})", folder)
         if isinstance(event, Tick) and not engine.converter.known(event.symbol):
             unknown += 1  # not given to the engine: the event numbers, and so the action ids, stay those of a clean file
             print(f"{source}:{line}: skipped: tick for unknown symbol {event.symbol!r}: add it to rules/instruments.yaml",
