@@ -10,6 +10,9 @@ work between two of its events, and the journal records it:
                          it on the first event after the boundary, so a replay resets where live did)
     snapshot_metrics     each account's state (equity, day PnL, open positions, version) appended to the
                          ``metrics`` stream
+    risk_update          (``pass_time``: rules that depend on time alone, engine.rules.timers) a ``clock`` event
+                         (wall time) every ``risk_update_frequency`` into each account's input stream that
+                         received nothing for that long: max holding times and time rules act without a tick
     request_positions    (``ask_for_positions``: accounts whose pipeline carries out the actions, ``--broker
                          redis``) a ``request_positions`` action on every account's actions stream: the
                          pipeline answers with a ``broker_positions`` report, which the engine reconciles
@@ -60,6 +63,7 @@ class JobRunner:
         self.lease = Lease(r, keys.scheduler, owner, ttl_ms)
         self.schedules = schedules
         self.positions_every: float | None = None  # seconds between requests for the broker's positions (None: none)
+        self.clock_every_ms: int | None = None  # ms between clock events to an idle account (None: none)
         self.scheduler: BackgroundScheduler | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -94,6 +98,13 @@ class JobRunner:
         with the job ``request_positions``: for a service whose actions a pipeline carries out (``--broker redis``)."""
         self.positions_every = every
         self.set_schedules(self.schedules)
+
+    def pass_time(self, every_ms: int | None) -> None:
+        """Send each idle account a ``clock`` event every ``every_ms`` (``None``: never), with the job ``risk_update``:
+        for rules that depend on time alone (``engine.rules.timers.time_driven``)."""
+        if every_ms != self.clock_every_ms:
+            self.clock_every_ms = every_ms
+            self.set_schedules(self.schedules)
 
     def _hold(self) -> None:
         interval = self.lease.ttl_ms / 3000
@@ -131,6 +142,10 @@ class JobRunner:
                 continue
             sched.add_job(self._wrap(name), trigger(job, tz), id=name, name=name, coalesce=job.coalesce,
                           max_instances=job.max_instances, misfire_grace_time=job.misfire_grace_time, replace_existing=True)
+        if self.clock_every_ms:
+            sched.add_job(self._wrap("risk_update"), IntervalTrigger(seconds=self.clock_every_ms / 1000, timezone=tz),
+                          id="risk_update", name="risk_update", coalesce=True, max_instances=1, misfire_grace_time=1,
+                          replace_existing=True)
         if self.positions_every:
             sched.add_job(self._wrap("request_positions"), IntervalTrigger(seconds=self.positions_every, timezone=tz),
                           id="request_positions", name="request_positions", coalesce=True, max_instances=1,
@@ -168,6 +183,14 @@ class JobRunner:
 
     _daily_reset = _clock
     _weekly_reset = _clock
+
+    def _risk_update(self) -> None:
+        now = int(self.clock() * 1000)
+        quiet = now - (self.clock_every_ms or 0)
+        for account in self.accounts():
+            last = self.r.xrevrange(self.keys.stream(account, "in"), count=1)
+            if not last or int(text(last[0][0]).split("-")[0]) <= quiet:  # nothing arrived for a period: time passes
+                publish(self.r, self.keys, account, {"type": "clock", "ts": now})
 
     def _request_positions(self) -> None:
         now = int(self.clock() * 1000)

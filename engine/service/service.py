@@ -29,6 +29,7 @@ from engine.config.load import RuleSet, ruleset_from_texts, validate_config
 from engine.errors import ConfigError, RiskrailError
 from engine.ports import Broker, Store
 from engine.rules._errors import ReloadRefused
+from engine.rules.timers import time_driven
 from engine.service.metrics import Metrics
 from engine.service.reload import Reloader, ReloadResult, encode, problem_json
 from engine.service.rulestore import RedisStore
@@ -157,6 +158,7 @@ class Service:
         if self._want_scheduler:
             self.jobs = JobRunner(self.redis, self.keys, self.consumer, self.metrics, self.active_rules().schedules, accounts=self.accounts,
                                   ttl_ms=self.lease_ms)
+            self._pass_time(self.active_rules())
             self.jobs.start()
 
     def _load_initial(self) -> None:
@@ -292,7 +294,13 @@ class Service:
         self.metrics.set_version(rules.version)
         if self.jobs is not None and (previous is None or previous.schedules != rules.schedules):
             self.jobs.set_schedules(rules.schedules)
+        self._pass_time(rules)
         return rules.version
+
+    def _pass_time(self, rules: RuleSet) -> None:
+        """Idle accounts get clock events when some rule depends on time alone (engine.rules.timers)."""
+        if self.jobs is not None:
+            self.jobs.pass_time(rules.schedules.risk_update_frequency if time_driven(rules) else None)
 
     def _refuse_removed_strategies(self, rules: RuleSet) -> None:
         """Refuse ``rules`` if they remove a strategy with open positions in any account: this process's
