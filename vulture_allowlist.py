@@ -19,6 +19,7 @@ _allowed = (
     _._shorthands,
     _._exactly_one,
     _._known_timezone,
+    _._unique_sessions,
     _._trigger_fields,
     _._ask_not_below_bid,
     # engine/config/models.py: fields of the rule files' models, read by name when a YAML file is validated
@@ -60,6 +61,7 @@ _allowed = (
     _._optimize_portfolio,
     _._snapshot_metrics,
     _._request_positions,
+    _._risk_update,
     # engine/service/metrics.py: a prometheus_client Collector's method, called by the registry
     _.collect,
     # uvicorn.Server attributes set to configure or stop the server
