@@ -52,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from engine.plan.report import render_text, to_json
     from engine.plan.run import make_plan, progress_bar
     from engine.rules.chaining import PortfolioRules
+    from engine.rules.timers import time_driven, with_clock
 
     if not args.history and not args.ticks:
         print("riskrail plan: give the history: --history FILE and/or --ticks FILE", file=sys.stderr)
@@ -75,14 +76,16 @@ def run(args: argparse.Namespace) -> int:
     def skip(source: str, line: int, error: Exception) -> None:
         print(f"{source}:{line}: skipped: {error}", file=sys.stderr)
 
+    base, proposed = results["base"].ruleset, results["proposed"].ruleset
+    assert base is not None and proposed is not None  # both validated above
     try:
-        events = [event for _, _, event in read_history(args.history, args.ticks, args.symbol, skip, late_reporter(),
-                                                              strict=args.strict_order)]
+        history = read_history(args.history, args.ticks, args.symbol, skip, late_reporter(), strict=args.strict_order)
+        if time_driven(base) or time_driven(proposed):  # as riskrail replay: time passes in the gaps, for both
+            history = with_clock(history, base.schedules.risk_update_frequency)
+        events = [event for _, _, event in history]
     except OSError as exc:
         print(f"riskrail plan: cannot read {exc.filename}: {exc.strerror}", file=sys.stderr)
         return 1
-    base, proposed = results["base"].ruleset, results["proposed"].ruleset
-    assert base is not None and proposed is not None  # both validated above
     plan = make_plan(base, proposed, events, args.equity, portfolio,
                      progress_bar(len(events)))
     if args.format == "json":
