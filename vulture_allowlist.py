@@ -16,6 +16,7 @@ _allowed = (
     _.model_config,
     _._distance_when_enabled,
     _._one_trigger,
+    _._horizon_stated,
     _._shorthands,
     _._exactly_one,
     _._known_timezone,

@@ -11,7 +11,7 @@ quotes (all six strategies in turn, stop and target 2-5 pips away), closed from 
 later when its stop or target has not closed it: about 505 open positions throughout.
 Rules: the shipped rule set (strategies, limits, custom rules, schedules) with max_positions raised
 so that 500 positions pass the pre-trade checks. The proposed change: news_driven's dynamic stop
-multiple 2.5 -> 3.0 (it changes actions, so the plan replays twice).
+multiple 3.0 -> 3.5 (it changes actions, so the plan replays twice).
 
 Measured: ``make_plan`` (both replays and the comparison), the batch path (engine/rules/batch.py,
 the default) on the whole input; the event-by-event path (``batch=False``) on the first 100 000
@@ -52,7 +52,7 @@ ALL = ("arbitrage", "htf", "market_making", "news_driven", "statistical_arbitrag
 
 
 def config(into: Path, proposed: bool) -> Path:
-    """The shipped rules, max_positions raised; ``proposed``: news_driven's dynamic stop multiple 3.0."""
+    """The shipped rules, max_positions raised; ``proposed``: news_driven's dynamic stop multiple 3.5."""
     for name in ("strategies", "rules"):
         shutil.copytree(ROOT / name, into / name, ignore=shutil.ignore_patterns("tests"))
     shutil.copy(ROOT / "schedules.yaml", into / "schedules.yaml")
@@ -61,8 +61,8 @@ def config(into: Path, proposed: bool) -> Path:
     if proposed:
         f = into / "strategies" / "news_driven.yaml"
         text = f.read_text()
-        assert "stop_multiple: 2.5" in text
-        f.write_text(text.replace("stop_multiple: 2.5", "stop_multiple: 3.0"))
+        assert "stop_multiple: 3.0" in text
+        f.write_text(text.replace("stop_multiple: 3.0", "stop_multiple: 3.5"))
     return into
 
 
@@ -128,7 +128,7 @@ def main() -> int:
     # warm-up: load the compiled kernel before anything is timed
     make_plan(base, proposed, first_ticks(events, 2_000), EQUITY)
 
-    print(f"plan dry run, shipped rules (+ max_positions), proposed: news_driven dynamic stop_multiple 2.5 -> 3.0;\n"
+    print(f"plan dry run, shipped rules (+ max_positions), proposed: news_driven dynamic stop_multiple 3.0 -> 3.5;\n"
           f"{total:,} quotes = {TICKS.name} repeated with shifted timestamps; {len(events) - total:,} position events; "
           f"one core, BLAS pinned\n(building the {len(events):,} events: {build_s:.1f} s, not counted)\n")
     per_tick, per_tick_s = timed_plan(base, proposed, small, batch=False)

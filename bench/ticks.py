@@ -161,8 +161,8 @@ def run_reference(rules, pos: list[Position], ticks: list[Tick], budget_s: float
     start = time.perf_counter()
     for t in ticks:
         vol = vols[t.symbol]
-        vol.update(t.bid, t.ask)
-        sigma = vol.sigma()
+        vol.update(t.bid, t.ask, t.ts)
+        sigma = vol.values()
         book = by_symbol[t.symbol]
         evals += len(book)
         keep = []

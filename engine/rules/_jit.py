@@ -43,7 +43,7 @@ K_STOP, K_TRAIL_STOP, K_TP, K_PARTIAL, K_LEVEL_STOP, K_TRAIL, K_DYN_STOP, K_DYN_
 
 # rows of SymbolBook's float, int and bool matrices (kept in step with SymbolBook._FLOATS, _INTS, _BOOLS)
 SIDE, ENTRY, VOL0, VOL, STOP, TP, BEST = 0, 1, 2, 3, 4, 5, 6
-TRAIL_D, TRAIL_ACT, TRAIL_MAX, TRAIL_K, DYN_SK, DYN_TK, TRAIL_MOVE, DYN_MOVE = 8, 9, 10, 11, 12, 13, 14, 15
+TRAIL_D, TRAIL_ACT, TRAIL_MAX, TRAIL_K, DYN_SK, DYN_TK, TRAIL_MOVE, DYN_MOVE, DYN_FLOOR, DYN_TP_FLOOR = range(8, 18)
 TAKEN, TIP, CODE, TRAIL_W, DYN_W = 0, 1, 2, 4, 5
 ARMED, TRAILED, INPROF, TRAIL_VOL, DYN_ON, DYN_TIGHT = 0, 1, 2, 3, 4, 5
 # rows of the exit levels array (SymbolBook._alloc_levels): trigger price, the volume the level leaves
@@ -196,12 +196,15 @@ def _exit_levels(i: int, s: float, price: float, grid: Floats, floats: Floats, i
 def trail_candidate(i: int, s: float, grid: Floats, floats: Floats, ints: Ints, bools: Bools, sig_windows: Ints,
                     sig_values: Floats) -> float:
     """The stop an armed trail asks for now: its distance behind the best price (fixed, or its multiple
-    of the volatility within bounds), on the tick grid."""
+    of the volatility as a fraction of the best price, within bounds), on the tick grid.
+
+    ``sig_windows``: the symbol's volatility horizons (``Horizon.key``); ``sig_values``: their volatility
+    (a price; nan while not ready: the trail then keeps its floor distance)."""
     d: float = floats[TRAIL_D, i]
     if bools[TRAIL_VOL, i]:
         for w in range(sig_windows.shape[0]):
-            if sig_windows[w] == ints[TRAIL_W, i]:
-                d = min(max(floats[TRAIL_K, i] * sig_values[w], floats[TRAIL_D, i]), floats[TRAIL_MAX, i])
+            if sig_windows[w] == ints[TRAIL_W, i] and not math.isnan(sig_values[w]):
+                d = min(max(floats[TRAIL_K, i] * sig_values[w] / floats[BEST, i], floats[TRAIL_D, i]), floats[TRAIL_MAX, i])
     return snap(floats[BEST, i] * (1 - s * d), s, grid[G_TICK_UNITS], grid[G_TICK_SCALE])
 
 
@@ -223,16 +226,19 @@ def _trail(i: int, s: float, grid: Floats, floats: Floats, ints: Ints, bools: Bo
 @_inlined
 def _dynamic(i: int, s: float, price: float, grid: Floats, floats: Floats, ints: Ints, bools: Bools,
              sig_windows: Ints, sig_values: Floats, out: Floats, k: int) -> int:
-    """Move the stop and take profit to their multiples of the volatility from the price (5.), on the tick
-    grid, each when it moves by its ``min_step`` or more (only tighter if so configured); return hits written."""
+    """Move the stop and take profit to their multiples of the volatility (a price) from the price, at
+    least their floors (5.), on the tick grid, each when it moves by its ``min_step`` or more (only
+    tighter if so configured); nothing while the volatility is not ready (nan). Return hits written."""
     if not bools[DYN_ON, i]:
         return k
     half = grid[G_HALF_TICK]
     for w in range(sig_windows.shape[0]):
-        if sig_windows[w] == ints[DYN_W, i]:
+        if sig_windows[w] == ints[DYN_W, i] and not math.isnan(sig_values[w]):
             sig = sig_values[w]
-            cand_stop = snap(price * (1 - s * floats[DYN_SK, i] * sig), s, grid[G_TICK_UNITS], grid[G_TICK_SCALE])
-            cand_tp = snap(price * (1 + s * floats[DYN_TK, i] * sig), s, grid[G_TICK_UNITS], grid[G_TICK_SCALE])
+            cand_stop = snap(price - s * max(floats[DYN_SK, i] * sig, floats[DYN_FLOOR, i]), s, grid[G_TICK_UNITS],
+                             grid[G_TICK_SCALE])
+            cand_tp = snap(price + s * max(floats[DYN_TK, i] * sig, floats[DYN_TP_FLOOR, i]), s, grid[G_TICK_UNITS],
+                           grid[G_TICK_SCALE])
             if moves(s * cand_stop - s * floats[STOP, i], bools[DYN_TIGHT, i], floats[DYN_MOVE, i], half):
                 k = _hit(out, k, i, K_DYN_STOP, -1, cand_stop, 0.0, 0.0, floats[STOP, i])
                 floats[STOP, i] = cand_stop
@@ -300,10 +306,9 @@ def tick(n: int, bid: float, ask: float, elapsed: int, grid: Floats, floats: Flo
 
 
 @compiled
-def quote(n: int, bid: float, ask: float, elapsed: int, grid: Floats, floats: Floats, ints: Ints, bools: Bools,
-          levels: Floats, sizes: Ints, bufs: Floats, S: Floats, out: Floats, gone: Ints) -> tuple[int, int]:
-    """Add the quote to the symbol's volatility (``Volatility``'s arrays), then apply it as ``tick`` does."""
-    volatility.update(bid, ask, sizes, bufs, S)
-    ready = int(S[6, 1])
-    sig_windows, sig_values = sizes[:ready], S[5, :ready]
-    return sweep(n, bid, ask, elapsed, grid, floats, ints, bools, levels, sig_windows, sig_values, out, gone, False, gone, False)
+def quote(n: int, bid: float, ask: float, ts: int, elapsed: int, grid: Floats, floats: Floats, ints: Ints, bools: Bools,
+          levels: Floats, keys: Ints, bufs: Floats, S: Floats, out: Floats, gone: Ints) -> tuple[int, int]:
+    """Add the quote at ``ts`` to the symbol's volatility (``Volatility``'s arrays), then apply it as ``tick`` does."""
+    volatility.update(bid, ask, ts, keys, bufs, S)
+    values = S[volatility.VALUE, : keys.shape[0]]
+    return sweep(n, bid, ask, elapsed, grid, floats, ints, bools, levels, keys, values, out, gone, False, gone, False)

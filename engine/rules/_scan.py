@@ -65,17 +65,17 @@ def _copy_state(n: int, idx: Ints, use_idx: bool, floats: Floats, ints: Ints, bo
 
 
 @compiled
-def _copy_volatility(sizes: Ints, bufs: Floats, S: Floats, S_save: Floats, slot_save: Floats, back: bool) -> None:
-    """Save what adding a quote changes in ``Volatility``'s arrays (the sums, and the ring slot each
-    window overwrites), or put it ``back``."""
+def _copy_volatility(keys: Ints, bufs: Floats, S: Floats, S_save: Floats, slot_save: Floats, back: bool) -> None:
+    """Save what adding a quote changes in ``Volatility``'s arrays (the rows of ``S``, and the ring slot
+    each horizon overwrites if the quote closes a bar), or put it ``back``."""
     if back:
-        for w in range(sizes.shape[0]):
-            bufs[w, int(S_save[0, w])] = slot_save[w]
+        for w in range(keys.shape[0]):
+            bufs[w, int(S_save[volatility.POS, w])] = slot_save[w]
         S[:, :] = S_save
     else:
         S_save[:, :] = S
-        for w in range(sizes.shape[0]):
-            slot_save[w] = bufs[w, int(S[0, w])]
+        for w in range(keys.shape[0]):
+            slot_save[w] = bufs[w, int(S[volatility.POS, w])]
 
 
 @compiled
@@ -222,7 +222,7 @@ def _time_in_profit(n: int, m: int, full: Ints, bid: float, ask: float, elapsed:
 
 @compiled
 def scan(lo: int, hi: int, ts: Ints, bids: Floats, asks: Floats, last_ts: int, limit_ts: int, minute_ms: int, minute: int,
-         bar_ms: int, bar: int, n: int, grid: Floats, floats: Floats, ints: Ints, bools: Bools, levels: Floats, sizes: Ints,
+         bar_ms: int, bar: int, n: int, grid: Floats, floats: Floats, ints: Ints, bools: Bools, levels: Floats, keys: Ints,
          bufs: Floats, S: Floats, out: Floats, gone: Ints, floats_save: Floats, ints_save: Ints, bools_save: Bools, S_save: Floats,
          slot_save: Floats, scale: float, old: Floats, total: Floats, new: Floats, totals: Floats, base: float, peak: float,
          start: float, limit_loss: float, breached: bool, exact: bool, full: Ints, band: Floats) -> tuple[int, int, bool]:
@@ -243,7 +243,8 @@ def scan(lo: int, hi: int, ts: Ints, bids: Floats, asks: Floats, last_ts: int, l
     in ``full`` take the whole step, and the others gain their time in profit; any other quote takes
     the whole step on every position, after which the bands are drawn again.
     """
-    m = _bands(n, grid, floats, ints, bools, levels, band, full, sizes[:0], S[5, :0])
+    values = S[volatility.VALUE, : keys.shape[0]]
+    m = _bands(n, grid, floats, ints, bools, levels, band, full, keys[:0], values[:0])
     for j in range(lo, hi):
         t = ts[j]
         if t >= limit_ts:
@@ -251,23 +252,21 @@ def scan(lo: int, hi: int, ts: Ints, bids: Floats, asks: Floats, last_ts: int, l
         bid = bids[j]
         ask = asks[j]
         elapsed = t - last_ts
-        _copy_volatility(sizes, bufs, S, S_save, slot_save, False)
-        volatility.update(bid, ask, sizes, bufs, S)
-        ready = int(S[6, 1])
+        _copy_volatility(keys, bufs, S, S_save, slot_save, False)
+        volatility.update(bid, ask, t, keys, bufs, S)
         inside = band[0] < bid < band[1] and bid <= band[2] and band[3] < ask < band[4] and ask >= band[5]
         count = m if inside else n  # inside: the whole step on the listed positions only
         _copy_state(count, full, inside, floats, ints, bools, floats_save, ints_save, bools_save, False)
-        k, _ = sweep(count, bid, ask, elapsed, grid, floats, ints, bools, levels, sizes[:ready], S[5, :ready], out, gone, True,
-                      full, inside)
+        k, _ = sweep(count, bid, ask, elapsed, grid, floats, ints, bools, levels, keys, values, out, gone, True, full, inside)
         if k > 0 or not _equity_stays_inside(n, bid, ask, floats, ints, scale, old, total, new, totals, base, peak, start,
                                              limit_loss, breached, exact):
             _copy_state(count, full, inside, floats, ints, bools, floats_save, ints_save, bools_save, True)
-            _copy_volatility(sizes, bufs, S, S_save, slot_save, True)
+            _copy_volatility(keys, bufs, S, S_save, slot_save, True)
             return j, last_ts, False
         if inside:
             _time_in_profit(n, m, full, bid, ask, elapsed, floats, ints, bools)
         else:
-            m = _bands(n, grid, floats, ints, bools, levels, band, full, sizes[:0], S[5, :0])
+            m = _bands(n, grid, floats, ints, bools, levels, band, full, keys[:0], values[:0])
         for q in range(old.shape[0]):
             total[q] = totals[q]
             old[q] = new[q]

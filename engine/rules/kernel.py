@@ -74,7 +74,7 @@ class SymbolBook:
     _FLOATS: ClassVar[dict[str, float]] = {
         "side": 0.0, "entry": 1.0, "vol0": 0.0, "vol": 0.0, "stop": np.nan, "tp": np.nan, "best": np.nan, "risk": np.nan,
         "trail_d": np.nan, "trail_act": np.inf, "trail_max": np.inf, "trail_k": 0.0, "dyn_sk": 0.0, "dyn_tk": 0.0,
-        "trail_move": 0.0, "dyn_move": 0.0}
+        "trail_move": 0.0, "dyn_move": 0.0, "dyn_floor": 0.0, "dyn_tp_floor": 0.0}
     _INTS: ClassVar[tuple[str, ...]] = ("taken", "tip", "code", "opened", "trail_w", "dyn_w")
     _BOOLS: ClassVar[tuple[str, ...]] = ("armed", "trailed", "inprof", "trail_vol", "dyn_on", "dyn_tight")
 
@@ -98,6 +98,8 @@ class SymbolBook:
     dyn_tk: Floats
     trail_move: Floats  # the smallest trailing stop move, a price (min_step ticks)
     dyn_move: Floats  # the smallest dynamic SL/TP move, a price
+    dyn_floor: Floats  # the smallest dynamic stop distance, a price (floor ticks)
+    dyn_tp_floor: Floats  # the smallest dynamic target distance: the floor x take profit multiple / stop multiple
     taken: Ints  # exit levels taken, a bit per level of the strategy's list (bit j: level j)
     tip: Ints  # time in profit, ms
     code: Ints  # strategy code
@@ -187,7 +189,7 @@ class SymbolBook:
     def _bind(self) -> None:
         (self.side, self.entry, self.vol0, self.vol, self.stop, self.tp, self.best, self.risk,
          self.trail_d, self.trail_act, self.trail_max, self.trail_k, self.dyn_sk, self.dyn_tk,
-         self.trail_move, self.dyn_move) = self.F
+         self.trail_move, self.dyn_move, self.dyn_floor, self.dyn_tp_floor) = self.F
         self.taken, self.tip, self.code, self.opened, self.trail_w, self.dyn_w = self.I
         self.armed, self.trailed, self.inprof, self.trail_vol, self.dyn_on, self.dyn_tight = self.B
 
@@ -214,14 +216,16 @@ class SymbolBook:
         self.trail_max[i] = p.trail_max
         self.trail_vol[i] = p.trail_volatility
         self.trail_k[i] = p.trail_k
-        self.trail_w[i] = p.trail_window
+        self.trail_w[i] = p.trail_horizon.key
         self.trail_move[i] = p.trail_min_step * tick
         self.dyn_on[i] = p.dyn_on
-        self.dyn_w[i] = p.dyn_window
+        self.dyn_w[i] = p.dyn_horizon.key
         self.dyn_sk[i] = p.dyn_stop_k
         self.dyn_tk[i] = p.dyn_tp_k
         self.dyn_tight[i] = p.dyn_only_tighten
         self.dyn_move[i] = p.dyn_min_step * tick
+        self.dyn_floor[i] = p.dyn_floor * tick
+        self.dyn_tp_floor[i] = p.dyn_floor * tick * p.dyn_tp_k / p.dyn_stop_k
         self.thr[i, :] = side * math.inf
         self.targets[i, :] = 0.0
         self.sl[i, :] = np.nan
@@ -354,9 +358,9 @@ class SymbolBook:
                 ts: int | None = None) -> list[Hit]:
         """Apply one quote to every open position; return what happened, position by position in order.
 
-        ``sigma`` maps a volatility window (ticks) to the symbol's current volatility of mid returns
-        (or gives both as arrays, ``Volatility.arrays()``);
-        a missing window means not enough history yet (volatility trailing then uses its floor
+        ``sigma`` maps a volatility horizon (``Horizon.key``) to the symbol's volatility on it, a price
+        (or gives both as arrays, ``Volatility.arrays()``, nan for a horizon not ready);
+        a missing horizon means not enough bars yet (volatility trailing then uses its floor
         distance, dynamic SL/TP waits). ``ts`` (epoch ms) advances each position's time in profit.
         """
         self.bid, self.ask = bid, ask
@@ -393,8 +397,9 @@ class SymbolBook:
     def on_quote(self, bid: float, ask: float, vol: Volatility, ts: int | None = None) -> list[Hit]:
         """Add the quote to the symbol's volatility and apply it, in one compiled call.
 
-        The same as ``vol.update(bid, ask)`` then ``on_tick(bid, ask, vol.arrays(), ts)``, without the
-        second call's overhead (a fifth of the whole at a few hundred positions).
+        The same as ``vol.update(bid, ask, ts)`` then ``on_tick(bid, ask, vol.arrays(), ts)``, without the
+        second call's overhead (a fifth of the whole at a few hundred positions). Without ``ts`` the
+        volatility's time bars do not advance.
         """
         self.bid, self.ask = bid, ask
         elapsed = ts - self._last_ts if ts is not None and self._last_ts is not None else -1
@@ -403,8 +408,8 @@ class SymbolBook:
         n = self.n
         if self._gone.shape[0] < n * (2 * self.L.shape[2] + 3):
             self._out(n * (2 * self.L.shape[2] + 3))
-        k, c = _jit.quote(n, float(bid), float(ask), int(elapsed), self.grid, self.F, self.I, self.B, self.L,
-                          vol.sizes, vol.bufs, vol.S, self._hits, self._gone)
+        k, c = _jit.quote(n, float(bid), float(ask), -1 if ts is None else int(ts), int(elapsed), self.grid, self.F, self.I,
+                          self.B, self.L, vol.keys, vol.bufs, vol.S, self._hits, self._gone)
         return self._finish(k, c)
 
     def _decode(self, k: int) -> list[Hit]:

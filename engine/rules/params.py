@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from engine.config.grid import Grid
 from engine.config.models import ExitLevel, Strategy
+from engine.rules.volatility import Horizon
 
 _ALL = 1e-9  # cumulative exit percentages within this of 1 close all that remains
 
@@ -30,7 +31,7 @@ class StrategyParams:
     trail_max: float
     trail_volatility: bool
     trail_k: float
-    trail_window: int
+    trail_horizon: Horizon  # the volatility a volatility trail follows
     level_is_r: bool
     level_trigger: tuple[float, ...]
     level_pct: tuple[float, ...]
@@ -38,27 +39,28 @@ class StrategyParams:
     level_all: tuple[bool, ...]
     level_keys: tuple[str, ...]  # each level's identity (``ExitLevel.key``), in the order of the levels
     dyn_on: bool
-    dyn_window: int
+    dyn_horizon: Horizon
     dyn_stop_k: float
     dyn_tp_k: float
     dyn_only_tighten: bool
     trail_min_step: int = 1  # ticks: the smallest trailing stop move
     dyn_min_step: int = 1  # ticks: the smallest dynamic SL/TP move
+    dyn_floor: int = 10  # ticks: the smallest dynamic stop distance
 
     @property
-    def windows(self) -> tuple[int, ...]:
-        """Volatility windows (in ticks) this strategy needs."""
+    def windows(self) -> tuple[Horizon, ...]:
+        """The volatility horizons (measure, bar length, window) this strategy needs."""
         out = []
         if self.trail_on and self.trail_volatility:
-            out.append(self.trail_window)
+            out.append(self.trail_horizon)
         if self.dyn_on:
-            out.append(self.dyn_window)
+            out.append(self.dyn_horizon)
         return tuple(out)
 
 
 def strategy_params(s: Strategy) -> StrategyParams:
     """Return the kernel parameters of one validated strategy."""
-    t = s.trailing
+    t, d = s.trailing, s.dynamic_sltp
     levels = s.exit_levels
     is_r = bool(levels) and levels[0].r_multiple is not None
     cumulative = 0.0
@@ -76,20 +78,21 @@ def strategy_params(s: Strategy) -> StrategyParams:
         trail_max=t.max_trailing_distance if t.max_trailing_distance is not None else math.inf,
         trail_volatility=t.mode == "volatility",
         trail_k=t.volatility_multiple,
-        trail_window=t.volatility_window,
+        trail_horizon=Horizon.of(t.volatility_measure, t.volatility_timeframe, t.volatility_window),
         level_is_r=is_r,
         level_trigger=tuple(_trigger(lv, is_r) for lv in levels),
         level_pct=tuple(lv.exit_percentage for lv in levels),
         level_sl=tuple(lv.sl_adjustment if lv.sl_adjustment is not None else math.nan for lv in levels),
         level_all=tuple(level_all),
         level_keys=tuple(lv.key for lv in levels),
-        dyn_on=s.dynamic_sltp.enabled,
-        dyn_window=s.dynamic_sltp.window,
-        dyn_stop_k=s.dynamic_sltp.stop_multiple,
-        dyn_tp_k=s.dynamic_sltp.take_profit_multiple,
-        dyn_only_tighten=s.dynamic_sltp.only_tighten,
+        dyn_on=d.enabled,
+        dyn_horizon=Horizon.of(d.measure, d.timeframe, d.window),
+        dyn_stop_k=d.stop_multiple,
+        dyn_tp_k=d.take_profit_multiple,
+        dyn_only_tighten=d.only_tighten,
         trail_min_step=t.min_step,
-        dyn_min_step=s.dynamic_sltp.min_step,
+        dyn_min_step=d.min_step,
+        dyn_floor=d.floor,
     )
 
 

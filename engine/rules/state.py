@@ -21,7 +21,13 @@ every amount in the account currency, every time in epoch ms)::
                                take_profit, best, risk, armed, trailed, opened, time_in_profit,
                                in_profit, levels_taken (the keys of the exit levels taken, ExitLevel.key:
                                kept by identity, so a record restores under rules whose levels moved)
-    volatility                 {symbol: {"windows", "buffers", "sums"}}: the rolling returns per window
+    volatility                 {symbol: {"horizons", "buffers", "sums"}}: per volatility horizon
+                               ([measure, bar ms, window]; bar ms 0: a bar per quote), its ring of
+                               true ranges or returns, and its rows (engine.rules.volatility: sums,
+                               the forming bar, the last close). A record written before horizons
+                               holds "windows" (tick windows) instead: restored without them, the
+                               volatility is rebuilt from the next quotes (its bars fill again, and the
+                               dynamic stops wait for window + 1 closed bars, as after a start)
     bars, quotes               {symbol: [[bar, close mid], ...]}, {symbol: [bid, ask]}
     day, peak_equity, resets   the trading day (key, start equity, breached), the equity peak, the next
                                daily and weekly reset times
@@ -53,7 +59,7 @@ from engine.errors import RiskrailError
 from engine.rules import reconcile
 from engine.rules.checks import Bars, timeframe_ms
 from engine.rules.levels import PositionState
-from engine.rules.volatility import Volatility
+from engine.rules.volatility import Horizon, Volatility
 
 if TYPE_CHECKING:
     from engine.rules.evaluator import Engine
@@ -144,7 +150,7 @@ def record(engine: Engine) -> Json:
         "positions": [_position(p) for p in book.positions.values()],
         "realized": {"total": book.realized_total, "by_strategy": dict(book.realized_by)},
         "managed": managed,
-        "volatility": {s: {"windows": list(v.windows), "buffers": _nums(v.bufs), "sums": _nums(v.S)} for s, v in engine.vols.items()},
+        "volatility": {s: _volatility(v) for s, v in engine.vols.items()},
         "bars": {s: [[bar, mid] for bar, mid in b.closes] for s, b in engine.bars.items()},
         "quotes": {s: [_num(bid), _num(ask)] for s, (bid, ask) in engine.quotes.items()},
         "day": _fields(engine.day), "peak_equity": engine.peak_equity,
@@ -202,10 +208,9 @@ def _restore(engine: Engine, rec: Json) -> None:
     for symbol, m in rec["managed"].items():
         _restore_kernel(engine, symbol, m)
     for symbol, v in rec["volatility"].items():
-        vol = Volatility(tuple(v["windows"]))
-        vol.bufs[...] = _array(v["buffers"]).reshape(vol.bufs.shape)
-        vol.S[...] = _array(v["sums"]).reshape(vol.S.shape)  # in place: value_array is a view of S
-        engine.vols[symbol] = vol
+        if "horizons" in v:  # else tick windows of an earlier record: the rules' volatility, rebuilt from the next quotes
+            rules = engine.vols.get(symbol)  # made with the symbol's kernel above: every horizon the rules need
+            engine.vols[symbol] = _restore_volatility(v).including(rules.horizons if rules is not None else ())
     for symbol, closes in rec["bars"].items():
         bars = engine.bars.setdefault(symbol, _new_bars(engine))
         bars.closes = deque(((int(b), float(mid)) for b, mid in closes), maxlen=bars.closes.maxlen)
@@ -225,6 +230,17 @@ def _restore(engine: Engine, rec: Json) -> None:
     engine.pending = {p.id for p in engine.book.open_positions() if p.id not in engine.kernel(p.symbol).ids}
     for symbol in engine.kernels:
         engine.revalue(symbol)
+
+
+def _volatility(v: Volatility) -> Json:
+    return {"horizons": [[h.measure, h.bar_ms, h.window] for h in v.horizons], "buffers": _nums(v.bufs), "sums": _nums(v.S)}
+
+
+def _restore_volatility(v: Json) -> Volatility:
+    vol = Volatility(tuple(Horizon(int(bar_ms), int(window), str(measure)) for measure, bar_ms, window in v["horizons"]))
+    vol.bufs[...] = _array(v["buffers"]).reshape(vol.bufs.shape)
+    vol.S[...] = _array(v["sums"]).reshape(vol.S.shape)  # in place: value_array is a view of S
+    return vol
 
 
 def _new_bars(engine: Engine) -> Bars:

@@ -8,12 +8,14 @@ on random instruments, price paths, positions and parameters.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 
 from engine.config.models import Instrument
 from engine.rules.kernel import FIVE_DIGITS, Hit
 from engine.rules.params import StrategyParams
+from engine.rules.volatility import Horizon
 
 
 @dataclass
@@ -63,6 +65,8 @@ def moves(delta: float, tighten: bool, step: float, half: float) -> bool:
 
 def on_tick(p: RefPosition, bid: float, ask: float, sigma: dict[int, float]) -> tuple[list[Hit], bool]:
     """Apply one quote to one position; return its hits and whether it is now closed.
+
+    ``sigma``: the symbol's volatility (a price distance) on each horizon that is ready, by ``Horizon.key``.
 
     A quote reaches a level when it is at the level or beyond it, read on the tick grid (within half a
     tick of the level counts as at it).
@@ -121,18 +125,20 @@ def on_tick(p: RefPosition, bid: float, ask: float, sigma: dict[int, float]) -> 
     # 4. trailing
     if p.armed:
         d = prm.trail_distance
-        if prm.trail_volatility and prm.trail_window in sigma:
-            d = min(max(prm.trail_k * sigma[prm.trail_window], prm.trail_distance), prm.trail_max)
+        if prm.trail_volatility and prm.trail_horizon.key in sigma:  # k x volatility, as a fraction of the best price
+            d = min(max(prm.trail_k * sigma[prm.trail_horizon.key] / p.best, prm.trail_distance), prm.trail_max)
         candidate = prices.toward_profit(p.best * (1 - s * d), s)
         if moves(s * candidate - s * p.stop, True, prm.trail_min_step * tick, half):
             hits.append(Hit(p.position_id, "set_stop_loss", "trailing", candidate, previous=p.stop))
             p.stop = candidate
             p.trailed = True
     # 5. dynamic SL/TP
-    if prm.dyn_on and prm.dyn_window in sigma:
-        sig = sigma[prm.dyn_window]
-        cand_stop = prices.toward_profit(price * (1 - s * prm.dyn_stop_k * sig), s)
-        cand_tp = prices.toward_profit(price * (1 + s * prm.dyn_tp_k * sig), s)
+    if prm.dyn_on and prm.dyn_horizon.key in sigma:
+        sig = sigma[prm.dyn_horizon.key]
+        floor = prm.dyn_floor * tick  # the smallest stop distance; the target's keeps the ratio of the multiples
+        tp_floor = prm.dyn_floor * tick * prm.dyn_tp_k / prm.dyn_stop_k
+        cand_stop = prices.toward_profit(price - s * max(prm.dyn_stop_k * sig, floor), s)
+        cand_tp = prices.toward_profit(price + s * max(prm.dyn_tp_k * sig, tp_floor), s)
         # signed distances: > 0 is a tighter stop, a target nearer the price
         step = prm.dyn_min_step * tick
         if moves(s * cand_stop - s * p.stop, prm.dyn_only_tighten, step, half):
@@ -142,3 +148,30 @@ def on_tick(p: RefPosition, bid: float, ask: float, sigma: dict[int, float]) -> 
             hits.append(Hit(p.position_id, "set_take_profit", "dynamic_sltp", cand_tp, previous=p.take_profit))
             p.take_profit = cand_tp
     return hits, False
+
+
+def bar_volatility(quotes: list[tuple[int, float, float]], horizon: Horizon) -> float | None:
+    """The volatility of ``horizon`` after ``quotes`` ((ts, bid, ask), in order), from scratch: the bars of
+    the mids (a bar per quote for ``bar_ms`` 0), the true range or return of each closed bar against the
+    close before it, then the mean (atr) or the population standard deviation times the last mid (stdev)
+    of the last ``window``; None until ``window + 1`` bars have closed. The bar still forming does not count."""
+    bars: list[list[float]] = []  # [bar, high, low, close]
+    for ts, bid, ask in quotes:
+        mid = (bid + ask) / 2
+        bar = float(len(bars)) if horizon.bar_ms == 0 else float(ts // horizon.bar_ms)
+        if bars and bar <= bars[-1][0]:
+            bars[-1][1:] = [max(bars[-1][1], mid), min(bars[-1][2], mid), mid]
+        else:
+            bars.append([bar, mid, mid, mid])
+    closed = bars if horizon.bar_ms == 0 else bars[:-1]
+    values = []
+    for (_, _, _, prev), (_, high, low, close) in itertools.pairwise(closed):
+        values.append(max(high, prev) - min(low, prev) if horizon.measure == "atr" else close / prev - 1)
+    if len(values) < horizon.window:
+        return None
+    last = values[-horizon.window:]
+    if horizon.measure == "atr":
+        return sum(last) / len(last)
+    mean = sum(last) / len(last)
+    mid = (quotes[-1][1] + quotes[-1][2]) / 2
+    return math.sqrt(sum((x - mean) ** 2 for x in last) / len(last)) * mid

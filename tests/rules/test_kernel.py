@@ -14,11 +14,13 @@ from engine.config.grid import Grid
 from engine.config.models import Instrument
 from engine.rules.kernel import Hit, SymbolBook
 from engine.rules.params import StrategyParams, compile_params
-from engine.rules.volatility import Volatility
+from engine.rules.volatility import Horizon, Volatility
 from tests.conftest import ROOT
 from tests.rules.reference import RefPosition, on_tick
 
 NAN = math.nan
+#: the volatility horizons of the property tests: a bar per quote, and bars of one and two seconds
+HORIZONS = (Horizon(0, 5, "stdev"), Horizon(0, 4, "atr"), Horizon(1_000, 3, "atr"), Horizon(2_000, 2, "stdev"))
 
 
 def key(h: Hit) -> tuple:
@@ -53,11 +55,11 @@ def params(draw: st.DrawFn, name: str) -> StrategyParams:
         name=name, stop_loss=0.005, take_profit=0.01,
         trail_on=draw(st.booleans()), trail_distance=d, trail_activation=draw(st.floats(0.0, 0.01)),
         trail_max=draw(st.one_of(st.just(math.inf), st.floats(d, 0.03))), trail_volatility=draw(st.booleans()),
-        trail_k=draw(st.floats(0.5, 50.0)), trail_window=draw(st.sampled_from([5, 20])),
+        trail_k=draw(st.floats(0.5, 50.0)), trail_horizon=draw(st.sampled_from(HORIZONS)),
         level_is_r=is_r, level_trigger=triggers, level_pct=tuple(level_pct), level_sl=sls, level_all=tuple(level_all),
         level_keys=tuple(f"{'r_multiple' if is_r else 'profit_target'}:{t!r}" for t in triggers),
-        dyn_on=draw(st.booleans()), dyn_window=draw(st.sampled_from([5, 20])), dyn_stop_k=draw(st.floats(1.0, 30.0)),
-        dyn_tp_k=draw(st.floats(1.0, 60.0)), dyn_only_tighten=draw(st.booleans()),
+        dyn_on=draw(st.booleans()), dyn_horizon=draw(st.sampled_from(HORIZONS)), dyn_stop_k=draw(st.floats(1.0, 30.0)),
+        dyn_tp_k=draw(st.floats(1.0, 60.0)), dyn_only_tighten=draw(st.booleans()), dyn_floor=draw(st.sampled_from([1, 3, 50])),
     )
 
 
@@ -90,21 +92,24 @@ def scenario(draw: st.DrawFn):
         min_size=1, max_size=12))
     inst = draw(instruments())
     on_grid = draw(st.booleans())  # quotes on the tick grid (as brokers send them), or anywhere
-    return prm, new_prm, reload_at, moves, spreads, opens, inst, on_grid
+    gaps = draw(st.lists(st.sampled_from([0, 150, 700, 2_500]), min_size=n_ticks, max_size=n_ticks))  # ms between quotes
+    return prm, new_prm, reload_at, moves, spreads, opens, inst, on_grid, gaps
 
 
 @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(scenario())
 def test_kernel_emits_exactly_the_reference_hits(sc) -> None:
-    prm, new_prm, reload_at, moves, spreads, opens, inst, on_grid = sc
+    prm, new_prm, reload_at, moves, spreads, opens, inst, on_grid, gaps = sc
     book = SymbolBook("X", prm, capacity=2, instrument=inst)
     fused = SymbolBook("X", prm, capacity=2, instrument=inst)  # on_quote: volatility and quote in one call
     refs: dict[str, RefPosition] = {}
-    vol, fused_vol = Volatility((5, 20)), Volatility((5, 20))
+    vol, fused_vol = Volatility(HORIZONS), Volatility(HORIZONS)
     prices, lots = inst.prices, inst.lots
     base = prices.step * 100_000  # some 100 000 ticks: 1.00000 for a five-digit pair, 25 000 for a 0.25 tick
     mid = base
-    for t, (move, spread) in enumerate(zip(moves, spreads, strict=True)):
+    ts = 1_549_238_400_000
+    for t, (move, spread, gap) in enumerate(zip(moves, spreads, gaps, strict=True)):
+        ts += gap
         if reload_at == t:
             book.reload(new_prm)
             fused.reload(new_prm)
@@ -124,10 +129,10 @@ def test_kernel_emits_exactly_the_reference_hits(sc) -> None:
                 fused.add(pid, strat, side, entry, volume, stop, target)
                 current = new_prm if reload_at is not None and t >= reload_at else prm
                 refs[pid] = RefPosition(pid, current[strat], side, entry, volume, stop, target, inst)
-        vol.update(bid, ask)
-        sigma = vol.sigma()
-        got = book.on_tick(bid, ask, sigma)
-        assert [key(h) for h in fused.on_quote(bid, ask, fused_vol)] == [key(h) for h in got], f"tick {t}"
+        vol.update(bid, ask, ts)
+        sigma = vol.values()
+        got = book.on_tick(bid, ask, sigma, ts)
+        assert [key(h) for h in fused.on_quote(bid, ask, fused_vol, ts)] == [key(h) for h in got], f"tick {t}"
         want: list[Hit] = []
         for pid in list(refs):
             hits, closed = on_tick(refs[pid], bid, ask, sigma)

@@ -27,6 +27,25 @@ class StopDefaults(Model):
     take_profit: Annotated[float, Field(gt=0, le=10)] = Field(description="target distance as a fraction of entry")
 
 
+Measure = Literal["atr", "stdev"]
+#: a bar length (``30s``, ``1m``, ``4h``, ``1d``), or ``tick``: every quote is a bar
+Timeframe = Annotated[str, Field(pattern=r"^(tick|[1-9][0-9]{0,3}[smhd])$")]
+_MEASURE = "atr: average true range of the bars; stdev: standard deviation of bar-to-bar close returns x price"
+_TIMEFRAME = "bar length (30s, 1m, 15m, 4h, 1d; bars are built from the quotes by event time), or tick: a bar per quote"
+
+
+def _window_names_its_bars(model: Model, window: str, timeframe: str, measure: str) -> None:
+    """Refuse a window written without its timeframe: before bars, a window counted quotes (ticks), and an
+    old file's ``window: 100`` must not silently become 100 bars of the default timeframe."""
+    if window in model.model_fields_set and timeframe not in model.model_fields_set:
+        raise PydanticCustomError(
+            "volatility_horizon",
+            "expected '{timeframe}' beside '{window}', found none: the window counts bars of the timeframe "
+            "('{measure}: atr, {timeframe}: 1m, {window}: 14' is the average true range of 14 one-minute bars; "
+            "'{measure}: stdev, {timeframe}: tick' is the former volatility of tick-to-tick returns)",
+            {"window": window, "timeframe": timeframe, "measure": measure})
+
+
 class Trailing(Model):
     """A trailing stop: arms at ``activation_threshold`` profit, then follows the best price."""
 
@@ -37,8 +56,10 @@ class Trailing(Model):
     max_trailing_distance: PositiveFraction | None = Field(None, description="cap on the distance (volatility mode)")
     mode: Literal["fixed", "volatility"] = "fixed"
     volatility_multiple: Annotated[float, Field(gt=0, le=100)] = Field(
-        2.0, description="k in distance = clamp(k * sigma, trailing_distance, max_trailing_distance)")
-    volatility_window: Annotated[int, Field(ge=2, le=100_000)] = Field(100, description="ticks in the volatility estimate")
+        2.0, description="k in distance = clamp(k * volatility / best price, trailing_distance, max_trailing_distance)")
+    volatility_measure: Measure = Field("atr", description=_MEASURE)
+    volatility_timeframe: Timeframe = Field("1m", description=_TIMEFRAME)
+    volatility_window: Annotated[int, Field(ge=2, le=100_000)] = Field(14, description="bars of volatility_timeframe in the estimate")
     min_step: Annotated[int, Field(ge=1, le=1_000_000)] = Field(
         1, description="ticks: the stop moves only when it tightens by this much or more (each move is a broker request)")
 
@@ -46,6 +67,8 @@ class Trailing(Model):
     def _distance_when_enabled(self) -> Trailing:
         if self.trailing_enabled and self.trailing_distance is None:
             raise PydanticCustomError("trailing", "expected 'trailing_distance' when 'trailing_enabled' is true, found none")
+        if self.trailing_enabled and self.mode == "volatility":
+            _window_names_its_bars(self, "volatility_window", "volatility_timeframe", "volatility_measure")
         return self
 
 
@@ -85,15 +108,31 @@ class ExitLevel(Model):
 
 
 class DynamicSLTP(Model):
-    """Stops and targets that follow the symbol's recent volatility."""
+    """Stops and targets that follow the symbol's volatility on a horizon: ``window`` bars of ``timeframe``.
+
+    The stop lies ``max(stop_multiple x volatility, floor ticks)`` from the price, the target
+    ``max(take_profit_multiple x volatility, floor ticks x take_profit_multiple / stop_multiple)``: the
+    floor keeps the ratio of target to stop. Nothing moves until ``window + 1`` bars have closed.
+    """
 
     enabled: bool = False
-    window: Annotated[int, Field(ge=2, le=100_000)] = Field(100, description="ticks in the volatility estimate")
-    stop_multiple: Annotated[float, Field(gt=0, le=100)] = 2.0
-    take_profit_multiple: Annotated[float, Field(gt=0, le=100)] = 4.0
+    measure: Measure = Field("atr", description=_MEASURE)
+    timeframe: Timeframe = Field("1m", description=_TIMEFRAME)
+    window: Annotated[int, Field(ge=2, le=100_000)] = Field(14, description="bars of timeframe in the volatility estimate")
+    stop_multiple: Annotated[float, Field(gt=0, le=100)] = Field(2.0, description="stop distance = stop_multiple x volatility")
+    take_profit_multiple: Annotated[float, Field(gt=0, le=100)] = Field(
+        4.0, description="target distance = take_profit_multiple x volatility")
+    floor: Annotated[int, Field(ge=1, le=1_000_000)] = Field(
+        10, description="ticks: the smallest stop distance (the target's is floor x take_profit_multiple / stop_multiple)")
     only_tighten: bool = Field(True, description="a new level never loosens the current one")
     min_step: Annotated[int, Field(ge=1, le=1_000_000)] = Field(
         1, description="ticks: a level moves only when it moves by this much or more (each move is a broker request)")
+
+    @model_validator(mode="after")
+    def _horizon_stated(self) -> DynamicSLTP:
+        if self.enabled:
+            _window_names_its_bars(self, "window", "timeframe", "measure")
+        return self
 
 
 class Strategy(Model):
