@@ -454,6 +454,8 @@ class Engine:
             self.portfolio.drop(old)
         self.rules, self.version = rules, version
         self.params = compile_params(rules.strategies)
+        horizons = tuple({w for p in self.params.values() for w in p.windows})  # a new horizon starts empty, the others keep theirs
+        self.vols = {symbol: vol.including(horizons) for symbol, vol in self.vols.items()}
         self.converter.instruments = rules.instruments  # a reload may add a symbol or change a grid
         for symbol, kernel in self.kernels.items():
             kernel.reload(self.params, self.converter.spec(symbol) if self.converter.known(symbol) else None)

@@ -4,6 +4,8 @@ restart, and a record written before horizons (tick windows) restores with the v
 from __future__ import annotations
 
 import math
+import shutil
+from pathlib import Path
 
 from engine.adapters.paper import PaperBroker
 from engine.config import load_config
@@ -61,3 +63,23 @@ def test_a_record_of_tick_windows_restores_with_the_volatility_rebuilt_from_the_
     assert vol.horizons == (NEWS, TREND) and vol.values() == {}  # the rules' horizons, empty: their bars fill again
     run(b, events(16, start=20))
     assert not math.isnan(vol.values()[NEWS.key])  # 15 bars closed after the restart
+
+
+def test_a_reload_that_brings_a_new_horizon_builds_its_bars_and_keeps_the_others(tmp_path: Path) -> None:
+    cfg = tmp_path / "cfg"
+    for part in ("rules", "strategies"):
+        shutil.copytree(ROOT / part, cfg / part)
+    shutil.copy(ROOT / "schedules.yaml", cfg / "schedules.yaml")
+    engine = Engine(load_config(str(cfg)), broker=PaperBroker())
+    run(engine, events(20))
+    before = dict(engine.vols["EURUSD"].values())
+    assert not math.isnan(before[NEWS.key])
+    path = cfg / "strategies" / "news_driven.yaml"
+    path.write_text(path.read_text().replace("timeframe: 1m", "timeframe: 5m"))
+    engine.reload(load_config(str(cfg)))
+    five = Horizon(300_000, 14, "atr")
+    after = engine.vols["EURUSD"]
+    assert five in after.horizons and NEWS in after.horizons
+    assert after.values()[NEWS.key] == before[NEWS.key] and five.key not in after.values()  # a new horizon starts empty
+    run(engine, events(80, start=20))  # 16 five-minute bars
+    assert not math.isnan(engine.vols["EURUSD"].values()[five.key])
