@@ -189,7 +189,7 @@ class JobRunner:
         quiet = now - (self.clock_every_ms or 0)
         for account in self.accounts():
             last = self.r.xrevrange(self.keys.stream(account, "in"), count=1)
-            if not last or int(text(last[0][0]).split("-")[0]) <= quiet:  # nothing arrived for a period: time passes
+            if not last or int(str(text(last[0][0])).split("-")[0]) <= quiet:  # nothing arrived for a period: time passes
                 publish(self.r, self.keys, account, {"type": "clock", "ts": now})
 
     def _request_positions(self) -> None:
