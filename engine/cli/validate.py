@@ -8,6 +8,8 @@ import sys
 
 from engine.cli._common import add_config_option
 from engine.config import render_json, render_text, validate_paths
+from engine.config.custom_lint import halts_nothing_lifts
+from engine.config.problems import dotted
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,6 +31,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"riskrail validate: no such file or folder: {path}", file=sys.stderr)
             return 2
     result = validate_paths(args.paths, args.config)
+    if result.ruleset is not None:  # warnings: valid rules that may not do what the desk expects
+        for path, message in halts_nothing_lifts(result.ruleset.custom):
+            print(f"warning: rules/custom.yaml: {dotted(path)}: {message}", file=sys.stderr)
     if args.format == "json":
         print(render_json(result.problems))
         if result.ruleset is not None:

@@ -11,7 +11,8 @@ items are conditions again::
     comparison := FIELD OP literal | literal OP FIELD | FIELD ["not"] "in" "[" literal ("," literal)* "]"
     OP      := "==" | "!=" | "<" | "<=" | ">" | ">="
     literal := NUMBER | STRING ('...' or "...") | true | false
-    FIELD   := one of FIELDS (engine.config.fields), e.g. position.profit, clock.weekday
+    FIELD   := one of FIELDS (engine.config.fields), e.g. position.profit, clock.weekday, or
+               fact.<name>.active (a boolean: the lint checks that the fact is declared)
 
 A comparison always sets one field against a literal: that is what a durable-rules pattern can test,
 and it keeps every rule a plain function of the event. Types are checked while parsing: a number field
@@ -33,6 +34,7 @@ from engine.config.fields import NAMESPACES as NAMESPACES
 from engine.config.fields import WEEKDAYS as WEEKDAYS
 from engine.config.fields import FieldSpec as FieldSpec
 from engine.config.fields import FieldType as FieldType
+from engine.config.fields import field_spec
 
 _FLIP = {"==": "==", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
 
@@ -327,8 +329,10 @@ class _Parser:
 
     def field(self, tok: _Tok) -> FieldSpec | None:
         name = tok.text
-        spec = FIELDS.get(name)
-        if spec is None:
+        spec = field_spec(name)
+        if spec is None and name.startswith("fact."):
+            self.errors.append(ConditionError(f"expected fact.<name>.active for a fact, found {name!r}", tok.offset))
+        elif spec is None:
             ns = name.split(".", 1)[0]
             if "." not in name or ns not in NAMESPACES:
                 msg = (f"unknown name {name!r}: expected a field of {', '.join(NAMESPACES)} "

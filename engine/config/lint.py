@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeGuard, TypeVar
 
-from engine.config import conditions
+from engine.config import conditions, custom_lint
 from engine.config._yaml import Document
 from engine.config.grid import Grid
 from engine.config.models import (
@@ -35,6 +35,7 @@ from engine.config.models import (
     StrategyMap,
 )
 from engine.config.problems import Path, Problem
+from engine.config.scopes import scope_of
 
 M = TypeVar("M", bound=Model)
 T = TypeVar("T")
@@ -219,6 +220,9 @@ def check_custom(item: Loaded[CustomRules], strategies: Iterable[str] | None) ->
     known = set(strategies) if strategies is not None else None
     out: list[Problem] = []
     names: dict[str, int] = {}
+    valid = [(i, r) for i, r in enumerate(_items(custom, lambda m: m.rules)) if r is not None]
+    if not item.partial:
+        out.extend(at(doc, path, message) for path, message in custom_lint.check_rules(custom, valid))
     for i, rule in enumerate(_items(custom, lambda m: m.rules)):
         if rule is None:  # did not validate; its own errors are reported
             continue
@@ -228,7 +232,7 @@ def check_custom(item: Loaded[CustomRules], strategies: Iterable[str] | None) ->
         names.setdefault(rule.name, i)
         read = conditions.fields_of(rule.when)
         for j, action in enumerate(rule.then):
-            if action.kind in _POSITION_ACTIONS and not any(f.startswith("position.") for f in read):
+            if action.kind in _POSITION_ACTIONS and scope_of(rule.when) != "position":
                 message = (f"'{action.kind}' acts on a position: expected a position.* field in 'when', "
                            f"found only {', '.join(sorted(read))}")
                 out.append(at(doc, ("rules", i, "then", j, action.kind), message, key=True))

@@ -40,7 +40,6 @@ import numpy as np
 from numpy.typing import DTypeLike
 
 from engine.actions import Action
-from engine.book.metrics import max_drawdown
 from engine.events import Event, Tick
 from engine.rules import _scan
 from engine.rules.contexts import WEEKDAYS
@@ -279,9 +278,8 @@ class _Batch:
             "tick.spread": lambda: _interval(float((asks - bids).min()), float((asks - bids).max())),
         }
         shared = _Known(scalars, makers)
-        for rule in engine.custom.portfolio:
-            if could_hold(engine.custom.nnf[rule.name], shared, 1)[0]:
-                return False
+        if engine.custom.may_act(engine, shared, t0, t1):  # a rule that may fire, or a latch that may re-arm
+            return False
         if not engine.custom.position or n == 0:
             return True
         return self._positions_silent(symbol, scalars, makers, (t0, t1), pnl, profit)
@@ -327,9 +325,7 @@ class _Batch:
             "strategy.realized_pnl": by_strategy(engine.book.realized),
             "strategy.allocation": by_strategy(lambda s: engine.rules.strategies[s].allocation.target
                                                if s in engine.rules.strategies else 0.0),
-            # a sampling period may begin inside the window, and a longer curve only has a deeper drawdown
-            "strategy.drawdown": lambda: Interval(by_strategy(lambda s: max_drawdown(engine.strategy_curves.get(s) or [1.0]))(),
-                                                  np.full(n, np.inf)),
+            # strategy.drawdown (from the peak to the strategy's equity now) moves with every quote: unknown
         })
         for rule in engine.custom.position:
             maybe = could_hold(engine.custom.nnf[rule.name], rows, n)

@@ -57,14 +57,14 @@ from __future__ import annotations
 import copy
 import math
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import durable_rules_engine
 from durable import engine as durable
 
-from engine.config.conditions import fields_of, suggest
-from engine.config.fields import FIELDS
+from engine.config.conditions import suggest
+from engine.config.fields import FIELDS, is_fact_atom
 from engine.config.load import RuleSet
 from engine.rules._errors import RulesCompileError, RulesRuntimeError
 from engine.rules.compile import (
@@ -76,9 +76,9 @@ from engine.rules.compile import (
     compile_ruleset,
     durable_field,
     explain_durable_error,
-    is_position_rule,
     ruleset_name,
 )
+from engine.rules.compile_custom import rule_scope
 from engine.rules.firing import Fired, LoadedVersion, RuleAction, halts, version_actions
 
 __all__ = ["Fired", "PortfolioRules", "RulesCompileError", "RulesRuntimeError"]
@@ -139,14 +139,7 @@ class PortfolioRules:
             check_compiles(definition, timeout)
         name = ruleset_name(version)
         enabled = [r for r in rules.custom.rules if r.enabled]
-        ver = LoadedVersion(
-            version=version,
-            name=name,
-            rules=rules,
-            has_position_rules=any(is_position_rule(r) for r in enabled),
-            has_portfolio_rules=any(not is_position_rule(r) for r in enabled),
-            reads_halted=any("portfolio.halted" in fields_of(r.when) for r in enabled),
-        )
+        ver = LoadedVersion(version=version, name=name, rules=rules, scopes=frozenset(rule_scope(r) for r in enabled))
         actions = version_actions(ver, enabled)
         self._host.actions.update(actions)
         try:
@@ -189,7 +182,8 @@ class PortfolioRules:
         """Post a proposed position; return ``[]`` when accepted, else one ``reject_position``.
 
         ``proposal``: ``id`` (the position id), ``strategy``, ``reasons`` (the failed pre-trade checks,
-        a list of strings) and optionally ``n_failed`` (default: ``len(reasons)``), ``ts``.
+        a list of strings) and optionally ``symbol``, ``n_failed`` (default: ``len(reasons)``), ``ts``
+        (epoch ms: a desk fact that blocks proposals rejects it while ``ts`` is before its expiry).
         """
         ver = self._version(version)
         if "id" not in proposal:
@@ -204,6 +198,7 @@ class PortfolioRules:
             "sid": SID,
             "position_id": str(proposal["id"]),  # not "id": durable-rules drops a second message with the same id
             "strategy": proposal.get("strategy"),
+            "symbol": proposal.get("symbol"),
             "n_failed": n_failed,
             "reasons": reasons,
             "ts": int(proposal.get("ts", 0)),
@@ -219,32 +214,58 @@ class PortfolioRules:
 
     def post_position(self, version: str, context: Mapping[str, Any]) -> list[Fired]:
         """Run the custom position rules on one position's context (needs ``position.id``)."""
-        ver = self._version(version)
         if not context.get("position.id"):
             raise RulesRuntimeError("expected 'position.id' in a position context, found none")
-        if not ver.has_position_rules:
-            return []
-        return self._post_context(ver, "position", context)
+        return self.post_contexts(version, [("position", context)])
 
     def post_portfolio(self, version: str, context: Mapping[str, Any]) -> list[Fired]:
-        """Run the custom portfolio rules (those reading no ``position.*`` field) on a context."""
+        """Run the custom portfolio rules (those reading no position, strategy or symbol field) on a context."""
+        return self.post_contexts(version, [("portfolio", context)])
+
+    def post_contexts(self, version: str, contexts: Sequence[tuple[str, Mapping[str, Any]]]) -> list[Fired]:
+        """Run the custom rules on the contexts of one event: ``(scope, fields)`` pairs (``ts`` among the
+        fields: the event's time, epoch ms). Return what fired, in firing order.
+
+        The contexts are asserted in one batch and retracted at the end: every rule fires in priority
+        order over all of them, and sees the facts the rules before it asserted (``compile_custom``).
+        A context of a scope no rule reads is not posted. Fact atoms (``portfolio.halted``,
+        ``fact.<name>.active``) are read from the facts, never from a context.
+        """
         ver = self._version(version)
-        if not ver.has_portfolio_rules:
+        facts = [self._context_fact(ver, scope, ctx) for scope, ctx in contexts if scope in ver.scopes]
+        if not facts:
             return []
-        return self._post_context(ver, "portfolio", context)
+        ver.chain, ver.capped = {}, None
+        try:
+            # durable-rules runs rules of equal priority last context first: posted reversed, they run in order
+            fired, state = self._call(ver, self._host.assert_facts, facts[::-1], check=False)
+            self._check(ver, state)
+        finally:
+            for fact in facts:
+                self._call(ver, self._host.retract_fact, fact)
+        if ver.capped is not None:
+            reason = f"chaining stopped: {ver.capped}; the rules keep re-arming each other"
+            fired.append(Fired("chain_limit", "alert", None, None, {"message": reason, "level": "critical"}, reason))
+        return fired
+
+    def expire(self, version: str, ts: int) -> None:
+        """Retract the desk facts whose expiry is at or before ``ts`` (event time, epoch ms)."""
+        ver = self._version(version)
+        for fact in self._facts(ver):
+            if fact.get("t") == "fact" and fact.get("until", 0) <= ts:
+                self._retract(ver, fact)
+
+    def latches(self, version: str) -> set[tuple[str, str]]:
+        """Return the (rule, subject) pairs latched: a position id, strategy, symbol or ``portfolio``."""
+        return {(f["rule"], f["key"]) for f in self._facts(self._version(version)) if f.get("t") == "latch"}
 
     # --- state ---------------------------------------------------------------------------------------
 
     def reset_day(self, version: str, day: str) -> None:
-        """Start trading day ``day``: clear breaches and daily-loss halts, re-arm portfolio latches."""
+        """Start trading day ``day``: clear breaches and daily-loss halts (custom rules re-arm by themselves)."""
         ver = self._version(version)
         for fact in self._facts(ver):
-            kind = fact.get("t")
-            if (
-                kind == "breach"
-                or (kind == "halt" and fact.get("source") == DAILY_LOSS)
-                or (kind == "latch" and fact.get("key") == PORTFOLIO_LATCH_KEY)
-            ):
+            if fact.get("t") == "breach" or (fact.get("t") == "halt" and fact.get("source") == DAILY_LOSS):
                 self._retract(ver, fact)
 
     def forget_position(self, version: str, position_id: str) -> None:
@@ -267,12 +288,17 @@ class PortfolioRules:
     def restore_facts(self, version: str, facts: list[Json]) -> None:
         """Assert facts read by ``facts`` (of another version, or saved before a restart) into a version.
 
-        Breach, halt and latch facts alone fire no rule: each rule also needs an event or a context.
+        Breach, halt, latch and desk facts alone fire no rule: each rule also needs an event or a
+        context. A desk fact keeps its expiry; whether it blocks proposals is what ``version`` declares.
         """
         ver = self._version(version)
         present = {_fact_key(f) for f in self.facts(version)}
+        specs = ver.rules.custom.facts
         for fact in facts:
-            if fact.get("t") not in ("breach", "halt", "latch") or _fact_key(fact) in present:
+            if fact.get("t") == "fact":
+                spec = specs.get(str(fact.get("name")))
+                fact = {**fact, "blocks": spec.blocks if spec is not None else "nothing"}
+            if fact.get("t") not in ("breach", "halt", "latch", "fact") or _fact_key(fact) in present:
                 continue
             fired, _ = self._call(ver, self._host.assert_fact, {**fact, "sid": SID})
             if fired:
@@ -310,12 +336,11 @@ class PortfolioRules:
     def _retract(self, ver: LoadedVersion, fact: Json) -> None:
         self._call(ver, self._host.retract_fact, fact)
 
-    def _post_context(self, ver: LoadedVersion, kind: str, context: Mapping[str, Any]) -> list[Fired]:
+    def _context_fact(self, ver: LoadedVersion, scope: str, context: Mapping[str, Any]) -> Json:
         ver.seq += 1
-        fact: Json = {"t": kind, "sid": SID, "seq": ver.seq}
+        fact: Json = {"t": scope, "sid": SID, "seq": ver.seq, "c": 1, "ts": int(context.get("ts", 0))}
         for key, value in context.items():
-            if key == "ts":
-                fact["ts"] = int(value)
+            if key == "ts" or is_fact_atom(key):
                 continue
             if key not in FIELDS:
                 raise RulesRuntimeError(f"unknown context field {key!r}{suggest(key, FIELDS)}")
@@ -324,16 +349,13 @@ class PortfolioRules:
             if isinstance(value, float):
                 _finite(key, value)
             fact[durable_field(key)] = value
-        if ver.reads_halted and "portfolio.halted" not in context:
-            fact[durable_field("portfolio.halted")] = bool(halts(self._facts(ver)))
-        try:
-            fired, state = self._call(ver, self._host.assert_fact, fact, check=False)
-            self._check(ver, state)
-        finally:
-            self._call(ver, self._host.retract_fact, fact)
-        return fired
+        subject = _SUBJECT[scope]
+        fact["s"] = str(context.get(subject[1]) or "") if subject[1] else ""
+        fact["y"] = str(context.get(subject[2]) or "") if subject[2] else ""
+        fact["key"] = str(context.get(subject[0])) if subject[0] else PORTFOLIO_LATCH_KEY
+        return fact
 
-    def _call(self, ver: LoadedVersion, op: Callable[[str, Json], Json | None], message: Json,
+    def _call(self, ver: LoadedVersion, op: Callable[[str, Any], Json | None], message: Json | list[Json],
               check: bool = True) -> tuple[list[Fired], Json | None]:
         ver.fired = []
         state = None
@@ -364,6 +386,15 @@ class PortfolioRules:
 def _finite(name: str, value: float) -> None:
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
         raise RulesRuntimeError(f"expected a finite number for {name}, found {value!r}")
+
+
+#: per scope: the fields that give its subject key, strategy and symbol
+_SUBJECT = {
+    "position": ("position.id", "position.strategy_type", "position.symbol"),
+    "strategy": ("strategy.name", "strategy.name", None),
+    "symbol": ("symbol.name", None, "symbol.name"),
+    "portfolio": (None, None, None),
+}
 
 
 def _fact_key(fact: Json) -> tuple[tuple[str, str], ...]:

@@ -10,18 +10,19 @@ Rules of the definition (the rule keys are the constants below):
                         → asserts breach (and halt, for halt_new_positions), emits on_breach in order
     daily_pnl_recorded  event daily_pnl beyond the limit while that day's breach fact exists → consumed
     daily_pnl_within    event daily_pnl within the limit → consumed
-    proposal_halted     a halt fact and a proposal event → one reject carrying every halt reason and
-                        every failed pre-trade check
-    proposal_failed     a proposal event with n_failed > 0 while no halt fact exists → reject
-    proposal_accepted   a proposal event with n_failed <= 0 while no halt fact exists → accept
-    custom:<name>       one per enabled custom rule: a position (or portfolio) context fact whose fields
-                        satisfy ``when``, while no latch fact exists for (rule, position id) (or (rule,
-                        "portfolio")) → asserts the latch, emits ``then`` in order
+    proposal_halted     a halt fact and a proposal event → one reject carrying every halt reason, every
+                        live blocking fact and every failed pre-trade check
+    proposal_blocked    a proposal event and a live desk fact that blocks proposals of its strategy or
+                        symbol (one rule per combination of keys), no halt → reject naming the facts
+    proposal_failed     a proposal event with n_failed > 0, no halt, no blocking fact → reject
+    proposal_accepted   a proposal event with n_failed <= 0, no halt, no blocking fact → accept
+    custom:<name>[#k]   the alternatives of each enabled custom rule, and ``rearm:<name>[#k]`` those
+                        that re-arm it, and ``context``, the catch-all: ``engine.rules.compile_custom``
 
 Every daily_pnl and proposal event matches exactly one rule of its group, so every event is consumed
 and none waits in memory for a partner that never comes (DESIGN 9). Contexts are facts, not events,
 because durable-rules lets an event fire one rule only, and several custom rules may hold for one
-context; the host wrapper retracts each context fact right after posting it.
+context; the host wrapper asserts the contexts of an event in one batch and retracts them at its end.
 
 Conditions compile from the typed tree of ``engine.config.conditions``: ``Compare`` → equality,
 ``$neq``, ``$lt``, ``$lte``, ``$gt``, ``$gte``; ``In`` → ``$or`` of equalities (``not in``: ``$and`` of
@@ -51,11 +52,12 @@ from __future__ import annotations
 import math
 import re
 
-from engine.config.conditions import AllOf, AnyOf, Compare, Condition, In, Not, fields_of
+from engine.config.conditions import AllOf, AnyOf, Compare, Condition, In, Not
 from engine.config.load import RuleSet
 from engine.config.models import CustomRule
 from engine.rules._errors import RulesCompileError
 from engine.rules.compile_check import Json, WarmChecker, check_compiles, explain_durable_error, operators
+from engine.rules.compile_custom import CONTEXT, catch_all, custom_rules, proposal_rules, rule_scope
 
 __all__ = [
     "SID",
@@ -85,6 +87,7 @@ DAILY_LOSS = "daily_loss"
 DAILY_PNL_RECORDED = "daily_pnl_recorded"
 DAILY_PNL_WITHIN = "daily_pnl_within"
 PROPOSAL_HALTED = "proposal_halted"
+PROPOSAL_BLOCKED = "proposal_blocked"
 PROPOSAL_FAILED = "proposal_failed"
 PROPOSAL_ACCEPTED = "proposal_accepted"
 CUSTOM_PREFIX = "custom:"
@@ -120,7 +123,7 @@ def custom_key(rule_name: str) -> str:
 
 def is_position_rule(rule: CustomRule) -> bool:
     """Tell whether a custom rule reads a ``position.*`` field (then it matches position contexts)."""
-    return any(f.startswith("position.") for f in fields_of(rule.when))
+    return rule_scope(rule) == "position"
 
 
 # --- conditions --------------------------------------------------------------------------------------
@@ -220,17 +223,7 @@ def compile_ruleset(rules: RuleSet) -> Json:
         DAILY_LOSS: {"all": [{"m": beyond}, {"b$not": same_day_breach}], "pri": 0, "run": run(DAILY_LOSS)},
         DAILY_PNL_RECORDED: {"all": [{"m": beyond}, {"b": same_day_breach}], "pri": 0, "run": run(DAILY_PNL_RECORDED)},
         DAILY_PNL_WITHIN: {"all": [{"m": within}], "pri": 0, "run": run(DAILY_PNL_WITHIN)},
-        PROPOSAL_HALTED: {"all": [{"h": {"t": "halt"}}, {"p": {"t": "proposal"}}], "pri": 0, "run": run(PROPOSAL_HALTED)},
-        PROPOSAL_FAILED: {
-            "all": [{"p": {"$and": [{"t": "proposal"}, {"$gt": {"n_failed": 0}}]}}, {"h$not": {"t": "halt"}}],
-            "pri": 0,
-            "run": run(PROPOSAL_FAILED),
-        },
-        PROPOSAL_ACCEPTED: {
-            "all": [{"p": {"$and": [{"t": "proposal"}, {"$lte": {"n_failed": 0}}]}}, {"h$not": {"t": "halt"}}],
-            "pri": 0,
-            "run": run(PROPOSAL_ACCEPTED),
-        },
+        **proposal_rules(run),
     }
     total = len(rs) + 2  # each of the system rules is one alternative; daily_pnl has two sides
 
@@ -238,9 +231,6 @@ def compile_ruleset(rules: RuleSet) -> Json:
     if len(enabled) + len(rs) > MAX_RULES:
         raise RulesCompileError(f"expected at most {MAX_RULES - len(rs)} enabled custom rules, found {len(enabled)}")
     for rule in enabled:
-        key = custom_key(rule.name)
-        if key in rs:
-            raise RulesCompileError(f"rule {rule.name!r}: defined twice; expected unique custom rule names")
         cond = compile_condition(rule.when, rule.name)
         n_leaves, n_depth, n_branches = leaves(cond), depth(cond), branches(cond, cap=MAX_BRANCHES + 1)
         if n_depth > MAX_DEPTH:
@@ -255,23 +245,19 @@ def compile_ruleset(rules: RuleSet) -> Json:
             )
         if n_leaves > MAX_LEAVES_PER_RULE:
             raise RulesCompileError(f"rule {rule.name!r}: expected at most {MAX_LEAVES_PER_RULE} comparisons, found {n_leaves}")
-        total += n_branches
+        defs = custom_rules(rule, _pri(rule.priority), lambda c, n=rule.name: compile_condition(c, n), run)
+        total += sum(branches(d.definition["all"][0]["m"], cap=MAX_BRANCHES + 1) for d in defs)
         if total > MAX_BRANCHES:
             raise RulesCompileError(
                 f"rule {rule.name!r}: the custom rules expand to more than {MAX_BRANCHES} alternatives together "
                 "(durable-rules freezes above 512 under one node); expected fewer rules or simpler conditions"
             )
-        kind = "position" if is_position_rule(rule) else "portfolio"
-        tests = [{"t": kind}, *(cond["$and"] if set(cond) == {"$and"} else [cond])]
-        latch_key: object = {"m": durable_field("position.id")} if kind == "position" else PORTFOLIO_LATCH_KEY
-        rs[key] = {
-            "all": [
-                {"m": {"$and": tests}},
-                {"l$not": {"$and": [{"t": "latch"}, {"rule": rule.name}, {"key": latch_key}]}},
-            ],
-            "pri": _pri(rule.priority),
-            "run": run(key),
-        }
+        for alt in defs:
+            if alt.key in rs:
+                raise RulesCompileError(f"rule {rule.name!r}: defined twice; expected unique custom rule names")
+            rs[alt.key] = alt.definition
+    if enabled:
+        rs[CONTEXT] = catch_all(run(CONTEXT))
 
     unknown = sorted(set(operators(rs)) - _ALLOWED_OPERATORS)
     if unknown:  # our grammar cannot produce these; a hand-built tree could

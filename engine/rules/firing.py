@@ -1,9 +1,10 @@
 """What the portfolio rules do when they fire: the actions registered for each rules version.
 
-Each rule of a compiled ruleset (``engine.rules.compile``) runs one action here. An action reads the
-message durable-rules hands it, asserts the facts that chain (breach, halt, latch) and emits ``Fired``
-items into the version being posted to (``LoadedVersion.fired``); the first exception a rule raises is
-kept in ``LoadedVersion.failure`` for ``PortfolioRules`` to report, naming the rule.
+Each rule of a compiled ruleset (``engine.rules.compile``) runs one action here (the custom rules'
+in ``engine.rules.desk_facts``). An action reads the message durable-rules hands it, asserts the facts
+that chain (breach, halt, latch, the desk's facts) and emits ``Fired`` items into the version being
+posted to (``LoadedVersion.fired``); the first exception a rule raises is kept in
+``LoadedVersion.failure`` for ``PortfolioRules`` to report, naming the rule.
 """
 
 from __future__ import annotations
@@ -15,23 +16,23 @@ from typing import Any, Protocol
 from durable import engine as durable
 
 from engine.config.load import RuleSet
-from engine.config.models import AlertParams, CloseParams, CustomRule, LevelParams, ReasonParams
+from engine.config.models import CustomRule
 from engine.rules._errors import RulesRuntimeError
 from engine.rules.compile import (
     DAILY_LOSS,
     DAILY_PNL_RECORDED,
     DAILY_PNL_WITHIN,
-    PORTFOLIO_LATCH_KEY,
     PROPOSAL_ACCEPTED,
+    PROPOSAL_BLOCKED,
     PROPOSAL_FAILED,
     PROPOSAL_HALTED,
     SID,
     Json,
     action_name,
     custom_key,
-    durable_field,
-    is_position_rule,
 )
+from engine.rules.compile_custom import CONTEXT, custom_rules
+from engine.rules.desk_facts import custom_action, describe, live_blocking, rearm_action
 
 ACTION_TYPES = (
     "close", "close_partial", "set_stop_loss", "set_take_profit", "reject_position",
@@ -51,6 +52,8 @@ class Closure(Protocol):
 
     m: Message
     p: Message
+    b: Message
+    l: Message  # noqa: E741 - durable-rules names the matched latch after its pattern's alias
 
     def get_facts(self) -> list[Json]: ...
 
@@ -76,18 +79,39 @@ class Fired:
 
 @dataclass
 class LoadedVersion:
-    """One loaded rules version: its ruleset's name, what its rules read, and what a post collects."""
+    """One loaded rules version: its ruleset's name, the scopes its custom rules are evaluated at, and
+    what a post collects (what fired, the first failure, the firings per rule and subject, the cap)."""
 
     version: str
     name: str
     rules: RuleSet
-    has_position_rules: bool
-    has_portfolio_rules: bool
-    reads_halted: bool
+    scopes: frozenset[str]
     seq: int = 0
     fired: list[Fired] | None = None
     failure: tuple[str, BaseException] | None = None
     proposals_handled: int = 0
+    chain: dict[tuple[str, str], int] = field(default_factory=dict)
+    capped: str | None = None
+
+
+class _Ops:
+    """What a custom rule's action does to the session (``engine.rules.desk_facts``)."""
+
+    @staticmethod
+    def data(message: Message) -> Json:
+        return message._d
+
+    @staticmethod
+    def facts(c: Closure) -> list[Json]:
+        return c.get_facts()
+
+    @staticmethod
+    def assert_fact(c: Closure, fact: Json) -> None:
+        _assert(c, fact)
+
+    @staticmethod
+    def retract(c: Closure, fact: Json) -> None:
+        c.retract_fact(fact)
 
 
 def version_actions(ver: LoadedVersion, enabled: list[CustomRule]) -> dict[str, RuleAction]:
@@ -127,9 +151,19 @@ def version_actions(ver: LoadedVersion, enabled: list[CustomRule]) -> dict[str, 
 
     def proposal_halted(c: Closure) -> None:
         p = c.p._d
-        reasons = [h["reason"] for h in halts(c.get_facts())] + list(p.get("reasons") or [])
+        facts = c.get_facts()
+        blocking = [describe(f) for f in live_blocking(facts, p.get("strategy"), p.get("symbol"), p.get("ts", 0))]
+        reasons = [h["reason"] for h in halts(facts)] + blocking + list(p.get("reasons") or [])
         ver.proposals_handled += 1
         emit(Fired("halt", "reject_position", p["position_id"], p.get("strategy"), {"reasons": reasons}, "; ".join(reasons)))
+
+    def proposal_blocked(c: Closure) -> None:
+        p = c.p._d
+        found = live_blocking(c.get_facts(), p.get("strategy"), p.get("symbol"), p.get("ts", 0)) or [c.b._d]
+        reasons = [describe(f) for f in found] + list(p.get("reasons") or [])
+        ver.proposals_handled += 1
+        emit(Fired("fact:" + found[0]["name"], "reject_position", p["position_id"], p.get("strategy"),
+                   {"reasons": reasons, "until": found[0]["until"]}, "; ".join(reasons)))
 
     def proposal_failed(c: Closure) -> None:
         p = c.p._d
@@ -146,50 +180,18 @@ def version_actions(ver: LoadedVersion, enabled: list[CustomRule]) -> dict[str, 
         action_name(name, DAILY_PNL_RECORDED): consumed,
         action_name(name, DAILY_PNL_WITHIN): consumed,
         action_name(name, PROPOSAL_HALTED): wrap("halt", proposal_halted),
+        action_name(name, PROPOSAL_BLOCKED): wrap("fact", proposal_blocked),
+        action_name(name, CONTEXT): consumed,
         action_name(name, PROPOSAL_FAILED): wrap("pre_trade", proposal_failed),
         action_name(name, PROPOSAL_ACCEPTED): wrap("pre_trade", proposal_accepted),
     }
     for rule in enabled:
         key = custom_key(rule.name)
-        actions[action_name(name, key)] = wrap(key, _custom_action(rule, emit))
+        for alt in custom_rules(rule, 0, lambda c: {"c": 1}, str):  # the alternatives compile_ruleset made
+            state = dict(alt.state)
+            body = custom_action(rule, ver, _Ops, emit, Fired, state) if alt.kind == "fire" else rearm_action(rule, _Ops, state)
+            actions[action_name(name, alt.key)] = wrap(key, body)
     return actions
-
-
-def _custom_action(rule: CustomRule, emit: Callable[[Fired], None]) -> RuleAction:
-    key = custom_key(rule.name)
-    position = is_position_rule(rule)
-    default_reason = rule.description or f"rule {rule.name}: {rule.when.text()}"
-
-    def action(c: Closure) -> None:
-        m = c.m._d
-        pid = m.get(durable_field("position.id")) if position else None
-        strategy = m.get(durable_field("position.strategy_type")) or m.get(durable_field("strategy.name"))
-        _assert(c, {"t": "latch", "rule": rule.name, "key": pid if position else PORTFOLIO_LATCH_KEY, "sid": SID})
-        for item in rule.then:
-            kind, p = item.kind, item.params
-            given = p.reason if isinstance(p, ReasonParams) else None
-            reason = given or default_reason
-            params: dict[str, Any]
-            # each kind has its own parameters model: close, set_stop_loss/set_take_profit, alert, the rest a reason
-            if isinstance(p, CloseParams):
-                params = {"fraction": p.fraction}
-            elif isinstance(p, LevelParams):
-                params = {"profit": p.profit}
-            elif isinstance(p, AlertParams):
-                params, reason = {"message": p.message, "level": p.level}, p.message
-            elif kind == "reject_position":
-                params = {"reasons": [reason]}
-            else:
-                params = {"reason": reason} if given else {}
-            if kind == "halt_new_positions":
-                _assert(c, {"t": "halt", "source": key, "reason": reason, "sid": SID})
-            elif kind == "resume":
-                for fact in halts(c.get_facts()):
-                    if fact.get("source", "").startswith("custom:"):
-                        c.retract_fact(fact)
-            emit(Fired(key, kind, pid, strategy, params, reason))
-
-    return action
 
 
 def _assert(c: Closure, fact: Json) -> None:

@@ -7,11 +7,13 @@ engine), instead of one durable-rules event per position per tick.
 
 from __future__ import annotations
 
+import itertools
 import operator
 from collections.abc import Mapping
 from typing import Any
 
 from engine.config.conditions import AllOf, AnyOf, Compare, Condition, In, negation_normal_form
+from engine.config.scopes import Residual, alternatives, atoms_of, negated, substitute
 
 _OPS = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 
@@ -23,6 +25,35 @@ def holds(cond: Condition, ctx: Mapping[str, Any], normalized: bool = False) -> 
     missing field never holds, negated or not.
     """
     return _holds(cond if normalized else negation_normal_form(cond), ctx)
+
+
+def _residual_holds(residual: Residual, ctx: Mapping[str, Any]) -> bool:
+    return residual if isinstance(residual, bool) else _holds(negation_normal_form(residual), ctx)
+
+
+def _agrees(state: Mapping[str, bool], facts: Mapping[str, bool] | None) -> bool:
+    return facts is None or all(facts.get(k, v) == v for k, v in state.items())
+
+
+def may_hold(cond: Condition, ctx: Mapping[str, Any], facts: Mapping[str, bool] | None = None) -> bool:
+    """Tell whether ``cond`` holds on ``ctx`` for some state of its fact atoms (``engine.config.scopes``).
+
+    ``facts`` fixes the atoms it gives (``{"portfolio.halted": True}``); the others may be either, as a
+    rule may assert or retract a fact later in the same event. With every atom given, this is exactly
+    what durable-rules decides.
+    """
+    return any(_residual_holds(r, ctx) for s, r in alternatives(cond) if _agrees(s, facts))
+
+
+def may_fail(cond: Condition, ctx: Mapping[str, Any], facts: Mapping[str, bool] | None = None) -> bool:
+    """Tell whether the negation of ``cond`` holds on ``ctx`` for some state of its atoms: a rule's latch
+    re-arms only then (a comparison on a missing field holds neither way)."""
+    atoms = atoms_of(cond)
+    for truth in itertools.product((True, False), repeat=len(atoms)):
+        state = dict(zip(atoms, truth, strict=True))
+        if _agrees(state, facts) and _residual_holds(negated(substitute(cond, state)), ctx):
+            return True
+    return False
 
 
 def _holds(cond: Condition, ctx: Mapping[str, Any]) -> bool:

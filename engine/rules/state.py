@@ -36,6 +36,11 @@ every amount in the account currency, every time in epoch ms)::
     custom_posted              [[rule, position id], ...]: custom-rule decisions already latched
     reconciliation             {"seen", "reported": [difference key, ...], "last": the last report's
                                result}: what reconciliation with the broker remembers (engine.rules.reconcile)
+    custom_closes              [[ts, strategy, symbol, stop-out, return], ...]: the closes of the last
+                               24 h the windowed counters read (engine.rules.counters); a record
+                               without it (written before the counters) restores with none
+    custom_closing             [position id, ...]: positions closed since the last custom-rule post,
+                               not counted yet
 
 What the rules determine (strategy parameters, grids, strategy codes, the open PnL) is not recorded:
 ``restore`` rebuilds it from the rules and revalues every symbol at its last quote. A record of a
@@ -58,6 +63,7 @@ from engine.book.positions import AuditEntry, Fill, Position, Status
 from engine.errors import RiskrailError
 from engine.rules import reconcile
 from engine.rules.checks import Bars, timeframe_ms
+from engine.rules.counters import Closes
 from engine.rules.levels import PositionState
 from engine.rules.volatility import Horizon, Volatility
 
@@ -159,6 +165,7 @@ def record(engine: Engine) -> Json:
         "curve": [[ts, eq] for ts, eq in engine.curve],
         "strategy_curves": {name: list(c) for name, c in engine.strategy_curves.items()},
         "custom_posted": sorted([rule, pid] for rule, pid in engine.custom.posted),
+        "custom_closes": engine.custom.closes.record(), "custom_closing": list(engine.custom.closing),
         "reconciliation": _reconciliation(reconcile.state(engine)),
     }
 
@@ -228,6 +235,8 @@ def _restore(engine: Engine, rec: Json) -> None:
     # derived: the max holding deadlines, and the positions whose close is pending at the broker
     engine.deadlines.rebuild(engine.book.open_positions(), engine.rules.strategies)
     engine.pending = {p.id for p in engine.book.open_positions() if p.id not in engine.kernel(p.symbol).ids}
+    engine.custom.closes = Closes.restore(rec.get("custom_closes", []))
+    engine.custom.closing = [str(pid) for pid in rec.get("custom_closing", [])]
     for symbol in engine.kernels:
         engine.revalue(symbol)
 

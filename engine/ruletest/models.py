@@ -16,6 +16,7 @@ from pydantic_core import PydanticCustomError
 
 from engine.actions import ACTION_TYPES
 from engine.config.models import Model, Name
+from engine.config.models.base import Duration
 
 Price = Annotated[float, Field(gt=0)]
 Volume = Annotated[float, Field(gt=0)]
@@ -94,6 +95,7 @@ class Case(Model):
     overrides: dict[str, Any] = Field({}, description="deep-merged into the strategy; 'limits', 'profit', 'custom' into those rule files")
     equity: Annotated[float, Field(gt=0)] = Field(100_000.0, description="starting equity in the account currency")
     symbol: Symbol = "EURUSD"
+    interval: Duration = Field(1_000, description="time between two ticks (30s, 1m, 1h): tick i comes at the epoch + i intervals")
     spread: Annotated[float, Field(ge=0)] = Field(0.0, description="ask - bid of ticks given as a bare bid")
     tolerance: Tolerance = Field(DEFAULT_TOLERANCE, description="relative tolerance of numbers")
     strict: bool = Field(True, description="every action except lock_profit must be expected")

@@ -1,7 +1,8 @@
 """Run one rule unit test: its events through a fresh engine and paper broker, then compare.
 
 Events: a position with ``at: k`` is proposed right after tick k (k = 0: before the first tick), at
-the tick's time + 0.5 s; tick i (1-based) comes at ``EPOCH + i`` seconds. The epoch is a Monday
+the tick's time + half of ``min(interval, 1 s)``; tick i (1-based) comes at ``EPOCH + i`` intervals
+(``interval``, default 1 s). The epoch is a Monday
 10:00 UTC, far from a daily reset and from weekend rules, so a case sees one trading day.
 
 Comparison, tick by tick: each expectation is matched with an unmatched action of its tick that
@@ -72,9 +73,9 @@ class CaseResult:
     problems: list[str] = field(default_factory=list)
 
 
-def tick_ts(i: int) -> int:
-    """Return the time of tick ``i`` (1-based), epoch ms."""
-    return EPOCH_MS + i * TICK_MS
+def tick_ts(i: int, interval: int = TICK_MS) -> int:
+    """Return the time of tick ``i`` (1-based) ``interval`` ms apart, epoch ms."""
+    return EPOCH_MS + i * interval
 
 
 def simulate(case: Case, engine: Engine) -> list[tuple[int, Action]]:
@@ -87,9 +88,10 @@ def simulate(case: Case, engine: Engine) -> list[tuple[int, Action]]:
     for i in range(len(quotes) + 1):
         if i:
             bid, ask = quotes[i - 1]
-            out.extend((i, a) for a in engine.process(Tick(tick_ts(i), case.symbol, bid, ask)))
+            out.extend((i, a) for a in engine.process(Tick(tick_ts(i, case.interval), case.symbol, bid, ask)))
         for p in by_tick.get(i, ()):
-            event = PositionOpened(tick_ts(i) + TICK_MS // 2, p.id, case.symbol, case.strategy, f"test:{case.strategy}",
+            ts = tick_ts(i, case.interval) + min(case.interval, TICK_MS) // 2
+            event = PositionOpened(ts, p.id, case.symbol, case.strategy, f"test:{case.strategy}",
                                    1 if p.side == "long" else -1, p.volume, p.entry, p.stop_loss, p.take_profit)
             out.extend((i, a) for a in engine.process(event))
     return out

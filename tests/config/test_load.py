@@ -100,7 +100,8 @@ def test_custom_rule_naming_an_unknown_strategy_is_an_error(config_copy: Path) -
     assert problem.message == (
         "expected a known strategy for position.strategy_type, found 'trend_folowing'; did you mean 'trend_following'?")
     # points inside the expression, at the literal
-    assert (problem.line, problem.column, dotted(problem.path)) == (9, 37, "rules.0.when.all.0")
+    line = next(i for i, text in enumerate((config_copy / "rules" / "custom.yaml").read_text().splitlines(), 1) if "trend_folowing" in text)
+    assert (problem.line, problem.column, dotted(problem.path)) == (line, 37, "rules.0.when.all.0")
 
 
 def test_broker_map_and_risk_budgets_name_known_strategies(config_copy: Path) -> None:

@@ -89,9 +89,11 @@ def test_position_rules_match_position_contexts_and_others_portfolio_contexts(sh
     position = rules["custom:flatten-losing-trend-before-weekend"]
     portfolio = rules["custom:halt-on-drawdown"]
     assert position["all"][0]["m"]["$and"][0] == {"t": "position"}
-    assert position["all"][1]["l$not"]["$and"][2] == {"key": {"m": "position__id"}}
+    # the latch is of the context's subject: its key is the position id, or "portfolio"
+    assert position["all"][1]["l$not"]["$and"][2] == {"key": {"m": "key"}}
     assert portfolio["all"][0]["m"]["$and"][0] == {"t": "portfolio"}
-    assert portfolio["all"][1]["l$not"]["$and"][2] == {"key": "portfolio"}
+    assert portfolio["all"][1]["l$not"]["$and"][2] == {"key": {"m": "key"}}
+    assert "rearm:halt-on-drawdown" in rules and "rearm:flatten-losing-trend-before-weekend" not in rules
 
 
 def test_disabled_rules_are_not_compiled(shipped):
@@ -183,10 +185,13 @@ def test_compiled_conditions_fire_exactly_when_the_python_meaning_holds(shipped)
     rules = PortfolioRules()
     for i, tree in enumerate(trees):
         version = rules.load(constructed(shipped, tree, name=f"r{i}", version=f"rv-tree{i}"))
+        before = False
         for ctx in contexts:
             fired = rules.post_portfolio(version, ctx)
-            rules.reset_day(version, "d")  # re-arm the portfolio latch for the next context
-            assert bool(fired) == _evaluate(tree, ctx), (tree.text(), ctx)
+            now = _evaluate(tree, ctx)
+            # a portfolio rule fires when its condition starts to hold; the latch re-arms when it stops
+            assert bool(fired) == (now and not before), (tree.text(), ctx)
+            before = now
 
 
 # --- guards ----------------------------------------------------------------------------------------
@@ -255,7 +260,7 @@ def test_alternatives_count_the_terms_of_the_disjunctive_normal_form():
 
 
 def test_rules_at_the_bound_compile_in_durable_without_freezing(shipped):
-    per_rule = (MAX_BRANCHES - 8) // 2
+    per_rule = (MAX_BRANCHES - 12) // 2  # the system rules take 12 alternatives
     rules = [
         {"name": f"w{j}", "when": "position.symbol in [" + ", ".join(f"'S{j}_{i}'" for i in range(per_rule)) + "]",
          "then": [{"alert": "a"}]}

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, TypedDict
+from typing import Annotated, Any, Literal, TypedDict
 
-from pydantic import BaseModel, Field, PlainSerializer, PlainValidator, WithJsonSchema, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    SerializerFunctionWrapHandler,
+    WithJsonSchema,
+    model_serializer,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from engine.config import conditions
-from engine.config.models.base import Model, PositiveFraction
+from engine.config.models.base import Duration, Model, PositiveFraction
 
 
 class LocatedError(TypedDict):
@@ -81,6 +90,37 @@ class AlertParams(Model):
     level: Literal["info", "warning", "critical"] = "warning"
 
 
+FactName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
+#: a subject of a fact: a literal name, or a template such as "{strategy.name}" filled from the context
+Subject = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class AssertParams(Model):
+    """Assert the desk's fact ``fact`` for a strategy and/or a symbol (neither: for everything), live ``for``
+    a duration of event time (none: until a rule retracts it). Asserting a live fact again renews it."""
+
+    fact: FactName
+    strategy: Subject | None = None
+    symbol: Subject | None = None
+    for_: Annotated[Duration | None, Field(alias="for")] = None
+    reason: str | None = None
+
+
+class RetractParams(Model):
+    """Retract the desk's fact ``fact`` of a strategy and/or a symbol (neither: the fact for everything)."""
+
+    fact: FactName
+    strategy: Subject | None = None
+    symbol: Subject | None = None
+
+
+class FactSpec(Model):
+    """A fact the desk's rules assert: what it means and what it blocks while live."""
+
+    description: str | None = None
+    blocks: Literal["proposals", "nothing"] = Field("nothing", description="proposals: reject new positions of its subject while live")
+
+
 _ALERT_SCHEMA = {
     "anyOf": [
         {"type": "string", "minLength": 1},
@@ -106,6 +146,8 @@ class Action(Model):
     reject_position: ReasonParams | None = None
     rebalance: ReasonParams | None = None
     alert: Annotated[AlertParams | None, WithJsonSchema(_ALERT_SCHEMA)] = None
+    assert_: Annotated[AssertParams | None, Field(alias="assert")] = None
+    retract: RetractParams | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -118,7 +160,7 @@ class Action(Model):
             return data
         out = {}
         for key, value in data.items():
-            if value is None and key in cls.model_fields and key not in ("set_stop_loss", "set_take_profit", "alert"):
+            if value is None and key in cls.model_fields and key not in ("set_stop_loss", "set_take_profit", "alert", "retract"):
                 value = {}
             elif key == "alert" and isinstance(value, str):
                 value = {"message": value}
@@ -127,13 +169,23 @@ class Action(Model):
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Action:
-        names = [n for n in type(self).model_fields if getattr(self, n) is not None]
+        names = [_KIND.get(n, n) for n in type(self).model_fields if getattr(self, n) is not None]
         if len(names) != 1:
             found = ", ".join(names) if names else "none"
+            choices = ", ".join(_KIND.get(n, n) for n in type(self).model_fields)
             raise PydanticCustomError(
-                "action", "expected exactly one action ({choices}), found {found}",
-                {"choices": ", ".join(type(self).model_fields), "found": found})
+                "action", "expected exactly one action ({choices}), found {found}", {"choices": choices, "found": found})
         return self
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # the fact actions are left out when absent, so a file without them keeps its rules version
+        out: dict[str, Any] = handler(self)
+        for name in ("assert_", "retract"):
+            value = out.pop(name, None)
+            if value is not None:
+                out[_KIND.get(name, name)] = {_KEY.get(k, k): v for k, v in value.items()} if isinstance(value, dict) else value
+        return out
 
     @property
     def kind(self) -> str:
@@ -147,8 +199,12 @@ class Action(Model):
 
     def _chosen(self) -> tuple[str, BaseModel]:
         # Every field holds a parameters model or None, and validation leaves exactly one set.
-        fields = ((name, getattr(self, name)) for name in type(self).model_fields)
+        fields = ((_KIND.get(name, name), getattr(self, name)) for name in type(self).model_fields)
         return next((name, params) for name, params in fields if isinstance(params, BaseModel))
+
+
+_KIND = {"assert_": "assert"}  # the action's name where it is a Python keyword
+_KEY = {"for_": "for"}
 
 
 class CustomRule(Model):
@@ -163,6 +219,14 @@ class CustomRule(Model):
 
 
 class CustomRules(Model):
-    """rules/custom.yaml: the desk's own when/then rules."""
+    """rules/custom.yaml: the desk's own facts and when/then rules."""
 
+    facts: Annotated[dict[FactName, FactSpec], Field(max_length=50)] = Field({})
     rules: Annotated[list[CustomRule], Field(max_length=200)] = Field([])
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        out: dict[str, Any] = handler(self)
+        if not out.get("facts"):
+            out.pop("facts", None)  # a file without facts keeps its rules version
+        return out
