@@ -22,8 +22,9 @@ The atoms become patterns joined to the context:
 Latches: a rule fires for a subject while no latch fact {t: latch, rule, key} exists, and asserts it.
 Position rules fire once per position (the latch goes when the position closes). The other scopes
 re-arm: a ``rearm:<name>`` rule per state of the atoms, on a context of the subject where the
-negated residual holds while the latch exists, retracts it. So a strategy, symbol or portfolio rule
-fires when its condition starts to hold for its subject, and again only after it stopped holding.
+negated residual holds while the latch exists, retracts it, before any rule fires (``REARM_PRI``). So
+a strategy, symbol or portfolio rule fires when its condition starts to hold for its subject, and
+again only after it stopped holding.
 
 A catch-all rule (``context``, lowest priority) handles every context, so a batch is never refused as
 unhandled (durable then skips the actions of the whole batch).
@@ -47,6 +48,7 @@ FOREVER_MS = 4_102_444_800_000
 CONTEXT = "context"
 REARM_PREFIX = "rearm:"
 LOWEST_PRI = 2002  # below every custom rule (1..2001)
+REARM_PRI = 0  # a latch re-arms as soon as its condition stops holding, before any rule fires
 
 #: which subject keys a context of each scope carries: a fact applies when each of its keys is "" or the context's
 _KEYS = {"position": ("strategy", "symbol"), "strategy": ("strategy",), "symbol": ("symbol",), "portfolio": ()}
@@ -134,7 +136,8 @@ def custom_rules(rule: CustomRule, pri: int, compile_condition: object, run: obj
             key = prefix if n == 0 else f"{prefix}#{n}"
             flat = [p for group in patterns for p in group]
             out.append(Alternative(key, kind, tuple(state.items()),
-                                   {"all": [{"m": context}, latch, *flat], "pri": pri, "run": run(key)}))
+                                   {"all": [{"m": context}, latch, *flat], "pri": pri if kind == "fire" else REARM_PRI,
+                                    "run": run(key)}))
 
     for state in _states(rule.when):
         choices = [_atom_patterns(a, t, scope, j) for j, (a, t) in enumerate(state.items())]

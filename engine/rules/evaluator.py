@@ -160,6 +160,9 @@ class Engine:
             self._roll(event.ts)
         elif isinstance(event, BrokerAlert):
             self._emit(out, *decisions.broker_alert(event), execute=False)
+        if isinstance(event, (PositionClosed, Fill, BrokerPositions)) and self.custom:  # a close moves the counters
+            for fired in self.custom.fire_at(self, event.ts):
+                self._fired(event.ts, fired, out)
         if self.deadlines.heap and (self.last_ts is None or event.ts >= self.last_ts):
             for fired in timers.expired(self.deadlines, self.book.positions, self.rules.strategies, event.ts):
                 self._fired(event.ts, fired, out)
@@ -364,7 +367,8 @@ class Engine:
         result = self.check(e)
         reasons = result.reasons
         fired = self.portfolio.post_proposal(self.version, {
-            "ts": e.ts, "id": e.position_id, "strategy": e.strategy_type, "n_failed": len(reasons), "reasons": reasons,
+            "ts": e.ts, "id": e.position_id, "strategy": e.strategy_type, "symbol": e.symbol, "n_failed": len(reasons),
+            "reasons": reasons,
         })
         rejects = [f for f in fired if f.type == "reject_position"]
         if rejects:
