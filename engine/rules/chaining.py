@@ -10,11 +10,14 @@ Facts (the state lives in durable-rules, never in Python bookkeeping):
     breach  {t, day, pnl_pct}        the daily loss limit was breached on ``day``
     halt    {t, source, reason[, day]}  new positions are halted; ``source`` is ``daily_loss`` or
                                      ``custom:<rule>``; ``halted()`` reads these
-    latch   {t, rule, key}           a custom rule fired for ``key``: a position id, or ``portfolio``
+    latch   {t, rule, key}           a custom rule fired for a subject: a position id, a strategy, a
+                                     symbol, or ``portfolio``
+    fact    {t, name, strategy, symbol, since, until, blocks, rule, reason}
+                                     the desk's own facts (``engine.rules.desk_facts``)
 
-Events: ``daily_pnl`` and ``proposal`` (each consumed by exactly one rule); position and portfolio
-contexts are asserted as facts and retracted right after (several custom rules may fire on one
-context, and durable-rules lets an event fire one rule only).
+Events: ``daily_pnl`` and ``proposal`` (each consumed by exactly one rule). The contexts of custom
+rules are facts: ``post_contexts`` asserts all of an event's in one batch and retracts them at its
+end (several custom rules may fire on one context, and durable-rules lets an event fire one rule only).
 
 Firing semantics:
 
@@ -22,18 +25,19 @@ Firing semantics:
   a ``daily_loss`` halt (when ``halt_new_positions`` is in ``on_breach``) and emits the ``on_breach``
   actions in the configured order; later ones of the same day do nothing (the breach fact blocks the
   rule). ``reset_day`` retracts every breach fact and daily-loss halt, so the limit re-arms.
-- proposals: rejected while any halt fact exists (reason: every halt's reason, then every failed
-  pre-trade check, in ONE ``reject_position``); rejected when ``n_failed > 0``; accepted otherwise
-  (no ``Fired``: an empty list means accepted).
-- custom rules: a rule that reads a ``position.*`` field matches position contexts and fires at most
-  once per (rule, position id); any other rule matches portfolio contexts and fires at most once per
-  (rule, day): its latch is re-armed by ``reset_day``. The latch is a fact with a ``$not`` pattern in
-  the rule itself, so durable-rules does the bookkeeping. Position latches live until
-  ``forget_position`` (call it when the position closes) or ``drop``. Rules fire by priority (higher
-  first); a rule's ``then`` actions are emitted in order. ``halt_new_positions`` also asserts a halt
-  fact (source ``custom:<rule>``), so it chains into proposal rejections; ``resume`` retracts the
-  halts of custom rules (never the daily-loss halt: only ``reset_day`` lifts that).
-- ``portfolio.halted`` in a condition reads the halt facts when the context does not give it.
+- proposals: rejected while any halt fact exists (reason: every halt's reason, every live blocking
+  fact, then every failed pre-trade check, in ONE ``reject_position``); rejected while a live desk fact
+  that blocks proposals applies to its strategy or symbol (rule ``fact:<name>``); rejected when
+  ``n_failed > 0``; accepted otherwise (no ``Fired``: an empty list means accepted).
+- custom rules (``engine.rules.compile_custom``): each at its scope, once per subject; a position rule
+  fires once per position (its latch lives until ``forget_position`` or ``drop``), the others when their
+  condition starts to hold for a subject and again after it stopped holding. Rules fire by priority
+  (higher first) over all the contexts of the event, and see the facts the rules before them asserted;
+  a rule's ``then`` actions are emitted in order. ``halt_new_positions`` asserts a halt fact (source
+  ``custom:<rule>``); ``resume`` retracts the halts of custom rules (never the daily-loss halt: only
+  ``reset_day`` lifts that). A rule firing more than ``MAX_REFIRES`` times for one subject in one event
+  stops the event's custom actions, reported as a critical ``alert`` of rule ``chain_limit``.
+- ``portfolio.halted`` and ``fact.<name>.active`` are read from the facts, never from a context.
 - A field a rule reads but the context lacks makes the rule not match (both ``x < 1`` and ``x >= 1``
   are false).
 
