@@ -14,6 +14,8 @@
     ├── RulesRuntimeError      a rule action that raised                       (engine.rules._errors)
     ├── ReloadRefused          a reload removing a strategy with open          (engine.rules._errors)
     │                          positions
+    ├── StateError             a snapshot that is not an engine-state record   (engine.rules.state)
+    │                          this release reads, or does not fit the rules
     ├── BaseError              the base of a plan cannot be found or read      (engine.plan.base)
     ├── InputError             a file given to `riskrail optimize` is bad      (engine.cli.optimize)
     ├── StoreError             Redis cannot be reached or answered oddly       (engine.service.store)

@@ -21,7 +21,7 @@ from engine.actions import Action
 from engine.adapters.paper import PaperBroker
 from engine.book.metrics import max_drawdown
 from engine.config.load import RuleSet
-from engine.events import Event
+from engine.events import Clock, Event
 from engine.plan.positions import ReloadEffects, reload_effects
 from engine.plan.semantic import Change, semantic_diff
 from engine.rules.batch import TickColumns, replay_events, tick_columns
@@ -186,7 +186,8 @@ def make_plan(base: RuleSet, proposed: RuleSet, events: Sequence[Event], equity:
     proposed_run = base_run if base.version == proposed.version else replay(proposed, events, equity, portfolio, progress,
                                                                              batch=batch, columns=columns)
     # last: the reload moves the shared portfolio layer's facts to the proposed version and drops the base one
-    return Plan(changes, base_run, proposed_run, len(events), reload_effects(engine, proposed))
+    history = sum(not isinstance(e, Clock) for e in events)  # the clock events a replay adds are not the history's
+    return Plan(changes, base_run, proposed_run, history, reload_effects(engine, proposed))
 
 
 def progress_bar(total: int, stream=sys.stderr) -> Callable[[int], None] | None:
