@@ -52,6 +52,7 @@ FIELDS: dict[str, FieldSpec] = {
     "position.pnl": FieldSpec("number", "unrealized PnL in account currency"),
     "position.r_multiple": FieldSpec("number", "profit in multiples of the initial risk"),
     "position.age_seconds": FieldSpec("number", "seconds since the position opened"),
+    "position.age": FieldSpec("number", "seconds since the position opened (the same as position.age_seconds)"),
     "position.levels_hit": FieldSpec("integer", "exit levels already taken"),
     "position.trailing_armed": FieldSpec("bool", "the trailing stop is armed"),
     # the strategy of that position (or of the event)
@@ -86,6 +87,7 @@ FIELDS: dict[str, FieldSpec] = {
     "clock.weekday": FieldSpec("string", "day of the week", WEEKDAYS),
     "clock.hour": FieldSpec("integer", "hour 0-23 (UTC)"),
     "clock.minute": FieldSpec("integer", "minute 0-59"),
+    "clock.session": FieldSpec("string", "the first session of rules/instruments.yaml open at the event's time, closed when none"),
 }
 NAMESPACES = ("position", "strategy", "symbol", "portfolio", "tick", "clock", "fact")
 

@@ -40,6 +40,7 @@ import numpy as np
 from numpy.typing import DTypeLike
 
 from engine.actions import Action
+from engine.config.models import Instruments
 from engine.events import Event, Tick
 from engine.rules import _scan
 from engine.rules.contexts import WEEKDAYS
@@ -265,7 +266,8 @@ class _Batch:
             return Interval(gross / eq_hi * (1 - _PAD), gross / eq_lo * (1 + _PAD))
 
         start, peak = engine.day.start_equity, engine.peak_equity
-        scalars: dict[str, Any] = {"portfolio.open_positions": engine.book.n_open, "tick.symbol": symbol, **_clock(t0, t1)}
+        scalars: dict[str, Any] = {"portfolio.open_positions": engine.book.n_open, "tick.symbol": symbol,
+                                   **_clock(t0, t1, engine.rules.instruments)}
         makers: dict[str, Callable[[], Any]] = {
             "portfolio.equity": lambda: Interval(*equity()),
             "portfolio.daily_pnl": lambda: Interval(equity()[0] - start, equity()[1] - start),
@@ -320,6 +322,7 @@ class _Batch:
             "position.pnl": lambda: Interval(*_padded(*pnl())),
             "position.r_multiple": r_multiple,
             "position.age_seconds": lambda: Interval((t0 - opened) / 1000 - _PAD, (t1 - opened) / 1000 + _PAD),
+            "position.age": lambda: Interval((t0 - opened) / 1000 - _PAD, (t1 - opened) / 1000 + _PAD),
             "strategy.name": lambda: np.array(names, dtype=object),
             "strategy.open_positions": by_strategy(lambda s: engine.book.open_count.get(s, 0)),
             "strategy.realized_pnl": by_strategy(engine.book.realized),
@@ -355,14 +358,19 @@ def _exact_sum() -> bool:
 _EXACT_SUM = _exact_sum()
 
 
-def _clock(t0: int, t1: int) -> dict[str, Any]:
-    """The clock fields over times ``t0..t1`` (ms): exact, or bounds, or unknown across midnight."""
+def _clock(t0: int, t1: int, instruments: Instruments) -> dict[str, Any]:
+    """The clock fields over times ``t0..t1`` (ms): exact, or bounds, or unknown across midnight; the session
+    when it is the same at every minute of a run shorter than an hour (sessions open and close on the minute)."""
     d0 = datetime.fromtimestamp((t0 // 60_000) * 60, tz=UTC)
     d1 = datetime.fromtimestamp((t1 // 60_000) * 60, tz=UTC)
     if d0.date() != d1.date():
         return {}
     out: dict[str, Any] = {"clock.weekday": WEEKDAYS[d0.weekday()], "clock.hour": Interval(d0.hour, d1.hour)}
     out["clock.minute"] = Interval(d0.minute, d1.minute) if d0.hour == d1.hour else Interval(0, 59)
+    first, last = t0 // 60_000, t1 // 60_000
+    sessions = {instruments.session_at(m * 60_000) for m in range(first, last + 1)} if last - first < 60 else set()
+    if len(sessions) == 1:
+        out["clock.session"] = sessions.pop()
     return out
 
 

@@ -161,14 +161,17 @@ class CustomRules:
         latched subject), in one batch; yield what durable-rules decided, in order."""
         yield from self.fire_at(account, t.ts, t)
 
-    def fire_at(self, account: Account, ts: int, t: Tick | None = None) -> Iterator[Fired]:
-        """Like ``fire``, for an event at ``ts`` that is no tick (then no position context, no tick fields)."""
+    def fire_at(self, account: Account, ts: int, t: Tick | None = None, *, at_last_quotes: bool = False) -> Iterator[Fired]:
+        """Like ``fire``, for an event at ``ts`` that is no tick (then no tick fields, and no position context
+        unless ``at_last_quotes``: time passing, a clock event, evaluates every position at its symbol's last quote)."""
         self._count_closes(account)
         if self.latched is None:
             self._refresh(account)
         self.closes.prune(ts)
         base = self.portfolio_context(account, t, ts)
-        contexts = [*self._positions(account, t, base)] if t is not None else []
+        quotes = [t] if t is not None else [Tick(ts, y, k.bid, k.ask) for y, k in sorted(account.kernels.items())
+                                             if at_last_quotes and k.n and math.isfinite(k.bid)]
+        contexts = [c for q in quotes for c in self._positions(account, q, base)]
         subjects, now = self._subjects(account, base)
         if not (contexts or now):
             return  # no rule may act with the facts as they are, so no fact changes on this event either
@@ -245,7 +248,8 @@ class CustomRules:
         minute = ts // 60_000
         if self._clock[0] != minute:
             dt = datetime.fromtimestamp(minute * 60, tz=UTC)
-            self._clock = (minute, {"clock.weekday": WEEKDAYS[dt.weekday()], "clock.hour": dt.hour, "clock.minute": dt.minute})
+            self._clock = (minute, {"clock.weekday": WEEKDAYS[dt.weekday()], "clock.hour": dt.hour, "clock.minute": dt.minute,
+                                    "clock.session": account.rules.instruments.session_at(minute * 60_000)})
 
         def exposure() -> float:
             gross = sum(account.converter.notional(p.symbol, p.entry, p.volume) for p in account.book.open_positions())
@@ -403,7 +407,8 @@ def position_context(account: Account, p: Position, t: Tick) -> dict[str, Any]:
         "position.take_profit": p.take_profit, "position.profit": profit,
         "position.pnl": account.converter.pnl(p.symbol, p.side, p.entry, price, p.volume),
         "position.r_multiple": profit / state.risk if state.risk and not math.isnan(state.risk) else None,
-        "position.age_seconds": (t.ts - p.opened_ts) / 1000, "position.levels_hit": state.levels_hit,
+        "position.age_seconds": (t.ts - p.opened_ts) / 1000, "position.age": (t.ts - p.opened_ts) / 1000,
+        "position.levels_hit": state.levels_hit,
         "position.trailing_armed": state.armed,
         **strategy_context(account, p.strategy_type, t.ts),
         **symbol_context(account, p.symbol, t.ts),

@@ -160,12 +160,8 @@ class Engine:
             self._roll(event.ts)
         elif isinstance(event, BrokerAlert):
             self._emit(out, *decisions.broker_alert(event), execute=False)
-        if isinstance(event, (PositionClosed, Fill, BrokerPositions)) and self.custom:  # a close moves the counters
-            for fired in self.custom.fire_at(self, event.ts):
-                self._fired(event.ts, fired, out)
-        if self.deadlines.heap and (self.last_ts is None or event.ts >= self.last_ts):
-            for fired in timers.expired(self.deadlines, self.book.positions, self.rules.strategies, event.ts):
-                self._fired(event.ts, fired, out)
+        for fired in timers.after(self, event):  # custom rules on broker reports and clock events, max holding times
+            self.act(event.ts, fired, out)
         self.pending.update(pid for a in out if a.type in ("close", "close_all") for pid in timers.closed_ids(a)
                             if self.book.positions[pid].is_open)
         self.counts["actions"] += len(out)
@@ -294,13 +290,13 @@ class Engine:
             if fired.type == "halt_new_positions" and not self.day.breached:
                 self.day.breached = True
                 self.counts["breaches"] += 1
-            self._fired(t.ts, fired, out)
+            self.act(t.ts, fired, out)
         if self.custom:
             for fired in self.custom.fire(self, t):
-                self._fired(t.ts, fired, out)
+                self.act(t.ts, fired, out)
 
-    def _fired(self, ts: int, fired: Fired, out: list[Action]) -> None:
-        """Carry out what a durable-rules rule decided."""
+    def act(self, ts: int, fired: Fired, out: list[Action]) -> None:
+        """Carry out what a rule decided (durable-rules, or a max holding time) at ``ts``, appending to ``out``."""
         if fired.type == "close" and fired.position_id in self.book.positions:
             p = self.book.positions[fired.position_id]
             if not p.is_open:
@@ -394,7 +390,7 @@ class Engine:
         self._emit_defaults(e, stop, tp, "", out)
         for f in fired:
             if f.type == "alert":
-                self._fired(e.ts, f, out)
+                self.act(e.ts, f, out)
 
     def _on_existing(self, e: PositionOpened, out: list[Action]) -> None:
         """Take over a position already open at the broker: no pre-trade checks, default SL/TP if it has none."""

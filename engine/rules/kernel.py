@@ -464,6 +464,7 @@ class SymbolBook:
             "position.pnl": lambda: side * (px - self.entry[:n]) * self.vol[:n] * pnl_scale,
             "position.r_multiple": lambda: _div(profit(), self.risk[:n]),
             "position.age_seconds": lambda: (ts - self.opened[:n]) / 1000,
+            "position.age": lambda: (ts - self.opened[:n]) / 1000,
             "position.levels_hit": lambda: levels_hit(self.taken[:n]),
             "position.trailing_armed": lambda: self.armed[:n].copy(),
         }

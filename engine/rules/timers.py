@@ -15,14 +15,18 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING
 
 from engine.actions import Action
 from engine.book.positions import Position
 from engine.config.conditions import fields_of
 from engine.config.load import RuleSet
 from engine.config.models import Strategy
-from engine.events import Clock, Event
+from engine.events import BrokerPositions, Clock, Event, Fill, PositionClosed
 from engine.rules.firing import Fired
+
+if TYPE_CHECKING:
+    from engine.rules.evaluator import Engine
 
 #: the condition fields whose value changes with time alone, without a quote
 TIME_FIELDS = frozenset({"clock.weekday", "clock.hour", "clock.minute", "clock.session", "position.age", "position.age_seconds"})
@@ -64,18 +68,33 @@ class Deadlines:
             yield heapq.heappop(self.heap)[1]
 
 
-def expired(deadlines: Deadlines, positions: Mapping[str, Position], strategies: Mapping[str, Strategy], ts: int) -> list[Fired]:
-    """The closes that the max holding times due at ``ts`` call for, in deadline order (ties by id)."""
-    out = []
-    for pid in deadlines.due(ts):
-        p = positions.get(pid)
-        strategy = strategies.get(p.strategy_type) if p is not None else None
-        if p is None or not p.is_open or strategy is None or strategy.max_holding_time is None:
+def after(engine: Engine, event: Event) -> Iterator[Fired]:
+    """What an event that is no tick or proposal lets the rules decide, after the event itself: the custom
+    rules on a broker's report (a close moves the counters) and, as time passes, on a clock event (every
+    scope, the positions at their symbol's last quote); then the max holding times due at its time. Lazy:
+    each is decided after the engine carried out the ones before (a position a rule closed is not closed
+    again). An event older than the last quote decides nothing here."""
+    late = engine.last_ts is not None and event.ts < engine.last_ts
+    if engine.custom and isinstance(event, (PositionClosed, Fill, BrokerPositions)):
+        yield from engine.custom.fire_at(engine, event.ts)
+    elif engine.custom and isinstance(event, Clock) and not late:
+        yield from engine.custom.fire_at(engine, event.ts, at_last_quotes=True)
+    if engine.deadlines.heap and not late:
+        yield from expired(engine, event.ts)
+
+
+def expired(engine: Engine, ts: int) -> Iterator[Fired]:
+    """The closes that the max holding times due at ``ts`` call for, in deadline order (ties by id), of the
+    positions the engine still manages."""
+    for pid in engine.deadlines.due(ts):
+        p = engine.book.positions.get(pid)
+        strategy = engine.rules.strategies.get(p.strategy_type) if p is not None else None
+        kernel = engine.kernels.get(p.symbol) if p is not None else None
+        if p is None or not p.is_open or kernel is None or pid not in kernel.ids or strategy is None or strategy.max_holding_time is None:
             continue
         held = strategy.max_holding_time
-        out.append(Fired(RULE, "close", p.id, p.strategy_type, {"fraction": 1.0},
-                         f"held {_text(ts - p.opened_ts)}, the max holding time of {p.strategy_type} is {_text(held)}"))
-    return out
+        yield Fired(RULE, "close", p.id, p.strategy_type, {"fraction": 1.0},
+                    f"held {_text(ts - p.opened_ts)}, the max holding time of {p.strategy_type} is {_text(held)}")
 
 
 def closed_ids(action: Action) -> list[str]:
@@ -86,18 +105,32 @@ def closed_ids(action: Action) -> list[str]:
 
 
 def with_clock(history: Iterable[tuple[str, int, Event]], every_ms: int) -> Iterator[tuple[str, int, Event]]:
-    """``history`` (source, line, event) in time order, with a ``clock`` event (source ``clock``, line 0) at
-    every multiple of ``every_ms`` strictly between two events: time passing as the service makes it pass
-    for an idle account, on event time."""
+    """``history`` (source, line, event) in time order, with ``clock`` events (source ``clock``, line 0) in
+    every gap between two events: time passing as the service makes it pass for an idle account, on event
+    time. They fall on the multiples of ``every_ms`` for the first day of a gap, then on whole minutes for
+    the rest of its first week, then on whole hours (``clock_times``), so a gap of months or years (a
+    history with a hole in it) costs a few hundred thousand events, not billions."""
     last: int | None = None
     for source, line, event in history:
         if last is not None:
-            t = (last // every_ms + 1) * every_ms
-            while t < event.ts:
+            for t in clock_times(last, event.ts, every_ms):
                 yield "clock", 0, Clock(t)
-                t += every_ms
         last = event.ts if last is None else max(last, event.ts)
         yield source, line, event
+
+
+DAY_MS = 86_400_000
+
+
+def clock_times(after: int, before: int, every_ms: int) -> Iterator[int]:
+    """The times of the clock events strictly between ``after`` and ``before`` (epoch ms): every multiple of
+    ``every_ms`` up to a day after ``after``, every whole minute up to a week after it, every whole hour after."""
+    t = (after // every_ms + 1) * every_ms
+    for step, until in ((every_ms, after + DAY_MS), (60_000, after + 7 * DAY_MS), (3_600_000, before)):
+        t = -(-t // step) * step  # the next multiple of this step
+        while t < min(until, before):
+            yield t
+            t += step
 
 
 def _text(ms: int) -> str:

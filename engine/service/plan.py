@@ -73,5 +73,6 @@ def plan(service, files: dict[str, str], *, account: str | None = None, max_even
         if proc.returncode not in (0, 2):
             raise PlanRequestError(422, {"message": "the plan failed", "error": proc.stderr.strip()[-2000:]})
         report = json.loads(proc.stdout)
-    return {"account": account, "base_version": version, "proposed_version": result.ruleset.version, "events": n,
+    # the events of the history (the clock events the service journaled, or the plan adds, are not counted)
+    return {"account": account, "base_version": version, "proposed_version": result.ruleset.version, "events": report["events"],
             "changed": proc.returncode == 2, "report": report}

@@ -11,8 +11,9 @@ work between two of its events, and the journal records it:
     snapshot_metrics     each account's state (equity, day PnL, open positions, version) appended to the
                          ``metrics`` stream
     risk_update          (``pass_time``: rules that depend on time alone, engine.rules.timers) a ``clock`` event
-                         (wall time) every ``risk_update_frequency`` into each account's input stream that
-                         received nothing for that long: max holding times and time rules act without a tick
+                         every ``risk_update_frequency`` into each account's input stream that received
+                         nothing for that long, its time the last event's plus the wall time since
+                         (``clock_time``): max holding times and time rules act without a tick
     request_positions    (``ask_for_positions``: accounts whose pipeline carries out the actions, ``--broker
                          redis``) a ``request_positions`` action on every account's actions stream: the
                          pipeline answers with a ``broker_positions`` report, which the engine reconciles
@@ -31,6 +32,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import redis
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -52,6 +54,23 @@ def trigger(job: Job, tz: str) -> CronTrigger | IntervalTrigger:
         # an interval counts from when the job is added: the scheduler's clock, read here
         return IntervalTrigger(seconds=job.interval_seconds(), timezone=job.timezone or tz)
     return job.cron_trigger(tz)
+
+
+def clock_time(last: tuple[Any, Any] | None, now: int, every_ms: int) -> int | None:
+    """The time of the clock event an account gets at wall time ``now`` (epoch ms), None while its input
+    stream received something in the last ``every_ms``: the time of the last event in the stream plus
+    the wall time since it arrived (``last``: its entry, whose id's first part is when Redis took it), so
+    event time keeps going at wall speed from where the feed left it (a feed of recorded history included);
+    wall time when the stream is empty or its last entry holds no event time."""
+    if last is None:
+        return now
+    arrived = int(str(text(last[0])).split("-")[0])
+    if arrived > now - every_ms:
+        return None
+    try:
+        return int(json.loads(last[1][b"event"])["ts"]) + now - arrived
+    except (KeyError, TypeError, ValueError):  # a job entry, an event refused or written with an ISO time
+        return now
 
 
 class JobRunner:
@@ -186,11 +205,11 @@ class JobRunner:
 
     def _risk_update(self) -> None:
         now = int(self.clock() * 1000)
-        quiet = now - (self.clock_every_ms or 0)
         for account in self.accounts():
             last = self.r.xrevrange(self.keys.stream(account, "in"), count=1)
-            if not last or int(str(text(last[0][0])).split("-")[0]) <= quiet:  # nothing arrived for a period: time passes
-                publish(self.r, self.keys, account, {"type": "clock", "ts": now})
+            ts = clock_time(last[0] if last else None, now, self.clock_every_ms or 0)
+            if ts is not None:
+                publish(self.r, self.keys, account, {"type": "clock", "ts": ts})
 
     def _request_positions(self) -> None:
         now = int(self.clock() * 1000)

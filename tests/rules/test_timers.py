@@ -37,6 +37,7 @@ def held_config(tmp_path: Path, hold: str = "2h") -> Path:
     path = dst / "strategies" / "scalp_trend.yaml"
     text = path.read_text().replace("defaults: {stop_loss: 0.0003, take_profit: 0.0006}", "defaults: {stop_loss: 0.05, take_profit: 0.05}")
     path.write_text(text.replace("exit_levels:\n", f"max_holding_time: {hold}\nexit_levels:\n", 1).split("exit_levels:")[0])
+    (dst / "rules" / "custom.yaml").write_text("rules: []\n")  # cut-stale-losers would close the position at 15 min
     return dst
 
 
@@ -90,3 +91,51 @@ def test_a_close_pending_at_the_broker_still_counts_in_equity_at_the_last_quote(
     engine.process(parse_event({"type": "fill", "ts": T0 + 3_600_100, "position_id": "t1", "volume": 0.1, "price": 1.14602}))
     assert engine.pending == set() and engine.unrealized() == 0.0
     assert engine.equity == pytest.approx(100_000 + held)
+
+
+def test_a_position_rule_on_its_age_fires_on_a_clock_event_at_the_last_quote(tmp_path: Path) -> None:
+    """examples/scalping's cut-stale-losers (position.age_seconds >= 900 and a loss) acts when time passes."""
+    engine = Engine(load_config(str(SCALPING)), broker=PaperBroker())
+    engine.process(Tick(T0, "EURUSD", 1.14500, 1.14502))
+    engine.process(parse_event({"type": "position_opened", "ts": T0 + 1, "position_id": "s1", "symbol": "EURUSD",
+                                "strategy_type": "scalp_revert", "action": "BUY", "volume": 0.1, "entry_price": 1.14502}))
+    engine.process(Tick(T0 + 2, "EURUSD", 1.14495, 1.14497))  # a loss, within the stop
+    assert [a for a in engine.process(Clock(T0 + 900_000)) if a.position_id == "s1"] == []  # 899.999 s held
+    acts = [a for a in engine.process(Clock(T0 + 900_001)) if a.position_id == "s1"]
+    assert [(a.type, a.rule) for a in acts] == [("close", "custom:cut-stale-losers"), ("alert", "custom:cut-stale-losers")]
+    assert acts[0].params["price"] == 1.14495 and acts[0].ts == T0 + 900_001
+
+
+def test_a_rule_on_the_session_fires_when_the_session_opens_on_a_clock_event(tmp_path: Path) -> None:
+    cfg = tmp_path / "cfg"
+    shutil.copytree(SCALPING, cfg)
+    instruments = cfg / "rules" / "instruments.yaml"
+    london = '  - {name: london, timezone: Europe/London, open: "08:00", close: "17:00"}\n'
+    instruments.write_text(instruments.read_text() + "sessions:\n" + london)
+    (cfg / "rules" / "custom.yaml").write_text(
+        'rules:\n  - name: london-open\n    when: clock.session == "london"\n    then:\n      - alert: "London is open"\n')
+    engine = Engine(load_config(str(cfg)), broker=PaperBroker())
+    assert time_driven(engine.rules)
+    monday = T0  # 2019-02-04 00:00 UTC, a Monday: London opens at 08:00 GMT
+    engine.process(Tick(monday, "EURUSD", 1.14500, 1.14502))
+    assert engine.process(Clock(monday + 8 * 3_600_000 - 1)) == []
+    [alert] = engine.process(Clock(monday + 8 * 3_600_000))
+    assert alert.type == "alert" and alert.rule == "custom:london-open"
+
+
+def test_position_age_is_the_age_in_seconds() -> None:
+    from engine.config.conditions import parse_condition
+
+    assert parse_condition("position.age >= 7200")
+
+
+def test_a_long_gap_gets_clock_events_every_period_for_a_day_then_every_minute_then_every_hour() -> None:
+    from engine.rules.timers import clock_times
+
+    day = 86_400_000
+    times = list(clock_times(0, 30 * day, 500))
+    assert times[:3] == [500, 1_000, 1_500] and times[172_798] == day - 500  # dense for the first day
+    assert times[172_799:172_801] == [day, day + 60_000]  # then whole minutes
+    week = [t for t in times if t >= 7 * day]
+    assert week[:2] == [7 * day, 7 * day + 3_600_000] and week[-1] == 30 * day - 3_600_000  # then whole hours
+    assert len(times) == 172_799 + 6 * 1_440 + 23 * 24

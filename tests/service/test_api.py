@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from engine.service.store import Keys
 from tests.conftest import edit
 from tests.service.conftest import (
     Api,
@@ -52,7 +55,9 @@ def test_monitoring_endpoints_follow_the_live_book(api, redis_server) -> None:
     publish(redis_server, "acct", events[1500:1700])
     wait_for(lambda: drained(redis_server, "acct"))
     after = a.client.get("/api/position-management/portfolio-summary").json()
-    assert after["metrics"]["events"] == 1700 and after["pnl"]["unrealized"] != before
+    # and the clock events the scheduler sent while the account waited (examples/scalping reads the time)
+    clocks = sum(json.loads(f[b"event"])["type"] == "clock" for _, f in redis_server.xrange(Keys().stream("acct", "in")))
+    assert after["metrics"]["events"] == 1700 + clocks and after["pnl"]["unrealized"] != before
     page = a.client.get("/api/actions", params={"limit": 5}).json()
     assert len(page["actions"]) == 5
     rest = a.client.get("/api/actions", params={"since": page["next"], "limit": 1000}).json()

@@ -34,3 +34,13 @@ def test_an_idle_account_gets_clock_events_and_a_max_holding_time_closes_without
         assert clocks and all(c["ts"] >= now for c in clocks)
     finally:
         svc.stop()
+
+
+def test_a_clock_event_continues_the_accounts_event_time_at_wall_speed() -> None:
+    from engine.service.scheduler import clock_time
+
+    entry = (b"1700000000000-0", {b"event": json.dumps({"type": "tick", "ts": 1_549_238_400_000}).encode()})
+    assert clock_time(entry, 1_700_000_000_400, 500) is None  # something arrived within the period
+    assert clock_time(entry, 1_700_000_000_500, 500) == 1_549_238_400_500  # a recorded feed: its own time goes on
+    assert clock_time((b"1700000000000-0", {b"job": b"optimize_portfolio"}), 1_700_000_001_000, 500) == 1_700_000_001_000
+    assert clock_time(None, 1_700_000_001_000, 500) == 1_700_000_001_000  # no input yet: wall time
