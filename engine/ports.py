@@ -33,6 +33,7 @@ class FillReport:
     price: float
     rule: str
     action_id: str | None = None  # the action it fills, when the broker knows it
+    deal: str | None = None  # the broker's deal id, when it has one: a deal is booked once, whoever reports it
 
 
 class Broker(Protocol):

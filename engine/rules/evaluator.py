@@ -190,7 +190,7 @@ class Engine:
         pending = [action]
         while pending:
             for fill in broker.execute(pending.pop(0), self.quotes):
-                follow = self.book_fill(fill)
+                follow = self.book_fill(fill, fill.deal)
                 if follow is not None:
                     pending.append(self._append(out, follow))
 
@@ -239,7 +239,7 @@ class Engine:
     def book_fill(self, fill: FillReport, deal: str | None = None) -> decisions.Decision | None:
         """Book a fill (``deal``: the broker's deal id, when known); return the ``lock_profit`` it leads to, if any."""
         p = self.book.positions.get(fill.position_id)
-        if p is None or not p.is_open:
+        if p is None or not p.is_open or (deal is not None and p.booked(deal)):  # a deal is booked once, whoever reports it
             return None
         pnl = self.book.fill(p.id, fill.ts, fill.volume, fill.price, fill.rule, self.version, deal)
         kernel = self.kernels.get(p.symbol)

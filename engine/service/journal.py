@@ -123,5 +123,6 @@ class Recording:
             return []
         out = self.broker.execute(action, quotes)
         if out:
-            self.fills[action.id] = [[f.position_id, f.ts, f.volume, f.price, f.rule] for f in out]
+            # FillReport's fields in order (the deal id last: a record written before it has five)
+            self.fills[action.id] = [[f.position_id, f.ts, f.volume, f.price, f.rule, f.action_id, f.deal] for f in out]
         return out

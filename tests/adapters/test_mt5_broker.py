@@ -31,7 +31,7 @@ def test_a_close_is_a_deal_on_the_ticket_at_the_bid_with_the_opposite_type(conn:
                    "price": 1.14500, "deviation": 10, "magic": TREND, "comment": req["comment"], "type_time": M.ORDER_TIME_GTC,
                    "type_filling": M.ORDER_FILLING_FOK}
     assert len(req["comment"]) <= 31
-    assert fill == FillReport(str(ticket), T0, 0.30, 1.14500, "stop_loss", "a-1")
+    assert fill == FillReport(str(ticket), T0, 0.30, 1.14500, "stop_loss", "a-1", str(fake.deals[-1].ticket))  # the deal, named
     assert ticket not in fake.positions and fake.deals[-1].ticket in conn.ledger
 
 

@@ -192,3 +192,51 @@ def test_reconciliation_is_deterministic(rules) -> None:
 
     assert run() == run()
     assert all(a["rules_version"] for a in run())
+
+
+class DealBroker:
+    """A broker that fills every close at once and names the deal (as MetaTrader 5 does): deals D1, D2, …"""
+
+    def __init__(self) -> None:
+        self.deals = 0
+
+    def execute(self, action, quotes):
+        from engine.ports import FillReport
+
+        if action.type not in ("close", "close_partial"):
+            return []
+        self.deals += 1
+        return [FillReport(action.position_id, action.ts, action.params["volume"], action.params["price"], action.rule, action.id,
+                           f"D{self.deals}")]
+
+
+def test_a_deal_the_broker_booked_for_an_action_and_the_feed_reports_again_is_booked_once(rules: RuleSet) -> None:
+    """The broker's own fill names its deal; the feed's later report of the same deal (a lost reply, a restart)
+    changes nothing: one fill, the kernel's volume and the book's agree."""
+    a = Account(rules)
+    a.engine.broker = DealBroker()
+    acts = a.send({"type": "tick", "symbol": "EURUSD", "bid": 1.1056, "ask": 1.1056})  # +0.5 %: level 1 closes 0.02
+    [partial] = [x for x in acts if x["type"] == "close_partial"]
+    p = a.engine.book.positions["101"]
+    assert [f.deal for f in p.fills] == ["D1"] and p.volume == pytest.approx(0.08)
+    assert a.send({"type": "fill", "position_id": "101", "volume": partial["params"]["volume"], "price": 1.1056, "deal_id": "D1"}) == []
+    assert [f.deal for f in p.fills] == ["D1"] and p.volume == pytest.approx(0.08)
+    assert a.engine.kernels["EURUSD"].state("101").volume == pytest.approx(0.08)
+
+
+def test_the_journal_keeps_the_deal_of_a_broker_fill_for_the_replay() -> None:
+    from engine.ports import FillReport
+    from engine.service.journal import Recording
+
+    class Once:
+        def execute(self, action, quotes):
+            return [FillReport("101", 1, 0.02, 1.1056, "exit_levels.0", action.id, "D7")]
+
+    recording = Recording(Once())
+    action = type("A", (), {"id": "a-1"})()
+    recording.execute(action, {})
+    recording.replay = {"a-1": recording.fills["a-1"]}
+    [again] = recording.execute(action, {})
+    assert again.deal == "D7" and again.price == 1.1056
+    recording.replay = {"a-1": [["101", 1, 0.02, 1.1056, "exit_levels.0"]]}  # a record written before deal ids
+    assert recording.execute(action, {})[0].deal is None

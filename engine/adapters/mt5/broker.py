@@ -283,7 +283,7 @@ class MT5Broker:
             if ticket in self.conn.ledger:
                 return []
             self.conn.ledger.add(ticket)
-        return self._report(order, order.action.ts, filled, float(result.price))
+        return self._report(order, order.action.ts, filled, float(result.price), ticket or None)
 
     def _book(self, order: _Order, deal: Any, *, late: bool) -> list[FillReport]:
         """Count ``deal`` for the job, its order as the job's; report its fill unless someone booked it already.
@@ -296,16 +296,16 @@ class MT5Broker:
             return []
         self.conn.ledger.add(int(deal.ticket))
         ts = max(order.action.ts, self._utc(deal.time_msc)) if late else order.action.ts
-        return self._report(order, ts, float(deal.volume), float(deal.price))
+        return self._report(order, ts, float(deal.volume), float(deal.price), int(deal.ticket))
 
     def _claim(self, order: _Order, ticket: int) -> None:
         self._owners[ticket] = order.key
 
-    def _report(self, order: _Order, ts: int, volume: float, price: float) -> list[FillReport]:
+    def _report(self, order: _Order, ts: int, volume: float, price: float, deal: int | None) -> list[FillReport]:
         if not finite_positive(price):
             self._alert(order.action, order.position_id, f"the broker reported no price for the close of position {order.ticket}")
             return []
-        return [FillReport(order.position_id, ts, volume, price, order.action.rule, order.action.id)]
+        return [FillReport(order.position_id, ts, volume, price, order.action.rule, order.action.id, str(deal) if deal else None)]
 
     # --- stops and targets -----------------------------------------------------------------------
 
