@@ -28,7 +28,8 @@ def record(p: Position, *, audit: bool = False) -> dict[str, Any]:
         "action": "BUY" if p.side > 0 else "SELL", "status": p.status.value, "volume": p.volume, "volume0": p.volume0,
         "entry_price": p.entry, "stop_loss": _num(p.stop_loss), "take_profit": _num(p.take_profit),
         "opened_ts": p.opened_ts, "closed_ts": p.closed_ts, "realized_pnl": p.realized_pnl,
-        "fills": [{"ts": f.ts, "volume": f.volume, "price": f.price, "pnl": f.pnl, "rule": f.rule} for f in p.fills],
+        "fills": [{"ts": f.ts, "volume": f.volume, "price": f.price, "pnl": f.pnl, "rule": f.rule, **({"deal": f.deal} if f.deal else {})}
+                  for f in p.fills],
     }
     if audit:
         out["audit"] = [{"ts": a.ts, "what": a.what, "rule": a.rule, "rules_version": a.rules_version, "why": a.why} for a in p.audit]

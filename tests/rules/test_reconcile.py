@@ -222,6 +222,9 @@ def test_a_deal_the_broker_booked_for_an_action_and_the_feed_reports_again_is_bo
     assert a.send({"type": "fill", "position_id": "101", "volume": partial["params"]["volume"], "price": 1.1056, "deal_id": "D1"}) == []
     assert [f.deal for f in p.fills] == ["D1"] and p.volume == pytest.approx(0.08)
     assert a.engine.kernels["EURUSD"].state("101").volume == pytest.approx(0.08)
+    from engine.service.views import record
+
+    assert [f.get("deal") for f in record(p)["fills"]] == ["D1"]  # the API and Redis show which deal each fill is
 
 
 def test_the_journal_keeps_the_deal_of_a_broker_fill_for_the_replay() -> None:
