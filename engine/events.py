@@ -113,7 +113,7 @@ class Fill:
     position_id: str
     volume: float
     price: float
-    rule: str = "broker"
+    rule: str | None = None  # None: the rule of the action it fills (action_id), else "broker"
     action_id: str | None = None
     deal_id: str | None = None  # the broker's deal: a fill of a deal already booked is not booked again
 
@@ -383,10 +383,11 @@ def parse_event(obj: Any) -> Event:
     if kind == "position_closed":
         return PositionClosed(ts, _str(obj, "position_id"), _opt_num(obj, "price"))
     if kind == "fill":
-        rule = obj.get("rule", "broker")
-        if not isinstance(rule, str) or not rule:
+        rule = obj.get("rule")  # None: the rule of the action it fills (action_id), else "broker"
+        if rule is not None and (not isinstance(rule, str) or not rule):
             raise EventError(f"rule: expected a non-empty string, found {show(rule)}")
-        _ident("rule", rule)
+        if rule is not None:
+            _ident("rule", rule)
         return Fill(ts, _str(obj, "position_id"), _num(obj, "volume"), _num(obj, "price"), rule,
                     _opt_str(obj, "action_id"), _opt_str(obj, "deal_id"))
     if kind == "clock":
@@ -479,9 +480,8 @@ def to_json(event: Event) -> dict[str, Any]:
     if isinstance(event, PositionClosed):
         return {"type": "position_closed", "ts": event.ts, "position_id": event.position_id, "price": event.price}
     if isinstance(event, Fill):
-        out = {"type": "fill", "ts": event.ts, "position_id": event.position_id, "volume": event.volume,
-               "price": event.price, "rule": event.rule}
-        out.update({k: v for k, v in (("action_id", event.action_id), ("deal_id", event.deal_id)) if v is not None})
+        out = {"type": "fill", "ts": event.ts, "position_id": event.position_id, "volume": event.volume, "price": event.price}
+        out.update({k: v for k, v in (("rule", event.rule), ("action_id", event.action_id), ("deal_id", event.deal_id)) if v is not None})
         return out
     if isinstance(event, BrokerAlert):
         alert: dict[str, Any] = {"type": "broker_alert", "ts": event.ts, "message": event.message}

@@ -21,7 +21,7 @@ from typing import Any
 HOUR_MS = 3_600_000
 KEEP_MS = 24 * HOUR_MS
 _WINDOWS = {"1h": HOUR_MS, "4h": 4 * HOUR_MS, "24h": KEEP_MS}
-STOP_RULES = frozenset({"stop_loss", "trailing_stop"})
+STOP_RULES = frozenset({"stop_loss", "trailing_stop", "broker_sl"})  # broker_sl: the broker-side stop (MetaTrader 5)
 
 
 @dataclass(frozen=True)

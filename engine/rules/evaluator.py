@@ -189,7 +189,10 @@ class Engine:
         (``lock_profit``), and that action goes to the broker in turn: a queue, worked in order."""
         pending = [action]
         while pending:
-            for fill in broker.execute(pending.pop(0), self.quotes):
+            sent = pending.pop(0)
+            fills = broker.execute(sent, self.quotes)
+            reconcile.requested(self, sent, fills)  # a close whose fill comes later: in flight until it does
+            for fill in fills:
                 follow = self.book_fill(fill, fill.deal)
                 if follow is not None:
                     pending.append(self._append(out, follow))

@@ -37,6 +37,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from engine.actions import Action
 from engine.book.positions import Position
 from engine.events import BrokerPosition, BrokerPositions, Fill, PositionClosed, PositionOpened
 from engine.ports import FillReport
@@ -59,6 +60,54 @@ class Reconciliation:
     seen: set[str] = field(default_factory=set)
     reported: set[str] = field(default_factory=set)
     last: dict[str, Any] | None = None
+    # closes sent to a broker that reports their fills later: action id -> {"rule", "positions": {id: volume}}
+    requests: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+CLOSES = ("close", "close_partial", "close_all")
+
+
+def requested(engine: Engine, action: Action, fills: list[FillReport]) -> None:
+    """Remember a close the broker took without a fill (it reports the fill later, as a ``fill`` event naming
+    the action): its rule is the rule of that fill, and its volume is in flight (``in_flight``) until then."""
+    if action.type not in CLOSES or fills:
+        return
+    if action.type == "close_all":
+        volumes = {str(i["position_id"]): float(i["volume"]) for i in action.params.get("positions", [])}
+    elif action.position_id is not None:
+        volumes = {action.position_id: float(action.params.get("volume", 0.0))}
+    else:
+        return
+    requests = state(engine).requests
+    for key in [k for k, r in requests.items() if not any(_open(engine, pid) for pid in r["positions"])]:
+        del requests[key]  # closed meanwhile by a report, a reconciliation or by hand: nothing is in flight for them
+    requests[action.id] = {"rule": action.rule, "positions": volumes}
+
+
+def _open(engine: Engine, position_id: str) -> bool:
+    p = engine.book.positions.get(position_id)
+    return p is not None and p.is_open
+
+
+def in_flight(engine: Engine, position_id: str) -> float:
+    """The volume of ``position_id`` (lots) that closes sent to the broker are closing, whose fills have not come back."""
+    return float(sum(r["positions"].get(position_id, 0.0) for r in state(engine).requests.values()))
+
+
+def _answered(engine: Engine, e: Fill) -> str | None:
+    """The rule of the close ``e`` fills (None when it names no close in flight); the fill's volume leaves the request."""
+    requests, aid = state(engine).requests, e.action_id
+    r = requests.get(aid) if aid is not None else None
+    if r is None or aid is None:
+        return None
+    left = r["positions"].get(e.position_id, 0.0) - e.volume
+    if left > 1e-9:
+        r["positions"][e.position_id] = left
+    else:
+        r["positions"].pop(e.position_id, None)
+    if not r["positions"]:
+        del requests[aid]
+    return str(r["rule"])
 
 
 def state(engine: Engine) -> Reconciliation:
@@ -105,7 +154,9 @@ def _fill(engine: Engine, e: Fill) -> list[Decision]:
     volume = min(e.volume, p.volume)
     if e.action_id is None:  # the fill of an engine action: the kernel took the volume off when it emitted the action
         _take_off(engine, p, volume)
-    return _book(engine, p, FillReport(p.id, e.ts, volume, e.price, e.rule), e.deal_id, derive=e.action_id is None)
+    asked = _answered(engine, e)
+    rule = e.rule or asked or "broker"  # a pipeline's fill of a stop-loss close (rule not given) is a stop-loss fill
+    return _book(engine, p, FillReport(p.id, e.ts, volume, e.price, rule), e.deal_id, derive=e.action_id is None)
 
 
 def _closed(engine: Engine, e: PositionClosed) -> list[Decision]:

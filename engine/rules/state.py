@@ -35,7 +35,9 @@ every amount in the account currency, every time in epoch ms)::
     curve, strategy_curves     the sampled equity curves
     custom_posted              [[rule, position id], ...]: custom-rule decisions already latched
     reconciliation             {"seen", "reported": [difference key, ...], "last": the last report's
-                               result}: what reconciliation with the broker remembers (engine.rules.reconcile)
+                               result, "requests": {action id: {"rule", "positions": {id: lots}}}: closes
+                               sent whose fills have not come back}: what reconciliation with the broker
+                               remembers (engine.rules.reconcile)
     custom_closes              [[ts, strategy, symbol, stop-out, return], ...]: the closes of the last
                                24 h the windowed counters read (engine.rules.counters); a record
                                without it (written before the counters) restores with none
@@ -171,7 +173,7 @@ def record(engine: Engine) -> Json:
 
 
 def _reconciliation(r: reconcile.Reconciliation) -> Json:
-    return {"seen": sorted(r.seen), "reported": sorted(r.reported), "last": r.last}
+    return {"seen": sorted(r.seen), "reported": sorted(r.reported), "last": r.last, "requests": r.requests}
 
 
 def dumps(rec: Json) -> bytes:
@@ -232,6 +234,8 @@ def _restore(engine: Engine, rec: Json) -> None:
     known = rec.get("reconciliation", {})  # a record written before reconciliation has none
     r = reconcile.state(engine)
     r.seen, r.reported, r.last = set(known.get("seen", ())), set(known.get("reported", ())), known.get("last")
+    r.requests = {str(k): {"rule": str(v["rule"]), "positions": {str(p): float(x) for p, x in v["positions"].items()}}
+                  for k, v in known.get("requests", {}).items()}
     # derived: the max holding deadlines, and the positions whose close is pending at the broker
     engine.deadlines.rebuild(engine.book.open_positions(), engine.rules.strategies)
     engine.pending = {p.id for p in engine.book.open_positions() if p.id not in engine.kernel(p.symbol).ids}

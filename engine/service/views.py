@@ -13,6 +13,7 @@ from typing import Any
 from engine.actions import Action
 from engine.book.positions import Position
 from engine.events import EventError, PositionOpened, parse_event
+from engine.rules import reconcile
 from engine.rules.evaluator import Engine
 
 
@@ -39,6 +40,9 @@ def record(p: Position, *, audit: bool = False) -> dict[str, Any]:
 def position(engine: Engine, p: Position, *, audit: bool = False) -> dict[str, Any]:
     """One position: ``record`` plus open PnL and, for an open one, its managed state."""
     out = {**record(p, audit=audit), "unrealized_pnl": 0.0}
+    if p.is_open:  # closes sent to the broker whose fills have not come back (a partial close included)
+        flight = reconcile.in_flight(engine, p.id)
+        out.update(close_pending=flight > 0, volume_in_flight=flight)
     kernel = engine.kernels.get(p.symbol)
     if p.is_open and (kernel is None or p.id not in kernel.ids) and p.symbol in engine.quotes:
         # the engine asked the broker to close it and the fill has not come back: still open, valued at the last quote

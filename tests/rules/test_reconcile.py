@@ -243,3 +243,32 @@ def test_the_journal_keeps_the_deal_of_a_broker_fill_for_the_replay() -> None:
     assert again.deal == "D7" and again.price == 1.1056
     recording.replay = {"a-1": [["101", 1, 0.02, 1.1056, "exit_levels.0"]]}  # a record written before deal ids
     assert recording.execute(action, {})[0].deal is None
+
+
+class LaterBroker:
+    """A broker that takes every action and reports its fills later (a pipeline on the actions stream)."""
+
+    def execute(self, action, quotes):
+        return []
+
+
+def test_a_fill_that_names_its_action_is_booked_under_the_actions_rule_and_in_flight_until_then(rules: RuleSet) -> None:
+    """A pipeline answers a close with a fill naming the action (docs/service.md): the fill is the stop loss's
+    (so it counts as a stop-out for the protections), and while it is on its way the position shows the volume
+    in flight, a partial close included."""
+    from engine.service.views import position
+
+    a = Account(rules)
+    a.engine.broker = LaterBroker()
+    [partial] = [x for x in a.send({"type": "tick", "symbol": "EURUSD", "bid": 1.1056, "ask": 1.1056}) if x["type"] == "close_partial"]
+    view = position(a.engine, a.engine.book.positions["101"])
+    assert view["close_pending"] is True and view["volume_in_flight"] == pytest.approx(0.02) and view["volume"] == pytest.approx(0.10)
+    a.send({"type": "fill", "position_id": "101", "volume": 0.02, "price": 1.1056, "action_id": partial["id"], "deal_id": "P1"})
+    view = position(a.engine, a.engine.book.positions["101"])
+    assert view["close_pending"] is False and view["volume"] == pytest.approx(0.08)
+    [stop] = [x for x in a.send({"type": "tick", "symbol": "EURUSD", "bid": 1.0800, "ask": 1.0800}) if x["type"] == "close"]
+    assert stop["rule"] == "stop_loss"
+    a.send({"type": "fill", "position_id": "101", "volume": 0.08, "price": 1.0800, "action_id": stop["id"], "deal_id": "P2"})
+    p = a.engine.book.positions["101"]
+    assert [f.rule for f in p.fills] == ["exit_levels.0", "stop_loss"] and p.status.value == "closed"
+    assert reconcile.state(a.engine).requests == {}
