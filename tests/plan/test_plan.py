@@ -103,3 +103,19 @@ def test_semantic_diff_ignores_layout_and_lists_meaning(config_copy: Path) -> No
     edit(config_copy / "strategies" / "htf.yaml", "label: Higher-timeframe swing", "label:    Higher-timeframe swing")
     changes = semantic_diff(base, load_config(str(config_copy)))
     assert [str(c) for c in changes] == ["limits.daily_loss.max: 0.02 -> 0.025"]
+
+
+def test_semantic_diff_names_exit_levels_by_their_identity(config_copy: Path) -> None:
+    """A level inserted in front and one removed are one level added and one removed, as open positions
+    know them (by key), not every level after them edited."""
+    base = load_config(str(ROOT))
+    path = config_copy / "strategies" / "arbitrage.yaml"
+    text = path.read_text()
+    head, rest = text.split("exit_levels:", 1)
+    comment, levels = rest.split("\n", 1)
+    levels = "\n".join(line for line in levels.split("\n") if "profit_target: 0.008" not in line)
+    path.write_text(f"{head}exit_levels:{comment}\n  - {{profit_target: 0.003, exit_percentage: 0.1}}\n{levels}")
+    changes = [str(c) for c in semantic_diff(base, load_config(str(config_copy)))]
+    removed = "removed (was {profit_target: 0.008, exit_percentage: 0.25, sl_adjustment: 0.003})"
+    assert changes == ["strategies.arbitrage.exit_levels[profit_target:0.003]: added {profit_target: 0.003, exit_percentage: 0.1}",
+                       f"strategies.arbitrage.exit_levels[profit_target:0.008]: {removed}"]
