@@ -127,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     problems: list[str] = []
     engine = Engine(rules, equity0=args.equity, broker=PaperBroker(), on_problem=problems.append)
     try:
-        skipped, unknown = _replay(args, engine, problems, reloads)
+        skipped, unknown, clocks = _replay(args, engine, problems, reloads)
     except OSError as exc:
         print(f"riskrail replay: cannot read {exc.filename}: {exc.strerror}", file=sys.stderr)
         return 1
@@ -138,20 +138,22 @@ def run(args: argparse.Namespace) -> int:
             json.dump(finite(summary), fh, indent=2, sort_keys=True, allow_nan=False)
             fh.write("\n")
     unknown_note = f", {unknown} tick{'s' if unknown != 1 else ''} of unknown symbols skipped" if unknown else ""
-    print(f"replayed {engine.counts['events']} events ({engine.counts['ticks']} ticks, {engine.counts['proposals']} proposals, "
-          f"{engine.counts['rejected']} rejected), {engine.counts['actions']} actions, {skipped} malformed records skipped"
+    clock_note = f" and {clocks} clock events in its gaps" if clocks else ""
+    print(f"replayed {engine.counts['events'] - clocks} events ({engine.counts['ticks']} ticks, {engine.counts['proposals']} proposals, "
+          f"{engine.counts['rejected']} rejected){clock_note}, {engine.counts['actions']} actions, {skipped} malformed records skipped"
           f"{unknown_note}; rules version {engine.version}", file=sys.stderr)
     return 0
 
 
 def _replay(args: argparse.Namespace, engine: Engine, problems: list[str],
-            reloads: list[tuple[int, str, RuleSet]]) -> tuple[int, int]:
-    """Run every event through ``engine``, writing actions to stdout; return (malformed, unknown-symbol ticks)."""
+            reloads: list[tuple[int, str, RuleSet]]) -> tuple[int, int, int]:
+    """Run every event through ``engine``, writing actions to stdout; return (malformed, unknown-symbol ticks,
+    clock events added in the gaps)."""
     from engine.adapters.files import iso, read_history
     from engine.events import Tick
     from engine.rules.timers import time_driven, with_clock
 
-    skipped, unknown = 0, 0
+    skipped, unknown, clocks = 0, 0, 0
 
     def skip(source: str, line: int, error: Exception) -> None:
         nonlocal skipped
@@ -174,13 +176,14 @@ def _replay(args: argparse.Namespace, engine: Engine, problems: list[str],
                   file=sys.stderr)
             continue
         before = len(problems)
+        clocks += source == "clock"
         for action in engine.process(event):
             out.write(action.to_line() + "\n")
         for message in problems[before:]:
             print(f"{source}:{line}: {message}", file=sys.stderr)
     for ts, folder, _ in reloads:
         print(f"riskrail replay: --reload {iso(ts)}={folder} not applied: no event at or after it", file=sys.stderr)
-    return skipped, unknown
+    return skipped, unknown, clocks
 
 
 def swap(engine: Engine, rules: RuleSet, where: str, folder: str) -> None:

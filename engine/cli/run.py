@@ -10,6 +10,7 @@ import argparse
 import logging
 import os
 import secrets
+import shlex
 import signal
 import socket
 import threading
@@ -184,7 +185,9 @@ def _print_addresses(base: str, token: str, new_token: bool, data_dir: str) -> N
         kept = "from RISKRAIL_API_TOKEN" if os.environ.get("RISKRAIL_API_TOKEN") else "in " + os.path.join(data_dir, "api-token")
         print(f"  token      {kept}", flush=True)
     print(f"  dashboard  {base}/dashboard" + (f"#token={token}" if new_token else ""), flush=True)
-    print(f"  try        curl -H 'Authorization: Bearer $TOKEN' {base}/api/risk-management/status", flush=True)
+    # a command that works as printed: the token comes from where it is kept, never from this line
+    secret = "$RISKRAIL_API_TOKEN" if os.environ.get("RISKRAIL_API_TOKEN") else f"$(cat {shlex.quote(os.path.join(data_dir, 'api-token'))})"
+    print(f'  try        curl -H "Authorization: Bearer {secret}" {base}/api/risk-management/status', flush=True)
 
 
 def _request_reload(service) -> None:
