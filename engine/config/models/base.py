@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
@@ -50,3 +50,17 @@ def duration_text(ms: int) -> str:
 #: a duration field: written 30s, 5m, 2h or 500ms, held in milliseconds
 Duration = Annotated[int, BeforeValidator(duration_ms), PlainSerializer(duration_text),
                      WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN})]
+
+
+def duration_between(lo_ms: int, hi_ms: int | None = None) -> Any:
+    """A ``Duration`` of at least ``lo_ms`` (and at most ``hi_ms``): a value outside is refused in the file's
+    own terms ("expected a duration from 100ms to 1h, found 50ms"), not in milliseconds."""
+    span = f"from {duration_text(lo_ms)} to {duration_text(hi_ms)}" if hi_ms is not None else f"of {duration_text(lo_ms)} or more"
+
+    def within(value: object) -> object:
+        ms = duration_ms(value)
+        if isinstance(ms, int) and (ms < lo_ms or (hi_ms is not None and ms > hi_ms)):
+            raise ValueError(f"expected a duration {span}, found {value}")
+        return ms
+    return Annotated[int, BeforeValidator(within), PlainSerializer(duration_text),
+                     WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN, "description": f"a duration {span}"})]

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from engine.config.models.base import Duration, Model
+from engine.config.models.base import Model, duration_between
 
 if TYPE_CHECKING:
     from apscheduler.triggers.cron import CronTrigger
@@ -113,6 +113,12 @@ class Jobs(Model):
     snapshot_metrics: Job | None = None
 
 
+if TYPE_CHECKING:  # a duration is held in milliseconds
+    UpdateFrequency = int
+else:
+    UpdateFrequency = duration_between(100, 3_600_000)
+
+
 class Schedules(Model):
     """schedules.yaml: when the engine's jobs run."""
 
@@ -120,7 +126,7 @@ class Schedules(Model):
     # how often time passes for the rules when no event arrives: the service sends an idle account a clock
     # event this often, and a replay fills the gaps of its history with clock events on this grid (event
     # time), whenever some rule depends on time (max holding time, a condition on clock.* or position.age)
-    risk_update_frequency: Annotated[Duration, Field(ge=100, le=3_600_000)] = Field("500ms", validate_default=True)
+    risk_update_frequency: UpdateFrequency = Field("500ms", validate_default=True)
     jobs: Jobs = Jobs()
 
     @field_validator("timezone")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from engine.config.models.base import Duration, Fraction, Model, Name, PositiveFraction
+from engine.config.models.base import Fraction, Model, Name, PositiveFraction, duration_between
 from engine.config.models.profit import ProfitSplit
 
 
@@ -135,6 +135,12 @@ class DynamicSLTP(Model):
         return self
 
 
+if TYPE_CHECKING:  # a duration is held in milliseconds
+    HoldingTime = int
+else:
+    HoldingTime = duration_between(1_000)
+
+
 class Strategy(Model):
     """strategies/<name>.yaml: one strategy's allocation band and position-management rules."""
 
@@ -149,6 +155,6 @@ class Strategy(Model):
     trailing: Trailing = Trailing()
     exit_levels: Annotated[list[ExitLevel], Field(max_length=20)] = Field([])
     dynamic_sltp: DynamicSLTP = DynamicSLTP()
-    max_holding_time: Annotated[Duration, Field(ge=1_000)] | None = Field(
+    max_holding_time: HoldingTime | None = Field(
         None, description="close a position whole at the last quote once it has been open this long (30m, 4h; event time)")
     profit_locking: ProfitSplit | None = Field(None, description="overrides rules/profit.yaml split for this strategy")
