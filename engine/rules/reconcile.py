@@ -144,12 +144,12 @@ def _problem(engine: Engine, message: str) -> None:
 
 def _fill(engine: Engine, e: Fill) -> list[Decision]:
     p = engine.book.positions.get(e.position_id)
-    if p is None or not p.is_open:
-        _problem(engine, f"fill for unknown or closed position {e.position_id!r} ignored")
-        return []
-    if e.deal_id is not None and p.booked(e.deal_id):
+    if p is not None and e.deal_id is not None and p.booked(e.deal_id):  # closed since, or not: a deal is booked once
         _count(engine, "deals_ignored")
         _problem(engine, f"fill of deal {e.deal_id!r} of position {p.id!r} ignored: that deal is booked already")
+        return []
+    if p is None or not p.is_open:
+        _problem(engine, f"fill for unknown or closed position {e.position_id!r} ignored")
         return []
     volume = min(e.volume, p.volume)
     if e.action_id is None:  # the fill of an engine action: the kernel took the volume off when it emitted the action

@@ -272,3 +272,11 @@ def test_a_fill_that_names_its_action_is_booked_under_the_actions_rule_and_in_fl
     p = a.engine.book.positions["101"]
     assert [f.rule for f in p.fills] == ["exit_levels.0", "stop_loss"] and p.status.value == "closed"
     assert reconcile.state(a.engine).requests == {}
+
+
+def test_a_deal_reported_again_after_its_position_closed_is_counted_as_ignored(rules: RuleSet) -> None:
+    a = Account(rules)
+    a.send({"type": "fill", "position_id": "101", "volume": 0.10, "price": 1.1010, "deal_id": "X1"})
+    assert a.engine.book.positions["101"].status.value == "closed"
+    assert a.send({"type": "fill", "position_id": "101", "volume": 0.10, "price": 1.1010, "deal_id": "X1"}) == []
+    assert reconcile.counts(a.engine)["deals_ignored"] == 1
