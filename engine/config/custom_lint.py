@@ -36,10 +36,11 @@ _NO_SCOPE = ("reads strategy.* and symbol.* fields but no position.* field: no s
 Found = tuple[tuple[str | int, ...], str]
 
 
-def check_rules(custom: CustomRules, rules: Iterable[tuple[int, CustomRule]]) -> list[Found]:
-    """Return the scope, fact and cycle problems of the (index, rule) pairs of ``custom``."""
+def check_rules(custom: CustomRules, rules: Iterable[tuple[int, CustomRule]], *, facts_known: bool = True) -> list[Found]:
+    """Return the scope, fact and cycle problems of the (index, rule) pairs of ``custom`` (without the fact and
+    template checks when ``facts_known`` is false: the file's facts section may not have validated)."""
     out: list[Found] = []
-    declared = set(custom.facts)
+    declared = set(custom.facts) if facts_known else set()
     listed = list(rules)
     for i, rule in listed:
         scope = scope_of(rule.when)
@@ -48,11 +49,11 @@ def check_rules(custom: CustomRules, rules: Iterable[tuple[int, CustomRule]]) ->
         if len(atoms_of(rule.when)) > MAX_ATOMS:
             found = len(atoms_of(rule.when))
             out.append((("rules", i, "when"), f"expected at most {MAX_ATOMS} facts in one condition, found {found}"))
-        for atom in atoms_of(rule.when):
+        for atom in atoms_of(rule.when) if facts_known else ():
             name = fact_name(atom)
             if name is not None and name not in declared:
                 out.append((("rules", i, "when"), f"unknown fact {name!r}{_hint(name, declared)}"))
-        for j, action in enumerate(rule.then):
+        for j, action in enumerate(rule.then if facts_known else ()):
             p = action.params
             if isinstance(p, (AssertParams, RetractParams)):
                 if p.fact not in declared:
@@ -121,8 +122,8 @@ def _cycles(rules: list[tuple[int, CustomRule]]) -> list[Found]:
                 toggles = (fact in writes[a][0] and fact in writes[b][1]) or (fact in writes[a][1] and fact in writes[b][0])
                 if toggles and satisfiable([_free(ra), _free(rb)]):
                     message = (f"rules {ra.name!r} and {rb.name!r} can re-arm each other for ever on one event: one asserts "
-                               f"and the other retracts {fact}, which both read, and their conditions can hold together; "
-                               "make them exclusive (e.g. on a field they both read)")
+                               f"and the other retracts {fact}, which both read, and apart from that fact their conditions can "
+                               "hold at once, so each undoes what the other did; make them exclusive on another field")
                     out.append((("rules", b, "when"), message))
     return out
 

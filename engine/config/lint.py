@@ -221,8 +221,9 @@ def check_custom(item: Loaded[CustomRules], strategies: Iterable[str] | None) ->
     out: list[Problem] = []
     names: dict[str, int] = {}
     valid = [(i, r) for i, r in enumerate(_items(custom, lambda m: m.rules)) if r is not None]
-    if not item.partial:
-        out.extend(at(doc, path, message) for path, message in custom_lint.check_rules(custom, valid))
+    # a file with rules that did not validate: its valid rules are still checked (scopes, cycles), but facts
+    # and templates only when the whole file validated (its facts section may be what failed)
+    out.extend(at(doc, path, message) for path, message in custom_lint.check_rules(custom, valid, facts_known=not item.partial))
     for i, rule in enumerate(_items(custom, lambda m: m.rules)):
         if rule is None:  # did not validate; its own errors are reported
             continue
