@@ -8,20 +8,21 @@ tick
        the fills of those actions (paper broker);
     3. revaluation of the book; the daily PnL is posted to the portfolio ruleset (durable-rules),
        whose breach rule chains into a halt fact, ``close_all`` and ``alert``;
-    4. the custom rules of rules/custom.yaml: positions of the symbol whose condition holds (checked
-       first in Python, a cheap pre-filter) are posted to durable-rules, which decides and latches;
-       then the portfolio-wide custom rules.
+    4. the custom rules of rules/custom.yaml, each at its scope (engine.rules.contexts): the contexts that
+       may hold (a cheap pre-filter) go to durable-rules in one batch, which decides and latches.
 position_opened (a proposal)
     pre-trade checks computed here (max positions, size, risk, correlation), decided in
     durable-rules together with the halt fact; accepted positions get the strategy's default SL/TP.
     A position_opened with ``existing`` (already open at the broker) is adopted without checks.
 position_closed
     the position leaves the book at the given price (or the last quote).
-fill, broker_positions
+fill, broker_positions (and position_closed)
     a broker's late report that it closed (part of) a position, booked like a synchronous fill (once per
-    deal id), and its view of the open positions, reconciled with the book (engine.rules.reconcile).
+    deal id), and its view of the open positions, reconciled with the book (engine.rules.reconcile);
+    then the strategy, symbol and portfolio custom rules (a close moves their counters).
 clock
-    time passes without a quote: the resets that fall before it run (step 1 of a tick only).
+    time passes without a quote: the resets due, the custom rules at every scope (positions at their
+    last quote), then the max holding times due (engine.rules.timers.after), as after every event.
 
 Portfolio actions follow the position actions of the same tick. Every action carries the rule that
 fired and the rules version; ids are deterministic (see engine.actions).
