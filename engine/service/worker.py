@@ -436,9 +436,11 @@ class AccountWorker:
         self._recording = Recording(rt.broker_for(self.account))
         rebuild = recovery.Rebuild(r, self.k, rt.rules_for, rt.active_rules, self._new_engine, self._recording)
         (self.engine, self.at), self._ahead = rebuild.restore(), False
+        since = self.at.seq
         replayed = rebuild.replay(self.engine, self.at)
-        if replayed:
-            log.info("account %s: replayed %d journal entries after the snapshot", self.account, replayed)
+        if since or replayed:  # a start, a takeover or a Redis restart: say from where the engine stands
+            log.info("account %s: restored from %s, then %d journal entries replayed (now at event %d, %d open)", self.account,
+                     f"the snapshot at event {since}" if since else "no snapshot", replayed, self.at.seq, self.engine.book.n_open)
         for key, start in ((self.k.input, "0"), (self.k.wake, "$")):
             try:
                 r.xgroup_create(key, GROUP, id=start, mkstream=True)
