@@ -11,7 +11,7 @@ HERE = Path(__file__).resolve().parent
 
 def main() -> int:
     failed = 0
-    for script in ("ticks.py", "kernel_at.py", "plan.py", "optimize.py", "reload.py"):
+    for script in ("ticks.py", "kernel_at.py", "plan.py", "optimize.py", "reload.py", "snapshot.py"):
         print(f"\n===== bench/{script} =====", flush=True)
         failed |= subprocess.call([sys.executable, str(HERE / script), *sys.argv[1:]])
     return failed

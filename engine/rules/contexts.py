@@ -105,6 +105,8 @@ class CustomRules:
                       for r in self.position}
         self.fields = frozenset(f for r in enabled for f in fields_of(r.when) if not is_fact_atom(f))
         self.atoms = frozenset(a for r in self.portfolio for a in atoms_of(r.when))
+        # the rules a clock event can change the outcome of: they read the time, a window of it or a fact that expires
+        self.timed = {scope: [r for r in rules if reads_time(r)] for scope, rules in self.by_scope.items()}
         self.latched = None
 
     def __bool__(self) -> bool:
@@ -171,8 +173,10 @@ class CustomRules:
         base = self.portfolio_context(account, t, ts)
         quotes = [t] if t is not None else [Tick(ts, y, k.bid, k.ask) for y, k in sorted(account.kernels.items())
                                              if at_last_quotes and k.n and math.isfinite(k.bid)]
-        contexts = [c for q in quotes for c in self._positions(account, q, base)]
-        subjects, now = self._subjects(account, base)
+        # time passing alone changes only the outcome of the rules that read it (the others held as they hold)
+        scoped = self.timed if at_last_quotes else self.by_scope
+        contexts = [c for q in quotes for c in self._positions(account, q, base, scoped["position"])]
+        subjects, now = self._subjects(account, base, scoped)
         if not (contexts or now):
             return  # no rule may act with the facts as they are, so no fact changes on this event either
         contexts += subjects
@@ -197,36 +201,38 @@ class CustomRules:
         latched = self.latched is not None and (rule.name, key) in self.latched
         return may_fail(rule.when, ctx, facts) if latched else may_hold(rule.when, ctx, facts)
 
-    def _subjects(self, account: Account, base: LazyColumns) -> tuple[list[tuple[str, Mapping[str, Any]]], bool]:
+    def _subjects(self, account: Account, base: LazyColumns,
+                  scoped: Mapping[str, list[CustomRule]]) -> tuple[list[tuple[str, Mapping[str, Any]]], bool]:
         """The strategy, symbol and portfolio contexts a rule may fire or re-arm on, for some state of
         the facts (a rule may change them on this event), and whether one may with the facts as they are."""
         facts = account.portfolio.facts(account.version) if self.atoms else []
         ts = base["ts"]
         subjects: list[tuple[str, str, Mapping[str, Any], str, str]] = [
             *(("strategy", n, LazyColumns({**base.scalars}, {**base.makers, **_strategy_makers(account, n, ts)}), n, "")
-              for n in (sorted(account.rules.strategies) if self.by_scope["strategy"] else ())),
+              for n in (sorted(account.rules.strategies) if scoped["strategy"] else ())),
             *(("symbol", y, LazyColumns({**base.scalars, **symbol_context(account, y, ts)}, base.makers), "", y)
-              for y in (sorted(account.kernels) if self.by_scope["symbol"] else ())),
-            *((("portfolio", "portfolio", base, "", ""),) if self.by_scope["portfolio"] else ()),
+              for y in (sorted(account.kernels) if scoped["symbol"] else ())),
+            *((("portfolio", "portfolio", base, "", ""),) if scoped["portfolio"] else ()),
         ]
         out: list[tuple[str, Mapping[str, Any]]] = []
         now = False
         for scope, key, ctx, s, y in subjects:
-            if any(self._wanted(r, key, ctx, None) for r in self.by_scope[scope]):
+            if any(self._wanted(r, key, ctx, None) for r in scoped[scope]):
                 out.append((scope, dict(ctx)))
                 known = _atom_values(facts, self.atoms, s, y, ts, ts)
-                now = now or any(self._wanted(r, key, ctx, known) for r in self.by_scope[scope])
+                now = now or any(self._wanted(r, key, ctx, known) for r in scoped[scope])
         return out, now
 
-    def _positions(self, account: Account, t: Tick, base: LazyColumns) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    def _positions(self, account: Account, t: Tick, base: LazyColumns,
+                   rules: list[CustomRule]) -> Iterator[tuple[str, Mapping[str, Any]]]:
         """The contexts of the positions of ``t``'s symbol whose condition may hold and that no rule latched."""
         kernel = account.kernels[t.symbol]
-        if not self.position or not kernel.n:
+        if not rules or not kernel.n:
             return
         lazy = kernel.columns(t.ts, self.fields, account.converter.scale(t.symbol))
         columns = LazyColumns(base.scalars, {**base.makers, **lazy.makers, **self._strategy_columns(account, kernel, t.ts)})
         candidates: set[int] = set()
-        for rule in self.position:
+        for rule in rules:
             held = np.zeros(kernel.n, dtype=bool)
             for residual in self.exist[rule.name]:
                 held |= np.full(kernel.n, residual) if isinstance(residual, bool) else mask(residual, columns, kernel.n, normalized=True)
@@ -413,6 +419,13 @@ def position_context(account: Account, p: Position, t: Tick) -> dict[str, Any]:
         **strategy_context(account, p.strategy_type, t.ts),
         **symbol_context(account, p.symbol, t.ts),
     }
+
+
+def reads_time(rule: CustomRule) -> bool:
+    """Whether time passing alone can change ``rule``'s outcome: it reads the clock, a position's age, a
+    trailing window (``stop_outs_1h``, ``trades_24h``…) or a fact (facts expire)."""
+    return any(f.startswith(("clock.", "position.age")) or f.endswith(("_1h", "_4h", "_24h")) or is_fact_atom(f)
+               for f in fields_of(rule.when)) or bool(atoms_of(rule.when))
 
 
 def defined(ctx: dict[str, Any]) -> dict[str, Any]:

@@ -7,6 +7,7 @@ engine), instead of one durable-rules event per position per tick.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import operator
 from collections.abc import Mapping
@@ -27,8 +28,29 @@ def holds(cond: Condition, ctx: Mapping[str, Any], normalized: bool = False) -> 
     return _holds(cond if normalized else negation_normal_form(cond), ctx)
 
 
-def _residual_holds(residual: Residual, ctx: Mapping[str, Any]) -> bool:
-    return residual if isinstance(residual, bool) else _holds(negation_normal_form(residual), ctx)
+#: per condition, its fact states and their residuals in negation normal form (``_cases``: where it may hold;
+#: ``_failures``: where its negation may), computed once: conditions are frozen, and a tick asks for every rule
+Cases = tuple[tuple[dict[str, bool], Residual], ...]
+
+
+@functools.lru_cache(maxsize=4096)
+def _cases(cond: Condition) -> Cases:
+    return tuple((state, r if isinstance(r, bool) else negation_normal_form(r)) for state, r in alternatives(cond))
+
+
+@functools.lru_cache(maxsize=4096)
+def _failures(cond: Condition) -> Cases:
+    atoms = atoms_of(cond)
+    out = []
+    for truth in itertools.product((True, False), repeat=len(atoms)):
+        state = dict(zip(atoms, truth, strict=True))
+        r = negated(substitute(cond, state))
+        out.append((state, r if isinstance(r, bool) else negation_normal_form(r)))
+    return tuple(out)
+
+
+def _case_holds(residual: Residual, ctx: Mapping[str, Any]) -> bool:
+    return residual if isinstance(residual, bool) else _holds(residual, ctx)
 
 
 def _agrees(state: Mapping[str, bool], facts: Mapping[str, bool] | None) -> bool:
@@ -42,18 +64,13 @@ def may_hold(cond: Condition, ctx: Mapping[str, Any], facts: Mapping[str, bool] 
     rule may assert or retract a fact later in the same event. With every atom given, this is exactly
     what durable-rules decides.
     """
-    return any(_residual_holds(r, ctx) for s, r in alternatives(cond) if _agrees(s, facts))
+    return any(_case_holds(r, ctx) for s, r in _cases(cond) if _agrees(s, facts))
 
 
 def may_fail(cond: Condition, ctx: Mapping[str, Any], facts: Mapping[str, bool] | None = None) -> bool:
     """Tell whether the negation of ``cond`` holds on ``ctx`` for some state of its atoms: a rule's latch
     re-arms only then (a comparison on a missing field holds neither way)."""
-    atoms = atoms_of(cond)
-    for truth in itertools.product((True, False), repeat=len(atoms)):
-        state = dict(zip(atoms, truth, strict=True))
-        if _agrees(state, facts) and _residual_holds(negated(substitute(cond, state)), ctx):
-            return True
-    return False
+    return any(_case_holds(r, ctx) for s, r in _failures(cond) if _agrees(s, facts))
 
 
 def _holds(cond: Condition, ctx: Mapping[str, Any]) -> bool:

@@ -19,26 +19,24 @@ from typing import TYPE_CHECKING
 
 from engine.actions import Action
 from engine.book.positions import Position
-from engine.config.conditions import fields_of
 from engine.config.load import RuleSet
 from engine.config.models import Strategy
 from engine.events import BrokerPositions, Clock, Event, Fill, PositionClosed
+from engine.rules.contexts import reads_time
 from engine.rules.firing import Fired
 
 if TYPE_CHECKING:
     from engine.rules.evaluator import Engine
 
-#: the condition fields whose value changes with time alone, without a quote
-TIME_FIELDS = frozenset({"clock.weekday", "clock.hour", "clock.minute", "clock.session", "position.age", "position.age_seconds"})
 RULE = "max_holding_time"
 
 
 def time_driven(rules: RuleSet) -> bool:
     """Whether some rule of ``rules`` depends on time alone: a strategy's max holding time, or a custom
-    rule that reads a clock field or a position's age."""
+    rule that reads the clock, a position's age, a trailing window or a fact (``contexts.reads_time``)."""
     if any(s.max_holding_time is not None for s in rules.strategies.values()):
         return True
-    return any(r.enabled and fields_of(r.when) & TIME_FIELDS for r in rules.custom.rules)
+    return any(r.enabled and reads_time(r) for r in rules.custom.rules)
 
 
 class Deadlines:
