@@ -293,9 +293,12 @@ class CustomRules:
         return makers
 
 
+_STRATEGY_FIELDS = tuple(f for f in FIELDS if f.startswith("strategy."))
+
+
 def _strategy_makers(account: Account, name: str, ts: int) -> dict[str, Callable[[], Any]]:
     own = functools.cache(lambda: strategy_context(account, name, ts))
-    return {f: functools.partial(lambda f: own()[f], f) for f in FIELDS if f.startswith("strategy.")}
+    return {f: functools.partial(lambda f: own()[f], f) for f in _STRATEGY_FIELDS}
 
 
 def _atom_values(facts: list[dict[str, Any]], atoms: frozenset[str], s: str, y: str, t0: int, t1: int) -> dict[str, Any]:
