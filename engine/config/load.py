@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import TypeVar
 
-from engine.config import lint
+from engine.config import capital_lint, lint
 from engine.config._yaml import load_text
 from engine.config.collect import Collector
 from engine.config.conditions import suggest
@@ -195,6 +195,8 @@ def _validate(entries: Mapping[str, str | Problem], folders: frozenset[str], sho
                 c.load(show(rel), kind, entries[rel])
             elif f in REQUIRED_RULE_FILES:
                 c.problem(show(rel), f"expected rules/{f}, found no such file")
+        c.result.problems.extend(capital_lint.check_capital(
+            _one(c, "limits", Limits), _one(c, "allocation", AllocationRules), _one(c, "instruments", Instruments)))
     else:
         c.problem(show(_RULES), "expected a rules/ folder (rules/limits.yaml at least), found none")
     if _SCHEDULES in entries:
@@ -203,6 +205,12 @@ def _validate(entries: Mapping[str, str | Problem], folders: frozenset[str], sho
     if not c.result.problems:
         c.result.ruleset = _assemble(c, tuple(c.result.files))
     return c.result
+
+
+def _one(c: Collector, kind: str, model_cls: type[M]) -> lint.Loaded[M] | None:
+    """The loaded file of ``kind`` (partial ones included), None when there is none."""
+    items = c.loaded_as(kind, model_cls)
+    return items[0] if items else None
 
 
 def _single(c: Collector, kind: str, model_cls: type[M]) -> M:

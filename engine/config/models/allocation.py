@@ -26,6 +26,20 @@ class Consensus(Model):
     resample: Resample = Resample()
 
 
+class Utilization(Model):
+    """How much of its capital a strategy's open positions may use: exposure on ``basis`` over capital.
+
+    ``notional``: the positions' notional at the last mid; ``margin``: that notional times each
+    instrument's ``margin_rate``; ``risk``: what the positions lose if every stop is hit. All in the
+    account currency. A proposal that would take the strategy past ``max`` times its capital is rejected,
+    or (``resize``) opened with the largest volume within it, rounded down to the lot step.
+    """
+
+    basis: Literal["notional", "margin", "risk"] = Field("notional", description="what exposure is measured on")
+    max: Annotated[float, Field(gt=0, le=1000)] = Field(1.4, description="largest exposure / capital of a strategy")
+    on_breach: Literal["reject", "resize"] = "reject"
+
+
 class AllocationRules(Model):
     """rules/allocation.yaml: the optimizer run by the optimize_portfolio job."""
 
@@ -43,3 +57,5 @@ class AllocationRules(Model):
     risk_budgets: dict[Name, PositiveFraction] | None = Field(None, description="strategy -> risk budget for risk_parity (default: equal)")
     auto_apply: bool = Field(False, description="apply recommendations to the targets automatically")
     max_transfer_per_step: PositiveFraction = Field(0.05, description="largest transfer in one stage of the plan")
+    utilization: Utilization | None = Field(
+        None, description="exposure a strategy may hold against its capital; null: reported (on notional), not limited")

@@ -33,6 +33,8 @@ class Instrument(Model):
     volume_min: Annotated[float, Field(gt=0)] = Field(0.01, description="smallest volume in lots")
     volume_max: Annotated[float, Field(gt=0)] = Field(100.0, description="largest volume in lots")
     stops_level: Annotated[int, Field(ge=0)] = Field(0, description="minimum stop distance in points")
+    margin_rate: Annotated[float, Field(gt=0, le=1)] | None = Field(
+        None, description="margin / notional (0.0333 for 1:30); needed by utilization on the margin basis")
 
     @property
     def point(self) -> float:

@@ -78,10 +78,35 @@ _QUOTE_AGE_SCHEMA = {
 
 
 class PerStrategy(Model):
-    """Defaults for strategies that do not set their own."""
+    """Defaults for strategies that do not set their own, and what a proposal past its strategy's
+    ``risk_allocation`` (open risk / the strategy's capital) gets: rejected, or resized down to the lot step."""
 
     max_positions: Annotated[int, Field(ge=1, le=10_000)] = 5
-    risk_allocation: PositiveFraction = 0.15
+    risk_allocation: PositiveFraction = Field(0.15, description="max open risk / the strategy's capital")
+    on_breach: Literal["reject", "resize"] = Field("reject", description="a proposal past risk_allocation")
+
+
+class ExposureCap(Model):
+    """Caps on the net (signed) and gross exposure of a currency or a group of symbols, as fractions of
+    equity (null: no cap)."""
+
+    net: Annotated[float, Field(gt=0, le=100)] | None = Field(None, description="|net exposure| / equity")
+    gross: Annotated[float, Field(gt=0, le=100)] | None = Field(None, description="gross exposure / equity")
+
+
+class ExposureGroup(ExposureCap):
+    """A named group of symbols whose exposure is capped together."""
+
+    symbols: Annotated[list[Annotated[str, Field(pattern=r"^[A-Za-z0-9._#-]{1,32}$")]], Field(min_length=1, max_length=1000)]
+
+
+class Exposure(Model):
+    """Exposure caps checked on proposals: per currency (a position's base leg and quote leg each count,
+    in the account currency) and per named group of symbols (notional, signed by direction)."""
+
+    currencies: dict[Annotated[str, Field(pattern=r"^[A-Z]{3}$")], ExposureCap] = Field({})
+    groups: dict[Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$")], ExposureGroup] = Field({})
+    on_breach: Literal["reject", "resize"] = Field("reject", description="a proposal past a cap")
 
 
 class Limits(Model):
@@ -93,6 +118,7 @@ class Limits(Model):
     ] = MaxPositionSize()
     max_correlation: MaxCorrelation = MaxCorrelation()
     per_strategy: PerStrategy = PerStrategy()
+    exposure: Exposure = Exposure()
     max_entry_deviation: Annotated[
         MaxEntryDeviation | None, BeforeValidator(_max_shorthand), WithJsonSchema(_ENTRY_DEVIATION_SCHEMA)
     ] = MaxEntryDeviation()

@@ -141,6 +141,13 @@ else:
     HoldingTime = duration_between(1_000)
 
 
+class Sizing(Model):
+    """Risk-based sizing of a proposal that comes without a volume: the volume whose loss at the stop is
+    ``risk_per_trade`` of the strategy's capital, within its free capital, rounded down to the lot step."""
+
+    risk_per_trade: Annotated[float, Field(gt=0, le=0.5)] = Field(description="fraction of the strategy's capital lost at the stop")
+
+
 class Strategy(Model):
     """strategies/<name>.yaml: one strategy's allocation band and position-management rules."""
 
@@ -150,7 +157,8 @@ class Strategy(Model):
     allocation: Band
     max_positions: Annotated[int, Field(ge=1, le=10_000)] | None = Field(None, description="default: limits.per_strategy.max_positions")
     risk_allocation: PositiveFraction | None = Field(
-        None, description="max open risk / equity; default: limits.per_strategy.risk_allocation")
+        None, description="max open risk / the strategy's capital; default: limits.per_strategy.risk_allocation")
+    sizing: Sizing | None = Field(None, description="size proposals that come without a volume from their stop")
     defaults: StopDefaults
     trailing: Trailing = Trailing()
     exit_levels: Annotated[list[ExitLevel], Field(max_length=20)] = Field([])
