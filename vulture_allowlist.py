@@ -52,6 +52,7 @@ _allowed = (
     _.readyz,
     _.optimization_results,
     _.reconciliation,
+    _.accept_rebalance,
     _.list_positions,
     _.get_position,
     _.validate,

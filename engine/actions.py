@@ -17,6 +17,7 @@ from typing import Any
 ACTION_TYPES = (
     "close", "close_partial", "set_stop_loss", "set_take_profit", "reject_position", "halt_new_positions",
     "resume", "close_all", "rebalance", "alert", "lock_profit",
+    "size_position",  # the volume the engine sized a proposal that came without one (sizing.risk_per_trade)
     "reconcile",  # a difference with the broker's positions (engine.rules.reconcile): journaled, never sent to a broker
 )
 

@@ -5,7 +5,8 @@ JSON objects with a ``type``:
 - ``tick``: ``ts``, ``symbol``, ``bid`` and ``ask`` (or ``price`` for both);
 - ``position_opened``: ``ts``, ``position_id``, ``symbol``, ``strategy_type``, ``strategy_name``,
   ``action`` (BUY or SELL), ``volume``, ``entry_price``, optional ``stop_loss`` and ``take_profit``
-  (a proposal: it passes the pre-trade checks first);
+  (a proposal: it passes the pre-trade checks first; ``volume`` may be missing or null, read as nan,
+  for the engine to size it from the strategy's ``sizing``);
   and ``existing`` (true: the position is already open at the broker, e.g. found by a position sync;
   it is taken over without pre-trade checks) with, optionally, ``volume0``: the volume it was opened
   with, when part of it was closed already (the exit levels that closed it count as taken);
@@ -205,6 +206,14 @@ def show(value: Any) -> str:
     return text if len(text) <= 80 else text[:60] + f"… ({len(text)} characters)"
 
 
+def _proposed_volume(obj: dict) -> float:
+    """A proposal's ``volume``, nan when it is missing or null (to be sized); a position taken over
+    (``existing``) must have one."""
+    if obj.get("volume") is None and obj.get("existing") is not True:
+        return math.nan
+    return _num(obj, "volume")
+
+
 def _opt_num(obj: dict, key: str) -> float | None:
     """``obj[key]`` checked as ``_num`` does, or ``None`` when it is missing or null."""
     return None if obj.get(key) is None else _num(obj, key)
@@ -376,7 +385,7 @@ def parse_event(obj: Any) -> Event:
             ts, _str(obj, "position_id"), _str(obj, "symbol"), _str(obj, "strategy_type"),
             _str(obj, "strategy_name") if isinstance(obj.get("strategy_name"), str) and obj["strategy_name"]
             else _str(obj, "strategy_type"),
-            1 if action == "BUY" else -1, _num(obj, "volume"), _num(obj, "entry_price"),
+            1 if action == "BUY" else -1, _proposed_volume(obj), _num(obj, "entry_price"),
             _opt_num(obj, "stop_loss"), _opt_num(obj, "take_profit"),
             _bool(obj, "existing"), _volume0(obj),
         )
@@ -470,7 +479,8 @@ def to_json(event: Event) -> dict[str, Any]:
     if isinstance(event, PositionOpened):
         out = {"type": "position_opened", "ts": event.ts, "position_id": event.position_id, "symbol": event.symbol,
                "strategy_type": event.strategy_type, "strategy_name": event.strategy_name,
-               "action": "BUY" if event.side > 0 else "SELL", "volume": event.volume, "entry_price": event.entry_price,
+               "action": "BUY" if event.side > 0 else "SELL", "volume": None if math.isnan(event.volume) else event.volume,
+               "entry_price": event.entry_price,
                "stop_loss": event.stop_loss, "take_profit": event.take_profit}
         if event.existing:
             out["existing"] = True

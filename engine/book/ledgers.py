@@ -1,9 +1,11 @@
-"""Ledgers of money over time: the profit-locking buckets of a strategy, and the trading day.
+"""Ledgers of money over time: the profit-locking buckets of a strategy, the trading day and week.
 
 Profit locking (``rules/profit.yaml``, or a strategy's own ``profit_locking``): every realized PnL of
 a strategy, losses too, is split into its buckets by the configured shares; the weekly figure
 restarts at the weekly reset. The day holds the equity at the day's start, against which the daily
 loss limit is measured, and whether the limit was breached that day; the daily reset starts a new one.
+The week holds the equity at the week's start, against which ``weekly_growth_target`` is measured, and
+whether it was reached; the weekly reset starts a new one.
 """
 
 from __future__ import annotations
@@ -50,3 +52,19 @@ class Day:
     def starting(cls, ts: int, equity: float) -> Day:
         """The day that starts at ``ts`` (epoch ms) with ``equity``."""
         return cls(datetime.fromtimestamp(ts / 1000, tz=UTC).strftime("%Y-%m-%d"), equity, False)
+
+
+@dataclass
+class Week:
+    """The trading week: its key (UTC date of its start), the equity it started with, and whether the
+    week's PnL reached ``weekly_growth_target`` (when, epoch ms) since."""
+
+    key: str = ""
+    start_equity: float = 0.0
+    reached: bool = False
+    reached_ts: int | None = None
+
+    @classmethod
+    def starting(cls, ts: int, equity: float) -> Week:
+        """The week that starts at ``ts`` (epoch ms) with ``equity``."""
+        return cls(datetime.fromtimestamp(ts / 1000, tz=UTC).strftime("%Y-%m-%d"), equity, False, None)

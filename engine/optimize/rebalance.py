@@ -7,10 +7,11 @@ Rules (fractions of equity):
   (drift > 0) or ``decrease``;
 - priority from the drift against the threshold: ``high`` when ``|drift| >= 2 x threshold``,
   ``medium`` when ``|drift| > threshold``, ``low`` otherwise (every hold is low);
-- plan: only non-hold strategies move. Decreases fund increases greedily, largest drift first (ties by
-  name); when the two sides do not balance (holds absorb the difference), the smaller side is filled
-  completely and the larger side moves only as far as the funds go, so the allocation still sums to 1.
-  Transfers are staged into steps that move at most ``max_step`` in total each (default 0.05).
+- plan: every non-hold strategy moves all the way to its target. Decreases fund increases greedily,
+  largest drift first (ties by name); when the two sides do not balance, the strategies that hold make
+  up the difference, those drifting the same way, never past their own targets (the drifts sum to zero,
+  so they always can), and the allocation still sums to 1. Transfers are staged into steps that move at
+  most ``max_step`` in total each (default 0.05).
 - impact: expected return, volatility, Sharpe and risk contributions before and after the plan.
 """
 
@@ -131,11 +132,24 @@ def recommend(names: Sequence[str], current: Sequence[float] | np.ndarray, targe
 
 
 def _plan(items: list[StrategyRecommendation], max_step: float) -> list[Transfer]:
-    """Match decreases to increases greedily, then cut the transfers into stages of at most ``max_step``."""
+    """Match decreases to increases greedily, then cut the transfers into stages of at most ``max_step``.
+
+    Every strategy to move (``increase``/``decrease``) moves all the way to its target; what one side
+    lacks is taken from (or given to) the strategies that hold, those whose drift points the same way
+    first, largest drift first, never past their own target. The drifts sum to zero, so the holds always
+    have room: a decrease is never left without a destination, nor an increase without a source.
+    """
     order = lambda it: (-abs(it.drift), it.name)  # noqa: E731 - a sort key
-    # [name, amount left] pairs, consumed in place
-    sources: list[list[Any]] = [[it.name, -it.drift] for it in sorted(items, key=order) if it.action == "decrease"]
-    sinks: list[list[Any]] = [[it.name, it.drift] for it in sorted(items, key=order) if it.action == "increase"]
+    movers = sorted((it for it in items if it.action != "hold"), key=order)
+    holds = sorted((it for it in items if it.action == "hold"), key=order)
+    # [name, amount left] pairs, consumed in place: movers first, then the holds that drift the same way
+    sources: list[list[Any]] = [[it.name, -it.drift] for it in movers if it.action == "decrease"]
+    sinks: list[list[Any]] = [[it.name, it.drift] for it in movers if it.action == "increase"]
+    need_in, need_out = sum(s[1] for s in sinks), sum(s[1] for s in sources)
+    if need_out > need_in + _EPS:
+        sinks += [[it.name, it.drift] for it in holds if it.drift > _EPS]
+    elif need_in > need_out + _EPS:
+        sources += [[it.name, -it.drift] for it in holds if it.drift < -_EPS]
     moves: list[tuple[str, str, float]] = []
     i = j = 0
     while i < len(sources) and j < len(sinks):

@@ -42,7 +42,7 @@ from numpy.typing import DTypeLike
 from engine.actions import Action
 from engine.config.models import Instruments
 from engine.events import Event, Tick
-from engine.rules import _scan
+from engine.rules import _scan, allocation
 from engine.rules.contexts import WEEKDAYS
 from engine.rules.evaluator import SAMPLE_MS, Engine
 from engine.rules.kernel import SymbolBook
@@ -206,8 +206,11 @@ class _Batch:
     # --- custom rules -----------------------------------------------------------------------------
 
     def _rules_silent(self, symbol: str, lo: int, hi: int) -> int:
-        """Return the end of the quotes from ``lo`` on which no custom rule can fire (``lo``: none)."""
+        """Return the end of the quotes from ``lo`` on which no custom rule, no band watch and no weekly
+        target can fire (``lo``: none)."""
         engine = self.engine
+        if not self._capital_silent(symbol, lo, hi):
+            return lo
         if not engine.custom:
             return hi
         state: _ProofState = (engine.counts["actions"], engine.counts["events"] - engine.counts["ticks"], engine.peak_equity,
@@ -220,6 +223,42 @@ class _Batch:
             return hi
         self._silent = None
         return lo
+
+    def _capital_silent(self, symbol: str, lo: int, hi: int) -> bool:
+        """Whether the capital watches (``engine.rules.allocation.watch``) stay as they are over quotes
+        ``lo..hi-1``: every strategy's capital share bounded on the side of its band it is on now (inside,
+        or outside where it was alerted), and the equity below the weekly target while not reached."""
+        engine = self.engine
+        kernel = engine.kernels[symbol]
+        bids, asks = self.cols.bid[lo:hi], self.cols.ask[lo:hi]
+        n, scale = kernel.n, self._scale(symbol) or 0.0
+        side, entry, vol = kernel.side[:n], kernel.entry[:n], kernel.vol[:n]
+        ends = [side * (np.where(side > 0, b, a) - entry) * vol * scale
+                for b, a in ((float(bids.min()), float(asks.max())), (float(bids.max()), float(asks.min())))]
+        u_lo, u_hi = np.minimum(*ends), np.maximum(*ends)
+        now = engine.open_pnl.by_symbol[symbol]
+        equity = engine.equity
+        moved = (equity + float(u_lo.sum() - now.sum()), equity + float(u_hi.sum() - now.sum()))
+        pad = _PAD * abs(equity) + _PAD
+        eq_lo, eq_hi = moved[0] - pad, moved[1] + pad
+        week = engine.week
+        if not week.reached and eq_hi >= week.start_equity * (1 + engine.rules.profit.weekly_growth_target):
+            return False
+        if eq_lo <= 0:
+            return False
+        names = kernel.strategies[:n]
+        for name, s in engine.rules.strategies.items():
+            mine = np.array([x == name for x in names], dtype=bool)
+            code = engine.codes.get(name)
+            fixed = allocation.capital(engine, name) - (float(now[code]) if code is not None and code < now.size else 0.0)
+            c_lo, c_hi = fixed + float(u_lo[mine].sum()) - pad, fixed + float(u_hi[mine].sum()) + pad
+            shares = (min(c_lo / eq_lo, c_lo / eq_hi), max(c_hi / eq_lo, c_hi / eq_hi))
+            band, out = s.allocation, name in engine.outside
+            inside = band.min - 1e-12 <= shares[0] and shares[1] <= band.max + 1e-12
+            below, above = shares[1] < band.min - 1e-12, shares[0] > band.max + 1e-12
+            if (not out and not inside) or (out and not (below or above)):
+                return False
+        return True
 
     def _prove_silent(self, symbol: str, lo: int, hi: int) -> bool:
         """Whether ``could_hold`` rules out every custom rule over the bounds of quotes ``lo..hi-1``.

@@ -34,12 +34,13 @@ from typing import Any
 import numpy as np
 
 from engine.book.positions import Book
-from engine.book.valuation import Converter, open_risk
-from engine.config.grid import Grid
+from engine.book.valuation import Converter
 from engine.config.load import RuleSet
 from engine.config.models.instruments import Instrument
 from engine.config.models.limits import Limits
 from engine.events import PositionOpened
+from engine.rules import capital_checks
+from engine.rules.capital_checks import Capacity
 
 MIN_BARS = 30
 _UNIT_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
@@ -113,6 +114,8 @@ class PreTrade:
     take_profit: float
     resized_from: float | None = None  # the proposed volume, when it was resized
     entry_price: float = math.nan  # the entry when re-priced at the quote, else nan (as proposed)
+    resized_by: str | None = None  # the check whose limit set the resized volume
+    sizing: dict[str, Any] | None = None  # how a proposal without a volume was sized (the size_position params)
 
     @property
     def passed(self) -> bool:
@@ -144,15 +147,17 @@ def default_levels(e: PositionOpened, defaults: Any, spec: Instrument | None = N
 
 
 def check_proposal(e: PositionOpened, rules: RuleSet, converter: Converter, book: Book, bars: Mapping[str, Bars],
-                   equity: float, quotes: Mapping[str, tuple[int, float, float]] | None = None) -> PreTrade:
+                   equity: float, quotes: Mapping[str, tuple[int, float, float]] | None, capacity: Capacity) -> PreTrade:
     """Run every pre-trade check of DESIGN section 4 on proposal ``e`` against the account's state.
 
     ``bars``: the correlation bars per symbol; ``equity``: the account's equity now, in the account
     currency; ``quotes``: the last quote of each symbol as ``(ts in epoch ms, bid, ask)`` (``None``: no
-    quote checks, neither age nor entry deviation). Every failed check is listed, in the order checked:
-    strategy, symbol, the quote's age and the entry's distance from it, the stop's and the target's side,
-    the volume's step and bounds, then max_positions, the conversion rate, size, open risk, correlation.
-    Raises nothing for bad input: a bad proposal is a failed check.
+    quote checks, neither age nor entry deviation); ``capacity``: the strategies' capital and exposure
+    (``engine.rules.capital_checks``). Every failed check is listed, in the order checked: strategy,
+    symbol, the quote's age and the entry's distance from it, the stop's and the target's side, the
+    volume's step and bounds (or its sizing, for a proposal without one), then max_positions, the
+    conversion rate, size, the strategy's open risk and utilization against its capital, the exposure
+    caps, correlation. Raises nothing for bad input: a bad proposal is a failed check.
     """
     failed: list[Failed] = []
     strategy = rules.strategies.get(e.strategy_type)
@@ -166,7 +171,7 @@ def check_proposal(e: PositionOpened, rules: RuleSet, converter: Converter, book
     stop, tp = default_levels(e, strategy.defaults if strategy is not None else None, spec, entry)
     side_checks(e, entry, stop, tp, failed)
     volume = e.volume
-    if spec is not None:
+    if spec is not None and not math.isnan(volume):
         volume = volume_checks(e, spec, failed)
     if strategy is None or spec is None:
         return PreTrade(tuple(failed), volume, stop, tp, None, repriced)
@@ -179,20 +184,28 @@ def check_proposal(e: PositionOpened, rules: RuleSet, converter: Converter, book
     if math.isnan(converter.rate(ccy)):
         failed.append(Failed("conversion", f"no quote yet to convert {ccy} to {converter.account}"))
         return PreTrade(tuple(failed), volume, stop, tp, None, repriced)
+    sizing = None
+    if math.isnan(volume):
+        sized = capital_checks.size(e, strategy, capacity, entry, stop, spec, failed)
+        if sized is None:
+            return PreTrade(tuple(failed), volume, stop, tp, None, repriced)
+        volume, sizing = sized
+    fit = capital_checks.Fit(volume, spec, sized=sizing is not None)
     limit = rules.limits.max_position_size
-    notional = converter.notional(e.symbol, entry, volume)
-    reason, volume, resized_from = size_check(notional, equity, limit.max, limit.on_breach, volume, spec.lots,
-                                              spec.volume_min)
-    if reason:
-        failed.append(Failed("max_position_size", reason))
-    new_risk = converter.risk(e.symbol, entry, stop, volume)
-    allowed = rules.risk_allocation(e.strategy_type)
-    total = (open_risk(converter, book.open_positions(e.strategy_type)) + new_risk) / equity if equity > 0 else math.inf
-    if total > allowed:
-        failed.append(Failed("risk_allocation",
-                             f"open risk of {e.strategy_type} would be {pct(total)} of equity (risk_allocation {pct(allowed)})"))
+    notional = converter.notional(e.symbol, entry, 1.0)
+    if not (equity > 0 and math.isfinite(notional)):
+        failed.append(Failed("max_position_size", f"cannot size the position: equity {equity:g}, notional {notional * volume:g}"))
+        return PreTrade(tuple(failed), volume, stop, tp, None, repriced)
+    fit.bound("max_position_size", 0.0, notional, limit.max * equity, limit.on_breach,
+              lambda x: f"position size {pct(x / equity)} of equity exceeds max_position_size {pct(limit.max)}")
+    capital_checks.capital_checks(e, rules, capacity, entry, stop, fit)
+    failed.extend(fit.failed)
     failed.extend(correlation_checks(e, book, bars, rules.limits.max_correlation.max))
-    return PreTrade(tuple(failed), volume, stop, tp, resized_from, repriced)
+    if sizing is not None:
+        sizing = {**sizing, "volume": fit.volume, "limited_by": fit.by}
+        return PreTrade(tuple(failed), fit.volume, stop, tp, None, repriced, sizing=sizing)
+    resized = fit.by is not None
+    return PreTrade(tuple(failed), fit.volume, stop, tp, volume if resized else None, repriced, resized_by=fit.by)
 
 
 def quote_checks(e: PositionOpened, limits: Limits, quotes: Mapping[str, tuple[int, float, float]] | None,
@@ -294,27 +307,3 @@ def seconds(ms: int) -> str:
         if ms < limit:
             return f"{ms / size:.4g} {unit}"
     return f"{ms / 86_400_000:.0f} days"
-
-
-def size_check(notional: float, equity: float, limit: float, on_breach: str, volume: float,
-               lots: Grid | None = None, volume_min: float = 0.0) -> tuple[str | None, float, float | None]:
-    """Return (reason or None, volume to open, original volume when resized) for a position of ``volume``
-    lots whose ``notional`` (account currency) is checked against ``limit`` times ``equity``.
-
-    ``on_breach``: ``reject`` fails the check; ``resize`` opens the largest volume within the limit,
-    rounded down to the ``lots`` grid (never over the limit), and fails when that is below
-    ``volume_min``.
-    """
-    if equity <= 0 or math.isnan(notional):
-        return f"cannot size the position: equity {equity:g}, notional {notional:g}", volume, None
-    share = notional / equity
-    if share <= limit:
-        return None, volume, None
-    if on_breach == "resize":
-        exact = volume * limit / share
-        allowed = lots.down(exact) if lots is not None else exact
-        if allowed < volume_min * (1 - 1e-9) or allowed <= 0:
-            return (f"position size {pct(share)} of equity exceeds max_position_size {pct(limit)}, and the largest volume "
-                    f"within it, {exact:.4g} lots, is below the volume_min {num(volume_min)}"), volume, None
-        return None, allowed, volume
-    return f"position size {pct(share)} of equity exceeds max_position_size {pct(limit)}", volume, None

@@ -73,11 +73,12 @@ def lock_profit(ts: int, p: Position, pnl: float, amounts: dict[str, float], spl
             f"realized {pnl:.2f} split {split.big_trades:g}/{split.weekly_target:g}/{split.compound:g}")
 
 
-def resized(ts: int, p: Position, proposed: float, volume: float, entry: float) -> Decision:
-    """The ``close_partial`` telling the pipeline to reduce a proposal the size check resized."""
+def resized(ts: int, p: Position, proposed: float, volume: float, entry: float, by: str = "max_position_size") -> Decision:
+    """The ``close_partial`` telling the pipeline to reduce a proposal a check resized (``by``: the check
+    whose limit set the volume: ``max_position_size``, ``risk_allocation``, ``utilization``, ``exposure``)."""
     return (ts, "close_partial", p.id, p.strategy_type,
             {"volume": clean(proposed - volume), "fraction": share(proposed - volume, proposed), "price": entry},
-            "max_position_size", f"resized from {proposed:g} to {volume:.10g} lots to respect max_position_size")
+            by, f"resized from {proposed:g} to {volume:.10g} lots to respect {by}")
 
 
 def broker_alert(e: BrokerAlert) -> Decision:

@@ -38,7 +38,8 @@ from typing import Any
 import numpy as np
 
 from engine.actions import Action, action_id
-from engine.book.ledgers import Day, Ledger
+from engine.book.capital import Capital
+from engine.book.ledgers import Day, Ledger, Week
 from engine.book.positions import Book, Position, Status
 from engine.book.summary import summarize
 from engine.book.valuation import Converter, OpenPnL, open_risk
@@ -46,7 +47,7 @@ from engine.config.lint import check_removed_strategies
 from engine.config.load import RuleSet
 from engine.events import BrokerAlert, BrokerPositions, Clock, Event, Fill, PositionClosed, PositionOpened, Tick
 from engine.ports import Broker, FillReport
-from engine.rules import checks, decisions, levels, reconcile, timers
+from engine.rules import acting, allocation, capital_checks, checks, decisions, levels, reconcile, timers
 from engine.rules._errors import ReloadRefused
 from engine.rules.chaining import Fired, PortfolioRules
 from engine.rules.contexts import CustomRules
@@ -72,9 +73,6 @@ class Engine:
     on_problem: Callable[[str], None] | None = None
     book: Book = field(init=False)
     seq: int = field(init=False, default=0)
-    # allocation targets the optimizer set (engine.service.optimizer.apply); a strategy not in it
-    # keeps its configured target
-    targets: dict[str, float] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.version = self.portfolio.load(self.rules)
@@ -95,7 +93,10 @@ class Engine:
         self.deadlines = timers.Deadlines()  # max holding times (derived: rebuilt from the book and the rules)
         self.pending: set[str] = set()  # open positions the engine closed whose fill has not come back (derived)
         self.day = Day(start_equity=self.equity0)
+        self.week = Week(start_equity=self.equity0)
         self.peak_equity = self.equity0
+        self.capital = Capital()  # the strategies' capital base, moved by rebalancing (engine.rules.allocation)
+        self.outside: set[str] = set()  # strategies whose capital share is outside its band (alerted once)
         self.ledgers: dict[str, Ledger] = {name: Ledger() for name in self.rules.strategies}
         self.curve: list[tuple[int, float]] = []
         self.strategy_curves: dict[str, list[float]] = {name: [] for name in self.rules.strategies}
@@ -275,6 +276,8 @@ class Engine:
         daily, weekly = self.resets.advance(ts)
         if not self.day.key:
             self.day = Day.starting(ts, self.equity)
+        if not self.week.key or weekly:
+            self.week = Week.starting(ts, self.equity)
         if daily:
             self.day = Day.starting(ts, self.equity)
             self.portfolio.reset_day(self.version, self.day.key)
@@ -295,54 +298,16 @@ class Engine:
                 self.day.breached = True
                 self.counts["breaches"] += 1
             self.act(t.ts, fired, out)
+        for fired in allocation.watch(self, t.ts):  # capital shares outside their bands, the weekly target
+            self.act(t.ts, fired, out)
         if self.custom:
             for fired in self.custom.fire(self, t):
                 self.act(t.ts, fired, out)
 
     def act(self, ts: int, fired: Fired, out: list[Action]) -> None:
-        """Carry out what a rule decided (durable-rules, or a max holding time) at ``ts``, appending to ``out``."""
-        if fired.type == "close" and fired.position_id in self.book.positions:
-            p = self.book.positions[fired.position_id]
-            if not p.is_open:
-                return
-            bid, ask = self.quotes.get(p.symbol, (p.entry, p.entry))
-            price = bid if p.side > 0 else ask
-            fraction = float(fired.params.get("fraction", 1.0))
-            volume = decisions.close_volume(p, fraction, self.converter.spec(p.symbol))
-            if volume == 0.0:
-                self._problem(f"{fired.rule}: closing {fraction:g} of {p.id} is below the minimum volume of {p.symbol}: nothing closed")
-                return
-            kind = "close" if volume >= p.volume else "close_partial"
-            if kind == "close":
-                self.kernels[p.symbol].remove(p.id)
-            else:
-                self.kernels[p.symbol].reduce(p.id, volume)
-            self.revalue(p.symbol)
-            params = {"price": price, "volume": volume, "fraction": decisions.share(volume, p.volume0)}
-            self._emit(out, ts, kind, p.id, p.strategy_type, params, fired.rule, fired.reason)
-            return
-        if fired.type in ("set_stop_loss", "set_take_profit") and fired.position_id in self.book.positions:
-            p = self.book.positions[fired.position_id]
-            if not p.is_open:
-                return
-            profit = float(fired.params.get("profit", 0.0))
-            level = self.converter.spec(p.symbol).prices.toward_profit(p.entry * (1 + p.side * profit), p.side)
-            what = "stop_loss" if fired.type == "set_stop_loss" else "take_profit"
-            previous = p.stop_loss if what == "stop_loss" else p.take_profit
-            self.kernels[p.symbol].set_levels(p.id, **{"stop" if what == "stop_loss" else "take_profit": level})
-            self.book.move(p.id, ts, what, level, fired.rule, self.version)
-            self._emit(out, ts, fired.type, p.id, p.strategy_type, {what: level, "previous": previous}, fired.rule, fired.reason)
-            return
-        if fired.type == "close_all":
-            items = []
-            for p in self.book.open_positions():
-                bid, ask = self.quotes.get(p.symbol, (p.entry, p.entry))
-                items.append({"position_id": p.id, "volume": p.volume, "price": bid if p.side > 0 else ask})
-                self.kernels[p.symbol].remove(p.id)
-                self.revalue(p.symbol)
-            self._emit(out, ts, "close_all", None, fired.strategy, {**fired.params, "positions": items}, fired.rule, fired.reason)
-            return
-        self._emit(out, ts, fired.type, fired.position_id, fired.strategy, dict(fired.params), fired.rule, fired.reason)
+        """Carry out what a rule decided (durable-rules, or a max holding time) at ``ts``, appending to ``out``
+        (``engine.rules.acting``)."""
+        acting.act(self, ts, fired, out)
 
     # --- proposals --------------------------------------------------------------------------------
 
@@ -351,7 +316,8 @@ class Engine:
         symbol's last quote (as the tick and the batch paths leave it in its kernel) for the quote checks."""
         kernel = self.kernels.get(e.symbol)
         quotes = {e.symbol: (kernel.last_ts, kernel.bid, kernel.ask)} if kernel is not None and kernel.last_ts is not None else {}
-        return checks.check_proposal(e, self.rules, self.converter, self.book, self.bars, self.equity, quotes)
+        return checks.check_proposal(e, self.rules, self.converter, self.book, self.bars, self.equity, quotes,
+                                     capital_checks.Capacity(self))
 
     def _on_proposal(self, e: PositionOpened, out: list[Action]) -> None:
         self.counts["proposals"] += 1
@@ -362,7 +328,8 @@ class Engine:
         if e.existing:
             self._on_existing(e, out)
             return
-        pos = Position(e.position_id, e.symbol, e.strategy_type, e.strategy_name, e.side, e.volume, e.entry_price, e.ts)
+        proposed = 0.0 if math.isnan(e.volume) else e.volume  # a proposal to size holds nothing until it is sized
+        pos = Position(e.position_id, e.symbol, e.strategy_type, e.strategy_name, e.side, proposed, e.entry_price, e.ts)
         self.book.propose(pos, self.version)
         result = self.check(e)
         reasons = result.reasons
@@ -390,7 +357,11 @@ class Engine:
         self.deadlines.add(pos, self.rules.strategies.get(e.strategy_type))
         self.kernel(e.symbol).add(e.position_id, e.strategy_type, e.side, entry, volume, stop, tp, e.ts)
         if resized_from is not None:
-            self._emit(out, *decisions.resized(e.ts, pos, resized_from, volume, entry), execute=False)
+            by = result.resized_by or "max_position_size"
+            self._emit(out, *decisions.resized(e.ts, pos, resized_from, volume, entry, by), execute=False)
+        if result.sizing is not None:
+            self._emit(out, e.ts, "size_position", e.position_id, e.strategy_type, result.sizing, "sizing",
+                       f"sized at {volume:.10g} lots: {result.sizing['how']}", execute=False)
         self._emit_defaults(e, stop, tp, "", out)
         for f in fired:
             if f.type == "alert":

@@ -12,7 +12,12 @@ every amount in the account currency, every time in epoch ms)::
 
     format, version            "riskrail.engine-state", 1
     seq, equity0, last_ts      the last event's sequence number, the starting equity, the last quote's time
-    counts, targets            event counters; allocation targets the optimizer set
+    counts, targets            event counters; allocation targets the last rebalance applied
+    capital                    {"base": {strategy: amount given}, "mark": {strategy: its PnL then}, "ts"}: the
+                               capital base of the last rebalance (engine.book.capital); a record without
+                               it (written before capital moved) restores with none: configured targets
+    week, outside              the trading week (key, start equity, reached, reached_ts; absent: the week
+                               starts at the next event), the strategies alerted outside their bands
     positions                  every position the book holds (open and closed), with fills and audit trail
     realized                   {"total": amount, "by_strategy": {name: amount}}
     managed                    {symbol: {"bid", "ask", "last_ts", "positions": [managed state, in the
@@ -60,7 +65,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from engine.book.ledgers import Day, Ledger
+from engine.book.capital import Capital
+from engine.book.ledgers import Day, Ledger, Week
 from engine.book.positions import AuditEntry, Fill, Position, Status
 from engine.errors import RiskrailError
 from engine.rules import reconcile
@@ -154,7 +160,9 @@ def record(engine: Engine) -> Json:
     return {
         "format": FORMAT, "version": VERSION,
         "seq": engine.seq, "equity0": engine.equity0, "last_ts": engine.last_ts, "counts": dict(engine.counts),
-        "targets": dict(engine.targets),
+        "targets": dict(engine.capital.targets),
+        "capital": {"base": dict(engine.capital.base), "mark": dict(engine.capital.mark), "ts": engine.capital.ts},
+        "week": _fields(engine.week), "outside": sorted(engine.outside),
         "positions": [_position(p) for p in book.positions.values()],
         "realized": {"total": book.realized_total, "by_strategy": dict(book.realized_by)},
         "managed": managed,
@@ -212,7 +220,13 @@ def _restore(engine: Engine, rec: Json) -> None:
     engine.seq, engine.equity0 = int(rec["seq"]), float(rec["equity0"])
     engine.last_ts = rec["last_ts"]
     engine.counts.update(rec["counts"])
-    engine.targets = {k: float(v) for k, v in rec["targets"].items()}
+    capital = rec.get("capital") or {}  # absent from version 1 records written before capital moved: none moved
+    engine.capital = Capital({k: float(v) for k, v in capital.get("base", {}).items()},
+                             {k: float(v) for k, v in capital.get("mark", {}).items()},
+                             {k: float(v) for k, v in rec["targets"].items()}, capital.get("ts"))
+    if "week" in rec:  # else a record written before the weekly ledger: the week starts at the next event
+        engine.week = _build(Week, rec["week"])
+    engine.outside = set(rec.get("outside", ()))
     _restore_book(engine, rec)
     for symbol, m in rec["managed"].items():
         _restore_kernel(engine, symbol, m)

@@ -9,7 +9,7 @@ becomes a ``Refused`` with the reason the dead-letter stream keeps.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from engine.errors import RiskrailError
@@ -31,9 +31,11 @@ class Refused:
 
 @dataclass(frozen=True)
 class Job:
-    """A scheduled job addressed to the account (see engine.service.scheduler)."""
+    """A job addressed to the account: scheduled (engine.service.scheduler), or an operator's request
+    (``accept_rebalance``); ``args``: the entry's other fields, as text."""
 
     name: str
+    args: dict[str, str] = field(default_factory=dict)
 
 
 def refuse(fields: dict, reason: str, subject: str | None = None) -> Refused:
@@ -51,7 +53,8 @@ def read_entry(fields: dict, *, allow_takeover: bool, broker: Any = None) -> Eve
     """
     if b"job" in fields:
         try:
-            return Job(fields[b"job"].decode("utf-8"))
+            return Job(fields[b"job"].decode("utf-8"),
+                       {_text(k): _text(v) for k, v in fields.items() if k != b"job"})
         except (UnicodeDecodeError, AttributeError):
             return refuse(fields, "job: expected a job name in UTF-8")
     raw = fields.get(b"event", fields.get("event"))
@@ -88,3 +91,7 @@ def takeover_refused(event: PositionOpened, allow: bool, broker: Any = None) -> 
     if abs(at_broker - event.volume) > 1e-9 * max(1.0, at_broker):
         return f"existing: volume {event.volume} differs from the {at_broker} lots open at the broker"
     return None
+
+
+def _text(x: bytes | str) -> str:
+    return x.decode("utf-8") if isinstance(x, bytes) else str(x)

@@ -8,7 +8,8 @@ Each entry of the stream ``P:A:journal`` has one field, ``record``: a JSON objec
   rule]``) and, when the engine raised on it, ``error``;
 - ``refused``: ``entry`` and ``reason``: input that did not cross the validation boundary (it is in
   the dead-letter stream too);
-- ``job``: ``entry``, ``job``, ``actions`` and the allocation ``targets`` an applied optimization set;
+- ``job``: ``entry``, ``job``, ``actions``, and for an applied plan the allocation ``targets``, the capital
+  ``shares`` it gave each strategy at ``ts`` and who applied it (``by``: auto_apply or a token's name);
 - ``reload``: ``version``, ``previous``, ``seq``: the rules changed between two events.
 
 ``Recording`` wraps the broker so that a decision records the fills it got, and a replay gets the
@@ -55,8 +56,10 @@ def record(d: Decision, version: str) -> dict[str, Any]:
     """The journal record of a decision (``version``: the rules version that decided it)."""
     if d.job is not None:
         result = d.result or {}
+        applied = bool(result.get("applied"))
         return {"kind": "job", "entry": d.entry_id, "job": d.job, "actions": [a.id for a in d.actions],
-                "targets": result.get("targets") if result.get("applied") else None}
+                "targets": result.get("targets") if applied else None, "shares": result.get("after") if applied else None,
+                "ts": result.get("ts"), "by": result.get("applied_by")}
     if d.event is None:
         return {"kind": "refused", "entry": d.entry_id, "reason": d.error}
     out = {"kind": "event", "entry": d.entry_id, "seq": d.seq, "version": version, "event": to_json(d.event),

@@ -26,7 +26,7 @@ from redis.typing import EncodableT, FieldT
 
 from engine.config.load import RuleSet
 from engine.events import EventError, parse_event
-from engine.rules import state
+from engine.rules import allocation, state
 from engine.rules.evaluator import Engine
 from engine.service import journal
 from engine.service.commit import AccountKeys, LeaseLost, under_lease
@@ -120,8 +120,10 @@ class Rebuild:
             log.error("account %s: journal entry %s is unreadable (%s); skipped", account, entry_id, exc)
             return
         kind = rec["kind"]
-        if kind == "job" and rec.get("targets"):
-            engine.targets = dict(rec["targets"])
+        if kind == "job" and rec.get("shares"):  # an applied plan moved the capital at this point of the journal
+            allocation.rebalance(engine, dict(rec["shares"]), int(rec["ts"]), dict(rec["targets"]))
+        elif kind == "job" and rec.get("targets"):  # a journal written before capital moved: the targets only
+            engine.capital.targets = dict(rec["targets"])
         if kind == "reload":
             engine.reload(self.rules_for(rec["version"]))
         elif kind == "event":

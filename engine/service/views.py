@@ -13,7 +13,7 @@ from typing import Any
 from engine.actions import Action
 from engine.book.positions import Position
 from engine.events import EventError, PositionOpened, parse_event
-from engine.rules import reconcile
+from engine.rules import allocation, reconcile
 from engine.rules.evaluator import Engine
 
 
@@ -145,6 +145,8 @@ def risk_status(engine: Engine) -> dict[str, Any]:
         "rules_version": engine.version,
         "halted": engine.portfolio.halted(engine.version),
         "daily_loss": daily(engine),
+        "weekly_target": allocation.week(engine),
+        "allocations": allocation.figures(engine),
         "active_positions": open_,
         "trailing_stops": [{"position_id": p["id"], "strategy": p["strategy_type"], "stop_loss": p["stop_loss"], **p["trailing"]}
                            for p in open_ if p.get("trailing", {}).get("enabled")],
@@ -176,24 +178,21 @@ def exposure(engine: Engine) -> dict[str, Any]:
         "equity": equity,
         "gross_notional": sum(s["gross"] for s in by_symbol.values()),
         "by_symbol": by_symbol,
-        "open_risk": {n: {"amount": r, "of_equity": r / equity if equity else None, "allowed": engine.rules.risk_allocation(n)}
+        "open_risk": {n: {"amount": r, "of_equity": r / equity if equity else None,
+                          "of_capital": r / c if (c := allocation.capital(engine, n)) > 0 else None,
+                          "allowed": engine.rules.risk_allocation(n)}
                       for n, r in risk.items()},
     }
 
 
 def portfolio_summary(engine: Engine, optimization: dict[str, Any] | None = None) -> dict[str, Any]:
-    """``GET /api/position-management/portfolio-summary``: allocations, PnL, recommendations, exposure."""
+    """``GET /api/position-management/portfolio-summary``: allocations (capital share, utilization, band), PnL,
+    recommendations, exposure, the weekly target."""
     summary = engine.summary()
     equity = engine.equity
-    allocations = {}
-    for name, s in sorted(engine.rules.strategies.items()):
-        strategy_equity = engine.strategy_equity(name)
-        allocations[name] = {
-            "target": engine.targets.get(name, s.allocation.target), "configured_target": s.allocation.target,
-            "min": s.allocation.min, "max": s.allocation.max,
-            "current": strategy_equity / equity if equity else None, "equity": strategy_equity,
-            "open_positions": engine.book.open_count.get(name, 0),
-        }
+    allocations = {name: {**f, "current": f["capital_share"], "equity": f["capital"],
+                          "band_state": allocation.band_state(f["capital_share"], engine.rules.strategies[name].allocation, f["target"])}
+                   for name, f in allocation.figures(engine).items()}
     return {
         "rules_version": engine.version,
         "equity": equity,
@@ -207,5 +206,24 @@ def portfolio_summary(engine: Engine, optimization: dict[str, Any] | None = None
         "rebalancing_recommendations": (optimization or {}).get("recommendations", []),
         "risk_exposure": exposure(engine),
         "profit_locking": {n: s["profit_locking"] for n, s in summary["strategies"].items()},
+        "weekly_target": allocation.week(engine),
+        "band_recommendations": band_recommendations(allocations),
+        "capital_rebalanced_at": engine.capital.ts,
     }
+
+
+def band_recommendations(allocations: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """A recommendation for each strategy whose capital share is outside target +- rebalance_threshold
+    (or its min/max), most distant first: priority ``high`` from twice the threshold (or outside the band),
+    else ``medium``."""
+    out = []
+    for name, a in allocations.items():
+        if a["band_state"] == "within" or a["capital_share"] is None:
+            continue
+        drift = a["target"] - a["capital_share"]
+        high = abs(drift) >= 2 * a["rebalance_threshold"] or a["band_state"] != "drifted"
+        out.append({"strategy": name, "current": a["capital_share"], "target": a["target"], "drift": drift,
+                    "threshold": a["rebalance_threshold"], "band_state": a["band_state"],
+                    "action": "increase" if drift > 0 else "decrease", "priority": "high" if high else "medium"})
+    return sorted(out, key=lambda r: -abs(r["drift"]))
 

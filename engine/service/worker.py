@@ -26,7 +26,6 @@ between two batches.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import queue
@@ -320,7 +319,7 @@ class AccountWorker:
     def _decide_one(self, entry_id: str, fields: dict) -> Decision:
         what = intake.read_entry(fields, allow_takeover=getattr(self.rt, "allow_takeover", False), broker=self._recording.broker)
         if isinstance(what, intake.Job):
-            return self._job(entry_id, what.name)
+            return self._job(entry_id, what)
         if isinstance(what, intake.Refused):
             return Decision(entry_id, None, what.raw, error=what.reason, subject=what.subject)
         event, raw = what, fields[b"event"] if b"event" in fields else fields["event"]  # read_entry found it
@@ -339,32 +338,11 @@ class AccountWorker:
         self.rt.metrics.processing.observe(time.perf_counter() - start)
         return Decision(entry_id, event, raw, actions, dict(self._recording.fills), seq=seq)
 
-    def _job(self, entry_id: str, job: str) -> Decision:
-        """A scheduled job addressed to this account (see engine.service.scheduler)."""
-        if job != "optimize_portfolio":
-            return Decision(entry_id, None, json.dumps({"job": job}), error=f"unknown job {job!r}")
-        from engine.errors import OptimizationError
-        from engine.service.optimizer import apply, optimize
+    def _job(self, entry_id: str, job: intake.Job) -> Decision:
+        """A job addressed to this account (engine.service.optimizer.run_job)."""
+        from engine.service.optimizer import run_job
 
-        d = Decision(entry_id, None, json.dumps({"job": job}), job=job)
-        ts = self._live.last_ts or int(entry_id.split("-")[0])
-        try:
-            result = optimize(self._live, ts)
-        except OptimizationError as exc:
-            self.rt.metrics.optimizations.labels(result="failed").inc()
-            self.rt.metrics.jobs.labels(job=job, result="failed").inc()
-            result = {"ts": ts, "rules_version": self._live.version, "error": str(exc)}
-            log.warning("account %s: optimizer: %s", self.account, exc)
-        else:
-            self.rt.metrics.optimizations.labels(result="ok").inc()
-            self.rt.metrics.jobs.labels(job=job, result="ok").inc()
-            if result["auto_apply"]:
-                d.actions = apply(self._live, result, self.at.seq, entry_id)
-        result["account"] = self.account
-        last = self.last_optimization  # a failed run keeps the last good result, with the error
-        self.last_optimization = {**last, "last_error": result["error"]} if "error" in result and last is not None else result
-        d.result = result
-        return d
+        return run_job(self, entry_id, job)
 
     def _commit(self, decisions: list[Decision]) -> None:
         m, engine = self.rt.metrics, self._live

@@ -9,6 +9,7 @@ from engine.adapters.paper import PaperBroker
 from engine.config import load_config
 from engine.errors import OptimizationError
 from engine.events import PositionOpened
+from engine.rules import allocation
 from engine.rules.evaluator import Engine
 from engine.service.optimizer import apply, optimize
 from tests.conftest import ROOT
@@ -39,6 +40,16 @@ def test_six_strategies_get_targets_within_their_bands_and_a_plan() -> None:
         assert band.min - 1e-9 <= weight <= band.max + 1e-9, name
     assert {r["strategy"] for r in result["recommendations"]} == set(rules.strategies)
     assert all(t["amount"] <= rules.allocation.max_transfer_per_step + 1e-12 for t in result["implementation_plan"])
+    moving = [r for r in result["recommendations"] if r["action"] != "hold"]
+    # every strategy to move has a transfer, to or from it; a plan with nothing to move says why
+    assert all(any(r["strategy"] in (t["from"], t["to"]) for t in result["implementation_plan"]) for r in moving)
+    assert result["implementation_plan"] or result["plan_note"]
+    assert {"return", "volatility", "sharpe", "max_drawdown"} <= {k.replace("expected_", "") for k in result["expected_impact"]["after"]}
     actions = apply(engine, result, engine.seq, "job-1")
-    assert engine.targets == result["targets"] and len(actions) == len(result["implementation_plan"])
+    assert engine.capital.targets == result["targets"] and len(actions) == len(result["implementation_plan"])
     assert len({a.id for a in actions}) == len(actions)
+    # the capital moved to the plan's allocation: a second run on the same estimates has nothing to do
+    shares = {n: allocation.capital(engine, n) / engine.equity for n in rules.strategies}
+    assert shares == pytest.approx(result["after"]) and sum(shares.values()) == pytest.approx(1.0)
+    again = optimize(engine, ticks[-1].ts)
+    assert again["implementation_plan"] == [] and again["plan_note"] and apply(engine, again, engine.seq, "job-2") == []

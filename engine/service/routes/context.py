@@ -44,6 +44,10 @@ class Context:
             raise HTTPException(401, "expected the header Authorization: Bearer <token> "
                                 "(RISKRAIL_API_TOKEN, or the token `riskrail run` printed)", headers={"WWW-Authenticate": "Bearer"})
 
+    def caller_name(self) -> str:
+        """The name journaled for the caller of a mutating request (the service's one token: ``api``)."""
+        return "api"
+
     def known_account(self, account: str | None = Query(None, max_length=200, description="the account (default: the first)")) -> None:
         """Refuse an account this process does not run (404), before anything else."""
         self.worker(account)

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, HTTPException, Query
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 
-from engine.rules import reconcile
+from engine.rules import allocation, reconcile
 from engine.service import views
 from engine.service.routes.context import Context
 from engine.service.service import Service
+from engine.service.store import text
 
 
 def router(ctx: Context) -> APIRouter:
@@ -42,7 +47,45 @@ def router(ctx: Context) -> APIRouter:
                     "next_run": _next_run(service, "optimize_portfolio")}
         return {"status": "ok" if "error" not in last else "failed", **last, "next_run": _next_run(service, "optimize_portfolio")}
 
+    @api.post("/api/position-management/rebalance", dependencies=ctx.scoped, tags=["monitoring"])
+    async def accept_rebalance(body: Accept, account: str | None = None,
+                               timeout: float = Query(10.0, gt=0, le=60)) -> JSONResponse:
+        """Accept the last optimization result (named by its ``ts``): the capital moves to its plan's allocation
+        and its ``rebalance`` actions are emitted, journaled with who accepted it. 409 when it is not the last
+        result, failed or was applied already; 202 when the engine has not applied it within ``timeout``."""
+        return await run_in_threadpool(_accept, ctx, account, body.optimization, ctx.caller_name(), timeout)
+
     return api
+
+
+class Accept(BaseModel):
+    """The optimization result an operator accepts: its ``ts`` as optimization-results shows it."""
+
+    model_config = ConfigDict(extra="forbid")
+    optimization: int = Field(description="the ts of the optimization result to apply")
+
+
+def _accept(ctx: Context, account: str | None, ts: int, by: str, timeout: float) -> JSONResponse:
+    """Check, publish and wait for an operator's acceptance of an optimization result (in a thread: it blocks)."""
+    w = ctx.worker(account)
+    last = w.last_optimization
+    if last is None or "after" not in last:
+        raise HTTPException(409, "no optimization result to accept: the optimizer has not produced one yet")
+    if int(last["ts"]) != ts:
+        raise HTTPException(409, f"optimization {ts} is not the last result ({last['ts']}): read the results again")
+    if last.get("applied"):
+        raise HTTPException(409, f"optimization {ts} is applied already (by {last.get('applied_by')})")
+    entry = text(ctx.service.redis.xadd(ctx.service.keys.stream(w.account, "in"),
+                                        {"job": "accept_rebalance", "optimization": str(ts), "by": by}))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        current = w.last_optimization
+        if current is not None and current.get("applied") and int(current["ts"]) == ts:
+            return JSONResponse({"account": w.account, "status": "applied", "entry": entry, "applied_by": current.get("applied_by"),
+                                 "capital": ctx.on_engine(account, allocation.figures)})
+        time.sleep(0.02)  # waits for the engine thread's state, bounded by the deadline
+    return JSONResponse({"account": w.account, "status": "pending", "entry": entry, "detail": "queued; not applied yet"},
+                        status_code=202)
 
 
 def _next_run(service: Service, job: str) -> float | None:
