@@ -33,8 +33,8 @@ def _http_url(value: str) -> str:
 
 
 #: an http(s) address
-Url = Annotated[str, Field(max_length=2048), AfterValidator(_http_url), WithJsonSchema({"type": "string", "pattern": "^" + _URL.pattern + "$",
-                                                                                       "maxLength": 2048})]
+Url = Annotated[str, Field(max_length=2048), AfterValidator(_http_url),
+                WithJsonSchema({"type": "string", "pattern": "^" + _URL.pattern + "$", "maxLength": 2048})]
 SinkName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*$", min_length=1, max_length=64)]
 
 TELEGRAM_API = "https://api.telegram.org"
@@ -106,7 +106,7 @@ class AlertRouting(Model):
     sinks: dict[SinkName, Sink] = Field({}, description="the destinations, by name")
     routes: Routes = Field(Routes(), description="level -> the sinks its alerts go to")
     by_rule: dict[Annotated[str, Field(min_length=1, max_length=128)], SinkList] = Field(
-        {}, description="rule name (as the action's `rule`: daily_loss, broker, a custom rule's name) -> sinks its alerts also go to")
+        {}, description="the rule of the alert action (daily_loss, chain_limit, broker, custom:<name>) -> sinks its alerts also go to")
     by_strategy: dict[Name, SinkList] = Field({}, description="strategy -> sinks its alerts also go to")
     default_level: Level = Field("warning", description="the level of an alert that carries none (a broker's alert)")
     queue: Annotated[int, Field(ge=1, le=1_000_000)] = Field(
