@@ -85,6 +85,14 @@ class AlertMetrics:
                             "by sink and reason (failed, queue_full, stopped)", ["sink", "reason"], registry=r)
         self.queued = Gauge("riskrail_alert_queue_depth", "alerts waiting for their sink's delivery thread", ["sink"], registry=r)
 
+    def zero(self, sink: str) -> None:
+        """Make a new sink's series exist at 0, so that rate() and increase() see its first alert."""
+        self.sent.labels(sink=sink)
+        self.retries.labels(sink=sink)
+        for reason in ("failed", "queue_full", "stopped"):
+            self.dead.labels(sink=sink, reason=reason)
+        self.queued.labels(sink=sink).set(0)
+
 
 class _Delivery:
     """One sink's queue and delivery thread. ``sink`` may be swapped by a reload (the next POST uses it)."""
@@ -188,7 +196,7 @@ class AlertSender:
                     self._deliveries[name].sink = sink
                 else:
                     d = self._deliveries[name] = _Delivery(name, sink, routing.queue, self)
-                    self.metrics.queued.labels(sink=name).set(0)
+                    self.metrics.zero(name)
                     d.thread.start()
             self.routing = routing
         for name, sink in routing.sinks.items():

@@ -207,3 +207,14 @@ def test_a_full_queue_dead_letters_the_alert_at_once_and_loses_nothing(client: r
     wait_for(lambda: len(receiver.requests("/slow")) == 2, 10, "the held and the queued alert delivered")
     assert [r.body["id"] for r in receiver.requests("/slow")] == ["a-0", "a-1"]
     sender.stop()
+
+
+def test_every_metric_the_dashboard_and_the_alert_rules_query_is_served(spike, service: Service) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from tests.test_deploy import deployed_metric_names
+
+    served = {s.name for family in text_string_to_metric_families(service.metrics.render().decode()) for s in family.samples}
+    wanted = deployed_metric_names()
+    assert len(wanted) > 20
+    assert sorted(wanted - served) == []
