@@ -48,3 +48,17 @@ def test_by_strategy_names_a_known_strategy_in_a_whole_configuration() -> None:
     [problem] = result.problems
     assert (problem.file, problem.line, problem.column) == ("rules/alerts.yaml", 11, 3)
     assert problem.message == "expected a strategy name (solo), found 'sol'; did you mean 'solo'?"
+
+
+def test_the_documented_example_is_a_valid_alerts_file() -> None:
+    import re
+
+    from engine.config import validate_text
+    from tests.conftest import ROOT
+
+    section = (ROOT / "docs" / "rules.md").read_text().split("## rules/alerts.yaml", 1)[1]
+    example = re.search(r"```yaml\n(.*?)```", section, re.S).group(1)
+    result = validate_text(example, "alerts", "docs/rules.md")
+    assert result.problems == []
+    routing = load_texts({**MINIMAL, "rules/alerts.yaml": example.replace("arbitrage:", "solo:")}).ruleset.alerts
+    assert routing.sinks_for("critical", "daily_loss", "solo") == ["desk_slack", "oncall", "desk_telegram"]
