@@ -117,11 +117,12 @@ class _Delivery:
             except Exception as exc:  # a bug must not end the thread: the alert is dead-lettered with it
                 log.exception("alert delivery to %s failed unexpectedly", self.name)
                 error, attempts = f"internal error: {type(exc).__name__}: {exc}", 0
+            reason = "stopped" if owner.stopping.is_set() else "failed"
             self.owner.metrics.queued.labels(sink=self.name).set(self.queue.qsize())
             if error is None:
                 owner.metrics.sent.labels(sink=self.name).inc()
             else:
-                owner.dead_letter(alert, self.name, "failed", error, attempts)
+                owner.dead_letter(alert, self.name, reason, error, attempts)
         # stopping: what is still queued is written to the dead-letter stream, not dropped
         while True:
             try:
