@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-dev
 BENCH_STAMP := $(VENV)/.installed-bench
 DOCS_STAMP := $(VENV)/.installed-docs
 
-.PHONY: run replay test bench fuzz docs validate schema clean
+.PHONY: run replay test promtool bench fuzz docs validate schema clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,8 +33,16 @@ replay: $(STAMP)
 		--ticks $(DEMO_TICKS) --summary .riskrail/demo-summary.json > .riskrail/demo-actions.jsonl
 	@echo "actions: .riskrail/demo-actions.jsonl, metrics: .riskrail/demo-summary.json"
 
+# promtool, which the tests run on deploy/prometheus: Debian's prometheus package, installed when missing
+# if this runs as root with apt-get (as CI does on a clean clone); elsewhere those tests are skipped, saying why
+promtool:
+	@command -v promtool >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  { DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus || \
+	    { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus; }; }; } || \
+	  echo "promtool is not installed (apt-get install prometheus): the deploy/prometheus tests will be skipped"
+
 # the static checks (ruff, mypy, vulture: tools/lint.sh), then the tests
-test: $(STAMP)
+test: $(STAMP) promtool
 	BIN=$(BIN) tools/lint.sh
 	$(BIN)/python -m pytest
 

@@ -23,8 +23,10 @@ _allowed = (
     _._unique_sessions,
     _._trigger_fields,
     _._ask_not_below_bid,
+    _._address,  # engine/config/models/alerts.py
     # engine/config/models.py: fields of the rule files' models, read by name when a YAML file is validated
     _.weekly_growth_target,
+    _.critical,  # alerts.yaml routes, read by level name (Routes.of)
     _.close_all,
     _.set_stop_loss,
     _.set_take_profit,

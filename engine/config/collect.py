@@ -17,7 +17,8 @@ from pydantic import TypeAdapter, ValidationError
 from engine.config import lint
 from engine.config._errors import problems_from
 from engine.config._yaml import load_text
-from engine.config.models import KINDS, AllocationRules, CustomRules, Instruments, Limits, Model, ProfitRules, Strategy
+from engine.config.alerts_lint import check_alerts
+from engine.config.models import KINDS, AlertRouting, AllocationRules, CustomRules, Instruments, Limits, Model, ProfitRules, Strategy
 from engine.config.problems import Problem
 from engine.config.ruleset import Validation
 
@@ -140,4 +141,6 @@ def _check_one(item: lint.Loaded[Model], names: list[str] | None) -> list[Proble
         return lint.check_custom(item, names)
     if lint.holds(item, Instruments):
         return lint.check_instruments(item, names)
+    if lint.holds(item, AlertRouting):
+        return check_alerts(item, names)
     return []

@@ -21,6 +21,7 @@ RULE_FILES = {
     "profit.yaml": "profit",
     "custom.yaml": "custom",
     "instruments.yaml": "instruments",
+    "alerts.yaml": "alerts",
 }
 _MODELINE = re.compile(r"#\s*yaml-language-server:\s*\$schema=(\S*)")
 _SCHEMA_SUFFIX = ".schema.json"

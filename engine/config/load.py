@@ -1,7 +1,7 @@
 """Find, load and validate rule files, and assemble them into a versioned ``RuleSet``.
 
 A configuration folder holds ``strategies/*.yaml``, ``rules/{limits,allocation,profit,custom,
-instruments}.yaml`` and ``schedules.yaml``. ``strategies/`` (at least one strategy) and
+instruments,alerts}.yaml`` and ``schedules.yaml``. ``strategies/`` (at least one strategy) and
 ``rules/limits.yaml`` are required; the other files are optional and default to the desk's standard
 values of the models. Every problem of every file is collected; nothing raises for bad input except
 ``load_config``/``load_strategies``/``ruleset_from_texts``, which raise one ``ConfigError`` carrying
@@ -29,6 +29,7 @@ from engine.config.collect import Collector
 from engine.config.conditions import suggest
 from engine.config.kinds import RULE_FILES, kind_from_text, kind_of
 from engine.config.models import (
+    AlertRouting,
     AllocationRules,
     CustomRules,
     Instruments,
@@ -229,6 +230,7 @@ def _assemble(c: Collector, files: tuple[str, ...]) -> RuleSet:
         instruments=_single(c, "instruments", Instruments),
         schedules=_single(c, "schedules", Schedules),
         files=files,
+        alerts=_single(c, "alerts", AlertRouting),
     )
     return dataclasses.replace(ruleset, version=rules_version(ruleset))
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from pydantic import JsonValue
 
-from engine.config.models import AllocationRules, CustomRules, Instruments, Limits, ProfitRules, Schedules, Strategy
+from engine.config.models import AlertRouting, AllocationRules, CustomRules, Instruments, Limits, ProfitRules, Schedules, Strategy
 from engine.config.problems import Problem
 
 
@@ -26,6 +26,9 @@ class RuleSet:
     schedules: Schedules
     version: str = ""
     files: tuple[str, ...] = ()
+    # where alerts are delivered (rules/alerts.yaml): not part of ``canonical`` nor the version, since it
+    # changes no decision of the engine; a reload that changes only it keeps the version
+    alerts: AlertRouting = field(default_factory=AlertRouting)
 
     def canonical(self) -> dict[str, JsonValue]:
         """Return the meaning of the rule files as plain JSON data (no comments, no layout, defaults filled)."""

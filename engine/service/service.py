@@ -30,6 +30,8 @@ from engine.errors import ConfigError, RiskrailError
 from engine.ports import Broker, Store
 from engine.rules._errors import ReloadRefused
 from engine.rules.timers import time_driven
+from engine.service.alerts import AlertSender
+from engine.service.gauges import EngineGauges
 from engine.service.metrics import Metrics
 from engine.service.reload import Reloader, ReloadResult, encode, problem_json
 from engine.service.rulestore import RedisStore
@@ -73,6 +75,8 @@ class Service:
         self.rule_store: Store = RedisStore(client, self.keys)
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.metrics = Metrics()
+        self.alerts = AlertSender(client, self.keys, self.metrics.registry)  # alert actions to the sinks of rules/alerts.yaml
+        self.metrics.registry.register(EngineGauges(self))  # equity, day PnL, drawdown, exposure, ... as of each scrape
         self.equity0, self.snapshot_every, self.lease_ms = equity0, snapshot_every, lease_ms
         self.renew_ms = renew_ms if renew_ms is not None else lease_ms / 3  # how often leases are renewed
         self.default_account = accounts[0] if accounts else "main"
@@ -182,6 +186,7 @@ class Service:
         self._active = rules
         self.loaded_at = time.time()
         self.metrics.set_version(rules.version)
+        self.alerts.configure(rules.alerts)
 
     def _store_rules(self, rules: RuleSet, files: dict[str, str]) -> None:
         """Keep the texts of a version (those that were validated) so a restart can load it again."""
@@ -210,6 +215,7 @@ class Service:
             self.redis.zrem(self.keys.members, self.consumer)
         except redis.RedisError:
             pass
+        self.alerts.stop()
 
     # --- accounts -----------------------------------------------------------------------------------------
 
@@ -276,8 +282,10 @@ class Service:
         Raises ``ReloadRefused`` (nothing changes) when ``rules`` remove a strategy that still has open
         positions in an engine of this process."""
         if rules.version == self.version:
+            self.alerts.configure(rules.alerts)  # a change of rules/alerts.yaml alone keeps the version
             return rules.version
         self._refuse_removed_strategies(rules)
+        self.alerts.configure(rules.alerts)
         rules = self._with_broker_instruments(rules, refresh=True)
         self._store_rules(rules, files)
         previous = self._active

@@ -44,10 +44,12 @@ from engine.ports import Broker
 from engine.rules.chaining import PortfolioRules
 from engine.rules.evaluator import Engine
 from engine.service import intake, recovery
+from engine.service.alerts import AlertSender
 from engine.service.commit import AccountKeys, LeaseLost, commit
 from engine.service.journal import Decision, Recording, encode, reload_record
+from engine.service.lag import input_lag
 from engine.service.metrics import Metrics, event_type
-from engine.service.store import GROUP, Keys, publish, read_group, read_range, text
+from engine.service.store import GROUP, Keys, publish, read_group, text
 
 __all__ = ["AccountWorker", "Decision", "LeaseLost", "Runtime"]
 
@@ -73,6 +75,7 @@ class Runtime(Protocol):
     equity0: float
     snapshot_every: int
     allow_takeover: bool
+    alerts: AlertSender
 
     def rules_for(self, version: str) -> RuleSet: ...
 
@@ -158,7 +161,7 @@ class AccountWorker:
         input entries not yet acknowledged (None when Redis does not answer); ``last_decision_age_s``;
         ``failures`` since the last good commit; ``rules_version``; ``reason`` when not deciding.
         """
-        lag = self._lag()
+        lag = input_lag(self.rt.redis, self.k.input)
         state, reason = self.state, self.reason
         if self.stopped.is_set() or (not self.thread.is_alive() and self.thread.ident is not None):
             state, reason = "stopped", reason or "the engine thread has stopped"
@@ -168,25 +171,6 @@ class AccountWorker:
         return {"account": self.account, "state": state, "lag": lag,
                 "last_decision_age_s": None if self.last_decision is None else round(max(time.time() - self.last_decision, 0.0), 3),
                 "failures": self.failures, "rules_version": engine.version if engine is not None else None, "reason": reason}
-
-    def _lag(self) -> int | None:
-        """Input entries not acknowledged yet: pending in the group plus not yet delivered (counted up to 10 000)."""
-        r = self.rt.redis
-        try:
-            groups = r.xinfo_groups(self.k.input)
-        except redis.ResponseError:
-            return 0  # no stream yet: nothing waits
-        except redis.RedisError:
-            return None
-        for g in groups:
-            if text(g["name"]) == GROUP:
-                last = text(g["last-delivered-id"])
-                try:
-                    later = len(read_range(r, self.k.input, f"({last}", count=10_000))
-                except redis.RedisError:
-                    return None
-                return int(g["pending"]) + later
-        return 0
 
     def expect_position(self, position_id: str) -> Future:
         """A future that resolves to the ``Decision`` on the proposal of ``position_id`` once it is committed.
@@ -369,6 +353,7 @@ class AccountWorker:
                     if a.type == "rebalance":
                         m.rebalancing.inc()
         m.positions_managed.labels(account=self.account).set(engine.book.n_open)
+        self.rt.alerts.submit(self.account, [a for d in decisions for a in d.actions])  # to the alert sinks, off this thread
         self.since_snapshot += len(decisions)
         if self.since_snapshot >= self.rt.snapshot_every:
             self._snapshot()

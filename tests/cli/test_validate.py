@@ -80,7 +80,8 @@ def test_schema_command_writes_one_schema_per_kind(tmp_path: Path) -> None:
     proc = run("schema", "--out", str(tmp_path / "out"))
     assert proc.returncode == 0
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert names == sorted(f"{k}.schema.json" for k in ("strategy", "limits", "allocation", "profit", "custom", "instruments", "schedules"))
+    kinds = ("strategy", "limits", "allocation", "profit", "custom", "instruments", "schedules", "alerts")
+    assert names == sorted(f"{k}.schema.json" for k in kinds)
     strategy = json.loads((tmp_path / "out" / "strategy.schema.json").read_text())
     assert "trailing_distance" in json.dumps(strategy)
 

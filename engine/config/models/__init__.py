@@ -2,7 +2,8 @@
 
 One model per file kind, each in its own module: ``Strategy`` (strategies/<name>.yaml), ``Limits`` (rules/limits.yaml),
 ``AllocationRules`` (rules/allocation.yaml), ``ProfitRules`` (rules/profit.yaml), ``CustomRules``
-(rules/custom.yaml), ``Instruments`` (rules/instruments.yaml) and ``Schedules`` (schedules.yaml).
+(rules/custom.yaml), ``Instruments`` (rules/instruments.yaml), ``Schedules`` (schedules.yaml) and ``AlertRouting``
+(rules/alerts.yaml: where alerts are delivered; not part of the rules version).
 All fractions are fractions (0.005 is 0.5 %). Models are strict: a quoted ``"0.5"`` is a string, not a
 number, and every unknown key is an error. Checks that span several fields or files live in
 ``engine.config.lint``.
@@ -10,6 +11,7 @@ number, and every unknown key is an error. Checks that span several fields or fi
 
 from __future__ import annotations
 
+from engine.config.models.alerts import AlertRouting, Routes, Sink
 from engine.config.models.allocation import AllocationRules, Consensus, Method, Resample
 from engine.config.models.base import Currency, Fraction, Model, Name, PositiveFraction
 from engine.config.models.custom import (
@@ -29,11 +31,11 @@ from engine.config.models.schedules import CronValue, Job, Jobs, Schedules
 from engine.config.models.strategy import Band, DynamicSLTP, ExitLevel, StopDefaults, Strategy, Trailing
 
 __all__ = [
-    "KINDS", "Action", "AlertParams", "AllocationRules", "Band", "BreachAction", "CloseParams", "ConditionField",
+    "KINDS", "Action", "AlertParams", "AlertRouting", "AllocationRules", "Band", "BreachAction", "CloseParams", "ConditionField",
     "Consensus", "CronValue", "Currency", "CustomRule", "CustomRules", "DailyLoss", "DynamicSLTP", "ExitLevel",
     "Fraction", "Instrument", "Instruments", "Job", "Jobs", "LevelParams", "Limits", "MaxCorrelation",
     "MaxPositionSize", "Method", "Model", "Name", "PerStrategy", "PositiveFraction", "ProfitRules", "ProfitSplit",
-    "ReasonParams", "Resample", "Schedules", "StopDefaults", "Strategy", "StrategyMap", "Trailing",
+    "ReasonParams", "Resample", "Routes", "Schedules", "Sink", "StopDefaults", "Strategy", "StrategyMap", "Trailing",
 ]
 
 #: The model of each file kind, by the kind's name.
@@ -45,4 +47,5 @@ KINDS: dict[str, type[Model]] = {
     "custom": CustomRules,
     "instruments": Instruments,
     "schedules": Schedules,
+    "alerts": AlertRouting,
 }
