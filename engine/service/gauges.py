@@ -26,6 +26,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from engine.errors import RiskrailError
+from engine.rules import allocation
 from engine.rules.evaluator import Engine
 
 log = logging.getLogger("riskrail.metrics")
@@ -34,7 +35,8 @@ log = logging.getLogger("riskrail.metrics")
 @dataclass(frozen=True)
 class StrategyGauges:
     """One strategy of an account: notional of its open positions (gross: sum, net: longs minus shorts, at
-    entry prices), its capital share (``allocation``) and target, its open risk and the allowance of it."""
+    entry prices), its capital share (``allocation``) and target, its utilization (exposure on the
+    utilization basis over its capital), its open risk and the allowance of it (risk_allocation x capital)."""
 
     gross_exposure: float
     net_exposure: float
@@ -42,6 +44,8 @@ class StrategyGauges:
     allocation_target: float
     open_risk: float
     open_risk_limit: float
+    capital: float = 0.0
+    utilization: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,8 @@ class AccountGauges:
     drawdown: float
     halted: int
     strategies: dict[str, StrategyGauges] = field(default_factory=dict)
+    weekly_progress: float = 0.0  # the week's return over weekly_growth_target
+    weekly_reached: int = 0
 
 
 def account_gauges(engine: Engine) -> AccountGauges:
@@ -73,12 +79,14 @@ def account_gauges(engine: Engine) -> AccountGauges:
             gross[p.strategy_type] = gross.get(p.strategy_type, 0.0) + notional
             net[p.strategy_type] = net.get(p.strategy_type, 0.0) + p.side * notional
     strategies = {}
-    for name, s in sorted(engine.rules.strategies.items()):
+    for name, f in allocation.figures(engine).items():
         strategies[name] = StrategyGauges(
-            gross.get(name, 0.0), net.get(name, 0.0), engine.strategy_equity(name) / equity if equity else 0.0,
-            engine.targets.get(name, s.allocation.target), engine.open_risk(name), engine.rules.risk_allocation(name) * equity)
+            gross.get(name, 0.0), net.get(name, 0.0), f["capital_share"] or 0.0, f["target"], f["open_risk"],
+            f["risk_allocation"] * f["capital"], f["capital"], f["utilization"] or 0.0)
+    week = allocation.week(engine)
     return AccountGauges(equity, peak, equity - start, start, engine.rules.limits.daily_loss.max * start,
-                         (peak - equity) / peak if peak > 0 else 0.0, 1 if engine.portfolio.halted(engine.version) else 0, strategies)
+                         (peak - equity) / peak if peak > 0 else 0.0, 1 if engine.portfolio.halted(engine.version) else 0, strategies,
+                         week["progress"], 1 if week["reached"] else 0)
 
 
 #: (metric, help, the value of an AccountGauges)
@@ -91,16 +99,22 @@ _ACCOUNT: tuple[tuple[str, str, Callable[[AccountGauges], float]], ...] = (
      lambda g: g.daily_loss_limit),
     ("riskrail_drawdown_ratio", "fall of equity from its peak, as a fraction of the peak", lambda g: g.drawdown),
     ("riskrail_trading_halted", "1 while new positions are halted (today's halt facts), else 0", lambda g: g.halted),
+    ("riskrail_weekly_target_progress_ratio", "the week's return over weekly_growth_target (1: reached)", lambda g: g.weekly_progress),
+    ("riskrail_weekly_target_reached", "1 once the week's return reached weekly_growth_target, until the weekly reset",
+     lambda g: g.weekly_reached),
 )
 #: (metric, help, the value of a StrategyGauges)
 _STRATEGY: tuple[tuple[str, str, Callable[[StrategyGauges], float]], ...] = (
     ("riskrail_gross_exposure", "notional of a strategy's open positions at entry, in the account currency", lambda s: s.gross_exposure),
     ("riskrail_net_exposure", "long minus short notional of a strategy's open positions at entry, in the account currency",
      lambda s: s.net_exposure),
-    ("riskrail_allocation_ratio", "a strategy's capital share: its equity over the account's", lambda s: s.allocation),
+    ("riskrail_allocation_ratio", "a strategy's capital share: its capital over the account's equity", lambda s: s.allocation),
+    ("riskrail_strategy_capital", "a strategy's capital (allocated plus PnL since the last rebalance), account currency",
+     lambda s: s.capital),
+    ("riskrail_utilization_ratio", "a strategy's exposure on the utilization basis over its capital", lambda s: s.utilization),
     ("riskrail_allocation_target_ratio", "a strategy's target capital share", lambda s: s.allocation_target),
     ("riskrail_open_risk", "money a strategy's open positions lose at their stops", lambda s: s.open_risk),
-    ("riskrail_open_risk_limit", "the open risk a strategy may take (risk_allocation x equity)", lambda s: s.open_risk_limit),
+    ("riskrail_open_risk_limit", "the open risk a strategy may take (risk_allocation x its capital)", lambda s: s.open_risk_limit),
 )
 
 

@@ -51,6 +51,12 @@ def test_an_accepted_plan_moves_capital_and_a_restart_keeps_it(redis_server, con
         assert {"progress", "target", "reached"} <= set(summary["weekly_target"])
         status = api.client.get("/api/risk-management/status").json()
         assert len(status["allocations"]) == 6 and "weekly_target" in status
+        metrics = api.client.get("/metrics").text
+        share = summary["allocations"]["arbitrage"]["capital_share"]
+        assert any(line.startswith('riskrail_allocation_ratio{account="acct",strategy="arbitrage"}')
+                   and float(line.split()[-1]) == pytest.approx(share, rel=1e-3) for line in metrics.splitlines())
+        assert 'riskrail_utilization_ratio{account="acct",strategy="arbitrage"}' in metrics
+        assert 'riskrail_weekly_target_progress_ratio{account="acct"}' in metrics
 
         first = optimized(redis_server, svc)
         results = api.client.get("/api/position-management/optimization-results").json()
