@@ -118,8 +118,8 @@ class Fit:
             if fitted >= self.spec.volume_min * (1 - _TOL) and fitted > 0:
                 self.volume, self.by = fitted, check
                 return
-            self.failed.append(Failed(check, say(used + per_lot * self.volume) +
-                                      f", and the largest volume within it is below the volume_min {self.spec.volume_min:g}"))
+            self.failed.append(Failed(check, say(used + per_lot * self.volume) + f", and the largest volume within it, "
+                                      f"{max(room, 0.0):.4g} lots, is below the volume_min {self.spec.volume_min:g}"))
             return
         self.failed.append(Failed(check, say(used + per_lot * self.volume)))
 

@@ -23,7 +23,7 @@ from engine.config._errors import problems_from
 from engine.config._yaml import Document, load_file
 from engine.config.conditions import suggest
 from engine.config.load import RuleSet, display_path, rules_version
-from engine.config.models import CustomRules, Limits, Model, ProfitRules, Strategy
+from engine.config.models import AllocationRules, CustomRules, Limits, Model, ProfitRules, Strategy
 from engine.config.problems import Path, Problem, sort_problems
 from engine.ruletest.models import Case, TestFile
 
@@ -142,6 +142,7 @@ def _check_case(doc: Document, i: int, case: Case, rules: RuleSet) -> tuple[list
 #: portfolio rule files a case may override: key -> (RuleSet field, model, check)
 _PORTFOLIO: dict[str, tuple[str, type[Model], Callable[[lint.Loaded, list[str]], list[Problem]]]] = {
     "limits": ("limits", Limits, lambda item, names: lint.check_limits(item)),
+    "allocation": ("allocation", AllocationRules, lint.check_allocation),
     "profit": ("profit", ProfitRules, lambda item, names: lint.check_profit(item)),
     "custom": ("custom", CustomRules, lint.check_custom),
 }

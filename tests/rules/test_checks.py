@@ -37,9 +37,9 @@ def test_a_sound_proposal_passes_with_the_strategy_defaults(config_copy: Path):
 
 def test_every_failed_check_is_listed_in_the_order_checked(config_copy: Path):
     # a stop above a long's entry, and a size far beyond volume_max and max_position_size (shipped: reject)
-    # with the risk it carries
+    # with the risk it carries and the strategy's capital it would use (shipped utilization: 1.4 x its capital)
     result = engine_with_quote(config_copy).check(proposal(volume=500.0, stop=1.2))
-    assert [f.check for f in result.failed] == ["stop_side", "volume_max", "max_position_size", "risk_allocation"]
+    assert [f.check for f in result.failed] == ["stop_side", "volume_max", "max_position_size", "risk_allocation", "utilization"]
     assert all(isinstance(f, Failed) and f.reason for f in result.failed)
     assert result.reasons == [f.reason for f in result.failed] and not result.passed
 

@@ -68,7 +68,8 @@ def test_the_daily_loss_halt_is_read_by_a_custom_rule_on_the_same_tick(shipped):
     rules = with_custom(shipped, [{"name": "tell", "when": "portfolio.halted", "then": [{"alert": "halted"}]}])
     engine = Engine(rules, broker=PaperBroker())
     engine.process(Tick(T, "EURUSD", 1.1000, 1.1000))
-    engine.process(PositionOpened(T + 1, "p1", "EURUSD", "statistical_arbitrage", "sa", 1, 0.13, 1.1000, 0.9000, 1.3000))
+    # trend_following's capital, 20 000 USD, may risk 3 000 and hold 28 000 of notional: 0.13 lot with this stop fits
+    engine.process(PositionOpened(T + 1, "p1", "EURUSD", "trend_following", "tf", 1, 0.13, 1.1000, 0.9000, 1.3000))
     # 0.13 lot: 0.9400 loses 2 080 USD, 2.08 % >= 2 %: the breach halts, and the custom rule sees it
     out = engine.process(Tick(T + MIN, "EURUSD", 0.9400, 0.9400))
     assert [(a.type, a.rule) for a in out if a.rule != "daily_loss"] == [("alert", "custom:tell")]

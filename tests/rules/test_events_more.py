@@ -84,8 +84,9 @@ def test_a_clock_event_rolls_the_day_without_a_quote() -> None:
 
 def test_a_reload_keeps_the_daily_loss_halt_and_drops_the_old_version(config_copy: Path) -> None:
     e = engine(config_copy)
-    e.process(PositionOpened(TS + 1, "p1", "EURUSD", "trend_following", "tf-1", 1, 0.01, 1.0850, 0.5, 1.3))
-    e.process(PositionOpened(TS + 2, "p2", "EURUSD", "market_making", "mm-1", 1, 0.01, 1.0850, 0.5, 1.3))
+    # stops at 0.9 risk 185 USD each, within the strategies' risk allocation of their capital (0.15 x 2 000 and 1 500)
+    e.process(PositionOpened(TS + 1, "p1", "EURUSD", "trend_following", "tf-1", 1, 0.01, 1.0850, 0.9, 1.3))
+    e.process(PositionOpened(TS + 2, "p2", "EURUSD", "market_making", "mm-1", 1, 0.01, 1.0850, 0.9, 1.3))
     out = e.process(Tick(TS + 3, "EURUSD", 0.93, 0.9301))  # -310 on 10 000: beyond the 2 % daily loss
     assert "halt_new_positions" in [a.type for a in out]
     old = e.version

@@ -16,6 +16,7 @@ from engine.adapters.paper import PaperBroker
 from engine.config import load_config
 from engine.events import PositionOpened, Tick
 from engine.rules import checks
+from engine.rules.capital_checks import Capacity
 from engine.rules.checks import PreTrade, check_proposal, default_levels
 from engine.rules.evaluator import Engine
 from tests.conftest import ROOT, edit
@@ -41,7 +42,7 @@ def proposal(side: int = 1, entry: float = ASK, volume: float = 0.01, stop: floa
 
 
 def check(e: Engine, p: PositionOpened) -> PreTrade:
-    return check_proposal(p, e.rules, e.converter, e.book, e.bars, e.equity, quotes_of(e))
+    return check_proposal(p, e.rules, e.converter, e.book, e.bars, e.equity, quotes_of(e), Capacity(e))
 
 
 # --- issue 13, case 3: take profit on the losing side, a price far from the market -------------------
@@ -108,14 +109,9 @@ def test_a_resize_below_volume_min_is_rejected(config_copy: Path) -> None:
     # equity 1 000: 15 % allows 0.00136 lots, nothing on a 0.01 step
     e = engine(resize_config(config_copy), equity=1_000.0, bid=1.0999, ask=1.1000)
     result = check(e, proposal(entry=1.1000, volume=0.5))
-    assert [f.check for f in result.failed] == ["max_position_size", "risk_allocation"] and result.resized_from is None
+    assert [f.check for f in result.failed] == ["max_position_size", "risk_allocation", "utilization"] and result.resized_from is None
     assert result.reasons[0] == ("position size 5,500% of equity exceeds max_position_size 15%, and the largest volume "
                                  "within it, 0.001364 lots, is below the volume_min 0.01")
-
-
-def test_size_check_without_a_grid_resizes_exactly_as_before() -> None:
-    reason, volume, resized_from = checks.size_check(55_000.0, 100_000.0, 0.15, "resize", 0.5)
-    assert reason is None and volume == pytest.approx(0.136364, abs=1e-6) and resized_from == 0.5
 
 
 # --- every check in one rejection -------------------------------------------------------------------
@@ -181,7 +177,7 @@ def test_without_max_quote_age_an_unquoted_symbol_fails_the_deviation_check(conf
 
 def test_without_quotes_the_quote_checks_are_skipped() -> None:
     e = engine()
-    assert check_proposal(proposal(entry=1.30), e.rules, e.converter, e.book, e.bars, e.equity).passed
+    assert check_proposal(proposal(entry=1.30), e.rules, e.converter, e.book, e.bars, e.equity, None, Capacity(e)).passed
 
 
 # --- volumes ----------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ FIXTURE = ROOT / "tests" / "data" / "state" / "v1"
 # attributes rebuilt from the rules (or not state at all), and those the record holds
 DERIVED = {"rules", "portfolio", "broker", "on_problem", "version", "converter", "params", "codes", "open_pnl", "_bar_ms",
            "_bar_window", "resets", "custom", "book", "kernels", "deadlines", "pending"}
-RECORDED = {"equity0", "seq", "targets", "last_ts", "vols", "quotes", "bars", "day", "peak_equity", "ledgers", "curve",
+RECORDED = {"equity0", "seq", "capital", "week", "outside", "last_ts", "vols", "quotes", "bars", "day", "peak_equity", "ledgers", "curve",
             "strategy_curves", "counts", "reconciliation"}
 
 
