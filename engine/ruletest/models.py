@@ -92,7 +92,8 @@ class Case(Model):
     skip: Annotated[str, Field(min_length=1)] | None = Field(None, description="skip the case, giving the reason")
     # Overrides are checked against the configuration's own models when the case is loaded
     # (engine.ruletest.load): their shape is only known once merged into the strategy or rule file.
-    overrides: dict[str, Any] = Field({}, description="deep-merged into the strategy; 'limits', 'allocation', 'profit', 'custom' into those rule files")
+    overrides: dict[str, Any] = Field(
+        {}, description="deep-merged into the strategy; 'limits', 'allocation', 'profit', 'custom' into those rule files")
     equity: Annotated[float, Field(gt=0)] = Field(100_000.0, description="starting equity in the account currency")
     symbol: Symbol = "EURUSD"
     interval: Duration = Field(1_000, description="time between two ticks (30s, 1m, 1h): tick i comes at the epoch + i intervals")

@@ -10,8 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from engine.adapters.paper import PaperBroker
 from engine.config import load_config
 from engine.events import PositionOpened, Tick
