@@ -124,7 +124,7 @@ def optimize(engine: Engine, ts: int) -> dict[str, Any]:
                                                   "of the consensus target",
         "after": recs.after,
         "expected_impact": impact,
-        "warnings": _warnings(impact, alloc.methods, names, cons.weights, lo, hi),
+        "warnings": plan_warnings(impact, alloc.methods, names, cons.weights, lo, hi),
         "agreement": {"mean_pairwise_l1": _f(cons.agreement.mean_pairwise_l1), "max_pairwise_l1": _f(cons.agreement.max_pairwise_l1),
                       "max_deviation": dict(zip(names, map(float, cons.agreement.max_deviation), strict=True))},
         "auto_apply": alloc.auto_apply,
@@ -140,8 +140,8 @@ def max_drawdown(returns: np.ndarray, weights: np.ndarray) -> float:
     return float(np.max(1.0 - curve / peaks)) if curve.size else 0.0
 
 
-def _warnings(impact: dict[str, Any] | None, methods: Sequence[str], names: list[str], targets: np.ndarray,
-              lo: np.ndarray, hi: np.ndarray) -> list[str]:
+def plan_warnings(impact: dict[str, Any] | None, methods: Sequence[str], names: list[str], targets: np.ndarray,
+                  lo: np.ndarray, hi: np.ndarray) -> list[str]:
     """A warning when the plan lowers the expected Sharpe ratio, with the reasons that explain it."""
     if impact is None:
         return []

@@ -89,3 +89,12 @@ def test_invalid_inputs_are_refused():
         recommend(["a", "a"], [0.5, 0.5], [0.5, 0.5], 0.05)
     with pytest.raises(OptimizationError, match="max step"):
         recommend(["a", "b"], [0.5, 0.5], [0.5, 0.5], 0.05, max_step=0)
+
+
+def test_a_decrease_with_no_increase_to_fund_is_given_to_the_holds_drifting_up():
+    # a is 0.10 over its target (decrease, high); b and c are each 0.05 under (hold: exactly their threshold)
+    rec = recommend(["a", "b", "c"], [0.50, 0.25, 0.25], [0.40, 0.30, 0.30], 0.05)
+    assert [s.action for s in rec.strategies] == ["decrease", "hold", "hold"]
+    assert [(t.source, t.destination, t.amount) for t in rec.transfers] == [("a", "b", pytest.approx(0.05)),
+                                                                          ("a", "c", pytest.approx(0.05))]
+    assert rec.after == pytest.approx({"a": 0.40, "b": 0.30, "c": 0.30})

@@ -62,6 +62,7 @@ def test_an_accepted_plan_moves_capital_and_a_restart_keeps_it(redis_server, con
         results = api.client.get("/api/position-management/optimization-results").json()
         assert results["ts"] == first["ts"] and results["implementation_plan"], results
         assert not results["applied"] and results["expected_impact"]["after"]["max_drawdown"] is not None
+        assert set(results["allocations"]) == set(summary["allocations"])
         assert isinstance(results["warnings"], list)
         assert api.client.post("/api/position-management/rebalance", json={"optimization": first["ts"] - 1}).status_code == 409
         accepted = api.client.post("/api/position-management/rebalance", json={"optimization": first["ts"]})

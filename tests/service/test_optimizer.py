@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from engine.adapters.files import read_ticks
@@ -11,7 +12,7 @@ from engine.errors import OptimizationError
 from engine.events import PositionOpened
 from engine.rules import allocation
 from engine.rules.evaluator import Engine
-from engine.service.optimizer import apply, optimize
+from engine.service.optimizer import apply, optimize, plan_warnings
 from tests.conftest import ROOT
 from tests.service.conftest import TICKS
 
@@ -53,3 +54,14 @@ def test_six_strategies_get_targets_within_their_bands_and_a_plan() -> None:
     assert shares == pytest.approx(result["after"]) and sum(shares.values()) == pytest.approx(1.0)
     again = optimize(engine, ticks[-1].ts)
     assert again["implementation_plan"] == [] and again["plan_note"] and apply(engine, again, engine.seq, "job-2") == []
+
+
+def test_a_plan_that_lowers_the_expected_sharpe_says_so_and_why() -> None:
+    impact = {"before": {"sharpe": 1.41, "volatility": 0.12}, "after": {"sharpe": 1.15, "volatility": 0.10}}
+    names = ["a", "b", "c"]
+    [warning] = plan_warnings(impact, ["risk_parity", "max_sharpe"], names, np.array([0.35, 0.40, 0.25]),
+                          np.array([0.15, 0.1, 0.1]), np.array([0.35, 0.5, 0.5]))
+    assert warning.startswith("the plan lowers the expected Sharpe ratio from 1.41 to 1.15: the bands bind (a at its band max 0.35)")
+    assert "risk_parity, whose objective is not the Sharpe ratio" in warning and "volatility from 0.12 to 0.1" in warning
+    better = {"before": {"sharpe": 1.0, "volatility": 0.1}, "after": {"sharpe": 1.2, "volatility": 0.1}}
+    assert plan_warnings(better, ["max_sharpe"], names, np.array([0.3, 0.4, 0.3]), np.zeros(3), np.ones(3)) == []

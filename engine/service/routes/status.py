@@ -45,7 +45,8 @@ def router(ctx: Context) -> APIRouter:
             return {"account": w.account, "status": "none yet", "recommendations": [], "targets": {}, "implementation_plan": [],
                     "expected_impact": None,
                     "next_run": _next_run(service, "optimize_portfolio")}
-        return {"status": "ok" if "error" not in last else "failed", **last, "next_run": _next_run(service, "optimize_portfolio")}
+        return {"status": "ok" if "error" not in last else "failed", **last, "next_run": _next_run(service, "optimize_portfolio"),
+                "allocations": ctx.on_engine(account, allocation.figures)}
 
     @api.post("/api/position-management/rebalance", dependencies=ctx.scoped, tags=["monitoring"])
     async def accept_rebalance(body: Accept, account: str | None = None,
