@@ -43,12 +43,14 @@ dead-letters it with.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from engine import _jsonlimits as _limits
 from engine.errors import RiskrailError
 
 
@@ -288,72 +290,26 @@ def parse_json(raw: bytes | str, *, max_bytes: int | None = MAX_EVENT_BYTES, fin
             raise EventError(f"expected UTF-8 text, found undecodable bytes ({exc.reason} at byte {exc.start})") from None
     if not raw.strip():
         raise EventError("expected a JSON object, found nothing")
-    _check_depth(raw)
     try:
-        obj = json.loads(raw, parse_constant=_constant if finite else float, parse_int=_int)
+        _limits.check_depth(raw, MAX_DEPTH)
+        obj = json.loads(raw, parse_constant=_limits.NonFinite if finite else float,
+                         parse_int=functools.partial(_limits.bounded_int, digits=MAX_INT_DIGITS))
+        if finite:
+            _limits.refuse_non_finite(obj)  # nesting is bounded by MAX_DEPTH: this recursion is too
+    except _limits.LimitError as exc:
+        raise EventError(str(exc)) from None
     except json.JSONDecodeError as exc:
         raise EventError(f"invalid JSON: {exc.msg} at column {exc.colno}") from None
     except RecursionError:  # _check_depth makes this unreachable; kept as the last line of defence
         raise EventError(f"expected JSON nested at most {MAX_DEPTH} deep") from None
     except UnicodeEncodeError:
         raise EventError("expected UTF-8 text, found a lone surrogate") from None
-    if finite:
-        _refuse_non_finite(obj)  # nesting is bounded by MAX_DEPTH: this recursion is too
     return obj
 
 
 def decode(raw: bytes | str, *, max_bytes: int = MAX_EVENT_BYTES) -> Event:
     """Validate the raw text of one input event (``loads``, then ``parse_event``); raise ``EventError``."""
     return parse_event(loads(raw, max_bytes=max_bytes))
-
-
-class _NonFinite(str):
-    """``NaN``, ``Infinity`` or ``-Infinity`` as the JSON text had it: refused with the field's name."""
-
-
-def _constant(name: str) -> Any:
-    return _NonFinite(name)
-
-
-def _refuse_non_finite(value: Any, path: str = "") -> None:
-    if isinstance(value, _NonFinite):
-        raise EventError(f"{path or 'value'}: expected a finite number, found {value}")
-    if isinstance(value, dict):
-        for k, v in value.items():
-            _refuse_non_finite(v, f"{path}.{k}" if path else str(k))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            _refuse_non_finite(v, f"{path}.{i}" if path else str(i))
-
-
-def _int(text: str) -> int:
-    if len(text.lstrip("-")) > MAX_INT_DIGITS:
-        raise EventError(f"expected integers of at most {MAX_INT_DIGITS} digits, found one of {len(text.lstrip('-'))} digits")
-    return int(text)
-
-
-def _check_depth(raw: str) -> None:
-    """Refuse nesting deeper than ``MAX_DEPTH`` before the JSON parser recurses into it (brackets in
-    strings are skipped; a malformed text is left to the parser to report)."""
-    if raw.count("[") + raw.count("{") <= MAX_DEPTH:
-        return
-    depth, in_string, escaped = 0, False, False
-    for ch in raw:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "[{":
-            depth += 1
-            if depth > MAX_DEPTH:
-                raise EventError(f"expected JSON nested at most {MAX_DEPTH} deep, found deeper nesting")
-        elif ch in "]}":
-            depth -= 1
 
 
 def _json_kind(obj: Any) -> str:

@@ -27,7 +27,7 @@ def act(engine: Engine, ts: int, fired: Fired, out: list[Action]) -> None:
         fraction = float(fired.params.get("fraction", 1.0))
         volume = decisions.close_volume(p, fraction, engine.converter.spec(p.symbol))
         if volume == 0.0:
-            engine._problem(f"{fired.rule}: closing {fraction:g} of {p.id} is below the minimum volume of {p.symbol}: nothing closed")
+            engine.problem(f"{fired.rule}: closing {fraction:g} of {p.id} is below the minimum volume of {p.symbol}: nothing closed")
             return
         kind = "close" if volume >= p.volume else "close_partial"
         if kind == "close":
@@ -36,7 +36,7 @@ def act(engine: Engine, ts: int, fired: Fired, out: list[Action]) -> None:
             engine.kernels[p.symbol].reduce(p.id, volume)
         engine.revalue(p.symbol)
         params = {"price": price, "volume": volume, "fraction": decisions.share(volume, p.volume0)}
-        engine._emit(out, ts, kind, p.id, p.strategy_type, params, fired.rule, fired.reason)
+        engine.emit(out, ts, kind, p.id, p.strategy_type, params, fired.rule, fired.reason)
         return
     if fired.type in ("set_stop_loss", "set_take_profit") and fired.position_id in engine.book.positions:
         p = engine.book.positions[fired.position_id]
@@ -48,7 +48,7 @@ def act(engine: Engine, ts: int, fired: Fired, out: list[Action]) -> None:
         previous = p.stop_loss if what == "stop_loss" else p.take_profit
         engine.kernels[p.symbol].set_levels(p.id, **{"stop" if what == "stop_loss" else "take_profit": level})
         engine.book.move(p.id, ts, what, level, fired.rule, engine.version)
-        engine._emit(out, ts, fired.type, p.id, p.strategy_type, {what: level, "previous": previous}, fired.rule, fired.reason)
+        engine.emit(out, ts, fired.type, p.id, p.strategy_type, {what: level, "previous": previous}, fired.rule, fired.reason)
         return
     if fired.type == "close_all":
         items = []
@@ -57,7 +57,7 @@ def act(engine: Engine, ts: int, fired: Fired, out: list[Action]) -> None:
             items.append({"position_id": p.id, "volume": p.volume, "price": bid if p.side > 0 else ask})
             engine.kernels[p.symbol].remove(p.id)
             engine.revalue(p.symbol)
-        engine._emit(out, ts, "close_all", None, fired.strategy, {**fired.params, "positions": items}, fired.rule, fired.reason)
+        engine.emit(out, ts, "close_all", None, fired.strategy, {**fired.params, "positions": items}, fired.rule, fired.reason)
         return
-    engine._emit(out, ts, fired.type, fired.position_id, fired.strategy, dict(fired.params), fired.rule, fired.reason)
+    engine.emit(out, ts, fired.type, fired.position_id, fired.strategy, dict(fired.params), fired.rule, fired.reason)
 

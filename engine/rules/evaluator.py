@@ -161,7 +161,7 @@ class Engine:
         elif isinstance(event, Clock) and (self.last_ts is None or event.ts >= self.last_ts):
             self._roll(event.ts)
         elif isinstance(event, BrokerAlert):
-            self._emit(out, *decisions.broker_alert(event), execute=False)
+            self.emit(out, *decisions.broker_alert(event), execute=False)
         for fired in timers.after(self, event):  # custom rules on broker reports and clock events, max holding times
             self.act(event.ts, fired, out)
         self.pending.update(pid for a in out if a.type in ("close", "close_all") for pid in timers.closed_ids(a)
@@ -169,7 +169,7 @@ class Engine:
         self.counts["actions"] += len(out)
         return out
 
-    def _emit(self, out: list[Action], ts: int, type_: str, position_id: str | None, strategy: str | None,
+    def emit(self, out: list[Action], ts: int, type_: str, position_id: str | None, strategy: str | None,
               params: dict[str, Any], rule: str, reason: str, *, execute: bool = True) -> Action:
         """Append an action; with a synchronous broker, book its fills before the next decision
         (``execute=False``: the book already reflects it)."""
@@ -201,7 +201,7 @@ class Engine:
 
     def _on_tick(self, t: Tick, out: list[Action]) -> None:
         if not self.converter.known(t.symbol):
-            self._problem(f"tick for unknown symbol {t.symbol!r} ignored: add it to rules/instruments.yaml")
+            self.problem(f"tick for unknown symbol {t.symbol!r} ignored: add it to rules/instruments.yaml")
             return
         self.counts["ticks"] += 1
         self._roll(t.ts)
@@ -239,7 +239,7 @@ class Engine:
         decision = decisions.of_hit(ts, p, hit)  # worded before a move changes the position's level
         if hit.kind in ("set_stop_loss", "set_take_profit"):
             self.book.move(p.id, ts, "stop_loss" if hit.kind == "set_stop_loss" else "take_profit", hit.price, hit.rule, self.version)
-        self._emit(out, *decision)
+        self.emit(out, *decision)
 
     def book_fill(self, fill: FillReport, deal: str | None = None) -> decisions.Decision | None:
         """Book a fill (``deal``: the broker's deal id, when known); return the ``lock_profit`` it leads to, if any."""
@@ -323,7 +323,7 @@ class Engine:
         self.counts["proposals"] += 1
         self._roll(e.ts)
         if e.position_id in self.book.positions:
-            self._problem(f"position {e.position_id!r} already exists; duplicate position_opened ignored")
+            self.problem(f"position {e.position_id!r} already exists; duplicate position_opened ignored")
             return
         if e.existing:
             self._on_existing(e, out)
@@ -346,7 +346,7 @@ class Engine:
                         all_reasons.append(r)
             self.counts["rejected"] += 1
             self.book.reject(e.position_id, e.ts, self.version, all_reasons)
-            self._emit(out, e.ts, "reject_position", e.position_id, e.strategy_type, {"reasons": all_reasons},
+            self.emit(out, e.ts, "reject_position", e.position_id, e.strategy_type, {"reasons": all_reasons},
                        rejects[0].rule, "; ".join(all_reasons))
             return
         volume, stop, tp, resized_from = result.volume, result.stop_loss, result.take_profit, result.resized_from
@@ -358,9 +358,9 @@ class Engine:
         self.kernel(e.symbol).add(e.position_id, e.strategy_type, e.side, entry, volume, stop, tp, e.ts)
         if resized_from is not None:
             by = result.resized_by or "max_position_size"
-            self._emit(out, *decisions.resized(e.ts, pos, resized_from, volume, entry, by), execute=False)
+            self.emit(out, *decisions.resized(e.ts, pos, resized_from, volume, entry, by), execute=False)
         if result.sizing is not None:
-            self._emit(out, e.ts, "size_position", e.position_id, e.strategy_type, result.sizing, "sizing",
+            self.emit(out, e.ts, "size_position", e.position_id, e.strategy_type, result.sizing, "sizing",
                        f"sized at {volume:.10g} lots: {result.sizing['how']}", execute=False)
         self._emit_defaults(e, stop, tp, "", out)
         for f in fired:
@@ -372,7 +372,7 @@ class Engine:
         strategy = self.rules.strategies.get(e.strategy_type)
         if strategy is None or not self.converter.known(e.symbol):
             what = f"unknown strategy {e.strategy_type!r}" if strategy is None else f"unknown symbol {e.symbol!r}"
-            self._problem(f"existing position {e.position_id!r} not managed: {what}")
+            self.problem(f"existing position {e.position_id!r} not managed: {what}")
             return
         stop, tp = checks.default_levels(e, strategy.defaults, self.converter.spec(e.symbol))
         volume0 = e.volume0 if e.volume0 is not None and e.volume0 > e.volume else e.volume
@@ -388,7 +388,7 @@ class Engine:
     def _emit_defaults(self, e: PositionOpened, stop: float, tp: float, note: str, out: list[Action]) -> None:
         """Tell the broker the default stop and target of a position that came without them."""
         for d in decisions.defaults(e, stop, tp, self.rules.strategies[e.strategy_type].defaults, note):
-            self._emit(out, *d)
+            self.emit(out, *d)
 
     def _on_closed(self, e: PositionClosed, out: list[Action]) -> None:
         self._on_broker(e, out)
@@ -396,7 +396,7 @@ class Engine:
     def _on_broker(self, e: PositionClosed | Fill | BrokerPositions, out: list[Action]) -> None:
         """Book what the broker reports (engine.rules.reconcile); its ``reconcile`` actions never go to the broker."""
         for d in reconcile.outside(self, e):
-            self._emit(out, *d, execute=d[1] != "reconcile")
+            self.emit(out, *d, execute=d[1] != "reconcile")
 
     # --- reload, summary ------------------------------------------------------------------------
 
@@ -450,7 +450,8 @@ class Engine:
         for name, curve in self.strategy_curves.items():
             curve.append(self.strategy_equity(name))
 
-    def _problem(self, message: str) -> None:
+    def problem(self, message: str) -> None:
+        """Tell ``on_problem`` (the service's log) of input the engine could not act on, in words."""
         if self.on_problem is not None:
             self.on_problem(message)
 

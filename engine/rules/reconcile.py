@@ -137,19 +137,14 @@ def outside(engine: Engine, event: Fill | PositionClosed | BrokerPositions) -> l
     return _report(engine, event)
 
 
-def _problem(engine: Engine, message: str) -> None:
-    if engine.on_problem is not None:
-        engine.on_problem(message)
-
-
 def _fill(engine: Engine, e: Fill) -> list[Decision]:
     p = engine.book.positions.get(e.position_id)
     if p is not None and e.deal_id is not None and p.booked(e.deal_id):  # closed since, or not: a deal is booked once
         _count(engine, "deals_ignored")
-        _problem(engine, f"fill of deal {e.deal_id!r} of position {p.id!r} ignored: that deal is booked already")
+        engine.problem(f"fill of deal {e.deal_id!r} of position {p.id!r} ignored: that deal is booked already")
         return []
     if p is None or not p.is_open:
-        _problem(engine, f"fill for unknown or closed position {e.position_id!r} ignored")
+        engine.problem(f"fill for unknown or closed position {e.position_id!r} ignored")
         return []
     volume = min(e.volume, p.volume)
     if e.action_id is None:  # the fill of an engine action: the kernel took the volume off when it emitted the action
@@ -162,7 +157,7 @@ def _fill(engine: Engine, e: Fill) -> list[Decision]:
 def _closed(engine: Engine, e: PositionClosed) -> list[Decision]:
     p = engine.book.positions.get(e.position_id)
     if p is None or not p.is_open:
-        _problem(engine, f"position_closed for unknown or closed position {e.position_id!r} ignored")
+        engine.problem(f"position_closed for unknown or closed position {e.position_id!r} ignored")
         return []
     price = e.price if e.price is not None else _last_price(engine, p)
     _take_off(engine, p, p.volume)

@@ -87,20 +87,13 @@ def optimize(engine: Engine, ts: int) -> dict[str, Any]:
     if not results:
         raise OptimizationError("every method failed: " + "; ".join(f"{m}: {e}" for m, e in failures.items()))
     cons = consensus_of(results, S, lo, hi, mu=mu, rule=alloc.consensus.combine, risk_free=alloc.risk_free_rate)
-    mu_p, S_p = mu, S
     equity = engine.equity
     current = np.array([max(allocation.capital(engine, n), 0.0) for n in names])
     current = current / current.sum() if current.sum() > 0 else np.full(len(names), 1 / len(names))
     thresholds = [engine.rules.strategies[n].allocation.rebalance_threshold for n in names]
-    recs = recommend(names, current, cons.weights, thresholds, covariance=S_p, expected_returns=mu_p,
+    recs = recommend(names, current, cons.weights, thresholds, covariance=S, expected_returns=mu,
                      risk_free=alloc.risk_free_rate, max_step=alloc.max_transfer_per_step)
-    after = np.array([recs.after[n] for n in names])
-    impact = None if recs.impact is None else {
-        "before": {**{k: _f(v) for k, v in recs.impact.before.as_dict().items()}, "max_drawdown": _f(max_drawdown(returns, current))},
-        "after": {**{k: _f(v) for k, v in recs.impact.after.as_dict().items()}, "max_drawdown": _f(max_drawdown(returns, after))},
-        "risk_contributions_before": recs.impact.risk_contributions_before,
-        "risk_contributions_after": recs.impact.risk_contributions_after,
-    }
+    impact = _impact(recs, returns, current, np.array([recs.after[n] for n in names]))
     return {
         "ts": ts,
         "rules_version": engine.version,
@@ -129,6 +122,19 @@ def optimize(engine: Engine, ts: int) -> dict[str, Any]:
                       "max_deviation": dict(zip(names, map(float, cons.agreement.max_deviation), strict=True))},
         "auto_apply": alloc.auto_apply,
         "applied": False,
+    }
+
+
+def _impact(recs: Any, returns: np.ndarray, current: np.ndarray, after: np.ndarray) -> dict[str, Any] | None:
+    """The plan's expected impact as JSON: the estimates before and after, with the max drawdown of the
+    same return history at the current and the planned weights, and the risk contributions."""
+    if recs.impact is None:
+        return None
+    return {
+        "before": {**{k: _f(v) for k, v in recs.impact.before.as_dict().items()}, "max_drawdown": _f(max_drawdown(returns, current))},
+        "after": {**{k: _f(v) for k, v in recs.impact.after.as_dict().items()}, "max_drawdown": _f(max_drawdown(returns, after))},
+        "risk_contributions_before": recs.impact.risk_contributions_before,
+        "risk_contributions_after": recs.impact.risk_contributions_after,
     }
 
 
