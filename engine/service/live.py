@@ -113,7 +113,7 @@ class Feed:
         if viewer.cursor is None:
             entries = read_back(self.service.redis, self.service.keys.stream(viewer.account, "actions"), count=ACTIONS_PAGE)
             viewer.cursor = text(entries[0][0]) if entries else "0-0"
-            out += [("actions", _actions(entries, reset=True)), ("history", dumps({"samples": self.history(viewer.account)}))]
+            out.append(("actions", _actions(entries, reset=True)))
         else:
             entries = read_range(self.service.redis, self.service.keys.stream(viewer.account, "actions"), f"({viewer.cursor}",
                                  count=ACTIONS_PAGE)
@@ -128,6 +128,9 @@ class Feed:
             if viewer.sent.get(kind) != body:
                 viewer.sent[kind] = body
                 out.append((kind, dumps({**payload, "at": int(time.time() * 1000)}) if kind == "summary" else body))
+        if "history" not in viewer.sent:  # after the first summary: the chart draws the daily limit from it
+            viewer.sent["history"] = ""
+            out.append(("history", dumps({"samples": self.history(viewer.account)})))
         return out
 
     def sample(self, w: AccountWorker) -> _Sample:

@@ -162,13 +162,16 @@
     renderTradingBadge();
     addPoint(s.at / 1000, s.equity, d.pnl, d.limit && d.start_equity ? -d.limit * d.start_equity : null);
   }
-  function onHistory(m) {
+  function onHistory(m) {  // the snapshots before this page connected, in front of what it has drawn since
     const limit = S.summary && S.summary.day ? S.summary.day.limit : null;
-    S.eq = [[], []]; S.pnl = [[], [], []];
+    const first = S.eq[0].length ? S.eq[0][0] : Infinity;
+    const eq = [[], []], pnl = [[], [], []];
     for (const [ts, equity, start] of m.samples || []) {
-      S.eq[0].push(ts / 1000); S.eq[1].push(equity);
-      S.pnl[0].push(ts / 1000); S.pnl[1].push(start === null ? null : equity - start); S.pnl[2].push(limit && start ? -limit * start : null);
+      if (!(ts / 1000 < first)) continue;
+      eq[0].push(ts / 1000); eq[1].push(equity);
+      pnl[0].push(ts / 1000); pnl[1].push(start === null ? null : equity - start); pnl[2].push(limit && start ? -limit * start : null);
     }
+    S.eq = S.eq.map((a, i) => [...eq[i], ...a]); S.pnl = S.pnl.map((a, i) => [...pnl[i], ...a]);
     drawCharts();
   }
   function addPoint(t, equity, pnl, limitLine) {
@@ -180,10 +183,9 @@
     drawCharts();
   }
   function chartSize(box) { return {width: Math.max(200, box.clientWidth), height: box.clientWidth < 500 ? 180 : 220}; }
-  function makeChart(id, series, data) {
+  function makeChart(id, series, data) {  // a uPlot time chart in UTC that follows its box's width
     const box = $(id);
-    const axisTime = {values: (u, splits) => splits.map((v) => { const d = new Date(v * 1000); return `${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}`; }),
-                      label: "UTC", labelSize: 14};
+    const axisTime = {label: "UTC", labelSize: 14};  // uPlot's own time ticks, in UTC (tzDate)
     const opts = {...chartSize(box), tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"), legend: {live: false},
                   cursor: {drag: {x: false, y: false}}, scales: {x: {time: true}},
                   axes: [axisTime, {size: 70, values: (u, splits) => splits.map((v) => num(v, 0))}],
@@ -195,9 +197,9 @@
   function drawCharts() {
     if (typeof uPlot === "undefined") return;
     if (!S.charts.eq) {
-      S.charts.eq = makeChart("chart-equity", [{label: "equity", stroke: "#2f5bd3", width: 1.5, fill: "rgba(47,91,211,0.08)"}], S.eq);
-      S.charts.pnl = makeChart("chart-pnl", [{label: "day PnL", stroke: "#0f7b3f", width: 1.5},
-                                             {label: "daily limit", stroke: "#b42318", width: 1, dash: [6, 4]}], S.pnl);
+      S.charts.eq = makeChart("chart-equity", [{label: "equity", stroke: "#2f5bd3", width: 1.5, fill: "rgba(47,91,211,0.08)", points: {show: false}}], S.eq);
+      S.charts.pnl = makeChart("chart-pnl", [{label: "day PnL", stroke: "#0f7b3f", width: 1.5, points: {show: false}},
+                                             {label: "daily limit", stroke: "#b42318", width: 1, dash: [6, 4], points: {show: false}}], S.pnl);
       return;
     }
     S.charts.eq.setData(S.eq); S.charts.pnl.setData(S.pnl);
@@ -260,7 +262,7 @@
       o.status === "none yet" ? "the optimizer has not run yet" : "no recommendations");
     const plan = $("o-plan");
     plan.replaceChildren(...(o.implementation_plan || []).map((s) => el("li", "", `step ${s.step}: ${pct(s.amount, 2)} (${num(s.amount_equity)}) from ${s.from} to ${s.to}`)));
-    if (!plan.children.length) plan.append(el("li", "muted", "no transfers"));
+    if (!plan.children.length) plan.append(el("li", "muted none", "no transfers"));
     const imp = o.expected_impact;
     table("o-impact", [{t: "expected", cls: "text"}, "return", "volatility", "Sharpe"], imp ? ["before", "after"].map((k) => [
       td("text", k), pct(imp[k].expected_return, 2), pct(imp[k].volatility, 2), num(imp[k].sharpe, 2)]) : [], "no expected impact yet");
