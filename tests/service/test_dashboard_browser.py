@@ -202,16 +202,22 @@ def test_the_halt_control_halts_the_account(page, served) -> None:
     expect(page.locator("#ts-effective")).to_have_text("ACTIVE")
 
 
-def test_the_page_is_readable_at_390_px(served, browser) -> None:
+def test_the_page_asks_for_the_token_again_when_refused_and_is_readable_at_390_px(served, browser) -> None:
     api = served[0]
     context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True, has_touch=True)
     context.add_init_script(TRAPS)
     p = context.new_page()
     try:
         p.goto(f"{api.base}/dashboard")
+        p.fill("#token", "not-the-token")
+        p.click("#connect")  # a wrong token: said so, and asked again
+        expect(p.locator("#login-error")).to_contain_text("the token was refused")
+        expect(p.locator("#login")).to_be_visible()
+        assert p.evaluate("sessionStorage.getItem('riskrail-token')") is None
         p.fill("#token", "secret-token")
         p.click("#connect")
         expect(p.locator("#conn-badge")).to_have_text("live")
+        assert p.evaluate("sessionStorage.getItem('riskrail-token')") == "secret-token" and "secret-token" not in p.url
         expect(p.locator("#k-events")).not_to_have_text("—")
         expect(p.locator("#positions tbody tr").first).to_be_visible()
         expect(p.locator("#chart-equity canvas")).to_have_count(1)

@@ -185,10 +185,18 @@
   function chartSize(box) { return {width: Math.max(200, box.clientWidth), height: box.clientWidth < 500 ? 180 : 220}; }
   function makeChart(id, series, data) {  // a uPlot time chart in UTC that follows its box's width
     const box = $(id);
-    const axisTime = {label: "UTC", labelSize: 14};  // uPlot's own time ticks, in UTC (tzDate)
+    const axisTime = {label: "UTC", labelSize: 14, space: 80, values: (u, splits) => {  // 24-hour UTC, as fine as the span needs
+      const span = splits.length > 1 ? splits[splits.length - 1] - splits[0] : 0;
+      return splits.map((v) => {
+        const d = new Date(v * 1000), hm = `${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}`;
+        return span < 600 ? `${hm}:${pad(d.getUTCSeconds())}` : span < 2 * 86400 ? hm : `${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())} ${hm}`;
+      });
+    }};
     const opts = {...chartSize(box), tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"), legend: {live: false},
-                  cursor: {drag: {x: false, y: false}}, scales: {x: {time: true}},
-                  axes: [axisTime, {size: 70, values: (u, splits) => splits.map((v) => num(v, 0))}],
+                  cursor: {drag: {x: false, y: false}},
+                  scales: {x: {time: true, range: (u, lo, hi) => (u.data[0].length === 1 ? [u.data[0][0] - 60, u.data[0][0] + 60] : [lo, hi])},  // one sample: two minutes
+                           y: {range: (u, lo, hi) => (lo === hi ? [lo - 1, hi + 1] : uPlot.rangeNum(lo, hi, 0.1, true))}},
+                  axes: [axisTime, {size: (u, values) => (values ? 14 + 7.5 * Math.max(0, ...values.map((v) => String(v).length)) : 60), values: (u, splits) => splits.map((v) => num(v, splits.length > 1 && Math.abs(splits[1] - splits[0]) < 5 ? 2 : 0))}],
                   series: [{value: (u, v) => utc(v * 1000, false)}, ...series]};
     const chart = new uPlot(opts, data, box);
     new ResizeObserver(() => chart.setSize(chartSize(box))).observe(box);
