@@ -100,7 +100,8 @@ class Feed:
         self.open = 0  # streams open now (changed on the event loop only)
         self.limiter = anyio.CapacityLimiter(4)
         self._samples: dict[str, _Sample] = {}
-        self._lock = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
+        self._lock = threading.Lock()  # guards _locks and _samples
 
     def poll(self, w: AccountWorker, viewer: Viewer) -> list[tuple[str, str]]:
         """The messages ``viewer`` is due, as ``(event name, JSON text)``: on its first poll the newest page of
@@ -135,8 +136,10 @@ class Feed:
 
     def sample(self, w: AccountWorker) -> _Sample:
         """The account's latest sample, taken anew when older than ``period`` (from any thread)."""
-        with self._lock:  # one viewer samples, the others read what it took
+        with self._lock:
+            lock = self._locks.setdefault(w.account, threading.Lock())
             s = self._samples.setdefault(w.account, _Sample())
+        with lock:  # one viewer of the account samples, the others read what it took; other accounts do not wait
             now = time.monotonic()
             if now - s.at >= self.period:
                 slow = now - s.positions_at >= self.slow_period
