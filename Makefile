@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-dev
 BENCH_STAMP := $(VENV)/.installed-bench
 DOCS_STAMP := $(VENV)/.installed-docs
 
-.PHONY: run replay test promtool bench fuzz docs validate schema clean
+.PHONY: run replay test promtool chromium bench fuzz docs validate schema screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,8 +41,16 @@ promtool:
 	    { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus; }; }; } || \
 	  echo "promtool is not installed (apt-get install prometheus): the deploy/prometheus tests will be skipped"
 
+# the system's Chromium for the dashboard's browser tests: installed when missing and root (CI), else they are skipped
+chromium:
+	@if [ -n "$$RISKRAIL_CHROMIUM" ] || command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing chromium for the dashboard's browser tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else echo "chromium is not installed and this is not root: the dashboard's browser tests will be skipped (apt-get install chromium)"; fi
+
 # the static checks (ruff, mypy, vulture: tools/lint.sh), then the tests
-test: $(STAMP) promtool
+test: $(STAMP) promtool chromium
 	BIN=$(BIN) tools/lint.sh
 	$(BIN)/python -m pytest
 
@@ -66,6 +74,10 @@ validate: $(STAMP)
 
 schema: $(STAMP)
 	$(BIN)/riskrail schema --out schemas
+
+# the dashboard's screenshots in docs/img (1440 and 390 px wide), from a demo service on its own Redis
+screenshots: $(STAMP) chromium
+	$(BIN)/python tools/screenshots.py --out docs/img
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build site *.egg-info

@@ -61,6 +61,8 @@ _allowed = (
     _.rules_plan,
     _.run_job,
     _.dashboard,
+    _.asset,
+    _.stream,
     # engine/service/scheduler.py: job bodies looked up as getattr(self, f"_{name}")
     _._optimize_portfolio,
     _._snapshot_metrics,

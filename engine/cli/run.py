@@ -184,7 +184,7 @@ def _print_addresses(base: str, token: str, new_token: bool, data_dir: str) -> N
     else:
         kept = "from RISKRAIL_API_TOKEN" if os.environ.get("RISKRAIL_API_TOKEN") else "in " + os.path.join(data_dir, "api-token")
         print(f"  token      {kept}", flush=True)
-    print(f"  dashboard  {base}/dashboard" + (f"#token={token}" if new_token else ""), flush=True)
+    print(f"  dashboard  {base}/dashboard   (type the token into its form: it never goes in an address)", flush=True)
     # a command that works as printed: the token comes from where it is kept, never from this line
     secret = "$RISKRAIL_API_TOKEN" if os.environ.get("RISKRAIL_API_TOKEN") else f"$(cat {shlex.quote(os.path.join(data_dir, 'api-token'))})"
     print(f'  try        curl -H "Authorization: Bearer {secret}" {base}/api/risk-management/status', flush=True)

@@ -27,7 +27,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from engine.errors import RiskrailError
 from engine.service import logs
 from engine.service.limits import BodyLimit, Limits
-from engine.service.routes import actions, dashboard, health, jobs, positions, rules, status
+from engine.service.live import Feed
+from engine.service.routes import actions, dashboard, health, jobs, positions, rules, status, stream
 from engine.service.routes.context import Context
 from engine.service.service import Service
 
@@ -45,6 +46,8 @@ def create_app(service: Service, token: str, limits: Limits | None = None) -> Fa
     ctx = Context(service, token)
     for router in (health.router, status.router, positions.router, actions.router, rules.router, jobs.router):
         app.include_router(router(ctx))
+    app.state.feed = Feed(service)  # the live dashboard's streams (GET /api/stream)
+    app.include_router(stream.router(ctx, app.state.feed))
     app.include_router(dashboard.router())
     return app
 

@@ -164,6 +164,12 @@ def read_range(client: redis.Redis, key: str, start: str = "-", end: str = "+", 
     return client.xrange(key, min=start, max=end, count=count)  # type: ignore[return-value]  # see above
 
 
+def read_back(client: redis.Redis, key: str, end: str = "+", start: str = "-", count: int | None = None) -> list[Entry]:
+    """The entries of stream ``key`` from ``end`` back to ``start``, newest first (``XREVRANGE``; ``(ID`` leaves ID out),
+    at most ``count``."""
+    return client.xrevrange(key, max=end, min=start, count=count)  # type: ignore[return-value]  # as read_range
+
+
 def read_group(client: redis.Redis, group: str, consumer: str, streams: dict[KeyT, StreamIdT], count: int,
                block: int) -> list[tuple[bytes, list[Entry]]]:
     """New entries for ``consumer`` of ``group`` (``XREADGROUP``): per stream that has some, its name and

@@ -142,13 +142,3 @@ def test_plan_dry_runs_a_rule_change_against_the_recorded_history(api, redis_ser
     assert broken.json()["detail"]["problems"][0]["text"].startswith("strategies/scalp_trend.yaml:")
     assert a.client.post("/api/rules/plan", json={"files": {"../etc/passwd": "x"}}).status_code == 422
     assert a.anonymous.post("/api/rules/plan", json={"files": {}}).status_code == 401
-
-
-def test_the_dashboard_page_holds_no_data_and_fetches_everything_with_the_token(api) -> None:
-    page = api[0].anonymous.get("/dashboard")
-    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-    html = page.text
-    assert 'headers: {Authorization: "Bearer " + token}' in html
-    for path in ("/api/risk-management/status", "/api/position-management/portfolio-summary", "/api/actions"):
-        assert path in html
-    assert api[1].version not in html  # nothing of the book or the rules is in the page itself

@@ -7,5 +7,6 @@
 - ``actions``: the account's emitted actions, page by page;
 - ``rules``: the active rules, and validate, reload and dry-run (plan) rule files;
 - ``jobs``: run a scheduled job now;
-- ``dashboard``: the static dashboard page.
+- ``stream``: an account's live state as server-sent events, for the dashboard;
+- ``dashboard``: the static dashboard page, its script and style, under a strict Content-Security-Policy.
 """
