@@ -118,29 +118,41 @@ def band_state(share: float | None, band: Any, target: float) -> str:
 
 def watch_bands(engine: Engine, ts: int) -> list[Fired]:
     """The ``alert`` of each strategy whose capital share has just left its ``min``/``max`` band (once per
-    excursion: ``engine.outside`` remembers which are out until they come back)."""
+    excursion: ``engine.outside`` remembers which are out until they come back).
+
+    Runs on every quote: the capital of each strategy is computed inline (as ``capital`` does), and the
+    words only for an alert."""
     equity = engine.equity
     if equity <= 0:
         return []
+    total, codes, realized, cap = engine.open_pnl.total, engine.codes, engine.book.realized_by, engine.capital
     out: list[Fired] = []
-    for name, s in sorted(engine.rules.strategies.items()):
-        share = capital(engine, name) / equity
+    for name, s in engine.rules.strategies.items():
+        code = codes.get(name)
+        if engine.pending:  # positions whose close is in flight are still held: the engine's own sum
+            open_pnl = engine.unrealized(name)
+        else:
+            open_pnl = float(total[code]) if code is not None and code < total.size else 0.0
         band = s.allocation
-        state = band_state(share, band, engine.capital.targets.get(name, band.target))
-        outside = state in ("below_min", "above_max")
-        if outside and name not in engine.outside:
-            engine.outside.add(name)
-            edge = "min" if state == "below_min" else "max"
-            limit = band.min if edge == "min" else band.max
-            reason = (f"capital share of {name} is {share:.2%} of equity, {'below its min' if edge == 'min' else 'above its max'} "
-                      f"{limit:.2%} (target {engine.capital.targets.get(name, band.target):.2%})")
-            out.append(Fired("allocation_band", "alert", None, name,
-                             {"level": "warning", "capital_share": share, "min": band.min, "max": band.max,
-                              "target": engine.capital.targets.get(name, band.target), "capital": share * equity,
-                              "equity": equity}, reason))
-        elif not outside:
+        share = cap.of(name, band.target, engine.equity0, realized.get(name, 0.0) + open_pnl) / equity
+        if band.min - 1e-12 <= share <= band.max + 1e-12:
             engine.outside.discard(name)
-    return out
+        elif name not in engine.outside:
+            engine.outside.add(name)
+            out.append(_band_alert(engine, name, share, equity))
+    return sorted(out, key=lambda f: f.strategy or "")
+
+
+def _band_alert(engine: Engine, name: str, share: float, equity: float) -> Fired:
+    """The ``allocation_band`` alert of strategy ``name`` whose capital share ``share`` is outside its band."""
+    band = engine.rules.strategies[name].allocation
+    target = engine.capital.targets.get(name, band.target)
+    below = share < band.min
+    reason = (f"capital share of {name} is {share:.2%} of equity, {'below its min' if below else 'above its max'} "
+              f"{band.min if below else band.max:.2%} (target {target:.2%})")
+    return Fired("allocation_band", "alert", None, name,
+                 {"level": "warning", "capital_share": share, "min": band.min, "max": band.max, "target": target,
+                  "capital": share * equity, "equity": equity}, reason)
 
 
 def week(engine: Engine) -> dict[str, Any]:
