@@ -33,10 +33,11 @@ replay: $(STAMP)
 		--ticks $(DEMO_TICKS) --summary .riskrail/demo-summary.json > .riskrail/demo-actions.jsonl
 	@echo "actions: .riskrail/demo-actions.jsonl, metrics: .riskrail/demo-summary.json"
 
-# the static checks (ruff, mypy, vulture: tools/lint.sh), then the tests
+# the static checks (ruff, mypy, vulture: tools/lint.sh), then the tests on two workers (pytest-xdist; a
+# module's tests stay on one worker, so its shared fixtures start once)
 test: $(STAMP)
 	BIN=$(BIN) tools/lint.sh
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 bench: $(BENCH_STAMP)
 	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python bench/run.py
