@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import socket
 import threading
 from typing import TYPE_CHECKING, Any
 
 from engine.cli._common import add_config_option
 from engine.errors import RiskrailError
 
-if TYPE_CHECKING:  # logging (and the service) are imported when it runs: `riskrail --help` stays fast
+if TYPE_CHECKING:  # logging, signal, socket (and the service) are imported when it runs: `riskrail --help` stays fast
     import logging
+    import socket
 
 
 def _log() -> logging.Logger:
@@ -96,6 +95,8 @@ def api_token(data_dir: str) -> tuple[str, bool]:
 def _listen(host: str, port: int, backlog: int) -> socket.socket:
     """Bind the API's socket before anything starts: a port in use is said at once, and a client that
     connects as soon as the address is printed waits in the backlog instead of being refused."""
+    import socket
+
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
@@ -108,6 +109,8 @@ def _listen(host: str, port: int, backlog: int) -> socket.socket:
 
 
 def run(args: argparse.Namespace) -> int:
+    import signal
+
     import uvicorn
 
     from engine.adapters import factories
@@ -150,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
         where = f"the embedded Redis ({os.path.join(args.data_dir, 'redis')})"
     accounts = tuple(args.account or (["demo"] if feed == "demo" else ["main"]))
     service = Service(args.config, client, accounts=accounts, prefix=args.prefix, equity0=args.equity,
-                      snapshot_every=args.snapshot_every, consumer=args.name or f"{socket.gethostname()}:{port}",
+                      snapshot_every=args.snapshot_every, consumer=args.name or _consumer(port),
                       allow_takeover=args.allow_takeover or feed == "mt5",
                       broker_factory=edges.broker_factory, instruments=edges.instruments)
     alerts.service = service
@@ -185,6 +188,13 @@ def run(args: argparse.Namespace) -> int:
             embedded.close()
     _log().info("stopped cleanly")
     return 0
+
+
+def _consumer(port: int) -> str:
+    """This process's default name in the consumer group: HOST:PORT."""
+    import socket
+
+    return f"{socket.gethostname()}:{port}"
 
 
 def _print_addresses(base: str, token: str, new_token: bool, data_dir: str) -> None:
