@@ -49,10 +49,11 @@ chromium:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	else echo "chromium is not installed and this is not root: the dashboard's browser tests will be skipped (apt-get install chromium)"; fi
 
-# the static checks (ruff, mypy, vulture: tools/lint.sh), then the tests
+# the static checks (ruff, mypy, vulture: tools/lint.sh), then the tests on two workers (pytest-xdist; a
+# module's tests stay on one worker, so its shared fixtures start once)
 test: $(STAMP) promtool chromium
 	BIN=$(BIN) tools/lint.sh
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 bench: $(BENCH_STAMP)
 	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python bench/run.py

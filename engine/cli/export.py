@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from engine.errors import RiskrailError
-    from engine.service.plan import export_history
+    from engine.service.journal import export_history
     from engine.service.store import Keys, connect, text
 
     if args.redis_url:

@@ -8,30 +8,30 @@ Exit 0 on success, 1 when an input is invalid or the problem is infeasible, 2 on
 from __future__ import annotations
 
 import argparse
-import csv
-import json
-import math
 import sys
-import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-import numpy as np
-
+from engine.cli._common import add_format_option
 from engine.errors import OptimizationError, RiskrailError
+from engine.names import CLI_METHODS, COVARIANCES, unknown
 
-DEFAULT_METHODS = ("max-sharpe", "min-volatility", "risk-parity", "hrp")
-METHOD_CHOICES = (
-    "max-sharpe",
-    "min-volatility",
-    "risk-parity",
-    "hrp",
-    "efficient-risk",
-    "efficient-return",
-    "max-quadratic-utility",
-    "resampled-max-sharpe",
-)
+if TYPE_CHECKING:  # numpy is imported by the functions that run: the parser is built without it
+    import numpy as np
+
+DEFAULT_METHODS = ("max_sharpe", "min_volatility", "risk_parity", "hrp")
+METHOD_CHOICES = CLI_METHODS
+
+
+def _name_of(names: tuple[str, ...], what: str) -> Callable[[str], str]:
+    """argparse type: one of ``names``; an old spelling (``max-sharpe``) is refused naming the new one."""
+
+    def check(value: str) -> str:
+        if value not in names:
+            raise argparse.ArgumentTypeError(unknown(value, names, what))
+        return value
+
+    return check
 
 
 class InputError(RiskrailError):
@@ -48,32 +48,33 @@ def register(sub: argparse._SubParsersAction) -> None:
         "infeasible problem, 2 on usage errors.",
     )
     p.add_argument("--prices", required=True, metavar="FILE.csv", help="price table: date column, then one column per asset")
-    p.add_argument("--method", action="append", choices=METHOD_CHOICES, metavar="M",
+    p.add_argument("--method", action="append", type=_name_of(METHOD_CHOICES, "method"), metavar="M",
                    help=f"method to run, repeatable; one of {', '.join(METHOD_CHOICES)} "
                    f"(default: {' '.join(DEFAULT_METHODS)})")
     p.add_argument("--expected-returns", choices=("mean", "cagr", "ewma"), default="mean",
                    help="expected-return estimator (default: mean, the annualised arithmetic mean)")
-    p.add_argument("--covariance", choices=("sample", "ledoit-wolf", "ewma"), default="ledoit-wolf",
-                   help="covariance estimator (default: ledoit-wolf)")
+    p.add_argument("--covariance", type=_name_of(COVARIANCES, "covariance estimator"), default="ledoit_wolf",
+                   metavar="{" + ",".join(COVARIANCES) + "}", help="covariance estimator (default: ledoit_wolf)")
     p.add_argument("--risk-free", type=float, default=0.0, metavar="R", help="annual risk-free rate (default 0)")
     band = p.add_mutually_exclusive_group()
     band.add_argument("--bounds", metavar="FILE", help="per-asset bands: CSV or YAML with asset, min, max")
     band.add_argument("--strategies", metavar="DIR", help="take the bands from the strategy files of DIR "
                       "(the price columns are then the strategies' return indices)")
     p.add_argument("--consensus", choices=("mean", "median"), default="mean", help="how to combine several methods")
-    p.add_argument("--target-volatility", type=float, metavar="V", help="for efficient-risk")
-    p.add_argument("--target-return", type=float, metavar="R", help="for efficient-return")
-    p.add_argument("--risk-aversion", type=float, default=1.0, metavar="D", help="for max-quadratic-utility")
-    p.add_argument("--samples", type=int, default=200, help="samples of resampled-max-sharpe (default 200)")
-    p.add_argument("--seed", type=int, default=0, help="seed of resampled-max-sharpe (default 0)")
+    p.add_argument("--target-volatility", type=float, metavar="V", help="for efficient_risk")
+    p.add_argument("--target-return", type=float, metavar="R", help="for efficient_return")
+    p.add_argument("--risk-aversion", type=float, default=1.0, metavar="D", help="for max_quadratic_utility")
+    p.add_argument("--samples", type=int, default=200, help="samples of resampled_max_sharpe (default 200)")
+    p.add_argument("--seed", type=int, default=0, help="seed of resampled_max_sharpe (default 0)")
     p.add_argument("--lookback", type=int, metavar="ROWS", help="use only the last ROWS prices")
-    p.add_argument("--format", choices=("table", "json"), default="table")
+    add_format_option(p, "a table of the weights")
     p.add_argument("--plot", metavar="FILE.png", help="write the efficient frontier, portfolios and bands as a PNG")
     p.set_defaults(func=run)
 
 
-@dataclass(frozen=True)
-class Bands:
+class Bands(NamedTuple):
+    """Per-asset weight bands (``lo``, ``hi``) and, from strategy files, the targets and rebalance thresholds."""
+
     lo: np.ndarray
     hi: np.ndarray
     targets: np.ndarray | None = None
@@ -81,6 +82,10 @@ class Bands:
 
 
 def run(args: argparse.Namespace) -> int:
+    import warnings
+
+    import numpy as np
+
     from engine import optimize as opt
 
     try:
@@ -118,8 +123,7 @@ def run(args: argparse.Namespace) -> int:
     if args.target_return is not None:
         options["target_return"] = args.target_return
     results = {}
-    for m in methods:
-        key = m.replace("-", "_")
+    for key in methods:
         if key == "resampled_max_sharpe":
             results[key] = opt.resampled_max_sharpe(mu, S, R.shape[0], bounds=(bands.lo, bands.hi),
                                                     risk_free=args.risk_free, samples=args.samples, seed=args.seed)
@@ -141,6 +145,8 @@ def run(args: argparse.Namespace) -> int:
         _plot(args.plot, names, mu, S, bands, results, cons)
         doc["plot"] = args.plot
     if args.format == "json":
+        import json
+
         print(json.dumps(doc, indent=2, allow_nan=False, default=_json_default))
     else:
         print(_table(doc))
@@ -149,6 +155,10 @@ def run(args: argparse.Namespace) -> int:
 
 def read_prices(path: str) -> tuple[list[str], np.ndarray]:
     """Read a price CSV (gzip if it ends in .gz): header ``date,A,B,...``; blank, ``NA`` or ``nan`` are missing."""
+    import csv
+
+    import numpy as np
+
     try:
         opener: Callable[..., Any]
         if path.endswith(".gz"):
@@ -192,6 +202,8 @@ def read_bounds(path: str, names: Sequence[str]) -> Bands:
 
     An asset named ``*`` sets the default band of the assets not listed (otherwise 0 to 1).
     """
+    import numpy as np
+
     entries = _bounds_entries(path)
     index = {n: i for i, n in enumerate(names)}
     lo, hi = np.zeros(len(names)), np.ones(len(names))
@@ -206,6 +218,9 @@ def read_bounds(path: str, names: Sequence[str]) -> Bands:
 
 
 def _bounds_entries(path: str) -> dict[str, tuple[float, float]]:
+    import csv
+    import math
+
     try:
         with open(path, encoding="utf-8-sig") as fh:
             text = fh.read()
@@ -255,6 +270,8 @@ def _bounds_entries(path: str) -> dict[str, tuple[float, float]]:
 
 
 def _strategy_bands(folder: str, names: list[str], prices: np.ndarray) -> tuple[Bands, list[str], np.ndarray]:
+    import numpy as np
+
     from engine.config import load_strategies  # lazily: the optimizer runs without the config package
 
     strategies = load_strategies(folder)
@@ -280,6 +297,8 @@ def _weights(names: Sequence[str], w: np.ndarray) -> dict[str, float]:
 
 
 def _finite(x: float) -> float | None:
+    import math
+
     return float(x) if math.isfinite(x) else None
 
 
@@ -344,6 +363,8 @@ def _document(args, names, rows, bands, results, cons, recs) -> dict:
 
 
 def _json_default(o):
+    import numpy as np
+
     if isinstance(o, np.generic):
         return o.item()
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
@@ -390,6 +411,7 @@ def _table(doc: dict) -> str:
 
 def _plot(path: str, names, mu, S, bands, results, cons) -> None:
     import matplotlib
+    import numpy as np
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

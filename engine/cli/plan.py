@@ -10,11 +10,9 @@ replay`` reads it: malformed lines reported and skipped, each file put in time o
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import tempfile
 
-from engine.cli._common import add_config_option
+from engine.cli._common import add_config_option, add_format_option
 from engine.cli.replay import add_order_option, late_reporter
 
 
@@ -38,13 +36,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_config_option(p)
     p.add_argument("--equity", type=float, default=100_000.0, help="starting equity (default 100000)")
     add_order_option(p)
-    p.add_argument("--format", choices=("text", "json"), default="text")
+    add_format_option(p)
     p.add_argument("--plot", metavar="FILE.png",
                    help="draw the most changed positions (price, both stop paths, exits) and both equity curves")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    import json
+    import tempfile
+
     from engine.adapters.files import read_history
     from engine.config import render_text as render_problems
     from engine.config import validate_config

@@ -11,8 +11,6 @@ after TS, through ``Engine.reload`` as the service does (open positions keep the
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import os
 import re
 import sys
@@ -128,12 +126,16 @@ def run(args: argparse.Namespace) -> int:
     engine = Engine(rules, equity0=args.equity, broker=PaperBroker(), on_problem=problems.append)
     try:
         skipped, unknown, clocks = _replay(args, engine, problems, reloads)
+    except BrokenPipeError:
+        raise  # the reader of the actions went away (`| head`): the entry point stops quietly
     except OSError as exc:
         print(f"riskrail replay: cannot read {exc.filename}: {exc.strerror}", file=sys.stderr)
         return 1
     summary = engine.summary()
     summary["portfolio"]["rejects"] = skipped
     if args.summary:
+        import json
+
         with open(args.summary, "w", encoding="utf-8") as fh:
             json.dump(finite(summary), fh, indent=2, sort_keys=True, allow_nan=False)
             fh.write("\n")
@@ -197,6 +199,8 @@ def swap(engine: Engine, rules: RuleSet, where: str, folder: str) -> None:
 def finite(value: object) -> object:
     """Return ``value`` with every non-finite float replaced by None (JSON has no inf or nan) and every
     finite one to 12 significant digits: a summary of sums of money shows 37.4, not 37.39999999999944."""
+    import math
+
     if isinstance(value, float):
         return float(f"{value:.12g}") if math.isfinite(value) else None
     if isinstance(value, dict):

@@ -7,19 +7,22 @@ ticks replayed as a live feed, demo positions, the paper broker). See docs/servi
 from __future__ import annotations
 
 import argparse
-import logging
 import os
-import secrets
-import shlex
-import signal
-import socket
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.cli._common import add_config_option
 from engine.errors import RiskrailError
 
-log = logging.getLogger("riskrail.run")
+if TYPE_CHECKING:  # logging, signal, socket (and the service) are imported when it runs: `riskrail --help` stays fast
+    import logging
+    import socket
+
+
+def _log() -> logging.Logger:
+    import logging
+
+    return logging.getLogger("riskrail.run")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,6 +34,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "feed, demo positions, the paper broker, the scheduler and the HTTP API on 127.0.0.1:8000. SIGHUP reloads the "
         "rules; SIGTERM stops cleanly after the event in hand.",
     )
+    add_run_options(p)
+    p.set_defaults(func=run)
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    """Add the options of ``riskrail run`` (``riskrail doctor`` takes the same ones, to check what they name)."""
     add_config_option(p)
     p.add_argument("--host", default="127.0.0.1", help="address of the HTTP API (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port of the HTTP API (default 8000; 0 picks a free one)")
@@ -60,7 +69,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prefix", default="riskrail", help="prefix of the Redis keys (default riskrail)")
     p.add_argument("--log-format", choices=("text", "json"), default="text", help="json: one JSON object per line")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
-    p.set_defaults(func=run)
 
 
 def api_token(data_dir: str) -> tuple[str, bool]:
@@ -75,6 +83,8 @@ def api_token(data_dir: str) -> tuple[str, bool]:
         if token:
             return token, False
     os.makedirs(data_dir, exist_ok=True)
+    import secrets
+
     token = secrets.token_urlsafe(32)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
@@ -85,6 +95,8 @@ def api_token(data_dir: str) -> tuple[str, bool]:
 def _listen(host: str, port: int, backlog: int) -> socket.socket:
     """Bind the API's socket before anything starts: a port in use is said at once, and a client that
     connects as soon as the address is printed waits in the backlog instead of being refused."""
+    import socket
+
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
@@ -97,6 +109,8 @@ def _listen(host: str, port: int, backlog: int) -> socket.socket:
 
 
 def run(args: argparse.Namespace) -> int:
+    import signal
+
     import uvicorn
 
     from engine.adapters import factories
@@ -139,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
         where = f"the embedded Redis ({os.path.join(args.data_dir, 'redis')})"
     accounts = tuple(args.account or (["demo"] if feed == "demo" else ["main"]))
     service = Service(args.config, client, accounts=accounts, prefix=args.prefix, equity0=args.equity,
-                      snapshot_every=args.snapshot_every, consumer=args.name or f"{socket.gethostname()}:{port}",
+                      snapshot_every=args.snapshot_every, consumer=args.name or _consumer(port),
                       allow_takeover=args.allow_takeover or feed == "mt5",
                       broker_factory=edges.broker_factory, instruments=edges.instruments)
     alerts.service = service
@@ -172,8 +186,15 @@ def run(args: argparse.Namespace) -> int:
         edges.close()
         if embedded is not None:
             embedded.close()
-    log.info("stopped cleanly")
+    _log().info("stopped cleanly")
     return 0
+
+
+def _consumer(port: int) -> str:
+    """This process's default name in the consumer group: HOST:PORT."""
+    import socket
+
+    return f"{socket.gethostname()}:{port}"
 
 
 def _print_addresses(base: str, token: str, new_token: bool, data_dir: str) -> None:
@@ -185,6 +206,8 @@ def _print_addresses(base: str, token: str, new_token: bool, data_dir: str) -> N
         kept = "from RISKRAIL_API_TOKEN" if os.environ.get("RISKRAIL_API_TOKEN") else "in " + os.path.join(data_dir, "api-token")
         print(f"  token      {kept}", flush=True)
     print(f"  dashboard  {base}/dashboard   (type the token into its form: it never goes in an address)", flush=True)
+    import shlex
+
     # a command that works as printed: the token comes from where it is kept, never from this line
     secret = "$RISKRAIL_API_TOKEN" if os.environ.get("RISKRAIL_API_TOKEN") else f"$(cat {shlex.quote(os.path.join(data_dir, 'api-token'))})"
     print(f'  try        curl -H "Authorization: Bearer {secret}" {base}/api/risk-management/status', flush=True)
@@ -209,7 +232,7 @@ class BrokerAlerts:
         self.service: Any = None  # set once the service exists; alerts before that reach the log only
 
     def __call__(self, alert: dict[str, Any]) -> None:
-        log.warning("broker alert: %s", alert.get("message"))
+        _log().warning("broker alert: %s", alert.get("message"))
         if self.service is None:
             return
         event = {"type": "broker_alert", "ts": alert["ts"], "message": str(alert.get("message", ""))[:1000]}
@@ -217,7 +240,7 @@ class BrokerAlerts:
         try:
             self.service.publish(event, alert.get("account"))
         except Exception:  # the alert is in the log; the stream may be down (the service reports that itself)
-            log.exception("broker alert not published to the account's stream")
+            _log().exception("broker alert not published to the account's stream")
 
 
 def _start_pump(service, polled, account: str, feed: str, args: argparse.Namespace):
@@ -233,7 +256,7 @@ def _start_pump(service, polled, account: str, feed: str, args: argparse.Namespa
 
 
 def _feed_problem(message: str) -> None:
-    log.warning("feed: %s", message)
+    _log().warning("feed: %s", message)
 
 
 def _start_demo(service, account: str, args: argparse.Namespace):

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from engine.config.schema import write_schemas
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -19,6 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from engine.config.schema import write_schemas
+
     for path in write_schemas(args.out):
         print(path)
     return 0

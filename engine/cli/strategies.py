@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING, Any
 
-from engine.cli._common import add_config_option
-from engine.config import RuleSet, load_config
+from engine.cli._common import add_config_option, add_format_option
+
+if TYPE_CHECKING:
+    from engine.config import RuleSet
 
 
 def _pct(x: float | None) -> str:
@@ -36,14 +39,29 @@ def strategy_table(ruleset: RuleSet) -> str:
     return "\n".join(lines)
 
 
+def strategy_json(ruleset: RuleSet) -> dict[str, Any]:
+    """The strategies as ``--format json`` shows them: ``{"rules_version": ..., "strategies": {name: {...}}}``, each
+    strategy with the keys of its file (fractions, never percent)."""
+    return {"rules_version": ruleset.version,
+            "strategies": {name: s.model_dump(mode="json") for name, s in sorted(ruleset.strategies.items())}}
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("strategies", help="show the strategy table of the configuration")
     add_config_option(p)
+    add_format_option(p, "a table")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from engine.config import load_config
+
     ruleset = load_config(args.config)
+    if args.format == "json":
+        import json
+
+        print(json.dumps(strategy_json(ruleset), indent=2, allow_nan=False))
+        return 0
     print(strategy_table(ruleset))
     print(f"\nrules version {ruleset.version}")
     return 0

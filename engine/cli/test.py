@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from engine.cli._common import add_config_option
+from engine.cli._common import add_config_option, add_format_option
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("paths", nargs="*", metavar="PATH", help="test files or folders (default: rules/tests/ of --config)")
     add_config_option(p)
-    p.add_argument("--format", choices=("text", "json"), default="text", help="text for people, json for CI")
+    add_format_option(p)
     p.add_argument("-k", dest="pattern", metavar="PATTERN", help="run only the cases whose name contains PATTERN (case-insensitive)")
     p.set_defaults(func=run)
 

@@ -6,10 +6,7 @@ import argparse
 import os
 import sys
 
-from engine.cli._common import add_config_option
-from engine.config import render_json, render_text, validate_paths
-from engine.config.custom_lint import halts_nothing_lifts
-from engine.config.problems import dotted
+from engine.cli._common import add_config_option, add_format_option
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,11 +18,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("paths", nargs="*", metavar="PATH", help="rule files or folders (default: the whole configuration)")
     add_config_option(p)
-    p.add_argument("--format", choices=("text", "json"), default="text", help="text for people, json for CI")
+    add_format_option(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from engine.config import render_json, render_text, validate_paths
+    from engine.config.custom_lint import halts_nothing_lifts
+    from engine.config.problems import dotted
+
     for path in args.paths:
         if not os.path.exists(path):
             print(f"riskrail validate: no such file or folder: {path}", file=sys.stderr)

@@ -13,6 +13,7 @@ import warnings
 import numpy as np
 
 from engine.errors import OptimizationError
+from engine.names import COVARIANCES, unknown
 from engine.optimize.returns import TRADING_DAYS, _returns
 
 __all__ = [
@@ -128,13 +129,14 @@ def make_psd(matrix: np.ndarray, *, name: str = "covariance") -> np.ndarray:
 
 def covariance(returns: np.ndarray, method: str = "sample", *, frequency: int = TRADING_DAYS,
                span: int = 180) -> np.ndarray:
-    """Estimate an annualised, PSD covariance with ``method`` in ``sample``, ``ledoit-wolf`` or ``ewma``."""
+    """Estimate an annualised, PSD covariance with ``method`` in ``sample``, ``ledoit_wolf`` or ``ewma``
+    (``engine.names.COVARIANCES``; the old spelling ``ledoit-wolf`` is refused naming the new one)."""
     if method == "sample":
         cov = sample_covariance(returns, frequency)
-    elif method in ("ledoit-wolf", "ledoit_wolf"):
+    elif method == "ledoit_wolf":
         cov = ledoit_wolf(returns, frequency)[0]
     elif method == "ewma":
         cov = ewma_covariance(returns, span, frequency)
     else:
-        raise OptimizationError(f"unknown covariance method {method!r}; expected sample, ledoit-wolf or ewma")
+        raise OptimizationError(unknown(method, COVARIANCES, "covariance method"))
     return make_psd(cov, name=f"{method} covariance")

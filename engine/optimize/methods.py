@@ -8,6 +8,7 @@ from typing import Any, cast
 import numpy as np
 
 from engine.errors import OptimizationError
+from engine.names import unknown
 from engine.optimize.bounds import BoundsLike
 from engine.optimize.hrp import hierarchical_risk_parity
 from engine.optimize.mean_variance import (
@@ -78,12 +79,12 @@ METHODS: dict[str, Runner] = {
 def run_method(name: str, expected_returns: np.ndarray | None, covariance: np.ndarray, *,
                bounds: BoundsLike = None, risk_free: float = 0.0,
                options: Mapping[str, Any] | None = None) -> OptimizationResult:
-    """Run the optimizer called ``name`` (a key of ``METHODS``; dashes are accepted for underscores).
+    """Run the optimizer called ``name`` (a key of ``METHODS``, spelled as ``engine.names.METHODS``; an old
+    spelling such as ``max-sharpe`` raises ``OptimizationError`` naming the new one).
 
     ``options`` carries method parameters: ``target_volatility``, ``target_return``, ``risk_aversion``,
     ``risk_budgets``, ``linkage``.
     """
-    key = name.replace("-", "_")
-    if key not in METHODS:
-        raise OptimizationError(f"unknown method {name!r}; expected one of {', '.join(sorted(METHODS))}")
-    return METHODS[key](expected_returns, covariance, bounds, risk_free, dict(options or {}))
+    if name not in METHODS:
+        raise OptimizationError(unknown(name, tuple(METHODS), "method"))
+    return METHODS[name](expected_returns, covariance, bounds, risk_free, dict(options or {}))

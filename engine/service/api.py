@@ -8,6 +8,8 @@ No request can stop risk management: bodies, connections and slow clients are bo
 route runs (``engine.service.limits``); malformed input is a 4xx that says what is wrong; CPU-heavy
 work runs on threads, never on the event loop; an unexpected exception is logged once under an error
 id and answered ``500`` with that id, never a traceback; no answer quotes a secret (``logs.scrub``).
+Every error answer, whoever gives it (a route, FastAPI's validation, the limits, this module), is a
+problem detail (RFC 9457, ``engine.service.problems``) listing every problem of the request at once.
 
 This module assembles the app: the limits, the error handling, and the routers of ``engine.service.routes``
 (one per concept), in the order the OpenAPI listing shows them.
@@ -15,7 +17,6 @@ This module assembles the app: the limits, the error handling, and the routers o
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 
@@ -25,7 +26,7 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from engine.errors import RiskrailError
-from engine.service import logs
+from engine.service import logs, problems
 from engine.service.limits import BodyLimit, Limits
 from engine.service.live import Feed
 from engine.service.routes import actions, dashboard, health, jobs, positions, rules, status, stream
@@ -41,6 +42,7 @@ def create_app(service: Service, token: str, limits: Limits | None = None) -> Fa
                   description="Position management and portfolio risk: status, positions, actions, rules, metrics.")
     app.add_middleware(BodyLimit, limits=limits or Limits())
     app.add_middleware(_Errors)  # outermost: it also sees what the limits raise
+    problems.install(app)
     app.exception_handler(RiskrailError)(_riskrail_error)
     app.exception_handler(redis.RedisError)(_redis_error)
     ctx = Context(service, token)
@@ -53,11 +55,11 @@ def create_app(service: Service, token: str, limits: Limits | None = None) -> Fa
 
 
 async def _riskrail_error(request: Request, exc: RiskrailError) -> JSONResponse:
-    return JSONResponse({"detail": logs.scrub(str(exc))}, status_code=503)
+    return problems.response(503, logs.scrub(str(exc)), instance=request.url.path)
 
 
 async def _redis_error(request: Request, exc: redis.RedisError) -> JSONResponse:
-    return JSONResponse({"detail": f"Redis is not reachable ({logs.scrub(str(exc))}); the engine retries"}, status_code=503)
+    return problems.response(503, f"Redis is not reachable ({logs.scrub(str(exc))}); the engine retries", instance=request.url.path)
 
 
 class _Errors:
@@ -85,8 +87,8 @@ class _Errors:
             error_id = uuid.uuid4().hex[:12]
             log.exception("internal error %s on %s %s", error_id, scope["method"], scope["path"])
             if not started:
-                body = json.dumps({"detail": f"internal error {error_id}: this is a bug; the service log has it under this id",
-                                   "error_id": error_id}).encode()
+                body = problems.encoded(500, f"internal error {error_id}: this is a bug; the service log has it under this id",
+                                        scope["path"], error_id=error_id)
                 await send({"type": "http.response.start", "status": 500,
-                            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+                            "headers": [(b"content-type", problems.PROBLEM_JSON.encode()), (b"content-length", str(len(body)).encode())]})
                 await send({"type": "http.response.body", "body": body})

@@ -116,12 +116,13 @@ class BodyLimit:
         head = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
         head += sum(len(k) + len(v) + 4 for k, v in scope["headers"])
         if head > lim.header_bytes:  # the parser enforces this only on a head that arrives in several reads
-            await _answer(send, 431, f"request line and headers too large: {head} bytes, at most {lim.header_bytes}")
+            await _answer(send, 431, f"request line and headers too large: {head} bytes, at most {lim.header_bytes}", scope["path"])
             return
         limit = lim.body_limit(scope["method"], scope["path"])
         length = _content_length(scope)
         if length is not None and length > limit:
-            await _answer(send, 413, f"request body too large: {length} bytes, at most {limit} for {scope['method']} {scope['path']}")
+            await _answer(send, 413, f"request body too large: {length} bytes, at most {limit} for {scope['method']} {scope['path']}",
+                          scope["path"])
             return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + lim.body_timeout
@@ -160,7 +161,7 @@ class BodyLimit:
             await self.app(scope, limited_receive, timed_send)
         except _Refused as exc:  # met outside FastAPI's handling of HTTPException
             if not started:
-                await _answer(send, exc.status_code, exc.detail)
+                await _answer(send, exc.status_code, exc.detail, scope["path"])
             # else: the response had begun; uvicorn closes the connection of an unfinished response
         except _SendTimeout as exc:
             log.warning("%s %s: %s; connection closed", scope["method"], scope["path"], exc)
@@ -176,12 +177,13 @@ def _content_length(scope: dict) -> int | None:
     return None
 
 
-async def _answer(send: Callable, status: int, detail: str) -> None:
-    import json
+async def _answer(send: Callable, status: int, detail: str, instance: str | None = None) -> None:
+    """Answer a request cut off by a limit with a problem detail (``engine.service.problems``), closing the connection."""
+    from engine.service import problems
 
-    body = json.dumps({"detail": detail}).encode()
+    body = problems.encoded(status, detail, instance)
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                "headers": [(b"content-type", problems.PROBLEM_JSON.encode()), (b"content-length", str(len(body)).encode()),
                             (b"connection", b"close")]})
     await send({"type": "http.response.body", "body": body})
 

@@ -39,8 +39,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("riskrail.optimizer")
 
 MIN_OBSERVATIONS = 10
-_ESTIMATOR = {"ledoit_wolf": "ledoit-wolf", "sample": "sample", "ewma": "ewma"}
-_METHOD = {"quadratic_utility": "max_quadratic_utility"}
 
 
 def _f(x: float) -> float | None:
@@ -68,7 +66,7 @@ def optimize(engine: Engine, ts: int) -> dict[str, Any]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         mu = expected_returns(returns, alloc.expected_returns, frequency=freq, span=alloc.ewma_span)
-        S = covariance(returns, _ESTIMATOR[alloc.covariance], frequency=freq, span=alloc.ewma_span)
+        S = covariance(returns, alloc.covariance, frequency=freq, span=alloc.ewma_span)
     lo, hi = resolve_bounds((np.array([engine.rules.strategies[n].allocation.min for n in names]),
                              np.array([engine.rules.strategies[n].allocation.max for n in names])), len(names))
     options: dict[str, Any] = {"risk_aversion": alloc.risk_aversion}
@@ -81,7 +79,7 @@ def optimize(engine: Engine, ts: int) -> dict[str, Any]:
     results, failures = [], {}
     for method in alloc.methods:
         try:
-            results.append(run_method(_METHOD.get(method, method), mu, S, bounds=(lo, hi), risk_free=alloc.risk_free_rate, options=options))
+            results.append(run_method(method, mu, S, bounds=(lo, hi), risk_free=alloc.risk_free_rate, options=options))
         except OptimizationError as exc:
             failures[method] = str(exc)
     if not results:

@@ -134,6 +134,27 @@ def test_doctor_says_what_is_wrong_in_plain_words(tmp_path: Path, redis_server, 
     assert checks["redis"]["status"] == "fail" and "not reachable" in checks["redis"]["message"]
 
 
+def test_doctor_reports_the_embedded_redis_and_takes_the_options_of_run(tmp_path: Path) -> None:
+    from engine.service.store import Embedded
+
+    data = tmp_path / "state"
+    embedded = Embedded(str(data / "redis"))
+    try:
+        embedded.client.set("riskrail:x", "1")
+        pid = embedded.client.info("server")["process_id"]
+        up = riskrail("doctor", "--data-dir", str(data), "--port", "1", "--feed", "demo", "--account", "desk1", "--speed", "5",
+                      "--equity", "5000", "--log-level", "debug", "--format", "json")
+        assert up.returncode == 0, up.stdout + up.stderr
+        checks = {c["name"]: c for c in json.loads(up.stdout)["checks"]}
+        assert checks["redis"]["status"] == "ok" and f"is running (pid {pid}, 1 keys)" in checks["redis"]["message"]
+        assert "at 5x into account desk1" in checks["feed"]["message"]
+    finally:
+        embedded.close()
+    down = riskrail("doctor", "--data-dir", str(data), "--port", "1")
+    assert down.returncode == 0, down.stdout
+    assert re.search(r"^ok\s+redis\s+the embedded Redis is not running; `riskrail run` starts it from the data in", down.stdout, re.M)
+
+
 def test_a_port_in_use_is_said_before_anything_starts(tmp_path: Path) -> None:
     import socket
 
@@ -161,6 +182,12 @@ def test_an_exported_journal_is_history_for_plan_and_replay(tmp_path: Path, redi
     out = riskrail("export", "--redis-url", url_of(redis_server), "--out", str(history))
     assert out.returncode == 0, out.stderr
     assert [json.loads(line) for line in history.read_text().splitlines()] == events
+    # to a reader that goes away (`riskrail export | head`): a quiet stop, no traceback
+    closed = subprocess.Popen([sys.executable, "-m", "engine", "export", "--redis-url", url_of(redis_server)], cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    closed.stdout.close()
+    _, err = closed.communicate(timeout=120)
+    assert closed.returncode == 141 and "Traceback" not in err and "Exception ignored" not in err, err
     base = tmp_path / "base"
     import shutil
 

@@ -40,6 +40,10 @@ class ApiRun:
         r = self.send(req)
         assert r.status_code < 500, (r.status_code, r.text[:500])
         assert "Traceback" not in r.text
+        if r.status_code >= 400:  # a refusal is a problem detail that says where each problem is
+            assert r.headers["content-type"] == "application/problem+json", r.headers
+            body = r.json()
+            assert body["status"] == r.status_code and isinstance(body["detail"], str) and body["errors"], body
         if len(req.body) > Limits().body_limit("POST", req.route):
             # with a length it is refused before anything else; sent chunked, a route may refuse it
             # for another reason before reading that far

@@ -33,7 +33,7 @@ def test_default_methods_give_weights_performance_and_consensus(capsys):
 
 
 def test_max_sharpe_reproduces_pypfopt_with_its_estimators(capsys):
-    doc = run_json(capsys, "--method", "max-sharpe", "--expected-returns", "cagr", "--covariance", "sample",
+    doc = run_json(capsys, "--method", "max_sharpe", "--expected-returns", "cagr", "--covariance", "sample",
                    "--risk-free", "0.02")
     assert "consensus" not in doc  # a single method
     perf = doc["methods"]["max_sharpe"]["performance"]
@@ -46,7 +46,7 @@ def test_max_sharpe_reproduces_pypfopt_with_its_estimators(capsys):
 def test_bounds_csv_with_default_row_is_applied(tmp_path, capsys):
     f = tmp_path / "bounds.csv"
     f.write_text("asset,min,max\n*,0.01,0.10\nMA,0.05,0.08\n")
-    doc = run_json(capsys, "--bounds", str(f), "--method", "max-sharpe", "--method", "min-volatility")
+    doc = run_json(capsys, "--bounds", str(f), "--method", "max_sharpe", "--method", "min_volatility")
     for block in doc["methods"].values():
         w = block["weights"]
         assert all(0.01 - 1e-12 <= x <= 0.10 + 1e-12 for x in w.values())
@@ -57,7 +57,7 @@ def test_bounds_csv_with_default_row_is_applied(tmp_path, capsys):
 def test_bounds_yaml_is_applied(tmp_path, capsys):
     f = tmp_path / "bounds.yaml"
     f.write_text("AMZN: {min: 0.2, max: 0.3}\nGOOG: {max: 0.0}\n")
-    doc = run_json(capsys, "--bounds", str(f), "--method", "risk-parity")
+    doc = run_json(capsys, "--bounds", str(f), "--method", "risk_parity")
     w = doc["methods"]["risk_parity"]["weights"]
     assert 0.2 - 1e-12 <= w["AMZN"] <= 0.3 + 1e-12
     assert w["GOOG"] == 0.0
@@ -93,10 +93,10 @@ def test_unreadable_prices_exit_1(tmp_path, capsys):
 
 
 def test_infeasible_request_exits_1_without_traceback(capsys):
-    code = main(["optimize", "--prices", PRICES, "--method", "efficient-return", "--target-return", "5"])
+    code = main(["optimize", "--prices", PRICES, "--method", "efficient_return", "--target-return", "5"])
     err = capsys.readouterr().err
     assert code == 1 and "unreachable" in err and "Traceback" not in err
-    assert main(["optimize", "--prices", PRICES, "--method", "efficient-risk"]) == 1
+    assert main(["optimize", "--prices", PRICES, "--method", "efficient_risk"]) == 1
     assert "target volatility" in capsys.readouterr().err
 
 
@@ -109,15 +109,24 @@ def test_usage_errors_exit_2(capsys):
     assert exc.value.code == 2
 
 
+def test_old_spellings_are_refused_naming_the_one_to_use(capsys):
+    for argv, new in ((["--method", "max-sharpe"], "'max_sharpe'"), (["--method", "max-quadratic-utility"], "'max_quadratic_utility'"),
+                      (["--covariance", "ledoit-wolf"], "'ledoit_wolf'"), (["--format", "table"], "'text'")):
+        with pytest.raises(SystemExit) as exc:
+            main(["optimize", "--prices", PRICES, *argv])
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and f"is now spelled {new}" in err, err
+
+
 def test_table_output_lists_assets_methods_and_agreement(capsys):
-    assert main(["optimize", "--prices", PRICES, "--method", "hrp", "--method", "min-volatility"]) == 0
+    assert main(["optimize", "--prices", PRICES, "--method", "hrp", "--method", "min_volatility"]) == 0
     out = capsys.readouterr().out
     assert "hrp" in out and "min_volatility" in out and "consensus (mean)" in out and "SBUX" in out
 
 
 def test_plot_is_a_valid_png(tmp_path, capsys):
     png = tmp_path / "frontier.png"
-    run_json(capsys, "--method", "max-sharpe", "--method", "min-volatility", "--plot", str(png),
+    run_json(capsys, "--method", "max_sharpe", "--method", "min_volatility", "--plot", str(png),
              "--bounds", str(_bounds(tmp_path)))
     data = png.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
@@ -198,6 +207,6 @@ def test_invalid_strategy_files_exit_1(tmp_path, capsys):
 
 def test_gzipped_prices_are_read(capsys):
     gz = STOCKS.parent / "skfolio_sp500_dataset.csv.gz"
-    assert main(["optimize", "--prices", str(gz), "--format", "json", "--method", "min-volatility"]) == 0
+    assert main(["optimize", "--prices", str(gz), "--format", "json", "--method", "min_volatility"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["inputs"]["rows"] == 8313 and len(doc["assets"]) == 20

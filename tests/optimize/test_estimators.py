@@ -124,7 +124,9 @@ def test_psd_matrix_passes_without_warning(returns):
 
 def test_dispatchers_refuse_unknown_methods(returns):
     _, R = returns
-    with pytest.raises(OptimizationError, match="ledoit-wolf"):
+    with pytest.raises(OptimizationError, match="ledoit_wolf"):
         covariance(R, "shrunk")
+    with pytest.raises(OptimizationError, match="'ledoit-wolf' is now spelled 'ledoit_wolf'"):
+        covariance(R, "ledoit-wolf")
     with pytest.raises(OptimizationError, match="cagr"):
         expected_returns(R, "median")

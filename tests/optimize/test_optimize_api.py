@@ -39,8 +39,8 @@ def test_core_reads_no_clock_and_does_no_io():
 
 
 def test_same_inputs_give_byte_identical_json(capsys):
-    argv = ["optimize", "--prices", str(STOCKS), "--format", "json", "--method", "max-sharpe", "--method",
-            "resampled-max-sharpe", "--samples", "10", "--seed", "3"]
+    argv = ["optimize", "--prices", str(STOCKS), "--format", "json", "--method", "max_sharpe", "--method",
+            "resampled_max_sharpe", "--samples", "10", "--seed", "3"]
     assert main(argv) == 0
     first = capsys.readouterr().out
     assert main(argv) == 0

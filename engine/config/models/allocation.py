@@ -4,11 +4,28 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
 from engine.config.models.base import Model, Name, PositiveFraction
+from engine.names import COVARIANCES, METHODS, renamed, unknown
 
-Method = Literal["risk_parity", "hrp", "min_volatility", "max_sharpe", "efficient_risk", "efficient_return", "quadratic_utility"]
+
+def _spelled(names: tuple[str, ...], what: str) -> BeforeValidator:
+    """Refuse an old spelling of one of ``names`` with a message naming the new one (``engine.names``)."""
+
+    def check(value: object) -> object:
+        if isinstance(value, str) and renamed(value, names) is not None:
+            raise ValueError(unknown(value, names, what))
+        return value
+
+    return BeforeValidator(check)
+
+
+Method = Annotated[
+    Literal["risk_parity", "hrp", "min_volatility", "max_sharpe", "efficient_risk", "efficient_return", "max_quadratic_utility"],
+    _spelled(METHODS, "method"),
+]
+Covariance = Annotated[Literal["sample", "ledoit_wolf", "ewma"], _spelled(COVARIANCES, "covariance estimator")]
 
 
 class Resample(Model):
@@ -47,13 +64,13 @@ class AllocationRules(Model):
     consensus: Consensus = Consensus()
     lookback: Annotated[int, Field(ge=20, le=100_000)] = Field(250, description="return observations used")
     expected_returns: Literal["mean", "cagr", "ewma"] = "mean"
-    covariance: Literal["sample", "ledoit_wolf", "ewma"] = "ledoit_wolf"
+    covariance: Covariance = "ledoit_wolf"
     ewma_span: Annotated[int, Field(ge=2, le=10_000)] = 60
     periods_per_year: Annotated[int, Field(ge=1, le=1_000_000)] = 252
     risk_free_rate: Annotated[float, Field(ge=-0.1, le=1)] = 0.0
     target_volatility: PositiveFraction | None = Field(None, description="for efficient_risk")
     target_return: Annotated[float, Field(ge=-1, le=10)] | None = Field(None, description="for efficient_return")
-    risk_aversion: Annotated[float, Field(gt=0, le=1000)] = Field(1.0, description="for quadratic_utility")
+    risk_aversion: Annotated[float, Field(gt=0, le=1000)] = Field(1.0, description="for max_quadratic_utility")
     risk_budgets: dict[Name, PositiveFraction] | None = Field(None, description="strategy -> risk budget for risk_parity (default: equal)")
     auto_apply: bool = Field(False, description="apply recommendations to the targets automatically")
     max_transfer_per_step: PositiveFraction = Field(0.05, description="largest transfer in one stage of the plan")

@@ -14,6 +14,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from engine.rules.evaluator import Engine
 from engine.service import health, logs
+from engine.service.problems import Problem
 from engine.service.service import Service
 from engine.service.worker import AccountWorker
 
@@ -41,8 +42,8 @@ class Context:
     def auth(self, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
         """Refuse a request without the bearer token (401)."""
         if creds is None or creds.scheme.lower() != "bearer" or not hmac.compare_digest(creds.credentials.encode(), self.token.encode()):
-            raise HTTPException(401, "expected the header Authorization: Bearer <token> "
-                                "(RISKRAIL_API_TOKEN, or the token `riskrail run` printed)", headers={"WWW-Authenticate": "Bearer"})
+            raise Problem(401, "expected the header Authorization: Bearer <token> (RISKRAIL_API_TOKEN, or the token `riskrail run` "
+                          "printed)", location="header.authorization", headers={"WWW-Authenticate": "Bearer"})
 
     def caller_name(self) -> str:
         """The name journaled for the caller of a mutating request (the service's one token: ``api``)."""
@@ -56,8 +57,8 @@ class Context:
         """The worker of ``account`` (default: the service's first), or 404 for one this process does not run."""
         name = account or self.service.default_account
         if name not in self.service.workers:
-            raise HTTPException(404, f"account {name[:100]!r} is not run by this process (accounts here: "
-                                f"{', '.join(sorted(self.service.workers)) or 'none'})")
+            raise Problem(404, f"account {name[:100]!r} is not run by this process (accounts here: "
+                          f"{', '.join(sorted(self.service.workers)) or 'none'})", location="query.account")
         return self.service.worker(name)
 
     def on_engine(self, account: str | None, fn: Callable[[Engine], T]) -> T:

@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException
 
+from engine.service.problems import Problem
 from engine.service.routes.context import Context
 
 #: the jobs ``POST /api/jobs/{name}`` may queue
@@ -21,7 +22,7 @@ def router(ctx: Context) -> APIRouter:
         if service.jobs is None:
             raise HTTPException(503, "this process runs no scheduler")
         if name not in JOBS:
-            raise HTTPException(404, f"no job {name!r}")
+            raise Problem(404, f"no job {name[:100]!r}; expected one of {', '.join(JOBS)}", location="path.name")
         service.jobs.run_now(name)
         return {"job": name, "queued": True}
 
