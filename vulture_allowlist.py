@@ -56,6 +56,8 @@ _allowed = (
     _.get_position,
     _.validate,
     _.rules_plan,
+    _.get_trading_state,
+    _.set_trading_state,
     _.run_job,
     _.dashboard,
     # engine/service/scheduler.py: job bodies looked up as getattr(self, f"_{name}")

@@ -18,6 +18,7 @@ ACTION_TYPES = (
     "close", "close_partial", "set_stop_loss", "set_take_profit", "reject_position", "halt_new_positions",
     "resume", "close_all", "rebalance", "alert", "lock_profit",
     "reconcile",  # a difference with the broker's positions (engine.rules.reconcile): journaled, never sent to a broker
+    "trading_state",  # an operator changed a trading state (engine.rules.trading_state): no order for a broker
 )
 
 

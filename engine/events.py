@@ -23,7 +23,8 @@ JSON objects with a ``type``:
   ``symbol``, ``volume`` and, when the broker tells them, ``stop_loss`` and ``take_profit``: null or 0
   for none, left out when not known), optional ``source`` (the broker's view of the account's open
   positions, sent after the fills of the deals it found: the engine reconciles its book with it,
-  ``engine.rules.reconcile``).
+  ``engine.rules.reconcile``);
+- ``trading_state`` and ``flatten``: an operator's change (``engine.operator``).
 
 ``ts`` is epoch milliseconds or an ISO-8601 time (UTC when it has no offset), between 2000-01-01 and
 2100-01-01: a number that can only be epoch seconds, microseconds or nanoseconds is refused with the
@@ -48,7 +49,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from engine import operator
 from engine.errors import RiskrailError
+from engine.operator import Flatten, TradingStateChange
 
 
 class EventError(RiskrailError):
@@ -155,7 +158,7 @@ class BrokerAlert:
     action_id: str | None = None
 
 
-Event = Tick | PositionOpened | PositionClosed | Fill | Clock | BrokerAlert | BrokerPositions
+Event = Tick | PositionOpened | PositionClosed | Fill | Clock | BrokerAlert | BrokerPositions | TradingStateChange | Flatten
 
 
 def parse_ts(value: Any) -> int:
@@ -399,8 +402,10 @@ def parse_event(obj: Any) -> Event:
         return BrokerAlert(ts, message, _opt_str(obj, "position_id"), _opt_str(obj, "action_id"))
     if kind == "broker_positions":
         return BrokerPositions(ts, _broker_positions(obj), _opt_str(obj, "source"))
-    raise EventError("type: expected tick, position_opened, broker_positions, position_closed, fill, clock or broker_alert, "
-                     f"found {show(kind)}")
+    if kind in operator.TYPES:
+        return operator.parse(obj, kind, ts)
+    raise EventError("type: expected tick, position_opened, broker_positions, position_closed, fill, clock, broker_alert, "
+                     f"trading_state or flatten, found {show(kind)}")
 
 
 def _opt_str(obj: dict, key: str) -> str | None:
@@ -490,6 +495,8 @@ def to_json(event: Event) -> dict[str, Any]:
     if isinstance(event, BrokerPositions):
         source = {} if event.source is None else {"source": event.source}
         return {"type": "broker_positions", "ts": event.ts, "positions": [_position_json(p) for p in event.positions], **source}
+    if isinstance(event, (TradingStateChange, Flatten)):
+        return operator.to_json(event)
     return {"type": "clock", "ts": event.ts}
 
 

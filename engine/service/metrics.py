@@ -90,4 +90,5 @@ class ReconcileDifferences(Collector):
 def event_type(event: Event) -> str:
     """The ``type`` label of an input event in ``riskrail_risk_events_processed_total``."""
     return {"Tick": "tick", "PositionOpened": "position_opened", "PositionClosed": "position_closed", "Fill": "fill",
-            "Clock": "clock", "BrokerAlert": "broker_alert", "BrokerPositions": "broker_positions"}[type(event).__name__]
+            "Clock": "clock", "BrokerAlert": "broker_alert", "BrokerPositions": "broker_positions",
+            "TradingStateChange": "trading_state", "Flatten": "flatten"}[type(event).__name__]
