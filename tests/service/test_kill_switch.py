@@ -243,7 +243,8 @@ def test_every_route_of_the_openapi_listing_answers_each_role_as_the_role_allows
             assert needed == ("viewer" if method == "GET" else "operator" if (method, path) in OPERATOR_ROUTES else "admin")
     audit = [{k.decode(): v.decode() for k, v in f.items()} for _, f in desk.server.xrange("riskrail:audit")]
     journaled = {(a["by"], a["role"], a["method"], a["path"], a["account"]) for a in audit}
-    assert {("ops-alice", "operator", "POST", "/api/flatten", ACCOUNT), ("admin", "admin", "POST", "/api/rules/reload", ACCOUNT)} <= journaled
+    assert ("ops-alice", "operator", "POST", "/api/flatten", ACCOUNT) in journaled
+    assert ("admin", "admin", "POST", "/api/rules/reload", ACCOUNT) in journaled
     assert not any(a["by"] == "watcher" for a in audit)  # refused requests change nothing, so there is nothing to journal
 
 
