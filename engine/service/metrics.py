@@ -48,6 +48,8 @@ class Metrics:
                                ["account"], registry=r)
         self.broker_reconnects = Gauge("riskrail_broker_reconnects", "times the broker's terminal was reconnected since the "
                                        "process started (MetaTrader 5; 0 without one)", registry=r)
+        self.trading_state = Gauge("riskrail_trading_state", "an account's effective trading state as its engine last committed "
+                                   "it: 0 ACTIVE, 1 REDUCING, 2 HALTED", ["account"], registry=r)
         self.reconcile = ReconcileDifferences()
         r.register(self.reconcile)
         self.last_reload_success.set(1)

@@ -101,6 +101,7 @@ def test_halt_rejects_proposals_keeps_closing_flattens_at_the_broker_and_resume_
 
     state = d.set("HALTED", "spreads blew out")
     assert state["effective"] == "HALTED"
+    assert f'riskrail_trading_state{{account="{ACCOUNT}"}} 2.0' in d.viewer.get("/metrics").text
     assert {"scope": "account", "name": None, "state": "HALTED", "reason": "spreads blew out", "by": "ops-alice"}.items() \
         <= state["states"][0].items()
     assert d.viewer.get(f"/api/trading-state?account={ACCOUNT}").json() == state  # GET shows what POST answered
