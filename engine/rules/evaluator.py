@@ -24,8 +24,7 @@ clock
     time passes without a quote: the resets due, the custom rules at every scope (positions at their
     last quote), then the max holding times due (engine.rules.timers.after), as after every event.
 trading_state, flatten
-    an operator's change of a trading state, or closing positions (engine.rules.trading_state), whose
-    states a proposal meets before its pre-trade checks are decided.
+    an operator's change of a trading state (which proposals meet), or closing positions (engine.rules.trading_state).
 
 Portfolio actions follow the position actions of the same tick. Every action carries the rule that
 fired and the rules version; ids are deterministic (see engine.actions).
@@ -158,7 +157,9 @@ class Engine:
             self._on_tick(event, out)
         elif isinstance(event, PositionOpened):
             self._on_proposal(event, out)
-        elif isinstance(event, (PositionClosed, Fill, BrokerPositions)):
+        elif isinstance(event, PositionClosed):
+            self._on_closed(event, out)
+        elif isinstance(event, (Fill, BrokerPositions)):
             self._on_broker(event, out)
         elif isinstance(event, (TradingStateChange, Flatten)):
             trading_state.apply(self, event, out)
@@ -371,8 +372,7 @@ class Engine:
         pos = Position(e.position_id, e.symbol, e.strategy_type, e.strategy_name, e.side, e.volume, e.entry_price, e.ts)
         self.book.propose(pos, self.version)
         result = self.check(e)
-        refused = trading_state.refusals(self, e)  # the trading states first, then the pre-trade checks
-        reasons = refused + result.reasons
+        reasons = (refused := trading_state.refusals(self, e)) + result.reasons  # the trading states first, then the checks
         fired = self.portfolio.post_proposal(self.version, {
             "ts": e.ts, "id": e.position_id, "strategy": e.strategy_type, "symbol": e.symbol, "n_failed": len(reasons),
             "reasons": reasons,
@@ -421,6 +421,9 @@ class Engine:
         """Tell the broker the default stop and target of a position that came without them."""
         for d in decisions.defaults(e, stop, tp, self.rules.strategies[e.strategy_type].defaults, note):
             self._emit(out, *d)
+
+    def _on_closed(self, e: PositionClosed, out: list[Action]) -> None:
+        self._on_broker(e, out)
 
     def _on_broker(self, e: PositionClosed | Fill | BrokerPositions, out: list[Action]) -> None:
         """Book what the broker reports (engine.rules.reconcile); its ``reconcile`` actions never go to the broker."""
@@ -494,7 +497,3 @@ class Engine:
         return summarize(self.book, self.converter, equity=self.equity, unrealized=self.unrealized, curve=self.curve,
                          strategy_curves=self.strategy_curves, ledgers=self.ledgers, strategies=self.rules.strategies,
                          header={"rules_version": self.version, **self.counts})
-
-    def snapshot(self) -> list[PositionState]:
-        """Return the managed state of every open position (for persistence and reloads)."""
-        return [k.state(pid) for k in self.kernels.values() for pid in k.ids]
