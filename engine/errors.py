@@ -21,6 +21,7 @@
     ├── StoreError             Redis cannot be reached or answered oddly       (engine.service.store)
     ├── LeaseLost              another process owns the account now            (engine.service.commit)
     ├── PlanRequestError       a plan request the API answers with a 4xx       (engine.service.plan)
+    ├── TokenError             an API token name or role that cannot be used   (engine.service.tokens)
     └── MT5Error               the MetaTrader 5 terminal refused or failed     (engine.adapters.mt5._module)
         └── MT5Unavailable     the MetaTrader5 package is not installed here   (engine.adapters.mt5._module)
 

@@ -404,8 +404,8 @@ def parse_event(obj: Any) -> Event:
         return BrokerPositions(ts, _broker_positions(obj), _opt_str(obj, "source"))
     if kind in operator.TYPES:
         return operator.parse(obj, kind, ts)
-    raise EventError("type: expected tick, position_opened, broker_positions, position_closed, fill, clock, broker_alert, "
-                     f"trading_state or flatten, found {show(kind)}")
+    raise EventError("type: expected tick, position_opened, broker_positions, position_closed, fill, clock or broker_alert "
+                     f"(or an operator's trading_state or flatten), found {show(kind)}")
 
 
 def _opt_str(obj: dict, key: str) -> str | None:

@@ -2,7 +2,10 @@
 halt -> proposals rejected with the halt's reason while the engine's own closes still execute; flatten ->
 every position closed at the paper broker, journaled with the token's name; resume -> proposals accepted.
 REDUCING admits only what reduces the net exposure; a strategy's or a symbol's halt refuses only its own;
-states survive a restart; and a rule's halt (the daily loss) shows as a state by ``rule:daily_loss``."""
+states survive a restart; a rule's halt (the daily loss) shows as a state by ``rule:daily_loss``; every route
+of /openapi.json answers each role (none, viewer, operator, admin) as the role allows; and the CLI's tokens
+and kill switch work against the running service's Redis. One service serves the module (the restart test
+has its own)."""
 
 from __future__ import annotations
 
