@@ -50,6 +50,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from engine import operator
+from engine._nesting import nested_deeper
 from engine.errors import RiskrailError
 from engine.operator import Flatten, TradingStateChange
 
@@ -282,12 +283,13 @@ def parse_json(raw: bytes | str, *, max_bytes: int | None = MAX_EVENT_BYTES, fin
             raise EventError(f"expected UTF-8 text, found undecodable bytes ({exc.reason} at byte {exc.start})") from None
     if not raw.strip():
         raise EventError("expected a JSON object, found nothing")
-    _check_depth(raw)
+    if nested_deeper(raw, MAX_DEPTH):  # before the JSON parser recurses into it
+        raise EventError(f"expected JSON nested at most {MAX_DEPTH} deep, found deeper nesting")
     try:
         obj = json.loads(raw, parse_constant=_constant if finite else float, parse_int=_int)
     except json.JSONDecodeError as exc:
         raise EventError(f"invalid JSON: {exc.msg} at column {exc.colno}") from None
-    except RecursionError:  # _check_depth makes this unreachable; kept as the last line of defence
+    except RecursionError:  # nested_deeper makes this unreachable; kept as the last line of defence
         raise EventError(f"expected JSON nested at most {MAX_DEPTH} deep") from None
     except UnicodeEncodeError:
         raise EventError("expected UTF-8 text, found a lone surrogate") from None
@@ -324,30 +326,6 @@ def _int(text: str) -> int:
     if len(text.lstrip("-")) > MAX_INT_DIGITS:
         raise EventError(f"expected integers of at most {MAX_INT_DIGITS} digits, found one of {len(text.lstrip('-'))} digits")
     return int(text)
-
-
-def _check_depth(raw: str) -> None:
-    """Refuse nesting deeper than ``MAX_DEPTH`` before the JSON parser recurses into it (brackets in
-    strings are skipped; a malformed text is left to the parser to report)."""
-    if raw.count("[") + raw.count("{") <= MAX_DEPTH:
-        return
-    depth, in_string, escaped = 0, False, False
-    for ch in raw:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "[{":
-            depth += 1
-            if depth > MAX_DEPTH:
-                raise EventError(f"expected JSON nested at most {MAX_DEPTH} deep, found deeper nesting")
-        elif ch in "]}":
-            depth -= 1
 
 
 def _json_kind(obj: Any) -> str:

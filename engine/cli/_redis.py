@@ -29,7 +29,8 @@ def service_redis(args: argparse.Namespace) -> Iterator[redis.Redis]:
     if args.redis_url:
         client = connect(args.redis_url)
         try:
-            yield client
+            with _said():
+                yield client
         finally:
             client.close()
         return
@@ -38,7 +39,8 @@ def service_redis(args: argparse.Namespace) -> Iterator[redis.Redis]:
         raise RiskrailError(f"no embedded Redis in {folder}: give --redis-url, or --data-dir of a `riskrail run`")
     embedded = Embedded(folder)
     try:
-        yield embedded.client
+        with _said():
+            yield embedded.client
     finally:
         try:
             served = len(embedded.client.client_list()) > 1  # a running `riskrail run` uses it: leave it up
@@ -46,3 +48,12 @@ def service_redis(args: argparse.Namespace) -> Iterator[redis.Redis]:
             served = False
         if not served:
             embedded.close()
+
+
+@contextmanager
+def _said() -> Iterator[None]:
+    """A Redis failure during a command as an error it prints, without a traceback."""
+    try:
+        yield
+    except redis.RedisError as exc:
+        raise RiskrailError(f"Redis failed ({type(exc).__name__}: {exc}); is it running, and is --redis-url right?") from None
