@@ -59,6 +59,8 @@ _allowed = (
     _.get_position,
     _.validate,
     _.rules_plan,
+    _.get_trading_state,
+    _.set_trading_state,
     _.run_job,
     _.dashboard,
     _.asset,

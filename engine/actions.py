@@ -19,6 +19,7 @@ ACTION_TYPES = (
     "resume", "close_all", "rebalance", "alert", "lock_profit",
     "size_position",  # the volume the engine sized a proposal that came without one (sizing.risk_per_trade)
     "reconcile",  # a difference with the broker's positions (engine.rules.reconcile): journaled, never sent to a broker
+    "trading_state",  # an operator changed a trading state (engine.rules.trading_state): no order for a broker
 )
 
 

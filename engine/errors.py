@@ -23,6 +23,7 @@
     ├── PlanRequestError       a plan request the API answers with a 4xx       (engine.service.plan)
     ├── Problem                an error answer of the HTTP API, in problem-    (engine.service.problems)
     │                          details form (RFC 9457)
+    ├── TokenError             an API token name or role that cannot be used   (engine.service.tokens)
     └── MT5Error               the MetaTrader 5 terminal refused or failed     (engine.adapters.mt5._module)
         └── MT5Unavailable     the MetaTrader5 package is not installed here   (engine.adapters.mt5._module)
 

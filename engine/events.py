@@ -24,7 +24,8 @@ JSON objects with a ``type``:
   ``symbol``, ``volume`` and, when the broker tells them, ``stop_loss`` and ``take_profit``: null or 0
   for none, left out when not known), optional ``source`` (the broker's view of the account's open
   positions, sent after the fills of the deals it found: the engine reconciles its book with it,
-  ``engine.rules.reconcile``).
+  ``engine.rules.reconcile``);
+- ``trading_state`` and ``flatten``: an operator's change (``engine.operator``).
 
 ``ts`` is epoch milliseconds or an ISO-8601 time (UTC when it has no offset), between 2000-01-01 and
 2100-01-01: a number that can only be epoch seconds, microseconds or nanoseconds is refused with the
@@ -51,7 +52,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from engine import _jsonlimits as _limits
+from engine import operator
 from engine.errors import RiskrailError
+from engine.operator import Flatten, TradingStateChange
 
 
 class EventError(RiskrailError):
@@ -158,7 +161,7 @@ class BrokerAlert:
     action_id: str | None = None
 
 
-Event = Tick | PositionOpened | PositionClosed | Fill | Clock | BrokerAlert | BrokerPositions
+Event = Tick | PositionOpened | PositionClosed | Fill | Clock | BrokerAlert | BrokerPositions | TradingStateChange | Flatten
 
 
 def parse_ts(value: Any) -> int:
@@ -300,7 +303,7 @@ def parse_json(raw: bytes | str, *, max_bytes: int | None = MAX_EVENT_BYTES, fin
         raise EventError(str(exc)) from None
     except json.JSONDecodeError as exc:
         raise EventError(f"invalid JSON: {exc.msg} at column {exc.colno}") from None
-    except RecursionError:  # _check_depth makes this unreachable; kept as the last line of defence
+    except RecursionError:  # check_depth makes this unreachable; kept as the last line of defence
         raise EventError(f"expected JSON nested at most {MAX_DEPTH} deep") from None
     except UnicodeEncodeError:
         raise EventError("expected UTF-8 text, found a lone surrogate") from None
@@ -364,8 +367,10 @@ def parse_event(obj: Any) -> Event:
         return BrokerAlert(ts, message, _opt_str(obj, "position_id"), _opt_str(obj, "action_id"))
     if kind == "broker_positions":
         return BrokerPositions(ts, _broker_positions(obj), _opt_str(obj, "source"))
-    raise EventError("type: expected tick, position_opened, broker_positions, position_closed, fill, clock or broker_alert, "
-                     f"found {show(kind)}")
+    if kind in operator.TYPES:
+        return operator.parse(obj, kind, ts)
+    raise EventError("type: expected tick, position_opened, broker_positions, position_closed, fill, clock or broker_alert "
+                     f"(or an operator's trading_state or flatten), found {show(kind)}")
 
 
 def _opt_str(obj: dict, key: str) -> str | None:
@@ -456,6 +461,8 @@ def to_json(event: Event) -> dict[str, Any]:
     if isinstance(event, BrokerPositions):
         source = {} if event.source is None else {"source": event.source}
         return {"type": "broker_positions", "ts": event.ts, "positions": [_position_json(p) for p in event.positions], **source}
+    if isinstance(event, (TradingStateChange, Flatten)):
+        return operator.to_json(event)
     return {"type": "clock", "ts": event.ts}
 
 

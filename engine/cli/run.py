@@ -201,7 +201,8 @@ def _print_addresses(base: str, token: str, new_token: bool, data_dir: str) -> N
     """The API's address, where the token is (the token itself only when it was just made), the dashboard."""
     print(f"  API        {base}   (OpenAPI: {base}/docs)", flush=True)
     if new_token:
-        print(f"  token      {token}   (shown once; kept in {os.path.join(data_dir, 'api-token')})", flush=True)
+        print(f"  token      {token}   (shown once; an admin token, kept in {os.path.join(data_dir, 'api-token')}; "
+              "`riskrail token add NAME --role viewer|operator` makes others)", flush=True)
     else:
         kept = "from RISKRAIL_API_TOKEN" if os.environ.get("RISKRAIL_API_TOKEN") else "in " + os.path.join(data_dir, "api-token")
         print(f"  token      {kept}", flush=True)

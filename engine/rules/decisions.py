@@ -7,6 +7,7 @@ only word them; they change nothing.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from engine.book.positions import Position
@@ -79,6 +80,14 @@ def resized(ts: int, p: Position, proposed: float, volume: float, entry: float, 
     return (ts, "close_partial", p.id, p.strategy_type,
             {"volume": clean(proposed - volume), "fraction": share(proposed - volume, proposed), "price": entry},
             by, f"resized from {proposed:g} to {volume:.10g} lots to respect {by}")
+
+
+def reasons_of(rejects: Iterable[Any]) -> list[str]:
+    """Every reason of the ``reject_position`` decisions a proposal met (``Fired``), each once, in order."""
+    out: list[str] = []
+    for f in rejects:
+        out.extend(r for r in f.params.get("reasons", [f.reason]) if r not in out)
+    return out
 
 
 def broker_alert(e: BrokerAlert) -> Decision:

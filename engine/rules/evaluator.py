@@ -23,6 +23,8 @@ fill, broker_positions (and position_closed)
 clock
     time passes without a quote: the resets due, the custom rules at every scope (positions at their
     last quote), then the max holding times due (engine.rules.timers.after), as after every event.
+trading_state, flatten
+    an operator's change of a trading state (which proposals meet), or closing positions (engine.rules.trading_state).
 
 Portfolio actions follow the position actions of the same tick. Every action carries the rule that
 fired and the rules version; ids are deterministic (see engine.actions).
@@ -46,8 +48,9 @@ from engine.book.valuation import Converter, OpenPnL, open_risk
 from engine.config.lint import check_removed_strategies
 from engine.config.load import RuleSet
 from engine.events import BrokerAlert, BrokerPositions, Clock, Event, Fill, PositionClosed, PositionOpened, Tick
+from engine.operator import Flatten, TradingStateChange
 from engine.ports import Broker, FillReport
-from engine.rules import acting, allocation, capital_checks, checks, decisions, levels, reconcile, timers
+from engine.rules import acting, allocation, capital_checks, checks, decisions, levels, reconcile, timers, trading_state
 from engine.rules._errors import ReloadRefused
 from engine.rules.chaining import Fired, PortfolioRules
 from engine.rules.contexts import CustomRules
@@ -101,6 +104,7 @@ class Engine:
         self.curve: list[tuple[int, float]] = []
         self.strategy_curves: dict[str, list[float]] = {name: [] for name in self.rules.strategies}
         self.counts = {"events": 0, "ticks": 0, "proposals": 0, "rejected": 0, "breaches": 0, "actions": 0}
+        self.states = trading_state.TradingStates()  # the operators' trading states
 
     # --- state ------------------------------------------------------------------------------------
 
@@ -158,6 +162,8 @@ class Engine:
             self._on_closed(event, out)
         elif isinstance(event, (Fill, BrokerPositions)):
             self._on_broker(event, out)
+        elif isinstance(event, (TradingStateChange, Flatten)):
+            trading_state.apply(self, event, out)
         elif isinstance(event, Clock) and (self.last_ts is None or event.ts >= self.last_ts):
             self._roll(event.ts)
         elif isinstance(event, BrokerAlert):
@@ -166,6 +172,7 @@ class Engine:
             self.act(event.ts, fired, out)
         self.pending.update(pid for a in out if a.type in ("close", "close_all") for pid in timers.closed_ids(a)
                             if self.book.positions[pid].is_open)
+        trading_state.after(self, event.ts, out)
         self.counts["actions"] += len(out)
         return out
 
@@ -332,22 +339,18 @@ class Engine:
         pos = Position(e.position_id, e.symbol, e.strategy_type, e.strategy_name, e.side, proposed, e.entry_price, e.ts)
         self.book.propose(pos, self.version)
         result = self.check(e)
-        reasons = result.reasons
+        reasons = (refused := trading_state.refusals(self, e)) + result.reasons  # the trading states first, then the checks
         fired = self.portfolio.post_proposal(self.version, {
             "ts": e.ts, "id": e.position_id, "strategy": e.strategy_type, "symbol": e.symbol, "n_failed": len(reasons),
             "reasons": reasons,
         })
         rejects = [f for f in fired if f.type == "reject_position"]
         if rejects:
-            all_reasons: list[str] = []
-            for f in rejects:
-                for r in f.params.get("reasons", [f.reason]):
-                    if r not in all_reasons:
-                        all_reasons.append(r)
+            all_reasons = decisions.reasons_of(rejects)
             self.counts["rejected"] += 1
             self.book.reject(e.position_id, e.ts, self.version, all_reasons)
-            self.emit(out, e.ts, "reject_position", e.position_id, e.strategy_type, {"reasons": all_reasons},
-                       rejects[0].rule, "; ".join(all_reasons))
+            rule = trading_state.RULE if refused and rejects[0].rule == "pre_trade" else rejects[0].rule
+            self.emit(out, e.ts, "reject_position", e.position_id, e.strategy_type, {"reasons": all_reasons}, rule, "; ".join(all_reasons))
             return
         volume, stop, tp, resized_from = result.volume, result.stop_loss, result.take_profit, result.resized_from
         entry = e.entry_price if math.isnan(result.entry_price) else result.entry_price
@@ -466,7 +469,3 @@ class Engine:
         return summarize(self.book, self.converter, equity=self.equity, unrealized=self.unrealized, curve=self.curve,
                          strategy_curves=self.strategy_curves, ledgers=self.ledgers, strategies=self.rules.strategies,
                          header={"rules_version": self.version, **self.counts})
-
-    def snapshot(self) -> list[PositionState]:
-        """Return the managed state of every open position (for persistence and reloads)."""
-        return [k.state(pid) for k in self.kernels.values() for pid in k.ids]

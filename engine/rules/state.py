@@ -48,6 +48,9 @@ every amount in the account currency, every time in epoch ms)::
                                without it (written before the counters) restores with none
     custom_closing             [position id, ...]: positions closed since the last custom-rule post,
                                not counted yet
+    trading_states             {"states": [{scope, name, state, reason, by, at}, ...], "seen": {halt: ms}}:
+                               the operators' trading states and when each rule's halt began
+                               (engine.rules.trading_state); a record without it restores all ACTIVE
 
 What the rules determine (strategy parameters, grids, strategy codes, the open PnL) is not recorded:
 ``restore`` rebuilds it from the rules and revalues every symbol at its last quote. A record of a
@@ -73,6 +76,7 @@ from engine.rules import reconcile
 from engine.rules.checks import Bars, timeframe_ms
 from engine.rules.counters import Closes
 from engine.rules.levels import PositionState
+from engine.rules.trading_state import TradingStates
 from engine.rules.volatility import Horizon, Volatility
 
 if TYPE_CHECKING:
@@ -177,6 +181,7 @@ def record(engine: Engine) -> Json:
         "custom_posted": sorted([rule, pid] for rule, pid in engine.custom.posted),
         "custom_closes": engine.custom.closes.record(), "custom_closing": list(engine.custom.closing),
         "reconciliation": _reconciliation(reconcile.state(engine)),
+        "trading_states": engine.states.record(),
     }
 
 
@@ -255,6 +260,7 @@ def _restore(engine: Engine, rec: Json) -> None:
     engine.pending = {p.id for p in engine.book.open_positions() if p.id not in engine.kernel(p.symbol).ids}
     engine.custom.closes = Closes.restore(rec.get("custom_closes", []))
     engine.custom.closing = [str(pid) for pid in rec.get("custom_closing", [])]
+    engine.states = TradingStates.restore(rec.get("trading_states", {}))
     for symbol in engine.kernels:
         engine.revalue(symbol)
 

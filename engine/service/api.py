@@ -1,7 +1,8 @@
 """The HTTP API (FastAPI; OpenAPI at /openapi.json, docs at /docs).
 
 Every endpoint but ``/healthz`` and ``/readyz`` (and the static dashboard page, which holds no data)
-needs ``Authorization: Bearer <token>``. Account-scoped endpoints take ``?account=`` (default: the
+needs ``Authorization: Bearer <token>`` of a role that may call it (``engine.service.tokens``: viewer,
+operator, admin; ``routes.context.role_needed``). Account-scoped endpoints take ``?account=`` (default: the
 service's first account) and answer for the accounts this process runs (404 for another).
 
 No request can stop risk management: bodies, connections and slow clients are bounded before any
@@ -29,7 +30,7 @@ from engine.errors import RiskrailError
 from engine.service import logs, problems
 from engine.service.limits import BodyLimit, Limits
 from engine.service.live import Feed
-from engine.service.routes import actions, dashboard, health, jobs, positions, rules, status, stream
+from engine.service.routes import actions, dashboard, health, jobs, positions, rules, status, stream, trading
 from engine.service.routes.context import Context
 from engine.service.service import Service
 
@@ -46,7 +47,7 @@ def create_app(service: Service, token: str, limits: Limits | None = None) -> Fa
     app.exception_handler(RiskrailError)(_riskrail_error)
     app.exception_handler(redis.RedisError)(_redis_error)
     ctx = Context(service, token)
-    for router in (health.router, status.router, positions.router, actions.router, rules.router, jobs.router):
+    for router in (health.router, status.router, trading.router, positions.router, actions.router, rules.router, jobs.router):
         app.include_router(router(ctx))
     app.state.feed = Feed(service)  # the live dashboard's streams (GET /api/stream)
     app.include_router(stream.router(ctx, app.state.feed))

@@ -18,6 +18,7 @@ import redis
 from redis.client import Pipeline
 
 from engine.errors import RiskrailError
+from engine.rules import trading_state
 from engine.rules.evaluator import Engine
 from engine.service import journal, views
 from engine.service.store import GROUP, Keys, text
@@ -63,10 +64,12 @@ class AccountKeys:
 def state_record(engine: Engine, seq: int) -> dict[str, str]:
     """The account state hash: what an operator reads without the engine (``P:A:state``)."""
     e = engine
+    states, effective = trading_state.listing(e)
     return {
         "rules_version": e.version, "seq": str(seq), "equity": repr(e.equity), "day": e.day.key,
         "day_start_equity": repr(e.day.start_equity), "breached": "1" if e.day.breached else "0",
         "halted": e.portfolio.halted(e.version) or "", "open_positions": str(e.book.n_open),
+        "trading_state": effective, "trading_states": json.dumps([x.to_json() for x in states]),
         "ledgers": json.dumps({n: vars(ledger) for n, ledger in e.ledgers.items()}),
     }
 

@@ -48,6 +48,8 @@ class Metrics:
                                ["account"], registry=r)
         self.broker_reconnects = Gauge("riskrail_broker_reconnects", "times the broker's terminal was reconnected since the "
                                        "process started (MetaTrader 5; 0 without one)", registry=r)
+        self.trading_state = Gauge("riskrail_trading_state", "an account's effective trading state as its engine last committed "
+                                   "it: 0 ACTIVE, 1 REDUCING, 2 HALTED", ["account"], registry=r)
         self.reconcile = ReconcileDifferences()
         r.register(self.reconcile)
         self.last_reload_success.set(1)
@@ -90,4 +92,5 @@ class ReconcileDifferences(Collector):
 def event_type(event: Event) -> str:
     """The ``type`` label of an input event in ``riskrail_risk_events_processed_total``."""
     return {"Tick": "tick", "PositionOpened": "position_opened", "PositionClosed": "position_closed", "Fill": "fill",
-            "Clock": "clock", "BrokerAlert": "broker_alert", "BrokerPositions": "broker_positions"}[type(event).__name__]
+            "Clock": "clock", "BrokerAlert": "broker_alert", "BrokerPositions": "broker_positions",
+            "TradingStateChange": "trading_state", "Flatten": "flatten"}[type(event).__name__]

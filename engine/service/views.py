@@ -13,7 +13,7 @@ from typing import Any
 from engine.actions import Action
 from engine.book.positions import Position
 from engine.events import EventError, PositionOpened, parse_event
-from engine.rules import allocation, reconcile
+from engine.rules import allocation, reconcile, trading_state
 from engine.rules.evaluator import Engine
 
 
@@ -144,6 +144,7 @@ def risk_status(engine: Engine) -> dict[str, Any]:
     return {
         "rules_version": engine.version,
         "halted": engine.portfolio.halted(engine.version),
+        "trading_state": trading_state.listing(engine)[1],  # the account's effective state; each state: /api/trading-state
         "daily_loss": daily(engine),
         "weekly_target": allocation.week(engine),
         "allocations": allocation.figures(engine),

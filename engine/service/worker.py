@@ -359,7 +359,7 @@ class AccountWorker:
             self._snapshot()
         with self._waiters_lock:
             for d in decisions:
-                pid = d.event.position_id if isinstance(d.event, PositionOpened) else d.subject
+                pid = d.event.position_id if isinstance(d.event, PositionOpened) else getattr(d.event, "request_id", None) or d.subject
                 if pid is None:
                     continue
                 fut = self._waiters.pop(pid, None)

@@ -25,7 +25,7 @@ FIXTURE = ROOT / "tests" / "data" / "state" / "v1"
 DERIVED = {"rules", "portfolio", "broker", "on_problem", "version", "converter", "params", "codes", "open_pnl", "_bar_ms",
            "_bar_window", "resets", "custom", "book", "kernels", "deadlines", "pending"}
 RECORDED = {"equity0", "seq", "capital", "week", "outside", "last_ts", "vols", "quotes", "bars", "day", "peak_equity", "ledgers", "curve",
-            "strategy_curves", "counts", "reconciliation"}
+            "strategy_curves", "counts", "reconciliation", "states"}
 
 
 def restored(engine: Engine) -> Engine:

@@ -67,14 +67,14 @@ def test_an_accepted_plan_moves_capital_and_a_restart_keeps_it(redis_server, con
         assert api.client.post("/api/position-management/rebalance", json={"optimization": first["ts"] - 1}).status_code == 409
         accepted = api.client.post("/api/position-management/rebalance", json={"optimization": first["ts"]})
         assert accepted.status_code == 200, accepted.text
-        assert accepted.json()["applied_by"] == "api"
+        assert accepted.json()["applied_by"] == "admin"
         shares = {n: a["capital_share"] for n, a in
                   api.client.get("/api/position-management/portfolio-summary").json()["allocations"].items()}
         assert shares == pytest.approx(results["after"], abs=1e-9)
         assert api.client.post("/api/position-management/rebalance", json={"optimization": first["ts"]}).status_code == 409
         records = [json.loads(f[b"record"]) for _, f in redis_server.xrange(Keys().stream("acct", "journal"))]
         applied = [r for r in records if r["kind"] == "job" and r.get("shares")]
-        assert len(applied) == 1 and applied[0]["by"] == "api" and applied[0]["shares"] == pytest.approx(results["after"])
+        assert len(applied) == 1 and applied[0]["by"] == "admin" and applied[0]["shares"] == pytest.approx(results["after"])
         rebalances = [a for a in api.client.get("/api/actions", params={"limit": 1000}).json()["actions"] if a["type"] == "rebalance"]
         assert len(rebalances) == len(results["implementation_plan"])
         second = optimized(redis_server, svc, before=first)

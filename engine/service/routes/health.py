@@ -5,11 +5,14 @@ from __future__ import annotations
 import time
 
 import anyio
+import redis
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
+from engine.operator import STATES
 from engine.rules import reconcile
 from engine.service.routes.context import Context
+from engine.service.store import text
 
 
 def router(ctx: Context) -> APIRouter:
@@ -42,6 +45,13 @@ def router(ctx: Context) -> APIRouter:
         ctx.look()  # the health gauges are as of this scrape, and so are the reconciliation counts
         service.metrics.reconcile.update({account: reconcile.counts(w.engine) for account, w in list(service.workers.items())
                                           if w.engine is not None})
+        for account in list(service.workers):  # as committed to the account state (the engine's own thread owns its facts)
+            try:
+                committed = text(service.redis.hget(service.keys.stream(account, "state"), "trading_state"))
+            except redis.RedisError:
+                break  # Redis is away (the health gauges say so): the last known states stay
+            if committed in STATES:
+                service.metrics.trading_state.labels(account=account).set(STATES.index(committed))
         return Response(service.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     return api

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
@@ -49,12 +49,12 @@ def router(ctx: Context) -> APIRouter:
                 "allocations": ctx.on_engine(account, allocation.figures)}
 
     @api.post("/api/position-management/rebalance", dependencies=ctx.scoped, tags=["monitoring"])
-    async def accept_rebalance(body: Accept, account: str | None = None,
+    async def accept_rebalance(body: Accept, request: Request, account: str | None = None,
                                timeout: float = Query(10.0, gt=0, le=60)) -> JSONResponse:
         """Accept the last optimization result (named by its ``ts``): the capital moves to its plan's allocation
         and its ``rebalance`` actions are emitted, journaled with who accepted it. 409 when it is not the last
         result, failed or was applied already; 202 when the engine has not applied it within ``timeout``."""
-        return await run_in_threadpool(_accept, ctx, account, body.optimization, ctx.caller_name(), timeout)
+        return await run_in_threadpool(_accept, ctx, account, body.optimization, request.state.who.name, timeout)
 
     return api
 
