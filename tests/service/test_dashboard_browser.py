@@ -187,7 +187,6 @@ def test_the_trading_controls_ask_for_a_reason_and_a_confirmation(page, served) 
     _no_script_ran(page)
 
 
-@pytest.mark.xfail(strict=False, reason="needs the trading-state API")
 def test_the_halt_control_halts_the_account(page, served) -> None:
     api = served[0]
     page.fill("#ts-reason", f"halted from the dashboard {IMG}")

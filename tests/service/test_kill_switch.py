@@ -111,8 +111,8 @@ def test_halt_rejects_proposals_keeps_closing_flattens_at_the_broker_and_resume_
 
     r = d.propose(proposal("k-refused"))
     assert r.status_code == 422, r.text
-    assert r.json()["detail"]["failed_checks"] == ["trading HALTED for the account by ops-alice: spreads blew out"]
-    assert r.json()["detail"]["actions"][0]["rule"] == "trading_state"
+    assert r.json()["failed_checks"] == ["trading HALTED for the account by ops-alice: spreads blew out"]
+    assert r.json()["actions"][0]["rule"] == "trading_state"
 
     d.feed(tick(T0 + 2000, 1.1454))  # k-stop's stop: the engine's own close executes while halted
     assert d.status("k-stop") == "closed"
@@ -146,7 +146,7 @@ def test_reducing_accepts_only_what_reduces_the_net_exposure_of_the_symbol(activ
     d.set("REDUCING", "limit breach, wind down")
     r = d.propose(proposal("r-more"))
     assert r.status_code == 422
-    assert r.json()["detail"]["failed_checks"] == [("trading REDUCING for the account by ops-alice: limit breach, wind down; "
+    assert r.json()["failed_checks"] == [("trading REDUCING for the account by ops-alice: limit breach, wind down; "
                                                    "a BUY of 0.01 lots adds exposure (net open +0.02 lots of EURUSD)")]
     assert d.propose(proposal("r-too-big", action="SELL", volume=0.03)).status_code == 422  # flips the net: adds exposure
     assert d.propose(proposal("r-hedge", action="SELL", volume=0.02)).status_code == 201  # reduces the net to 0
@@ -161,7 +161,7 @@ def test_a_strategy_or_symbol_halt_refuses_only_its_own(active: Desk) -> None:
     assert [(s["scope"], s["name"], s["state"]) for s in state["states"]] == [("account", None, "ACTIVE"),
                                                                              ("strategy", "scalp_trend", "HALTED")]
     r = d.propose(proposal("s-trend"))
-    assert r.status_code == 422 and r.json()["detail"]["failed_checks"] == [
+    assert r.status_code == 422 and r.json()["failed_checks"] == [
         "trading HALTED for strategy scalp_trend by ops-alice: strategy under review"]
     assert d.propose(proposal("s-revert", strategy="scalp_revert")).status_code == 201
 
@@ -171,7 +171,7 @@ def test_a_strategy_or_symbol_halt_refuses_only_its_own(active: Desk) -> None:
     assert [(s["scope"], s["name"]) for s in state["states"]][1:] == [("strategy", "scalp_trend"), ("symbol", "EURUSD"),
                                                                       ("symbol", "GBPUSD")]
     r = d.propose(proposal("s-revert-3", strategy="scalp_revert"))
-    assert r.status_code == 422 and r.json()["detail"]["failed_checks"] == ["trading HALTED for symbol EURUSD by ops-alice: euro news"]
+    assert r.status_code == 422 and r.json()["failed_checks"] == ["trading HALTED for symbol EURUSD by ops-alice: euro news"]
     r = d.operator.post(f"/api/flatten?account={ACCOUNT}", json={"strategy": "scalp_revert", "symbol": "EURUSD", "reason": "flat"})
     assert r.json()["closing"] == ["s-revert", "s-revert-2"]
 
@@ -223,6 +223,15 @@ def test_the_states_survive_a_restart_and_a_rule_halt_shows_as_a_state(redis_ser
         svc.stop()
 
 
+def answer(client, method: str, url: str, body: dict) -> tuple[int, dict | None]:
+    """The status and JSON body of a request; a live stream (server-sent events) is closed once it answered."""
+    with client.stream(method, url, **body) as r:
+        if r.headers.get("content-type", "").startswith("text/event-stream"):
+            return r.status_code, None
+        r.read()
+        return r.status_code, r.json() if "json" in r.headers.get("content-type", "") else None
+
+
 def test_every_route_of_the_openapi_listing_answers_each_role_as_the_role_allows(desk: Desk) -> None:
     """Walk /openapi.json: no token is a 401 (but the probes); a viewer gets every GET and a 403 on every other
     method; an operator also the trading states, flatten and proposals; an admin everything. The bodies are
@@ -234,16 +243,16 @@ def test_every_route_of_the_openapi_listing_answers_each_role_as_the_role_allows
     for method, path in routes:
         url = path.replace("{position_id}", "no-such-position").replace("{name}", "no_such_job") + f"?account={ACCOUNT}"
         body = {} if method == "GET" else {"json": {}}
-        anonymous = desk.api.anonymous.request(method, url, **body)
-        assert (anonymous.status_code == 401) == (path not in ("/healthz", "/readyz")), (method, path)
+        anonymous, _ = answer(desk.api.anonymous, method, url, body)
+        assert (anonymous == 401) == (path not in ("/healthz", "/readyz")), (method, path)
         for role, client in clients.items():
-            r = client.request(method, url, **body)
+            status, reply = answer(client, method, url, body)
             needed = role_needed(method, path)
             if ROLES.index(role) >= ROLES.index(needed):
-                assert r.status_code not in (401, 403), (role, method, path, r.text)
+                assert status not in (401, 403), (role, method, path, reply)
             else:
-                assert r.status_code == 403, (role, method, path)
-                assert r.json()["detail"] == f"{method} {path} needs the {needed} role; the token {role_name(role)!r} is a {role}"
+                assert status == 403 and reply is not None, (role, method, path)
+                assert reply["detail"] == f"{method} {path} needs the {needed} role; the token {role_name(role)!r} is a {role}"
             assert needed == ("viewer" if method == "GET" else "operator" if (method, path) in OPERATOR_ROUTES else "admin")
     audit = [{k.decode(): v.decode() for k, v in f.items()} for _, f in desk.server.xrange("riskrail:audit")]
     journaled = {(a["by"], a["role"], a["method"], a["path"], a["account"]) for a in audit}
