@@ -1,13 +1,10 @@
 """The limits strict JSON reading enforces beyond the grammar: nesting depth, integer digits, no NaN or
-Infinity. ``engine.events.parse_json`` applies them and words a ``LimitError`` as an ``EventError``."""
+Infinity. Each raises ``ValueError`` with the words of the refusal; ``engine.events.parse_json`` applies
+them and turns that into an ``EventError``."""
 
 from __future__ import annotations
 
 from typing import Any
-
-
-class LimitError(ValueError):
-    """JSON beyond a limit: the message says which."""
 
 
 class NonFinite(str):
@@ -15,9 +12,9 @@ class NonFinite(str):
 
 
 def refuse_non_finite(value: Any, path: str = "") -> None:
-    """Raise ``LimitError`` naming the first ``NonFinite`` in ``value`` by its dotted path."""
+    """Raise ``ValueError`` naming the first ``NonFinite`` in ``value`` by its dotted path."""
     if isinstance(value, NonFinite):
-        raise LimitError(f"{path or 'value'}: expected a finite number, found {value}")
+        raise ValueError(f"{path or 'value'}: expected a finite number, found {value}")
     if isinstance(value, dict):
         for k, v in value.items():
             refuse_non_finite(v, f"{path}.{k}" if path else str(k))
@@ -27,9 +24,9 @@ def refuse_non_finite(value: Any, path: str = "") -> None:
 
 
 def bounded_int(text: str, digits: int) -> int:
-    """A JSON integer of at most ``digits`` digits (``LimitError`` for a longer one)."""
+    """A JSON integer of at most ``digits`` digits (``ValueError`` for a longer one)."""
     if len(text.lstrip("-")) > digits:
-        raise LimitError(f"expected integers of at most {digits} digits, found one of {len(text.lstrip('-'))} digits")
+        raise ValueError(f"expected integers of at most {digits} digits, found one of {len(text.lstrip('-'))} digits")
     return int(text)
 
 
@@ -52,6 +49,6 @@ def check_depth(raw: str, max_depth: int) -> None:
         elif ch in "[{":
             depth += 1
             if depth > max_depth:
-                raise LimitError(f"expected JSON nested at most {max_depth} deep, found deeper nesting")
+                raise ValueError(f"expected JSON nested at most {max_depth} deep, found deeper nesting")
         elif ch in "]}":
             depth -= 1

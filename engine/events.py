@@ -299,14 +299,14 @@ def parse_json(raw: bytes | str, *, max_bytes: int | None = MAX_EVENT_BYTES, fin
                          parse_int=functools.partial(_limits.bounded_int, digits=MAX_INT_DIGITS))
         if finite:
             _limits.refuse_non_finite(obj)  # nesting is bounded by MAX_DEPTH: this recursion is too
-    except _limits.LimitError as exc:
-        raise EventError(str(exc)) from None
-    except json.JSONDecodeError as exc:
+    except json.JSONDecodeError as exc:  # a ValueError too: the grammar's, before the limits' own
         raise EventError(f"invalid JSON: {exc.msg} at column {exc.colno}") from None
     except RecursionError:  # check_depth makes this unreachable; kept as the last line of defence
         raise EventError(f"expected JSON nested at most {MAX_DEPTH} deep") from None
     except UnicodeEncodeError:
         raise EventError("expected UTF-8 text, found a lone surrogate") from None
+    except ValueError as exc:  # a limit of engine._jsonlimits (after its subclasses above)
+        raise EventError(str(exc)) from None
     return obj
 
 

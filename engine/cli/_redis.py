@@ -6,10 +6,12 @@ import argparse
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-
-import redis
+from typing import TYPE_CHECKING
 
 from engine.errors import RiskrailError
+
+if TYPE_CHECKING:
+    import redis
 
 
 def add_redis_options(p: argparse.ArgumentParser) -> None:
@@ -24,6 +26,8 @@ def add_redis_options(p: argparse.ArgumentParser) -> None:
 def service_redis(args: argparse.Namespace) -> Iterator[redis.Redis]:
     """A client of the service's Redis: ``--redis-url``, else the embedded server under ``--data-dir`` (started
     from its files when no ``riskrail run`` serves it, and stopped again after). Raises ``RiskrailError``."""
+    import redis
+
     from engine.service.store import Embedded, connect
 
     if args.redis_url:
@@ -53,6 +57,8 @@ def service_redis(args: argparse.Namespace) -> Iterator[redis.Redis]:
 @contextmanager
 def _said() -> Iterator[None]:
     """A Redis failure during a command as an error it prints, without a traceback."""
+    import redis
+
     try:
         yield
     except redis.RedisError as exc:

@@ -12,10 +12,11 @@ from datetime import UTC, datetime
 
 from engine.cli._redis import add_redis_options, service_redis
 
+#: the roles of engine.service.tokens, lowest first (named here: building the parser imports no Redis client)
+ROLES = ("viewer", "operator", "admin")
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from engine.service.tokens import ROLES
-
     p = sub.add_parser("token", help="add, list or revoke the API's named tokens (viewer, operator, admin)",
                        description="Manage the named API tokens in the service's Redis. Roles: viewer (every GET), operator "
                        "(also trading states, flatten, proposing positions), admin (everything: rules reload, validate, plan, jobs).")

@@ -16,12 +16,12 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
-import redis
-
 from engine.cli._redis import add_redis_options, service_redis
 from engine.errors import RiskrailError
 
 if TYPE_CHECKING:
+    import redis
+
     from engine.service.store import Entry
 
 #: command -> the state it sets (None: flatten)
@@ -106,6 +106,8 @@ def _account(client: redis.Redis, keys: Any, account: str | None) -> str:
 
 def _decided(client: redis.Redis, stream: str, entry: str, wait: float) -> bool:
     """Whether the engine acknowledged input ``entry`` (decided and committed it) within ``wait`` seconds."""
+    import redis
+
     from engine.service.store import GROUP, text
 
     deadline = time.monotonic() + wait

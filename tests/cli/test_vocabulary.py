@@ -99,3 +99,10 @@ def test_replay_piped_into_head_prints_one_line_and_no_error() -> None:
     proc = subprocess.run(["sh", "-c", cmd], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and len(proc.stdout.splitlines()) == 1 and json.loads(proc.stdout)["type"]
     assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr and "Broken pipe" not in proc.stderr, proc.stderr
+
+
+def test_the_token_command_offers_the_roles_the_service_knows() -> None:
+    from engine.cli import token
+    from engine.service import tokens
+
+    assert token.ROLES == tokens.ROLES
