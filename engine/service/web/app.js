@@ -343,7 +343,7 @@
     setText("ts-note", "");
     table("ts-table", [{t: "scope", cls: "text"}, {t: "name", cls: "text"}, {t: "state", cls: "text"}, {t: "reason", cls: "text"}, {t: "by", cls: "text"}, "at"],
       (S.tradingState.states || []).map((s) => [td("text", s.scope), td("text", s.name === null ? "—" : s.name), td("text", s.state),
-                                                td("reason", s.reason || ""), td("text", s.by || ""), utc(s.at)]), "no states set");
+                                                td("reason", s.reason || ""), td("text", s.by || ""), (s.at ? utc(s.at) : "never set")]), "no states set");
     renderTradingBadge();
   }
   function renderTradingBadge() {
