@@ -218,16 +218,25 @@ def run_job(worker: AccountWorker, entry_id: str, job: Job) -> Decision:
     return d
 
 
-def _accept(worker: AccountWorker, entry_id: str, job: Job, raw: str) -> Decision:
-    """An operator's acceptance of the last optimization result (``args.optimization``: its ``ts``)."""
-    last = worker.last_optimization
-    wanted = job.args.get("optimization", "")
-    if last is None or ("error" in last and "after" not in last):
-        return Decision(entry_id, None, raw, error="no optimization result to accept: run the optimizer first")
+def refusal(last: dict[str, Any] | None, wanted: str) -> str | None:
+    """Why the optimization result of ``ts`` ``wanted`` cannot be accepted, given the account's ``last`` result
+    (None when it can): none produced yet, not the last one, or applied already."""
+    if last is None or "after" not in last:  # a failed run keeps the last good result: a result with no plan is none
+        return "no optimization result to accept: run the optimizer first"
     if str(last["ts"]) != wanted:
-        return Decision(entry_id, None, raw, error=f"optimization {wanted!r} is not the last result ({last['ts']}): reload it")
+        return f"optimization {wanted[:40]!r} is not the last result ({last['ts']}): read the results again"
     if last.get("applied"):
-        return Decision(entry_id, None, raw, error=f"optimization {wanted} is applied already")
+        return f"optimization {wanted} is applied already (by {last.get('applied_by')})"
+    return None
+
+
+def _accept(worker: AccountWorker, entry_id: str, job: Job, raw: str) -> Decision:
+    """An operator's acceptance of the last optimization result (``args.optimization``: its ``ts``); checked
+    again here, in stream order, since the API's check (``refusal``) may race another acceptance."""
+    last = worker.last_optimization
+    why = refusal(last, job.args.get("optimization", ""))
+    if why is not None or last is None:
+        return Decision(entry_id, None, raw, error=why)
     d = Decision(entry_id, None, raw, job=job.name)
     assert worker.engine is not None, "a job is decided by a rebuilt engine"
     d.actions = apply(worker.engine, last, worker.at.seq, entry_id, by=job.args.get("by") or "operator")

@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from engine.rules import allocation, reconcile
 from engine.service import views
+from engine.service.optimizer import refusal
 from engine.service.routes.context import Context
 from engine.service.service import Service
 from engine.service.store import text
@@ -69,13 +70,9 @@ class Accept(BaseModel):
 def _accept(ctx: Context, account: str | None, ts: int, by: str, timeout: float) -> JSONResponse:
     """Check, publish and wait for an operator's acceptance of an optimization result (in a thread: it blocks)."""
     w = ctx.worker(account)
-    last = w.last_optimization
-    if last is None or "after" not in last:
-        raise HTTPException(409, "no optimization result to accept: the optimizer has not produced one yet")
-    if int(last["ts"]) != ts:
-        raise HTTPException(409, f"optimization {ts} is not the last result ({last['ts']}): read the results again")
-    if last.get("applied"):
-        raise HTTPException(409, f"optimization {ts} is applied already (by {last.get('applied_by')})")
+    why = refusal(w.last_optimization, str(ts))
+    if why is not None:
+        raise HTTPException(409, why)
     entry = text(ctx.service.redis.xadd(ctx.service.keys.stream(w.account, "in"),
                                         {"job": "accept_rebalance", "optimization": str(ts), "by": by}))
     deadline = time.monotonic() + timeout
