@@ -167,7 +167,12 @@ def week(engine: Engine) -> dict[str, Any]:
             "realized": realized, "open": pnl - realized, "return": ret, "target": prof.weekly_growth_target,
             "progress": ret / prof.weekly_growth_target, "reached": w.reached, "reached_ts": w.reached_ts,
             "on_reached": prof.on_reached.model_dump(), "risk_scale": risk_scale(engine),
-            "halted": w.reached and prof.on_reached.halt_new_positions}
+            "halted": week_halted(engine)}
+
+
+def week_halted(engine: Engine) -> bool:
+    """Whether the weekly target was reached and ``on_reached.halt_new_positions`` holds until the reset."""
+    return engine.week.reached and engine.rules.profit.on_reached.halt_new_positions
 
 
 def risk_scale(engine: Engine) -> float:

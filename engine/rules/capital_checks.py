@@ -77,7 +77,7 @@ class Capacity:
     @property
     def week_halted(self) -> bool:
         """Whether the weekly target was reached and ``on_reached.halt_new_positions`` holds until the reset."""
-        return self.engine.week.reached and self.engine.rules.profit.on_reached.halt_new_positions
+        return allocation.week_halted(self.engine)
 
 
 def legs_of(engine: Engine, symbol: str, side: int, volume: float, price: float, groups: Any) -> list[tuple[str, float]]:
